@@ -1,0 +1,33 @@
+"""scenario-engine: WebSocket mock servers written as declarative scenario files.
+
+The pipeline (see docs/ir.md): a `.mock` or YAML file → IR + source map → validation.
+"""
+
+from .errors import ScenarioEngineError, ScenarioError, ScenarioErrors
+from .loader import UsageError, load_file, load_paths, load_source
+from .parse import parse_mock
+from .schema import SCHEMA, schema_text
+from .source import Source, SourceMap, Span
+from .validate import Loaded, validate
+from .yaml_loader import load_yaml
+
+__all__ = [
+    "SCHEMA",
+    "Loaded",
+    "ScenarioEngineError",
+    "ScenarioError",
+    "ScenarioErrors",
+    "Source",
+    "SourceMap",
+    "Span",
+    "UsageError",
+    "load_file",
+    "load_paths",
+    "load_source",
+    "load_yaml",
+    "parse_mock",
+    "schema_text",
+    "validate",
+]
+
+__version__ = "0.1.0"

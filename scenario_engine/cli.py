@@ -1,0 +1,152 @@
+"""The ``scenario-engine`` command: check, compile, convert and print the schema of scenarios.
+
+Exit status: 0 success, 1 a scenario has errors, 2 the command was used wrongly (a missing
+file, an unknown option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from .errors import ScenarioError
+from .loader import UsageError, load_file, load_paths, scenario_files
+from .schema import schema_text
+from .validate import Loaded
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except UsageError as err:
+        print(f"scenario-engine: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scenario-engine",
+        description="WebSocket mock servers written as declarative scenario files.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="validate scenario files and report every error")
+    check.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
+    check.add_argument("--format", choices=("text", "json", "github"), default="text",
+                       help="text (default), json, or github (GitHub Actions annotations)")
+    check.set_defaults(run=_check)
+
+    compile_ = commands.add_parser("compile", help="print a scenario's IR as JSON")
+    compile_.add_argument("file", metavar="FILE")
+    compile_.add_argument("--source-map", action="store_true",
+                          help="print {ir, sourceMap} with each node's line and column")
+    compile_.set_defaults(run=_compile)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of scenarios")
+    schema.set_defaults(run=_schema)
+
+    convert = commands.add_parser("convert", help="rewrite a scenario in the other spelling")
+    convert.add_argument("file", metavar="FILE")
+    convert.add_argument("--to", choices=("yaml", "mock"), required=True)
+    convert.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    convert.set_defaults(run=_convert)
+
+    serve = commands.add_parser("serve", help="serve scenario files as a WebSocket server")
+    serve.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8765,
+                       help="port to listen on (default 8765; 0 picks a free one)")
+    serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
+    serve.add_argument("--keyfile", help="TLS private key (PEM), with --certfile")
+    serve.add_argument("--quiet", action="store_true", help="log only errors")
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def _report(errors: list[ScenarioError], out: TextIO) -> None:
+    for error in errors:
+        print(error.format_text(), file=out)
+        print(file=out)
+
+
+def _check(args: argparse.Namespace) -> int:
+    loaded, errors, count = load_paths(args.paths)
+    errors = sorted(set(errors), key=ScenarioError.sort_key)
+    if args.format == "json":
+        json.dump({"files": count, "errors": [e.as_dict() for e in errors]}, sys.stdout,
+                  indent=2, ensure_ascii=False)
+        print()
+    elif args.format == "github":
+        for error in errors:
+            print(error.format_github())
+    else:
+        _report(errors, sys.stdout)
+        files = f"{count} file" + ("" if count == 1 else "s")
+        if errors:
+            bad = len({e.file for e in errors})
+            print(f"{len(errors)} error{'' if len(errors) == 1 else 's'} in {bad} of {files}")
+        else:
+            routes = sum(len(one.ir["routes"]) for one in loaded)
+            print(f"ok: {files}, {routes} route{'' if routes == 1 else 's'}")
+    return EXIT_INVALID if errors else EXIT_OK
+
+
+def _load_one(name: str) -> Loaded | None:
+    (path,) = scenario_files([name])
+    loaded, errors = load_file(Path(path))
+    if loaded is None:
+        _report(errors, sys.stderr)
+    return loaded
+
+
+def _compile(args: argparse.Namespace) -> int:
+    loaded = _load_one(args.file)
+    if loaded is None:
+        return EXIT_INVALID
+    document: object = loaded.ir
+    if args.source_map:
+        spans = {p: [s.line, s.col, s.end_line, s.end_col] for p, s in loaded.source_map.items()}
+        document = {"ir": loaded.ir, "sourceMap": spans}
+    json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
+    print()
+    return EXIT_OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(schema_text())
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import serve_files
+
+    return serve_files(args.paths, host=args.host, port=args.port, certfile=args.certfile,
+                       keyfile=args.keyfile, quiet=args.quiet)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .emit import emit_mock, emit_yaml
+
+    loaded = _load_one(args.file)
+    if loaded is None:
+        return EXIT_INVALID
+    text = emit_yaml(loaded.ir) if args.to == "yaml" else emit_mock(loaded.ir)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK

@@ -1,0 +1,395 @@
+"""The engine: events in, effects out, no I/O.
+
+The server adapter turns bytes into events (a connection opens, a message arrives, a connection
+closes) and calls the engine; the engine runs the scenario's compiled handlers and returns the
+effects to carry out (frames to send, broadcasts, closes, log lines). Rooms are kept per route,
+behind the small ``Rooms`` interface so that a broker-backed implementation can replace the
+in-memory one without touching the language or the compiler.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .expressions import Context, EvaluationError, to_text, truthy
+from .program import ActionError, Program, Route, Step
+
+__all__ = [
+    "Accepted",
+    "Broadcast",
+    "Close",
+    "Connection",
+    "Effect",
+    "Engine",
+    "Log",
+    "MemoryRooms",
+    "Ping",
+    "Pong",
+    "Rejected",
+    "Request",
+    "Rooms",
+    "Send",
+]
+
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_INTERNAL_ERROR = 1011
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What the opening handshake told us about the client."""
+
+    path: str
+    query: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    ip: str | None = None
+
+
+class Connection:
+    """One client's state in the engine. ``view`` is what expressions see as ``conn``."""
+
+    __slots__ = ("auth", "base", "id", "params", "request", "rooms", "route", "view")
+
+    def __init__(self, route: Route, request: Request, params: dict[str, str], auth: Any,
+                 conn_id: str) -> None:
+        self.id = conn_id
+        self.route = route
+        self.request = request
+        self.params = params
+        self.auth = auth
+        self.rooms: set[str] = set()
+        self.view = ConnectionView(self)
+        # The names every event of this connection starts from, built once.
+        self.base: Context = {**route.constants, "conn": self.view, "auth": auth,
+                              "query": request.query, "headers": request.headers,
+                              "params": params}
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} {self.request.path}>"
+
+
+class ConnectionView(Mapping[str, Any]):
+    """``conn`` in expressions: read-only, and only these keys (never Python attributes)."""
+
+    __slots__ = ("_conn",)
+    _KEYS = ("id", "rooms", "ip", "path", "query", "headers", "params")
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def __getitem__(self, key: str) -> Any:
+        conn = self._conn
+        if key == "id":
+            return conn.id
+        if key == "rooms":
+            return sorted(conn.rooms)
+        if key == "ip":
+            return conn.request.ip
+        if key == "path":
+            return conn.request.path
+        if key == "query":
+            return conn.request.query
+        if key == "headers":
+            return conn.request.headers
+        if key == "params":
+            return conn.params
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._KEYS)
+
+    def __len__(self) -> int:
+        return len(self._KEYS)
+
+
+# ---- effects ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    conn: Connection
+    data: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    data: str | bytes
+    targets: tuple[Connection, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    conn: Connection
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    conn: Connection
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    conn: Connection
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    conn: Connection | None
+    message: str
+    location: str
+    error: bool = False
+
+
+Effect = Send | Broadcast | Close | Ping | Pong | Log
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    auth: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Refuse the connection: with a close ``code`` after the handshake, or an HTTP ``status``."""
+
+    reason: str
+    code: int | None = None
+    status: int | None = None
+
+
+# ---- rooms -----------------------------------------------------------------------------------
+
+class Rooms(Protocol):
+    """Room membership of one route."""
+
+    def join(self, room: str, conn: Connection) -> None: ...
+    def leave(self, room: str, conn: Connection) -> None: ...
+    def members(self, room: str) -> set[Connection]: ...
+
+
+class MemoryRooms:
+    """Rooms in this process's memory; an empty room is forgotten."""
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, set[Connection]] = {}
+
+    def join(self, room: str, conn: Connection) -> None:
+        self._rooms.setdefault(room, set()).add(conn)
+
+    def leave(self, room: str, conn: Connection) -> None:
+        members = self._rooms.get(room)
+        if members is not None:
+            members.discard(conn)
+            if not members:
+                del self._rooms[room]
+
+    def members(self, room: str) -> set[Connection]:
+        return self._rooms.get(room, set())
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+
+# ---- the engine ------------------------------------------------------------------------------
+
+class _Runtime:
+    """What compiled actions act on during one event: the connection, and the effects so far."""
+
+    __slots__ = ("conn", "effects", "engine")
+
+    def __init__(self, engine: Engine, conn: Connection) -> None:
+        self.engine = engine
+        self.conn = conn
+        self.effects: list[Effect] = []
+
+    def send(self, data: str | bytes) -> None:
+        self.effects.append(Send(self.conn, data))
+
+    def broadcast(self, data: str | bytes, rooms: list[Any] | None, include_self: bool) -> None:
+        engine, conn = self.engine, self.conn
+        if rooms is None:
+            targets = set(engine.connections[conn.route.index])
+        else:
+            targets = set()
+            room_sets = engine.rooms[conn.route.index]
+            for room in _room_names(rooms):
+                targets |= room_sets.members(room)
+        if not include_self:
+            targets.discard(conn)
+        if targets:
+            self.effects.append(Broadcast(data, tuple(targets)))
+
+    def join(self, room: Any) -> None:
+        for name in _room_names([room]):
+            self.conn.rooms.add(name)
+            self.engine.rooms[self.conn.route.index].join(name, self.conn)
+
+    def leave(self, room: Any) -> None:
+        for name in _room_names([room]):
+            self.conn.rooms.discard(name)
+            self.engine.rooms[self.conn.route.index].leave(name, self.conn)
+
+    def close(self, code: int, reason: Any) -> None:
+        self.effects.append(Close(self.conn, code, to_text(reason)))
+
+    def ping(self, data: str | bytes) -> None:
+        self.effects.append(Ping(self.conn, data.encode() if isinstance(data, str) else data))
+
+    def pong(self, data: str | bytes) -> None:
+        self.effects.append(Pong(self.conn, data.encode() if isinstance(data, str) else data))
+
+    def log(self, message: Any, location: str) -> None:
+        self.effects.append(Log(self.conn, to_text(message), location))
+
+
+def _room_names(rooms: list[Any]) -> Iterator[str]:
+    """Room names from evaluated ``to``/``join`` values: strings, numbers, or lists of them."""
+    for room in rooms:
+        for name in room if isinstance(room, list) else (room,):
+            if isinstance(name, str):
+                yield name
+            elif isinstance(name, int | float) and not isinstance(name, bool):
+                yield to_text(name)
+            else:
+                raise EvaluationError(f"a room name must be a string, not {_kind(name)}")
+
+
+def _kind(value: Any) -> str:
+    from .expressions import type_name
+
+    return type_name(value)
+
+
+class Engine:
+    """Runs a Program: one instance serves every connection of every route."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.connections: list[set[Connection]] = [set() for _ in program.routes]
+        self.rooms: list[MemoryRooms] = [MemoryRooms() for _ in program.routes]
+
+    # ---- handshake -------------------------------------------------------------------------
+    def resolve(self, path: str) -> tuple[Route, dict[str, str]] | None:
+        return self.program.resolve(path)
+
+    def authenticate(self, route: Route, request: Request, params: dict[str, str],
+                     conn_id: str) -> tuple[Accepted | Rejected, list[Effect]]:
+        """Run the route's auth block. An error inside it rejects with HTTP 500."""
+        if route.auth is None:
+            return Accepted({}), []
+        probe = Connection(route, request, params, None, conn_id)
+        ctx = dict(probe.base)
+        del ctx["auth"]
+        for step in route.auth:
+            try:
+                if step.kind == "let":
+                    assert step.value is not None and step.name is not None
+                    ctx[step.name] = step.value(ctx)
+                elif step.kind == "accept":
+                    assert step.value is not None
+                    return Accepted(step.value(ctx)), []
+                else:
+                    hit = True if step.condition is None else truthy(step.condition(ctx))
+                    if step.negate:
+                        hit = not hit
+                    if hit:
+                        assert step.value is not None
+                        return Rejected(to_text(step.value(ctx)), step.code, step.status), []
+            except EvaluationError as err:
+                log = Log(None, f"auth failed: {err}", step.location, error=True)
+                return Rejected("Internal Server Error", status=500), [log]
+        return Accepted({}), []
+
+    # ---- connection events -----------------------------------------------------------------
+    def open(self, route: Route, request: Request, params: dict[str, str], auth: Any,
+             conn_id: str | None = None) -> Connection:
+        conn = Connection(route, request, params, auth, conn_id or new_connection_id())
+        self.connections[route.index].add(conn)
+        return conn
+
+    def connect(self, conn: Connection) -> list[Effect]:
+        return self._run(conn, conn.route.on_connect, dict(conn.base))
+
+    def message(self, conn: Connection, data: str | bytes) -> list[Effect]:
+        route = conn.route
+        is_binary = isinstance(data, bytes)
+        if is_binary:
+            value: Any = data
+        else:
+            try:
+                value = json.loads(data)
+            except ValueError:
+                value = data
+        candidates = route.candidates(value, is_binary)
+        if is_binary and not candidates:
+            return [Close(conn, CLOSE_UNSUPPORTED_DATA, "Unsupported data")]
+        ctx = dict(conn.base)
+        ctx["msg"] = value
+        ctx["raw"] = data
+        for handler in candidates:
+            if handler.where is not None:
+                try:
+                    if not truthy(handler.where(ctx)):
+                        continue
+                except EvaluationError as err:
+                    return self._fail(conn, ActionError(str(err), handler.location), ctx)
+            return self._run(conn, handler.steps, ctx)
+        return []
+
+    def close(self, conn: Connection, code: int | None, reason: str) -> list[Effect]:
+        """The connection is gone: run ``on close``, then forget it and its rooms."""
+        ctx = dict(conn.base)
+        ctx["code"] = code
+        ctx["reason"] = reason
+        runtime = _Runtime(self, conn)
+        try:
+            for step in conn.route.on_close:
+                step(runtime, ctx)
+        except ActionError as err:
+            runtime.effects.append(Log(conn, f"on close failed: {err.message}", err.location,
+                                       error=True))
+        self.connections[conn.route.index].discard(conn)
+        rooms = self.rooms[conn.route.index]
+        for room in conn.rooms:
+            rooms.leave(room, conn)
+        conn.rooms.clear()
+        # Nothing can be sent to the closed connection itself.
+        return [e for e in runtime.effects if not (isinstance(e, Send | Close | Ping | Pong))]
+
+    # ---- running handlers ------------------------------------------------------------------
+    def _run(self, conn: Connection, steps: list[Step], ctx: Context) -> list[Effect]:
+        runtime = _Runtime(self, conn)
+        try:
+            for step in steps:
+                step(runtime, ctx)
+        except ActionError as err:
+            return runtime.effects + self._fail(conn, err, ctx)
+        return runtime.effects
+
+    def _fail(self, conn: Connection, err: ActionError, ctx: Context) -> list[Effect]:
+        """A handler failed: run ``on error`` if the route has one, else close with 1011."""
+        log = Log(conn, f"handler failed: {err.message}", err.location, error=True)
+        handler = conn.route.on_error
+        if handler is None:
+            return [log, Close(conn, CLOSE_INTERNAL_ERROR, "Internal error")]
+        ctx = {**ctx, "error": {"message": err.message, "location": err.location}}
+        runtime = _Runtime(self, conn)
+        try:
+            for step in handler:
+                step(runtime, ctx)
+        except ActionError as again:
+            return [log, *runtime.effects,
+                    Log(conn, f"on error failed: {again.message}", again.location, error=True),
+                    Close(conn, CLOSE_INTERNAL_ERROR, "Internal error")]
+        return [log, *runtime.effects]
+
+
+def new_connection_id() -> str:
+    return uuid.uuid4().hex[:12]

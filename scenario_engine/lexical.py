@@ -1,0 +1,165 @@
+"""Turning lark's syntax errors into ScenarioErrors a person can act on.
+
+Shared by the `.mock` parser and the expression parser: both report an unexpected token by
+saying what the grammar expected there, in words, with a did-you-mean when a keyword was meant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from lark import Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from .errors import did_you_mean
+from .syntax import parser
+
+__all__ = ["MAX_NESTING", "describe_syntax_error", "max_nesting"]
+
+#: Deepest bracket nesting accepted in a file or an expression; deeper input is an error
+#: (not a RecursionError further down the pipeline).
+MAX_NESTING = 100
+
+_ACTIONS = ("send", "broadcast", "join", "leave", "close", "ping", "pong", "let", "log", "if")
+_ROUTE_ITEMS = ("heartbeat", "compression", "max", "auth", "on")
+_TOP_ITEMS = ("prefix", "let", "route")
+_AUTH_STEPS = ("reject", "accept", "let")
+_EVENTS = ("connect", "message", "close", "error")
+
+_REGEX_NAMES = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "PATH": "a path such as /ws/chat",
+    "QUANTITY": "a value with a unit such as 10s or 1KB",
+    "COMPARE": "a comparison",
+    "ADD": "'+' or '-'",
+    "MUL": "'*', '/' or '%'",
+    "$END": "the end of the file",
+}
+
+
+def _terminal_text(name: str) -> str:
+    if name in _REGEX_NAMES:
+        return _REGEX_NAMES[name]
+    try:
+        pattern = parser().get_terminal(name).pattern
+    except KeyError:
+        return name.lower()
+    return f"'{pattern.value}'" if pattern.type == "str" else name.lower()
+
+
+def _keywords(expected: Collection[str]) -> set[str]:
+    words = set()
+    for name in expected:
+        text = _terminal_text(name)
+        if text.startswith("'") and text[1:-1].isalpha():
+            words.add(text[1:-1])
+    return words
+
+
+def _token_text(token: Token) -> str:
+    if token.type == "$END":
+        return "end of file"
+    value = str(token)
+    return f"'{value}'" if len(value) <= 40 else f"'{value[:37]}...'"
+
+
+def describe_syntax_error(err: UnexpectedInput, text: str) -> tuple[str, str | None, int, int]:
+    """Message, hint, and the [start, end) offsets in ``text`` that the error is about."""
+    if isinstance(err, UnexpectedCharacters):
+        pos: int = err.pos_in_stream or 0
+        char = text[pos] if pos < len(text) else ""
+        if char in "\"'":
+            return ("unterminated string", "a string ends on the line it starts, with the same "
+                    "quote it opens with", pos, pos + 1)
+        shown = repr(char) if char.isprintable() and char != " " else f"U+{ord(char or chr(0)):04X}"
+        return (f"unexpected character {shown}", None, pos, pos + 1)
+    assert isinstance(err, UnexpectedToken)
+    token = err.token
+    expected = err.accepts or err.expected
+    words = _keywords(expected)
+    start = token.start_pos if token.start_pos is not None else len(text)
+    end = token.end_pos if token.end_pos is not None else start + 1
+    got = _token_text(token)
+    word = str(token) if token.type != "$END" and str(token).isidentifier() else None
+
+    if token.type == "$END":
+        hint = None
+        if "RBRACE" in expected:
+            opened = _unclosed_brace(text)
+            hint = "a '}' is missing" + (f": the block opened on line {opened} is not closed"
+                                        if opened else "")
+        return ("unexpected end of file", hint, len(text), len(text))
+    for group, what in ((_ACTIONS, "action"), (_ROUTE_ITEMS, "route setting or handler"),
+                        (_AUTH_STEPS, "auth step"), (_EVENTS, "event"),
+                        (_TOP_ITEMS, "top-level statement")):
+        if set(group) <= words:
+            if word is not None:
+                return (f"unknown {what} '{word}'", did_you_mean(word, group) or
+                        f"expected one of: {', '.join(group)}", start, end)
+            return (f"expected {_article(what)} {what}, got {got}",
+                    f"expected one of: {', '.join(group)}", start, end)
+    names = sorted({_terminal_text(n) for n in expected if not n.startswith("__")})
+    if {"NAME", "NUMBER", "STRING"} <= set(expected):
+        names = ["an expression"]
+    listing = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    hint = None
+    if expected == {"STRING"} and word is not None:
+        hint = f'put it in quotes: "{word}"'
+    elif word is not None and words:
+        hint = did_you_mean(word, words)
+    return (f"unexpected {got}; expected {listing}", hint, start, end)
+
+
+def _article(what: str) -> str:
+    return "an" if what[0] in "aeiou" else "a"
+
+
+def _unclosed_brace(text: str) -> int | None:
+    """Line of the last '{' that is never closed (strings and comments skipped)."""
+    stack: list[int] = []
+    line = 1
+    quote: str | None = None
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+            quote = None
+        elif quote is not None:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = None
+        elif c in "\"'":
+            quote = c
+        elif c == "#":
+            nl = text.find("\n", i)
+            i = n if nl < 0 else nl
+            continue
+        elif c == "{":
+            stack.append(line)
+        elif c == "}" and stack:
+            stack.pop()
+        i += 1
+    return stack[-1] if stack else None
+
+
+def max_nesting(text: str) -> tuple[int, int]:
+    """The deepest bracket nesting in ``text`` and the offset where it is first reached."""
+    depth = best = where = 0
+    quote: str | None = None
+    for i, c in enumerate(text):
+        if quote is not None:
+            if c == quote or c == "\n":
+                quote = None
+        elif c in "\"'":
+            quote = c
+        elif c in "{[(":
+            depth += 1
+            if depth > best:
+                best, where = depth, i
+        elif c in "}])":
+            depth -= 1
+    return best, where

@@ -1,0 +1,414 @@
+"""`.mock` text → IR document + source map, or every syntax error of the file.
+
+Parsing is lark's (see ``syntax``); this module turns the statement nodes into the IR of
+``docs/ir.md``, recording where each IR node came from. Expressions are copied verbatim into the
+IR (``conn.id`` becomes ``"${conn.id}"``) so that a position inside one can always be traced back.
+
+After a syntax error the parser blanks the offending line (when its brackets balance) and parses
+again, so that one run reports the errors of several lines, as a compiler does.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from typing import Any
+
+from lark import Token
+from lark.exceptions import UnexpectedInput
+
+from .errors import ScenarioError
+from .lexical import MAX_NESTING, describe_syntax_error, max_nesting
+from .source import Source, SourceMap, Span
+from .strings import Piece, StringSyntaxError, join_template, split_literal, unquote
+from .syntax import ArrayLit, Expr, Literal, ObjectLit, Stmt, StringLit, parser
+
+__all__ = ["parse_mock"]
+
+_MAX_RECOVERIES = 20
+
+
+class _Abort(Exception):
+    """Stops the conversion of a statement whose error has been recorded."""
+
+
+def parse_mock(source: Source) -> tuple[dict[str, Any] | None, SourceMap, list[ScenarioError]]:
+    """Parse a `.mock` file. Returns the IR (None when it has syntax errors), its source map,
+    and the errors found."""
+    front = _Front(source)
+    depth, where = max_nesting(source.text)
+    if depth > MAX_NESTING:
+        line, col = front.position(where)
+        return None, {}, [source.error(line, col, f"nesting too deep (more than {MAX_NESTING} "
+                                       "levels of brackets)", "flatten the structure")]
+    tree, errors = _parse_with_recovery(source, front)
+    if tree is None:
+        return None, {}, errors
+    ir = front.document(tree)
+    return (ir if not front.errors else None), front.source_map, front.errors
+
+
+def _parse_with_recovery(source: Source,
+                         front: _Front) -> tuple[Stmt | None, list[ScenarioError]]:
+    text = source.text
+    errors: list[ScenarioError] = []
+    for _ in range(_MAX_RECOVERIES):
+        try:
+            tree: Stmt = parser().parse(text, start="start")  # type: ignore[assignment]
+        except UnexpectedInput as err:
+            message, hint, start, end = describe_syntax_error(err, text)
+            line, col = front.position(start)
+            end_line, end_col = front.position(end)
+            errors.append(source.error(line, col, message, hint,
+                                       end_col if end_line == line and end > start else None))
+            blanked = _blank_line(text, start)
+            if blanked is None:
+                return None, errors
+            text = blanked
+            continue
+        return (tree if not errors else None), errors
+    return None, errors
+
+
+def _blank_line(text: str, offset: int) -> str | None:
+    """``text`` with the line holding ``offset`` replaced by spaces, if that keeps brackets
+    balanced (otherwise recovery would only produce noise)."""
+    if offset >= len(text):
+        return None
+    start = text.rfind("\n", 0, offset) + 1
+    end = text.find("\n", offset)
+    end = len(text) if end < 0 else end
+    line = text[start:end]
+    if not line.strip():
+        return None
+    if any(line.count(o) != line.count(c) for o, c in ("{}", "[]", "()")):
+        return None
+    return text[:start] + " " * len(line) + text[end:]
+
+
+class _Front:
+    """Converts the statement nodes of one file into IR, recording the source map."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.text = source.text
+        self.source_map: SourceMap = {}
+        self.errors: list[ScenarioError] = []
+        self._line_starts = [0]
+        self._line_starts.extend(m.end() for m in re.finditer("\n", self.text))
+
+    # ---- positions -------------------------------------------------------------------------
+    def position(self, offset: int) -> tuple[int, int]:
+        line = bisect.bisect_right(self._line_starts, offset)
+        return line, offset - self._line_starts[line - 1] + 1
+
+    def span(self, start: int, end: int, origin_offset: int | None = None) -> Span:
+        line, col = self.position(start)
+        end_line, end_col = self.position(end)
+        origin = None
+        if origin_offset is not None:
+            oline, ocol = self.position(max(origin_offset, 0))
+            origin = (oline, ocol + min(origin_offset, 0))
+        return Span(line, col, end_line, end_col, origin)
+
+    def mark(self, pointer: str, node: Any, origin_offset: int | None = None) -> None:
+        if isinstance(node, Token):
+            start, end = node.start_pos or 0, node.end_pos or 0
+        else:
+            start, end = node.start, node.end
+        self.source_map[pointer] = self.span(start, end, origin_offset)
+
+    def error(self, start: int, end: int, message: str, hint: str | None = None) -> None:
+        line, col = self.position(start)
+        end_line, end_col = self.position(end)
+        self.errors.append(self.source.error(
+            line, col, message, hint, end_col if end_line == line and end > start else None))
+
+    # ---- document ---------------------------------------------------------------------------
+    def document(self, tree: Stmt) -> dict[str, Any]:
+        ir: dict[str, Any] = {}
+        routes: list[dict[str, Any]] = []
+        constants: dict[str, Any] = {}
+        self.mark("", tree)
+        for item in tree.parts:
+            try:
+                if item.kind == "prefix":
+                    if "prefix" in ir:
+                        self.error(item.start, item.end, "'prefix' is given twice",
+                                   "a file has one prefix, written before its routes")
+                        continue
+                    ir["prefix"] = self.path(item.parts[0], "/prefix")
+                elif item.kind == "let_stmt":
+                    name = str(item.parts[0])
+                    if name in constants:
+                        self.error(item.parts[0].start_pos, item.parts[0].end_pos,
+                                   f"'{name}' is already defined", "give each constant one name")
+                        continue
+                    pointer = f"/let/{name}"
+                    self.mark(pointer + "#key", item.parts[0])
+                    constants[name] = self.template(item.parts[1], pointer)
+                else:
+                    routes.append(self.route(item, f"/routes/{len(routes)}"))
+            except _Abort:
+                continue
+        if "prefix" in ir:
+            ir = {"prefix": ir["prefix"]}
+        if constants:
+            ir["let"] = constants
+            self.mark("/let", tree)
+        ir["routes"] = routes
+        self.mark("/routes", tree)
+        return ir
+
+    def path(self, node: Stmt, pointer: str) -> str:
+        token = node.parts[0]
+        value = self.plain_string(token) if token.type == "STRING" else str(token)
+        self.mark(pointer, token)
+        return value
+
+    def plain_string(self, token: Token | StringLit) -> str:
+        raw = token.raw if isinstance(token, StringLit) else str(token)
+        start = token.start if isinstance(token, StringLit) else (token.start_pos or 0)
+        try:
+            return unquote(raw)
+        except StringSyntaxError as err:
+            self.error(start + err.offset, start + err.offset + 2, err.message, err.hint)
+            raise _Abort from None
+
+    # ---- routes -----------------------------------------------------------------------------
+    def route(self, node: Stmt, pointer: str) -> dict[str, Any]:
+        self.mark(pointer, node)
+        route: dict[str, Any] = {"path": self.path(node.parts[0], pointer + "/path")}
+        handlers: dict[str, Any] = {}
+        messages: list[dict[str, Any]] = []
+        seen: dict[str, Stmt] = {}
+        for item in node.parts[1:]:
+            key = _SETTING_KEYS.get(item.kind, item.kind)
+            if key in seen and key != "on_message":
+                first_line, _ = self.position(seen[key].start)
+                what = _SETTING_NAMES.get(key, key.replace("_", " "))
+                self.error(item.start, item.end, f"'{what}' is given twice in this route",
+                           f"the first is on line {first_line}; keep one")
+                continue
+            seen[key] = item
+            try:
+                self.route_item(item, route, handlers, messages, pointer)
+            except _Abort:
+                continue
+        if messages:
+            handlers["message"] = messages
+        if handlers:
+            ordered = {k: handlers[k] for k in ("connect", "message", "close", "error")
+                       if k in handlers}
+            route["on"] = ordered
+            self.mark(pointer + "/on", node)
+        return route
+
+    def route_item(self, item: Stmt, route: dict[str, Any], handlers: dict[str, Any],
+                   messages: list[dict[str, Any]], pointer: str) -> None:
+        kind = item.kind
+        if kind == "heartbeat":
+            route["heartbeat"] = self.quantity(item.parts[0], pointer + "/heartbeat", "duration")
+        elif kind == "compression_off":
+            route["compression"] = {"enabled": False}
+            self.mark(pointer + "/compression", item)
+        elif kind == "compression_on":
+            route["compression"] = {"enabled": True}
+            self.mark(pointer + "/compression", item)
+        elif kind == "compression_threshold":
+            route["compression"] = {
+                "threshold": self.quantity(item.parts[0], pointer + "/compression/threshold",
+                                           "size")}
+            self.mark(pointer + "/compression", item)
+        elif kind == "max_message":
+            route["maxMessage"] = self.quantity(item.parts[0], pointer + "/maxMessage", "size")
+        elif kind == "auth":
+            self.mark(pointer + "/auth", item)
+            route["auth"] = [self.auth_step(step, f"{pointer}/auth/{i}")
+                             for i, step in enumerate(item.parts)]
+        elif kind == "on_message":
+            messages.append(self.message_handler(
+                item, f"{pointer}/on/message/{len(messages)}"))
+        else:
+            event = kind.removeprefix("on_")
+            handlers[event] = self.block(item.parts[0], f"{pointer}/on/{event}", item)
+
+    def quantity(self, node: Stmt, pointer: str, what: str) -> str:
+        token = node.parts[0]
+        self.mark(pointer, token)
+        if token.type == "NUMBER":
+            if what == "size" and str(token).isdigit():
+                return f"{token}B"
+            self.error(token.start_pos, token.end_pos, f"a {what} needs a unit",
+                       "write for example 30s or 500ms" if what == "duration"
+                       else "write for example 64KB or 1MB")
+            raise _Abort
+        return str(token)
+
+    def auth_step(self, node: Stmt, pointer: str) -> dict[str, Any]:
+        self.mark(pointer, node)
+        if node.kind == "accept":
+            return {"accept": self.template(node.parts[0], pointer + "/accept")}
+        if node.kind == "let_stmt":
+            return {"let": self.let(node, pointer + "/let")}
+        code_node, reason, condition = node.parts
+        body: dict[str, Any] = {}
+        key = "code" if code_node.kind == "close_code" else "status"
+        body[key] = self.integer(code_node.parts[0], f"{pointer}/reject/{key}")
+        if reason is not None:
+            body["reason"] = self.template(reason, pointer + "/reject/reason")
+        if condition is not None:
+            which = "unless" if condition.kind == "unless" else "if"
+            body[which] = self.expression(condition.parts[0], f"{pointer}/reject/{which}")
+        self.mark(pointer + "/reject", node)
+        return {"reject": body}
+
+    def integer(self, token: Token, pointer: str) -> int:
+        self.mark(pointer, token)
+        text = str(token)
+        if not text.isdigit():
+            self.error(token.start_pos or 0, token.end_pos or 0,
+                       f"'{text}' is not a whole number", "codes are whole numbers like 4001")
+            raise _Abort
+        return int(text)
+
+    def message_handler(self, node: Stmt, pointer: str) -> dict[str, Any]:
+        binary, msg_type, where, block = node.parts
+        self.mark(pointer, node)
+        handler: dict[str, Any] = {}
+        if msg_type is not None:
+            token = msg_type.parts[0]
+            handler["type"] = self.plain_string(token)
+            self.mark(pointer + "/type", token)
+        if where is not None:
+            handler["where"] = self.expression(where.parts[0], pointer + "/where")
+        if binary is not None:
+            handler["binary"] = True
+            self.mark(pointer + "/binary", binary)
+        handler["do"] = self.block(block, pointer + "/do", node)
+        return handler
+
+    # ---- actions ----------------------------------------------------------------------------
+    def block(self, block: Stmt, pointer: str, owner: Stmt) -> list[dict[str, Any]]:
+        self.mark(pointer, owner)
+        actions: list[dict[str, Any]] = []
+        for action in block.parts:
+            try:
+                actions.append(self.action(action, f"{pointer}/{len(actions)}"))
+            except _Abort:
+                continue
+        return actions
+
+    def action(self, node: Stmt, pointer: str) -> dict[str, Any]:
+        self.mark(pointer, node)
+        kind = node.kind
+        if kind in ("send", "join", "leave", "log"):
+            return {kind: self.template(node.parts[0], f"{pointer}/{kind}")}
+        if kind == "broadcast":
+            data, to, include_self = node.parts
+            body: dict[str, Any] = {"data": self.template(data, pointer + "/broadcast/data")}
+            if to is not None:
+                rooms = to.parts[0]
+                items = rooms.items if isinstance(rooms, ArrayLit) else (rooms,)
+                self.mark(pointer + "/broadcast/to", to)
+                body["to"] = [self.template(room, f"{pointer}/broadcast/to/{i}")
+                              for i, room in enumerate(items)]
+            if include_self is not None:
+                body["includeSelf"] = True
+                self.mark(pointer + "/broadcast/includeSelf", include_self)
+            self.mark(pointer + "/broadcast", node)
+            return {"broadcast": body}
+        if kind == "close":
+            code, reason = node.parts
+            body = {}
+            if code is not None:
+                body["code"] = self.integer(code, pointer + "/close/code")
+            if reason is not None:
+                body["reason"] = self.template(reason, pointer + "/close/reason")
+            self.mark(pointer + "/close", node)
+            return {"close": body}
+        if kind in ("ping", "pong"):
+            (payload,) = node.parts
+            self.mark(f"{pointer}/{kind}", node)
+            if payload is None:
+                return {kind: {}}
+            return {kind: {"data": self.template(payload, f"{pointer}/{kind}/data")}}
+        if kind == "let_stmt":
+            return {"let": self.let(node, pointer + "/let")}
+        assert kind == "if_stmt", kind
+        return self.if_action(node, pointer)
+
+    def if_action(self, node: Stmt, pointer: str) -> dict[str, Any]:
+        test, then, otherwise = node.parts
+        action: dict[str, Any] = {"if": self.expression(test, pointer + "/if"),
+                                  "then": self.block(then, pointer + "/then", then)}
+        if otherwise is not None:
+            branch = otherwise.parts[0]
+            if branch.kind == "block":
+                action["else"] = self.block(branch, pointer + "/else", otherwise)
+            else:
+                self.mark(pointer + "/else", otherwise)
+                action["else"] = [self.action(branch, pointer + "/else/0")]
+        return action
+
+    def let(self, node: Stmt, pointer: str) -> dict[str, Any]:
+        name_token, value = node.parts
+        self.mark(pointer, node)
+        self.mark(pointer + "/name", name_token)
+        return {"name": str(name_token), "value": self.template(value, pointer + "/value")}
+
+    # ---- expressions and templates ----------------------------------------------------------
+    def expression(self, node: Expr, pointer: str) -> str:
+        """An EXPR slot: the expression's source text, verbatim."""
+        self.mark(pointer, node, origin_offset=node.start)
+        return self.text[node.start:node.end]
+
+    def template(self, node: Expr, pointer: str) -> Any:
+        """A TEMPLATE slot: literal structure stays structure, any other expression ``${…}``."""
+        if isinstance(node, ObjectLit):
+            self.mark(pointer, node)
+            obj: dict[str, Any] = {}
+            for raw_key, kstart, kend, value in node.pairs:
+                key = raw_key if raw_key[0] not in "\"'" else self.plain_string(
+                    StringLit(kstart, kend, raw_key))
+                if key in obj:
+                    self.error(kstart, kend, f"key '{key}' appears twice in this object")
+                    raise _Abort
+                child = f"{pointer}/{_escape_pointer(key)}"
+                self.source_map[child + "#key"] = self.span(kstart, kend)
+                obj[key] = self.template(value, child)
+            return obj
+        if isinstance(node, ArrayLit):
+            self.mark(pointer, node)
+            return [self.template(item, f"{pointer}/{i}") for i, item in enumerate(node.items)]
+        if isinstance(node, Literal):
+            self.mark(pointer, node)
+            return node.value
+        if isinstance(node, StringLit):
+            return self.string_template(node, pointer)
+        self.mark(pointer, node, origin_offset=node.start - 2)
+        return "${" + self.text[node.start:node.end] + "}"
+
+    def string_template(self, node: StringLit, pointer: str) -> str:
+        try:
+            parts = split_literal(node.raw)
+        except StringSyntaxError as err:
+            at = node.start + err.offset
+            self.error(at, at + 2, err.message, err.hint)
+            raise _Abort from None
+        verbatim = "\\" not in node.raw
+        # Offsets of pieces are relative to the literal; the IR keeps them where they were
+        # when the literal had no escapes, so positions inside still map back exactly.
+        self.mark(pointer, node, origin_offset=node.start + 1 if verbatim else None)
+        return join_template([p if isinstance(p, str) else Piece(p.text, p.offset - 1)
+                              for p in parts])
+
+
+_SETTING_KEYS = {"compression_off": "compression", "compression_on": "compression",
+                 "compression_threshold": "compression"}
+_SETTING_NAMES = {"max_message": "max message", "on_connect": "on connect",
+                  "on_close": "on close", "on_error": "on error"}
+
+
+def _escape_pointer(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")

@@ -1,0 +1,332 @@
+"""IR → Program: every route's handlers compiled once into closures, ready for the engine.
+
+Nothing here runs per message except the closures it builds. Message dispatch on ``type`` is a
+dictionary lookup that yields the few handlers that can match, in the order they were written;
+templates are prepared once (constant parts built at load, JSON of constant payloads encoded at
+load); each action knows the file:line it came from, so a failure at run time can say where.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote as url_unquote
+
+from .expressions import (
+    Context,
+    EvaluationError,
+    Evaluator,
+    compile_expression,
+    compile_template,
+    to_json,
+    truthy,
+)
+from .source import Span
+from .templates import parse_expression
+from .units import parse_duration, parse_size
+from .validate import Loaded
+
+__all__ = [
+    "ActionError",
+    "AuthStep",
+    "Compression",
+    "MessageHandler",
+    "Program",
+    "Route",
+    "Step",
+    "compile_program",
+    "encode",
+]
+
+DEFAULT_THRESHOLD = 1024  # bytes: as Node's ws (and the reference's example)
+
+
+class ActionError(Exception):
+    """An action failed at run time; ``location`` is the scenario's file:line:col."""
+
+    def __init__(self, message: str, location: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = location
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+def encode(value: Any) -> str | bytes:
+    """The frame a value becomes: bytes binary, a string its text, anything else JSON text."""
+    if isinstance(value, str | bytes):
+        return value
+    return to_json(value)
+
+
+#: A compiled action: called with the runtime (the engine's side of one event) and the names.
+Step = Callable[[Any, Context], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Compression:
+    enabled: bool = True
+    threshold: int = DEFAULT_THRESHOLD
+
+
+@dataclass(slots=True)
+class MessageHandler:
+    type: str | None
+    where: Evaluator | None
+    binary: bool
+    steps: list[Step]
+    location: str
+
+
+@dataclass(slots=True)
+class AuthStep:
+    kind: str  # "reject", "accept" or "let"
+    location: str
+    condition: Evaluator | None = None
+    negate: bool = False  # reject ... unless
+    code: int | None = None
+    status: int | None = None
+    value: Evaluator | None = None  # reason, accepted value, or let value
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class Route:
+    index: int
+    path: str
+    location: str
+    param_names: tuple[str, ...]
+    matcher: re.Pattern[str] | None
+    heartbeat: float | None = None
+    compression: Compression = field(default_factory=Compression)
+    max_message: int | None = None
+    auth: list[AuthStep] | None = None
+    on_connect: list[Step] = field(default_factory=list)
+    on_close: list[Step] = field(default_factory=list)
+    on_error: list[Step] | None = None
+    handlers: list[MessageHandler] = field(default_factory=list)
+    by_type: dict[str, list[MessageHandler]] = field(default_factory=dict)
+    untyped: list[MessageHandler] = field(default_factory=list)
+    binary: list[MessageHandler] = field(default_factory=list)
+    constants: Context = field(default_factory=dict)  # the top-level lets of its file
+
+    @property
+    def handles_binary(self) -> bool:
+        return bool(self.binary)
+
+    def candidates(self, message: Any, is_binary: bool) -> list[MessageHandler]:
+        """The handlers that may take this message, in the order they were written."""
+        if is_binary:
+            return self.binary
+        if isinstance(message, dict):
+            kind = message.get("type")
+            if isinstance(kind, str):
+                return self.by_type.get(kind, self.untyped)
+        return self.untyped
+
+
+@dataclass
+class Program:
+    routes: list[Route]
+    constants: Context
+    _exact: dict[str, Route] = field(default_factory=dict)
+    _patterns: list[Route] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for route in self.routes:
+            if route.matcher is None:
+                self._exact[route.path] = route
+            else:
+                self._patterns.append(route)
+
+    def resolve(self, path: str) -> tuple[Route, dict[str, str]] | None:
+        """The route serving ``path`` (query string excluded) and its parameters."""
+        if len(path) > 1:
+            path = path.rstrip("/")
+        route = self._exact.get(path)
+        if route is not None:
+            return route, {}
+        for route in self._patterns:
+            assert route.matcher is not None
+            match = route.matcher.fullmatch(path)
+            if match:
+                return route, {k: url_unquote(v) for k, v in match.groupdict().items()}
+        return None
+
+
+# ---- compilation -----------------------------------------------------------------------------
+
+class _Compiler:
+    def __init__(self, loaded: Loaded) -> None:
+        self.loaded = loaded
+
+    def location(self, pointer: str) -> str:
+        source_map = self.loaded.source_map
+        while pointer not in source_map and pointer:
+            pointer = pointer.rsplit("/", 1)[0]
+        span = source_map.get(pointer, Span(1, 1, 1, 1))
+        return f"{self.loaded.source.name}:{span.line}:{span.col}"
+
+    def route(self, index: int, ir: dict[str, Any], prefix: str, pointer: str) -> Route:
+        path = (prefix + ir["path"]).rstrip("/") or "/"
+        names = tuple(re.findall(r":([A-Za-z_][A-Za-z0-9_]*)", path))
+        matcher = None
+        if names or "*" in path:
+            pattern = "".join(
+                f"(?P<{seg[1:]}>[^/]+)" if seg.startswith(":") else
+                ".*" if seg == "*" else re.escape(seg)
+                for seg in re.split(r"(/)", path))
+            matcher = re.compile(pattern)
+        route = Route(index, path, self.location(pointer), names, matcher)
+        if "heartbeat" in ir:
+            route.heartbeat = parse_duration(ir["heartbeat"])
+        if "maxMessage" in ir:
+            route.max_message = parse_size(ir["maxMessage"])
+        compression = ir.get("compression", {})
+        route.compression = Compression(
+            enabled=compression.get("enabled", True),
+            threshold=parse_size(compression["threshold"]) if "threshold" in compression
+            else DEFAULT_THRESHOLD)
+        if "auth" in ir:
+            route.auth = [self.auth_step(step, f"{pointer}/auth/{i}")
+                          for i, step in enumerate(ir["auth"])]
+        on = ir.get("on", {})
+        route.on_connect = self.steps(on.get("connect", []), pointer + "/on/connect")
+        route.on_close = self.steps(on.get("close", []), pointer + "/on/close")
+        if "error" in on:
+            route.on_error = self.steps(on["error"], pointer + "/on/error")
+        for i, handler in enumerate(on.get("message", [])):
+            where = f"{pointer}/on/message/{i}"
+            route.handlers.append(MessageHandler(
+                type=handler.get("type"),
+                where=compile_expression(parse_expression(handler["where"]))
+                if "where" in handler else None,
+                binary=handler.get("binary", False),
+                steps=self.steps(handler["do"], where + "/do"),
+                location=self.location(where)))
+        self.dispatch(route)
+        return route
+
+    @staticmethod
+    def dispatch(route: Route) -> None:
+        text = [h for h in route.handlers if not h.binary]
+        route.untyped = [h for h in text if h.type is None]
+        for kind in {h.type for h in text if h.type is not None}:
+            route.by_type[kind] = [h for h in text if h.type in (kind, None)]
+        route.binary = [h for h in route.handlers
+                        if h.binary or (h.type is None and h.where is None)]
+
+    def auth_step(self, ir: dict[str, Any], pointer: str) -> AuthStep:
+        location = self.location(pointer)
+        if "accept" in ir:
+            return AuthStep("accept", location, value=compile_template(ir["accept"])[0])
+        if "let" in ir:
+            return AuthStep("let", location, name=ir["let"]["name"],
+                            value=compile_template(ir["let"]["value"])[0])
+        body = ir["reject"]
+        condition_text = body.get("if", body.get("unless"))
+        return AuthStep(
+            "reject", location,
+            condition=compile_expression(parse_expression(condition_text))
+            if condition_text is not None else None,
+            negate="unless" in body,
+            code=body.get("code"), status=body.get("status"),
+            value=compile_template(body.get("reason", ""))[0])
+
+    def steps(self, actions: Sequence[dict[str, Any]], pointer: str) -> list[Step]:
+        return [self.step(action, f"{pointer}/{i}") for i, action in enumerate(actions)]
+
+    def step(self, ir: dict[str, Any], pointer: str) -> Step:
+        location = self.location(pointer)
+        run = self.action(ir, pointer)
+
+        def step(runtime: Any, ctx: Context) -> None:
+            try:
+                run(runtime, ctx)
+            except EvaluationError as err:
+                raise ActionError(str(err), location) from None
+        return step
+
+    def payload(self, template: Any) -> Callable[[Context], str | bytes]:
+        """A closure giving the frame to send; a constant template is encoded once, here."""
+        build, constant = compile_template(template)
+        if constant:
+            frame = encode(build({}))
+            return lambda ctx: frame
+        return lambda ctx: encode(build(ctx))
+
+    def action(self, ir: dict[str, Any], pointer: str) -> Step:
+        if "if" in ir:
+            test = compile_expression(parse_expression(ir["if"]))
+            then = self.steps(ir["then"], pointer + "/then")
+            otherwise = self.steps(ir.get("else", []), pointer + "/else")
+
+            def branch(runtime: Any, ctx: Context) -> None:
+                for step in (then if truthy(test(ctx)) else otherwise):
+                    step(runtime, ctx)
+            return branch
+        ((name, body),) = ir.items()
+        if name == "send":
+            frame = self.payload(body)
+            return lambda runtime, ctx: runtime.send(frame(ctx))
+        if name == "broadcast":
+            frame = self.payload(body["data"])
+            rooms = [compile_template(room)[0] for room in body.get("to", [])]
+            include_self = bool(body.get("includeSelf", False))
+            if not rooms:
+                return lambda runtime, ctx: runtime.broadcast(frame(ctx), None, include_self)
+            return lambda runtime, ctx: runtime.broadcast(
+                frame(ctx), [room(ctx) for room in rooms], include_self)
+        if name in ("join", "leave"):
+            room = compile_template(body)[0]
+            if name == "join":
+                return lambda runtime, ctx: runtime.join(room(ctx))
+            return lambda runtime, ctx: runtime.leave(room(ctx))
+        if name == "close":
+            code = body.get("code", 1000)
+            reason = compile_template(body.get("reason", ""))[0]
+            return lambda runtime, ctx: runtime.close(code, reason(ctx))
+        if name in ("ping", "pong"):
+            data = self.payload(body["data"]) if "data" in body else (lambda ctx: b"")
+            if name == "ping":
+                return lambda runtime, ctx: runtime.ping(data(ctx))
+            return lambda runtime, ctx: runtime.pong(data(ctx))
+        if name == "let":
+            let_name = body["name"]
+            value = compile_template(body["value"])[0]
+
+            def bind(runtime: Any, ctx: Context) -> None:
+                ctx[let_name] = value(ctx)
+            return bind
+        assert name == "log", name
+        message = compile_template(body)[0]
+        location = self.location(pointer)
+        return lambda runtime, ctx: runtime.log(message(ctx), location)
+
+
+def compile_program(files: Sequence[Loaded]) -> Program:
+    """Compile validated scenario files, served together, into one Program.
+
+    Raises ActionError when a top-level constant cannot be evaluated.
+    """
+    routes: list[Route] = []
+    constants: Context = {}
+    for loaded in files:
+        file_constants: Context = {}
+        for name, template in loaded.ir.get("let", {}).items():
+            try:
+                file_constants[name] = compile_template(template)[0](dict(file_constants))
+            except EvaluationError as err:
+                compiler = _Compiler(loaded)
+                raise ActionError(str(err), compiler.location(f"/let/{name}")) from None
+        compiler = _Compiler(loaded)
+        prefix = loaded.ir.get("prefix", "")
+        for i, route_ir in enumerate(loaded.ir["routes"]):
+            route = compiler.route(len(routes), route_ir, prefix, f"/routes/{i}")
+            route.constants = file_constants
+            routes.append(route)
+        constants.update(file_constants)
+    return Program(routes, constants)

@@ -1,0 +1,72 @@
+"""``scenario-engine serve``: load scenarios, start the server, stop cleanly on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+from collections.abc import Sequence
+
+from .errors import ScenarioError
+from .loader import UsageError, load_paths
+from .program import ActionError, compile_program
+from .server import ScenarioServer
+
+__all__ = ["serve_files"]
+
+
+def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,
+                certfile: str | None = None, keyfile: str | None = None,
+                quiet: bool = False) -> int:
+    """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 if the scenarios have errors."""
+    loaded, errors, _ = load_paths(paths)
+    if errors:
+        for error in sorted(set(errors), key=ScenarioError.sort_key):
+            print(error.format_text(), file=sys.stderr)
+            print(file=sys.stderr)
+        print(f"not serving: {len(errors)} error{'' if len(errors) == 1 else 's'}",
+              file=sys.stderr)
+        return 1
+    try:
+        program = compile_program(loaded)
+    except ActionError as err:
+        print(f"{err.location}: error: {err.message}", file=sys.stderr)
+        return 1
+    context = None
+    if certfile is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(certfile, keyfile)
+        except (OSError, ssl.SSLError) as err:
+            raise UsageError(f"cannot load TLS certificate: {err}") from None
+    elif keyfile is not None:
+        raise UsageError("--keyfile needs --certfile")
+    logging.basicConfig(level=logging.ERROR if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("scenario_engine.websockets").setLevel(logging.WARNING)
+    server = ScenarioServer(program, host, port, ssl=context)
+    try:
+        asyncio.run(_run(server))
+    except OSError as err:
+        print(f"scenario-engine: error: cannot listen on {host}:{port}: {err.strerror or err}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _run(server: ScenarioServer) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    urls = server.route_urls()
+    for url in urls:
+        print(f"serving {url}", flush=True)
+    print(f"ready: {len(urls)} route{'' if len(urls) == 1 else 's'} on {server.host}:"
+          f"{server.port} (Ctrl+C to stop)", flush=True)
+    await stop.wait()
+    print("shutting down: closing connections with 1001 (going away)", flush=True)
+    await server.close()

@@ -1,0 +1,248 @@
+"""The websockets adapter: sockets and frames on one side, the engine's events on the other.
+
+Everything the protocol needs is websockets': the opening handshake, framing, UTF-8 checks
+(1007), size limits (1009), keepalive pings, ``broadcast()``. Per route, before the handshake
+completes, this module sets what differs between routes on the connection websockets created:
+the keepalive interval, the size limit, and the compression extension offered.
+
+Authentication runs in ``process_request``, before the connection is accepted: a rejection
+with an HTTP status answers the handshake with that status; a rejection with a close code
+completes the handshake and closes at once with that code, so that a browser's ``onclose``
+sees it (browsers hide the status of a failed handshake from scripts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import websockets
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request as HttpRequest
+from websockets.http11 import Response
+
+from .compression import ThresholdDeflateFactory
+from .engine import (
+    Accepted,
+    Broadcast,
+    Close,
+    Connection,
+    Effect,
+    Engine,
+    Log,
+    Ping,
+    Pong,
+    Rejected,
+    Request,
+    Send,
+    new_connection_id,
+)
+from .program import Program, Route
+
+__all__ = ["DEFAULT_MAX_MESSAGE", "LISTEN_BACKLOG", "ScenarioServer"]
+
+logger = logging.getLogger("scenario_engine")
+
+#: Incoming messages larger than this close the connection with 1009 unless the route sets
+#: ``max message``. websockets' own default is 1 MiB; a mock should accept what a real
+#: backend would, so the default is larger.
+DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
+#: Pending connections the kernel queues before accept(): asyncio's default of 100 makes a
+#: burst of clients wait for SYN retransmissions (a second or more) instead of being accepted.
+LISTEN_BACKLOG = 4096
+#: How long a client has to complete the opening handshake.
+OPEN_TIMEOUT = 10.0
+
+
+@dataclass(slots=True)
+class _Admitted:
+    """What ``process_request`` decided about a connection, for its handler to act on."""
+
+    route: Route
+    request: Request
+    params: dict[str, str]
+    conn_id: str
+    outcome: Accepted | Rejected
+
+
+class ScenarioServer:
+    """Serves a Program over WebSocket. Use ``start()``, then ``close()``."""
+
+    def __init__(self, program: Program, host: str = "127.0.0.1", port: int = 8765,
+                 ssl: Any = None) -> None:
+        self.engine = Engine(program)
+        self.host = host
+        self.port = port
+        self.ssl = ssl
+        self._server: Server | None = None
+        self._admitted: dict[ServerConnection, _Admitted] = {}
+        self._sockets: dict[Connection, ServerConnection] = {}
+        self._deflate = {route.index: [ThresholdDeflateFactory(route.compression.threshold)]
+                         for route in program.routes if route.compression.enabled}
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._server = await websockets.serve(
+            self._handle,
+            self.host,
+            self.port,
+            process_request=self._process_request,
+            # Per-route settings are applied in _process_request; these are the defaults.
+            extensions=[],
+            compression=None,
+            ping_interval=None,
+            max_size=DEFAULT_MAX_MESSAGE,
+            open_timeout=OPEN_TIMEOUT,
+            ssl=self.ssl,
+            backlog=LISTEN_BACKLOG,
+            logger=logging.getLogger("scenario_engine.websockets"),
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.ssl is not None else "ws"
+
+    def url(self, path: str) -> str:
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        if self.host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        return f"{self.scheme}://{host}:{self.port}{path}"
+
+    def route_urls(self) -> list[str]:
+        return [self.url(route.path) for route in self.engine.program.routes]
+
+    async def close(self) -> None:
+        """Close every connection with 1001 (going away) and stop listening."""
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    # ---- handshake -------------------------------------------------------------------------
+    def _process_request(self, connection: ServerConnection,
+                         http_request: HttpRequest) -> Response | None:
+        target = urlsplit(http_request.path)
+        resolved = self.engine.resolve(target.path)
+        if resolved is None:
+            return connection.respond(http.HTTPStatus.NOT_FOUND,
+                                      f"No WebSocket route at {target.path}\n")
+        route, params = resolved
+        request = Request(
+            path=target.path,
+            query=dict(parse_qsl(target.query, keep_blank_values=True)),
+            headers=_headers(http_request.headers),
+            ip=_peer_ip(connection),
+        )
+        conn_id = new_connection_id()
+        outcome, effects = self.engine.authenticate(route, request, params, conn_id)
+        self._log(effects)
+        if isinstance(outcome, Rejected) and outcome.status is not None:
+            logger.info("rejected %s %s: HTTP %d %s", request.ip, request.path,
+                        outcome.status, outcome.reason)
+            return connection.respond(outcome.status, outcome.reason + "\n")
+        self._configure(connection, route)
+        self._admitted[connection] = _Admitted(route, request, params, conn_id, outcome)
+        return None
+
+    def _configure(self, connection: ServerConnection, route: Route) -> None:
+        protocol = connection.protocol
+        protocol.available_extensions = self._deflate.get(route.index, [])
+        protocol.max_message_size = route.max_message or DEFAULT_MAX_MESSAGE
+        if route.heartbeat is not None:
+            # websockets' keepalive: a ping every interval; no pong within the same interval
+            # closes the connection with 1011 (keepalive ping timeout).
+            connection.ping_interval = route.heartbeat
+            connection.ping_timeout = route.heartbeat
+
+    # ---- connection ------------------------------------------------------------------------
+    async def _handle(self, ws: ServerConnection) -> None:
+        admitted = self._admitted.pop(ws, None)
+        if admitted is None:  # the handshake failed after process_request
+            return
+        outcome = admitted.outcome
+        if isinstance(outcome, Rejected):
+            logger.info("rejected %s %s: close %s %s", admitted.request.ip,
+                        admitted.request.path, outcome.code, outcome.reason)
+            await ws.close(outcome.code or 1008, outcome.reason)
+            return
+        engine = self.engine
+        conn = engine.open(admitted.route, admitted.request, admitted.params, outcome.auth,
+                           admitted.conn_id)
+        self._sockets[conn] = ws
+        logger.info("connect %s %s (%s)", conn.id, conn.request.path, conn.request.ip)
+        try:
+            if await self._apply(ws, engine.connect(conn)):
+                async for message in ws:
+                    if not await self._apply(ws, engine.message(conn, message)):
+                        break
+        except ConnectionClosed:
+            pass
+        finally:
+            del self._sockets[conn]
+            self._log(engine.close(conn, ws.close_code, ws.close_reason or ""))
+            # The close code the client saw: ours if we closed first, else theirs.
+            code = ws.protocol.close_sent.code if ws.protocol.close_sent else ws.close_code
+            logger.info("close %s %s code=%s", conn.id, conn.request.path, code)
+        await ws.wait_closed()
+
+    async def _apply(self, ws: ServerConnection, effects: Iterable[Effect]) -> bool:
+        """Carry out the effects of one event; False once this connection is being closed."""
+        for effect in effects:
+            if isinstance(effect, Send):
+                await ws.send(effect.data)
+            elif isinstance(effect, Broadcast):
+                sockets = self._sockets
+                websockets.broadcast([sockets[c] for c in effect.targets if c in sockets],
+                                     effect.data)
+            elif isinstance(effect, Close):
+                await ws.close(effect.code, effect.reason)
+                return False
+            elif isinstance(effect, Ping):
+                await ws.ping(effect.data)
+            elif isinstance(effect, Pong):
+                await ws.pong(effect.data)
+            elif isinstance(effect, Log):
+                self._log([effect])
+        return True
+
+    @staticmethod
+    def _log(effects: Iterable[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Log):
+                who = f" [{effect.conn.id}]" if effect.conn is not None else ""
+                level = logging.ERROR if effect.error else logging.INFO
+                logger.log(level, "%s:%s %s", effect.location, who, effect.message)
+
+
+def _headers(headers: Headers) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for name, value in headers.raw_items():
+        key = name.lower()
+        merged[key] = f"{merged[key]}, {value}" if key in merged else value
+    return merged
+
+
+def _peer_ip(connection: ServerConnection) -> str | None:
+    address = connection.remote_address
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return None
+
+
+async def run_until_stopped(server: ScenarioServer, stop: asyncio.Event) -> None:
+    await server.start()
+    await stop.wait()
+    await server.close()

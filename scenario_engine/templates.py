@@ -1,0 +1,180 @@
+"""The expressions embedded in IR strings, parsed into expression trees.
+
+An EXPR slot holds one expression; a TEMPLATE holds JSON whose strings may embed ``${…}``.
+Both are parsed here, once per distinct text (the same expression text always yields the same
+tree, since positions in it are relative to that text).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from lark.exceptions import UnexpectedInput
+
+from .lexical import MAX_NESTING, describe_syntax_error, max_nesting
+from .strings import Piece, StringSyntaxError, split_template
+from .syntax import (
+    ArrayLit,
+    Binary,
+    Call,
+    Conditional,
+    Expr,
+    Index,
+    Member,
+    ObjectLit,
+    StringLit,
+    Unary,
+    parser,
+)
+
+__all__ = [
+    "Embedded",
+    "ExpressionSyntaxError",
+    "children",
+    "embedded_expressions",
+    "parse_expression",
+]
+
+
+class ExpressionSyntaxError(ValueError):
+    """A syntax error in an expression; ``start``/``end`` are offsets in the text parsed."""
+
+    def __init__(self, message: str, hint: str | None, start: int, end: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.start = start
+        self.end = end
+
+
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    """An expression found in an IR string: the tree, and where its text starts in the string."""
+
+    expr: Expr
+    offset: int
+    whole: bool  # the string is exactly this one ${…} (its value keeps its type)
+
+
+@functools.lru_cache(maxsize=16384)
+def parse_expression(text: str) -> Expr:
+    """Parse one expression; raises ExpressionSyntaxError."""
+    if not text.strip():
+        raise ExpressionSyntaxError("empty expression", "write an expression", 0, 0)
+    depth, where = max_nesting(text)
+    if depth > MAX_NESTING:
+        raise ExpressionSyntaxError(f"expression nested too deeply (more than {MAX_NESTING} "
+                                    "levels)", "split it with let", where, where + 1)
+    try:
+        # The parser's callbacks build Expr nodes (see syntax._Builder), not lark trees.
+        expr: Expr = parser().parse(text, start="expr")  # type: ignore[assignment]
+    except UnexpectedInput as err:
+        message, hint, start, end = describe_syntax_error(err, text)
+        if message == "unexpected end of file":
+            message = "the expression ends too early"
+        raise ExpressionSyntaxError(message, hint, start, end) from None
+    if _depth_exceeds(expr, MAX_NESTING):
+        raise ExpressionSyntaxError(f"expression nested too deeply (more than {MAX_NESTING} "
+                                    "levels)", "split it with let", 0, len(text))
+    _check_strings(expr)
+    return expr
+
+
+def _check_strings(expr: Expr) -> None:
+    """Surface errors inside string literals (bad escapes, unclosed ``${``) at parse time."""
+    from .strings import split_literal
+
+    for node in walk(expr):
+        if isinstance(node, StringLit):
+            try:
+                for piece in split_literal(node.raw):
+                    if isinstance(piece, Piece):
+                        parse_expression(piece.text)
+            except StringSyntaxError as err:
+                at = node.start + err.offset
+                raise ExpressionSyntaxError(err.message, err.hint, at, at + 2) from None
+            except ExpressionSyntaxError as err:
+                raise ExpressionSyntaxError(err.message, err.hint, node.start, node.end) from None
+
+
+def children(expr: Expr) -> tuple[Expr, ...]:
+    """The direct sub-expressions of ``expr``."""
+    if isinstance(expr, Member):
+        return (expr.target,)
+    if isinstance(expr, Index):
+        return (expr.target, expr.index)
+    if isinstance(expr, Call):
+        return expr.args
+    if isinstance(expr, Unary):
+        return (expr.operand,)
+    if isinstance(expr, Binary):
+        return (expr.left, expr.right)
+    if isinstance(expr, Conditional):
+        return (expr.test, expr.then, expr.otherwise)
+    if isinstance(expr, ObjectLit):
+        return tuple(p[3] for p in expr.pairs)
+    if isinstance(expr, ArrayLit):
+        return expr.items
+    return ()
+
+
+def walk(expr: Expr) -> Iterator[Expr]:
+    """Every node of the tree, parents before children (iteratively: trees may be deep)."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(children(node)))
+
+
+def _depth_exceeds(expr: Expr, limit: int) -> bool:
+    stack = [(expr, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children(node))
+    return False
+
+
+def embedded_expressions(text: str) -> list[Embedded]:
+    """The expressions of an IR template string; raises ExpressionSyntaxError with offsets in
+    ``text``."""
+    if "${" not in text:
+        return []
+    try:
+        parts = split_template(text)
+    except StringSyntaxError as err:
+        raise ExpressionSyntaxError(err.message, err.hint, err.offset, err.offset + 2) from None
+    found = []
+    whole = len(parts) == 1
+    for part in parts:
+        if isinstance(part, Piece):
+            try:
+                expr = parse_expression(part.text)
+            except ExpressionSyntaxError as err:
+                raise ExpressionSyntaxError(err.message, err.hint, part.offset + err.start,
+                                            part.offset + err.end) from None
+            found.append(Embedded(expr, part.offset, whole))
+    return found
+
+
+def template_strings(value: Any, pointer: str) -> Iterator[tuple[str, str]]:
+    """(pointer, string) for every string inside a template value that embeds an expression."""
+    stack: list[tuple[Any, str]] = [(value, pointer)]
+    while stack:
+        item, ptr = stack.pop()
+        if isinstance(item, str):
+            if "${" in item:
+                yield ptr, item
+        elif isinstance(item, dict):
+            stack.extend((v, f"{ptr}/{_escape(k)}") for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((v, f"{ptr}/{i}") for i, v in reversed(list(enumerate(item))))
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")

@@ -1,0 +1,371 @@
+"""Checks beyond the schema: names, functions, arities, reachability, codes, duplicates.
+
+The schema (``schema.py``) checks the shape of the IR. What it cannot see is checked here, with
+the source map giving every finding a file:line:col: names that are not defined where they are
+used (with did-you-mean), calls of unknown functions or with the wrong number of arguments,
+handlers and auth steps that can never run, durations and sizes that are zero, close reasons
+longer than the protocol allows, and routes defined twice, also across files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ScenarioError, did_you_mean
+from .functions import SIGNATURES
+from .schema import schema_errors
+from .source import Source, SourceMap, Span
+from .syntax import Call, Expr, Member, Name
+from .templates import (
+    ExpressionSyntaxError,
+    embedded_expressions,
+    parse_expression,
+    template_strings,
+    walk,
+)
+from .units import parse_duration, parse_size
+
+__all__ = ["CONN_FIELDS", "Loaded", "check_duplicate_routes", "route_key", "validate"]
+
+#: Properties of ``conn`` an expression may read.
+CONN_FIELDS = ("id", "rooms", "ip", "path", "query", "headers", "params")
+#: Properties of ``error`` in ``on error``.
+ERROR_FIELDS = ("message",)
+
+_REQUEST = ("conn", "query", "headers", "params")
+_ROOTS_BY_CONTEXT: dict[str, tuple[str, ...]] = {
+    "constant": (),
+    "auth": _REQUEST,
+    "connect": (*_REQUEST, "auth"),
+    "message": (*_REQUEST, "auth", "msg", "raw"),
+    "close": (*_REQUEST, "auth", "code", "reason"),
+    "error": (*_REQUEST, "auth", "error", "msg", "raw"),
+}
+_WHERE_AVAILABLE = {
+    "msg": "'msg' is the message being handled: use it in 'on message' (or 'on error')",
+    "raw": "'raw' is the message as received: use it in 'on message' (or 'on error')",
+    "auth": "'auth' is what the auth block accepted: use it in handlers, after auth",
+    "error": "'error' is only defined in 'on error'",
+    "code": "'code' is only defined in 'on close'",
+    "reason": "'reason' is only defined in 'on close'",
+    "conn": "constants are evaluated once at load, before any connection",
+    "query": "constants are evaluated once at load, before any connection",
+    "headers": "constants are evaluated once at load, before any connection",
+    "params": "constants are evaluated once at load, before any connection",
+}
+_ALL_ROOTS = frozenset(r for roots in _ROOTS_BY_CONTEXT.values() for r in roots)
+_CONTEXT_TEXT = {"constant": "a top-level let", "auth": "the auth block",
+                 "connect": "'on connect'", "message": "'on message'", "close": "'on close'",
+                 "error": "'on error'"}
+
+_MAX_REASON_BYTES = 123  # RFC 6455 §5.5: a close frame's payload is at most 125 bytes
+_PARAM = re.compile(r":([^/]*)")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass
+class Loaded:
+    """A scenario file after its front end: the IR and the map back to the file."""
+
+    source: Source
+    ir: dict[str, Any]
+    source_map: SourceMap = field(default_factory=dict)
+
+    @property
+    def spelling(self) -> str:
+        """"mock" or "yaml": which front end produced the IR."""
+        return "mock" if self.source.name.endswith(".mock") else "yaml"
+
+
+def validate(loaded: Loaded) -> list[ScenarioError]:
+    """Every error of one scenario file: the schema's, then the semantic checks'.
+
+    The semantic checks need the IR's shape to be right. The `.mock` grammar guarantees the
+    shape (only values can be out of range), so there both kinds are reported together; in YAML
+    a schema error may be structural, and then only the schema's errors are reported.
+    """
+    errors = schema_errors(loaded.ir, loaded.source, loaded.source_map)
+    if errors and loaded.spelling != "mock":
+        return errors
+    checker = _Checker(loaded)
+    checker.document()
+    return errors + checker.errors
+
+
+def route_key(prefix: str, path: str) -> str:
+    """The form under which two route paths are the same route (parameter names ignored)."""
+    return _PARAM.sub(":", (prefix + path).rstrip("/") or "/")
+
+
+def check_duplicate_routes(files: Sequence[Loaded]) -> list[ScenarioError]:
+    """Routes defined more than once, within a file or across the files served together."""
+    seen: dict[str, tuple[Loaded, int]] = {}
+    errors = []
+    for loaded in files:
+        prefix = loaded.ir.get("prefix", "")
+        for i, route in enumerate(loaded.ir.get("routes", [])):
+            key = route_key(prefix, route["path"])
+            if key in seen:
+                other, j = seen[key]
+                where = _locate(other, f"/routes/{j}/path")
+                place = (f"line {where.line}" if other is loaded
+                         else f"{other.source.name}:{where.line}")
+                errors.append(_error(loaded, f"/routes/{i}/path",
+                                     f"route '{prefix + route['path']}' is already defined",
+                                     f"the first definition is at {place}"))
+            else:
+                seen[key] = (loaded, i)
+    return errors
+
+
+def _locate(loaded: Loaded, pointer: str) -> Span:
+    while pointer not in loaded.source_map and pointer:
+        pointer = pointer.rsplit("/", 1)[0]
+    return loaded.source_map.get(pointer, Span(1, 1, 1, 1))
+
+
+def _error(loaded: Loaded, pointer: str, message: str, hint: str | None = None,
+           offset: int | None = None, length: int | None = None,
+           text: str | None = None) -> ScenarioError:
+    span = _locate(loaded, pointer)
+    if offset is not None and text is not None and span.origin is not None:
+        line, col = span.at_offset(offset, text)
+        end = col + length if length else None
+        return loaded.source.error(line, col, message, hint, end)
+    return loaded.source.error_at(span, message, hint)
+
+
+@dataclass
+class _Scope:
+    context: str
+    names: set[str]
+
+    def child(self) -> _Scope:
+        return _Scope(self.context, set(self.names))
+
+
+class _Checker:
+    def __init__(self, loaded: Loaded) -> None:
+        self.loaded = loaded
+        self.ir = loaded.ir
+        self.errors: list[ScenarioError] = []
+        self.constants: set[str] = set()
+
+    def error(self, pointer: str, message: str, hint: str | None = None,
+              offset: int | None = None, length: int | None = None,
+              text: str | None = None) -> None:
+        self.errors.append(_error(self.loaded, pointer, message, hint, offset, length, text))
+
+    # ---- structure ------------------------------------------------------------------------
+    def document(self) -> None:
+        for name, value in self.ir.get("let", {}).items():
+            pointer = f"/let/{name}"
+            if name in _ALL_ROOTS or name in SIGNATURES:
+                self.error(pointer + "#key", f"'{name}' is a built-in name",
+                           "choose another name for the constant")
+            self.template(value, pointer, _Scope("constant", set(self.constants)))
+            self.constants.add(name)
+        if not self.ir.get("routes"):
+            self.error("/routes", "this scenario defines no routes",
+                       "add one, e.g. route /ws { on connect { send \"hello\" } }"
+                       if self.loaded.spelling == "mock" else
+                       "add one, e.g. routes: [{path: /ws, on: {connect: [{send: hello}]}}]")
+        for i, route in enumerate(self.ir.get("routes", [])):
+            self.route(route, f"/routes/{i}")
+        self.errors.extend(check_duplicate_routes([self.loaded]))
+
+    def route(self, route: dict[str, Any], pointer: str) -> None:
+        self.path(route["path"], pointer + "/path")
+        if "heartbeat" in route:
+            self.quantity(route["heartbeat"], pointer + "/heartbeat", parse_duration)
+        if "maxMessage" in route:
+            self.quantity(route["maxMessage"], pointer + "/maxMessage", parse_size)
+        compression = route.get("compression", {})
+        if "threshold" in compression:
+            self.quantity(compression["threshold"], pointer + "/compression/threshold",
+                          parse_size, allow_zero=True)
+        base = self.constants
+        if "auth" in route:
+            self.auth(route["auth"], pointer + "/auth", _Scope("auth", set(base)))
+        for event, body in route.get("on", {}).items():
+            where = f"{pointer}/on/{event}"
+            if event == "message":
+                self.message_handlers(body, where, base)
+            else:
+                self.actions(body, where, _Scope(event, set(base)))
+
+    def path(self, path: str, pointer: str) -> None:
+        names = _PARAM.findall(path)
+        for name in names:
+            if not _IDENT.match(name):
+                self.error(pointer, f"bad parameter ':{name}' in path",
+                           "a parameter is ':' followed by a name, e.g. /ws/game/:gameId")
+        duplicates = {n for n in names if names.count(n) > 1}
+        for name in sorted(duplicates):
+            self.error(pointer, f"parameter ':{name}' appears twice in the path")
+        if "//" in path:
+            self.error(pointer, "empty segment '//' in path")
+
+    def quantity(self, value: str, pointer: str, parse: Any, allow_zero: bool = False) -> None:
+        try:
+            amount = parse(value)
+        except ValueError:
+            return  # malformed: the schema's pattern reports it
+        if amount == 0 and not allow_zero:
+            self.error(pointer, f"'{value}' must be more than zero")
+
+    def auth(self, steps: list[dict[str, Any]], pointer: str, scope: _Scope) -> None:
+        final: int | None = None
+        for i, step in enumerate(steps):
+            where = f"{pointer}/{i}"
+            if final is not None:
+                self.error(where, "this auth step can never run",
+                           f"the step on line {_locate(self.loaded, f'{pointer}/{final}').line} "
+                           "always ends authentication")
+                final = None  # one report is enough
+                break
+            if "reject" in step:
+                body = step["reject"]
+                if "reason" in body:
+                    self.template(body["reason"], where + "/reject/reason", scope)
+                    if "code" in body:
+                        self.reason_length(body["reason"], where + "/reject/reason")
+                for key in ("if", "unless"):
+                    if key in body:
+                        self.expression(body[key], f"{where}/reject/{key}", scope)
+                if "if" not in body and "unless" not in body:
+                    final = i
+            elif "accept" in step:
+                self.template(step["accept"], where + "/accept", scope)
+                final = i
+            else:
+                self.let(step["let"], where + "/let", scope)
+
+    def message_handlers(self, handlers: list[dict[str, Any]], pointer: str,
+                         base: set[str]) -> None:
+        catch_all: int | None = None
+        types: dict[str, int] = {}
+        for i, handler in enumerate(handlers):
+            where = f"{pointer}/{i}"
+            if catch_all is not None:
+                line = _locate(self.loaded, f"{pointer}/{catch_all}").line
+                self.error(where, "this handler can never run",
+                           f"the handler on line {line} matches every message before it; "
+                           "put the catch-all last")
+            elif "type" in handler and "where" not in handler and handler["type"] in types:
+                line = _locate(self.loaded, f"{pointer}/{types[handler['type']]}").line
+                self.error(where, "this handler can never run",
+                           f"the handler on line {line} already handles type "
+                           f"\"{handler['type']}\"")
+            if not ({"type", "where", "binary"} & handler.keys()):
+                catch_all = i if catch_all is None else catch_all
+            if "type" in handler and "where" not in handler:
+                types.setdefault(handler["type"], i)
+            scope = _Scope("message", set(base))
+            if "where" in handler:
+                self.expression(handler["where"], where + "/where", scope)
+            self.actions(handler["do"], where + "/do", scope)
+
+    def actions(self, actions: list[dict[str, Any]], pointer: str, scope: _Scope) -> None:
+        for i, action in enumerate(actions):
+            where = f"{pointer}/{i}"
+            name = "if" if "if" in action else next(iter(action))
+            if name in ("send", "join", "leave", "log"):
+                self.template(action[name], f"{where}/{name}", scope)
+            elif name == "broadcast":
+                body = action["broadcast"]
+                self.template(body["data"], where + "/broadcast/data", scope)
+                for j, room in enumerate(body.get("to", [])):
+                    self.template(room, f"{where}/broadcast/to/{j}", scope)
+            elif name == "close":
+                body = action["close"]
+                if "reason" in body:
+                    self.template(body["reason"], where + "/close/reason", scope)
+                    self.reason_length(body["reason"], where + "/close/reason")
+            elif name in ("ping", "pong"):
+                if "data" in action[name]:
+                    self.template(action[name]["data"], f"{where}/{name}/data", scope)
+            elif name == "let":
+                self.let(action["let"], where + "/let", scope)
+            elif name == "if":
+                self.expression(action["if"], where + "/if", scope)
+                self.actions(action["then"], where + "/then", scope.child())
+                self.actions(action.get("else", []), where + "/else", scope.child())
+
+    def let(self, body: dict[str, Any], pointer: str, scope: _Scope) -> None:
+        name = body["name"]
+        self.template(body["value"], pointer + "/value", scope)
+        if name in _ALL_ROOTS or name in SIGNATURES:
+            self.error(pointer + "/name", f"'{name}' is a built-in name", "choose another name")
+        elif name in scope.names:
+            self.error(pointer + "/name", f"'{name}' is already defined",
+                       "choose another name; a let cannot be redefined")
+        scope.names.add(name)
+
+    def reason_length(self, reason: Any, pointer: str) -> None:
+        if isinstance(reason, str) and "${" not in reason:
+            size = len(reason.encode("utf-8"))
+            if size > _MAX_REASON_BYTES:
+                self.error(pointer, f"close reason is {size} bytes long; the protocol allows "
+                           f"{_MAX_REASON_BYTES}", "shorten the reason")
+
+    # ---- expressions ------------------------------------------------------------------------
+    def expression(self, text: str, pointer: str, scope: _Scope) -> None:
+        try:
+            expr = parse_expression(text)
+        except ExpressionSyntaxError as err:
+            self.error(pointer, err.message, err.hint, err.start, err.end - err.start, text)
+            return
+        self.names(expr, 0, text, pointer, scope)
+
+    def template(self, value: Any, pointer: str, scope: _Scope) -> None:
+        for where, text in template_strings(value, pointer):
+            try:
+                found = embedded_expressions(text)
+            except ExpressionSyntaxError as err:
+                self.error(where, err.message, err.hint, err.start, err.end - err.start, text)
+                continue
+            for embedded in found:
+                self.names(embedded.expr, embedded.offset, text, where, scope)
+
+    def names(self, expr: Expr, offset: int, text: str, pointer: str, scope: _Scope) -> None:
+        visible = set(_ROOTS_BY_CONTEXT[scope.context]) | scope.names
+
+        def report(start: int, end: int, message: str, hint: str | None) -> None:
+            self.error(pointer, message, hint, offset + start, end - start, text)
+
+        for node in walk(expr):
+            if isinstance(node, Name) and node.name not in visible:
+                if node.name in _ALL_ROOTS:
+                    report(node.start, node.end, f"'{node.name}' is not available in "
+                           f"{_CONTEXT_TEXT[scope.context]}", _WHERE_AVAILABLE.get(node.name))
+                else:
+                    report(node.start, node.end, f"unknown name '{node.name}'",
+                           did_you_mean(node.name, sorted(visible))
+                           or _defined_hint(visible))
+            elif isinstance(node, Call):
+                signature = SIGNATURES.get(node.name)
+                name_end = node.start + len(node.name)
+                if signature is None:
+                    report(node.start, name_end, f"unknown function '{node.name}'",
+                           did_you_mean(node.name, SIGNATURES)
+                           or "the functions are " + ", ".join(sorted(SIGNATURES)))
+                elif not signature.min_args <= len(node.args) <= signature.max_args:
+                    report(node.start, node.end,
+                           f"{node.name}() takes {signature.arity_text()}, "
+                           f"not {len(node.args)}", f"for example {signature.usage}")
+            elif isinstance(node, Member) and isinstance(node.target, Name):
+                fields = {"conn": CONN_FIELDS, "error": ERROR_FIELDS}.get(node.target.name)
+                if fields and node.target.name not in scope.names and node.name not in fields:
+                    report(node.name_start, node.end,
+                           f"'{node.target.name}' has no property '{node.name}'",
+                           did_you_mean(node.name, fields)
+                           or f"its properties are {', '.join(fields)}")
+
+
+def _defined_hint(visible: Iterable[str]) -> str:
+    names = sorted(visible)
+    return "names defined here: " + ", ".join(names) if names else "no names are defined here"

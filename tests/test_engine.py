@@ -1,0 +1,223 @@
+"""The engine without I/O: events in, effects out, with the example scenarios."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scenario_engine.engine import (
+    Accepted,
+    Broadcast,
+    Close,
+    Connection,
+    Effect,
+    Engine,
+    Log,
+    Ping,
+    Rejected,
+    Request,
+    Send,
+)
+from scenario_engine.loader import load_paths, load_source
+from scenario_engine.program import ActionError, compile_program
+from scenario_engine.source import Source
+
+SCENARIOS = Path(__file__).parent.parent / "scenarios"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    loaded, errors, _ = load_paths([SCENARIOS])
+    assert errors == []
+    return Engine(compile_program(loaded))
+
+
+def engine_of(text: str) -> Engine:
+    loaded, errors = load_source(Source("test.mock", text))
+    assert errors == [], [e.format_text() for e in errors]
+    assert loaded is not None
+    return Engine(compile_program([loaded]))
+
+
+def connect(engine: Engine, path: str, query: dict[str, str] | None = None) -> Connection:
+    resolved = engine.resolve(path)
+    assert resolved is not None
+    route, params = resolved
+    request = Request(path, query or {}, {"user-agent": "test"}, "127.0.0.1")
+    outcome, _ = engine.authenticate(route, request, params, "probe")
+    assert isinstance(outcome, Accepted)
+    conn = engine.open(route, request, params, outcome.auth)
+    engine.connect(conn)
+    return conn
+
+
+def frames(effects: list[Effect], conn: Connection) -> list[Any]:
+    """The decoded messages ``conn`` receives from these effects."""
+    out = []
+    for effect in effects:
+        if (isinstance(effect, Send) and effect.conn is conn) or (
+                isinstance(effect, Broadcast) and conn in effect.targets):
+            out.append(json.loads(effect.data))
+    return out
+
+
+def test_routing_with_prefix_params_and_404(engine: Engine) -> None:
+    assert engine.resolve("/api/ws/chat") is not None
+    assert engine.resolve("/api/ws/chat/") is not None
+    assert engine.resolve("/ws/chat") is None
+    assert engine.resolve("/echo") is not None
+    params_engine = engine_of("route /ws/room/:name/:id { on connect { send params } }")
+    resolved = params_engine.resolve("/ws/room/gen%20eral/7")
+    assert resolved is not None and resolved[1] == {"name": "gen eral", "id": "7"}
+    assert params_engine.resolve("/ws/room/general") is None
+
+
+def test_chat_rooms_and_include_self(engine: Engine) -> None:
+    a, b, c = (connect(engine, "/api/ws/chat") for _ in range(3))
+    engine.message(a, json.dumps({"type": "join", "username": "A"}))
+    effects = engine.message(b, json.dumps({"type": "join", "username": "B"}))
+    assert frames(effects, a) == [{"type": "user-joined", "username": "B"}]
+    assert frames(effects, b) == []
+    effects = engine.message(a, json.dumps({"type": "message", "username": "A",
+                                            "message": "hi"}))
+    for conn in (a, b):
+        (got,) = frames(effects, conn)
+        assert got["type"] == "chat-message" and got["message"] == "hi"
+        assert isinstance(got["timestamp"], int)
+    assert frames(effects, c) == []  # not in the room
+    effects = engine.message(c, json.dumps({"type": "typing", "username": "C"}))
+    assert frames(effects, a) == frames(effects, b) == [{"type": "typing", "username": "C"}]
+    assert frames(effects, c) == []
+    effects = engine.close(a, 1000, "")
+    assert frames(effects, b) == [{"type": "user-left", "userId": a.id}]
+    for conn in (b, c):
+        engine.close(conn, 1000, "")
+    assert len(engine.rooms[a.route.index]) == 0
+
+
+def test_broadcast_is_encoded_once_for_all_targets(engine: Engine) -> None:
+    conns = [connect(engine, "/api/ws/basic") for _ in range(5)]
+    effects = engine.message(conns[0], '{"hello": 1}')
+    (broadcast,) = [e for e in effects if isinstance(e, Broadcast)]
+    assert set(broadcast.targets) == set(conns)
+    assert broadcast.data == '{"hello":1}'
+    for conn in conns:
+        engine.close(conn, 1000, "")
+
+
+def test_private_auth(engine: Engine) -> None:
+    resolved = engine.resolve("/api/ws/private")
+    assert resolved is not None
+    route, params = resolved
+
+    def outcome(query: dict[str, str]) -> Accepted | Rejected:
+        return engine.authenticate(route, Request("/api/ws/private", query), params, "x")[0]
+
+    assert outcome({}) == Rejected("No token provided", code=4001)
+    assert outcome({"token": ""}) == Rejected("No token provided", code=4001)
+    assert outcome({"token": "eve"}) == Rejected("Invalid token", code=4002)
+    assert outcome({"token": "bob-token"}) == Accepted({"user": {"name": "Bob"}})
+    conn = engine.open(route, Request("/api/ws/private"), params, {"user": {"name": "Bob"}})
+    assert frames(engine.connect(conn), conn) == [
+        {"type": "authenticated", "user": {"name": "Bob"}}]
+
+
+def test_game_flow(engine: Engine) -> None:
+    host, guest, idle = (connect(engine, "/api/ws/game") for _ in range(3))
+    (created,) = frames(engine.message(host, '{"type": "create-game"}'), host)
+    assert created["type"] == "game-created" and created["gameId"].startswith("game-")
+    effects = engine.message(guest, json.dumps({"type": "join-game",
+                                                "gameId": created["gameId"]}))
+    assert frames(effects, host) == [{"type": "player-joined", "playerId": guest.id}]
+    effects = engine.message(host, json.dumps({"type": "game-action", "action": "move",
+                                               "gameId": created["gameId"]}))
+    expected = {"type": "game-update", "action": "move", "playerId": host.id}
+    assert frames(effects, host) == frames(effects, guest) == [expected]
+    assert frames(effects, idle) == []
+    assert host.view["rooms"] == sorted(["lobby", created["gameId"]])
+
+
+def test_echo_keeps_text_and_bytes_unchanged(engine: Engine) -> None:
+    conn = connect(engine, "/echo")
+    for data in ('{"a":   1}', "not json", b"\x00\xff"):
+        assert engine.message(conn, data) == [Send(conn, data)]
+
+
+def test_binary_without_a_handler_closes_1003(engine: Engine) -> None:
+    conn = connect(engine, "/api/ws/chat")
+    assert engine.message(conn, b"\x01") == [Close(conn, 1003, "Unsupported data")]
+    binary = engine_of('route /ws { on message binary { send raw } }')
+    conn = connect(binary, "/ws")
+    assert binary.message(conn, b"\x01") == [Send(conn, b"\x01")]
+    assert binary.message(conn, "text") == []
+
+
+def test_handler_error_closes_1011_with_location() -> None:
+    engine = engine_of('route /ws {\n  on message {\n    send "ok"\n    send msg.a.b\n  }\n}\n')
+    conn = connect(engine, "/ws")
+    effects = engine.message(conn, "{}")
+    assert effects[0] == Send(conn, "ok")
+    assert isinstance(effects[1], Log) and effects[1].error
+    assert effects[1].location == "test.mock:4:5"
+    assert "cannot read 'b' of null" in effects[1].message
+    assert effects[2] == Close(conn, 1011, "Internal error")
+
+
+def test_on_error_runs_instead_of_1011() -> None:
+    engine = engine_of('route /ws {\n  on message { send 1 / msg.n }\n'
+                       '  on error { send { type: "error", message: error.message } }\n}\n')
+    conn = connect(engine, "/ws")
+    effects = engine.message(conn, '{"n": 0}')
+    assert frames(effects, conn) == [{"type": "error", "message": "division by zero"}]
+    assert not any(isinstance(e, Close) for e in effects)
+
+
+def test_where_if_else_let_ping_close() -> None:
+    engine = engine_of("""
+route /ws {
+  on message where msg.n > 10 {
+    let big = msg.n * 2
+    if big > 100 { send { big: big } } else if big > 50 { send "medium" } else { ping }
+  }
+  on message type "bye" { close 4000 "bye ${msg.who}" }
+  on message { close }
+}
+""")
+    conn = connect(engine, "/ws")
+    assert frames(engine.message(conn, '{"n": 60}'), conn) == [{"big": 120}]
+    assert engine.message(conn, '{"n": 30}') == [Send(conn, "medium")]
+    assert engine.message(conn, '{"n": 11}') == [Ping(conn, b"")]
+    assert engine.message(conn, '{"type": "bye", "who": "me"}') == [Close(conn, 4000, "bye me")]
+    assert engine.message(conn, '{"n": 1}') == [Close(conn, 1000, "")]
+
+
+def test_auth_error_rejects_with_500_and_logs() -> None:
+    engine = engine_of('route /ws { auth { accept { x: query.a.b } } }')
+    resolved = engine.resolve("/ws")
+    assert resolved is not None
+    outcome, effects = engine.authenticate(resolved[0], Request("/ws"), {}, "x")
+    assert outcome == Rejected("Internal Server Error", status=500)
+    assert isinstance(effects[0], Log) and effects[0].location == "test.mock:1:20"
+
+
+def test_constant_that_fails_at_load_names_its_line() -> None:
+    loaded, _ = load_source(Source("c.mock", 'let a = 1 / 0\nroute /ws { }\n'))
+    assert loaded is not None
+    with pytest.raises(ActionError, match="division by zero") as info:
+        compile_program([loaded])
+    assert info.value.location == "c.mock:1:9"
+
+
+def test_close_frees_rooms_and_connections(engine: Engine) -> None:
+    conns = [connect(engine, "/api/ws/rooms") for _ in range(20)]
+    for i, conn in enumerate(conns):
+        engine.message(conn, json.dumps({"type": "join-room", "room": f"r{i % 3}"}))
+    route = conns[0].route.index
+    assert len(engine.rooms[route]) == 3
+    for conn in conns:
+        engine.close(conn, 1000, "")
+    assert len(engine.rooms[route]) == 0
+    assert not engine.connections[route]
