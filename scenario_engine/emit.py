@@ -1,0 +1,588 @@
+"""IR → text: a canonical `.mock` file (``emit_mock``) or a YAML file (``emit_yaml``).
+
+The contract is the round trip: ``parse_mock(emit_mock(ir))`` gives back ``ir`` itself, and
+``yaml.safe_load(emit_yaml(ir))`` too, for every IR the `.mock` language can spell (the few it
+cannot are listed under ``emit_mock``).
+
+Expressions are copied verbatim, never re-printed: the `.mock` front end copies their source
+text into the IR, so the only spelling that round-trips is the one already in the IR. The work
+here is choosing, for each expression, a place in the text where it is read back whole and as
+an expression — bare (``send conn.id``) where that is safe, else inside a string literal
+(``send "${1}"``), whose ``${…}`` pieces are also kept verbatim.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+from lark.exceptions import LarkError
+
+from .errors import ScenarioEngineError
+from .strings import Piece, StringSyntaxError, split_literal, split_template
+from .syntax import ArrayLit, Literal, ObjectLit, StringLit, parser
+
+__all__ = ["EmitError", "emit_mock", "emit_yaml"]
+
+#: Lines longer than this have their object and array literals broken across lines.
+WIDTH = 90
+_INDENT = "  "
+
+# Terminals of grammar/scenario.lark that the emitter must reproduce.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PATH = re.compile(r"/[A-Za-z0-9_.~:*%@!$&+,;=\-/]*")
+_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?[A-Za-z]+")
+_STRING = re.compile(r'"([^"\\\n]|\\.)*"|\'([^\'\\\n]|\\.)*\'')
+_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b",
+                  "\f": "\\f"}
+_EVENTS = ("connect", "message", "close", "error")
+
+
+class EmitError(ScenarioEngineError, ValueError):
+    """The IR cannot be written: it is malformed (not an IR per docs/ir.md) at ``pointer``."""
+
+    def __init__(self, pointer: str, message: str) -> None:
+        super().__init__(f"{pointer or '/'}: {message}")
+        self.pointer = pointer
+        self.message = message
+
+
+# ---- .mock ------------------------------------------------------------------------------------
+
+def emit_mock(ir: dict[str, Any]) -> str:
+    """The canonical `.mock` text of an IR document (raises EmitError on a malformed IR).
+
+    Not every IR has a `.mock` spelling; these come back changed but meaning the same:
+
+    * ``compression`` other than ``{"enabled": false}``, ``{"enabled": true}`` or
+      ``{"threshold": X}`` (``{"enabled": true, "threshold": X}`` is written
+      ``compression threshold X``; ``enabled: false`` with a threshold, ``compression off``;
+      ``{}`` is ``compression on``);
+    * ``"binary": false``, ``"includeSelf": false``, a ``close`` with a reason but no code
+      (written ``close 1000 …``), empty ``on``/``message``/``let`` collections (omitted);
+    * negative numbers (``-5`` reads back as the expression ``"${-5}"``);
+    * an EXPR written with surrounding blanks or comments (written trimmed);
+    * a ``${…}`` that no `.mock` string literal can hold — its text has a line break or both
+      quote characters — is written as an expression: ``(e)`` alone, else ``"text" + (e)``
+      (``+`` with a string operand joins text exactly as interpolation does).
+    """
+    return _MockWriter().document(ir)
+
+
+class _MockWriter:
+    """Writes one document; each method returns the lines (or text) of one IR node."""
+
+    # ---- structure -----------------------------------------------------------------------
+    def document(self, ir: dict[str, Any]) -> str:
+        _expect(ir, dict, "", "a scenario document is an object")
+        _only(ir, ("prefix", "let", "routes"), "")
+        sections: list[list[str]] = []
+        if "prefix" in ir:
+            sections.append([f"prefix {self.path(ir['prefix'], '/prefix')}"])
+        constants = ir.get("let") or {}
+        _expect(constants, dict, "/let", "'let' is an object of name → value")
+        if constants:
+            sections.append([self.let_line(name, value, f"/let/{_pointer_key(name)}", "")
+                             for name, value in constants.items()])
+        routes = ir.get("routes", [])
+        _expect(routes, list, "/routes", "'routes' is a list")
+        for i, route in enumerate(routes):
+            sections.append(self.route(route, f"/routes/{i}"))
+        return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
+
+    def route(self, route: dict[str, Any], pointer: str) -> list[str]:
+        _expect(route, dict, pointer, "a route is an object")
+        _only(route, ("path", "heartbeat", "compression", "maxMessage", "auth", "on"), pointer)
+        inner = _INDENT
+        settings: list[str] = []
+        if "heartbeat" in route:
+            settings.append(inner + "heartbeat " + self.quantity(route["heartbeat"],
+                                                                 pointer + "/heartbeat"))
+        if "compression" in route:
+            settings.append(inner + self.compression(route["compression"],
+                                                     pointer + "/compression"))
+        if "maxMessage" in route:
+            settings.append(inner + "max message " + self.quantity(route["maxMessage"],
+                                                                   pointer + "/maxMessage"))
+        sections = [settings] if settings else []
+        if "auth" in route:
+            steps = route["auth"]
+            _expect(steps, list, pointer + "/auth", "'auth' is a list of steps")
+            body = [self.auth_step(step, f"{pointer}/auth/{i}", inner + _INDENT)
+                    for i, step in enumerate(steps)]
+            sections.append(_block(inner + "auth", body, inner))
+        handlers = route.get("on", {})
+        _expect(handlers, dict, pointer + "/on", "'on' is an object of event → handlers")
+        for event in handlers:
+            if event not in _EVENTS:
+                raise EmitError(f"{pointer}/on/{_pointer_key(event)}",
+                                f"unknown event '{event}' (expected one of {', '.join(_EVENTS)})")
+        for event in _EVENTS:
+            if event not in handlers:
+                continue
+            where = f"{pointer}/on/{event}"
+            if event == "message":
+                _expect(handlers[event], list, where, "'message' is a list of handlers")
+                for i, handler in enumerate(handlers[event]):
+                    sections.append(self.message_handler(handler, f"{where}/{i}", inner))
+            else:
+                sections.append(self.block(inner + "on " + event, handlers[event], where, inner))
+        head = f"route {self.path(route.get('path'), pointer + '/path')}"
+        if not sections:
+            return [head + " {}"]
+        body = [line for i, section in enumerate(sections)
+                for line in ([""] if i else []) + section]
+        return [head + " {", *body, "}"]
+
+    def path(self, value: Any, pointer: str) -> str:
+        _expect(value, str, pointer, "a path is a string")
+        # A bare PATH token where the grammar's PATH allows it; anything else (spaces, '#',
+        # non-ASCII) as a string literal, which the front end reads without ${} meaning.
+        return value if _PATH.fullmatch(value) else _plain_literal(value)
+
+    def quantity(self, value: Any, pointer: str) -> str:
+        _expect(value, str, pointer, "a duration or size is a string like 10s or 1KB")
+        if not _QUANTITY.fullmatch(value):
+            raise EmitError(pointer, f"'{value}' is not a number followed by a unit")
+        return str(value)
+
+    def compression(self, value: Any, pointer: str) -> str:
+        _expect(value, dict, pointer, "'compression' is an object")
+        _only(value, ("enabled", "threshold"), pointer)
+        _expect(value.get("enabled", True), bool, pointer + "/enabled",
+                "'enabled' is true or false")
+        if value.get("enabled", True) is False:
+            return "compression off"  # a threshold means nothing when compression is off
+        if "threshold" in value:
+            return "compression threshold " + self.quantity(value["threshold"],
+                                                            pointer + "/threshold")
+        return "compression on"
+
+    # ---- auth -----------------------------------------------------------------------------
+    def auth_step(self, step: Any, pointer: str, indent: str) -> str:
+        name, body = _single(step, pointer, ("reject", "accept", "let"))
+        where = f"{pointer}/{name}"
+        if name == "accept":
+            return self.statement(indent, "accept ", body, where)
+        if name == "let":
+            return self.let_action(body, where, indent)
+        _expect(body, dict, where, "'reject' is an object")
+        _only(body, ("code", "status", "reason", "if", "unless"), where)
+        if ("code" in body) == ("status" in body):
+            raise EmitError(where, "a reject has either a 'code' or an HTTP 'status'")
+        head = (f"reject {_integer(body['code'], where + '/code')}" if "code" in body
+                else f"reject http {_integer(body['status'], where + '/status')}")
+        line = indent + head
+        if "reason" in body:
+            line += " " + self.template(body["reason"], where + "/reason", len(line) + 1,
+                                        indent, optional=True)
+        if "if" in body and "unless" in body:
+            raise EmitError(where, "a reject has 'if' or 'unless', not both")
+        for word in ("if", "unless"):
+            if word in body:
+                line += f" {word} " + self.expression(body[word], f"{where}/{word}")
+        return line
+
+    # ---- handlers and actions -------------------------------------------------------------
+    def message_handler(self, handler: Any, pointer: str, indent: str) -> list[str]:
+        _expect(handler, dict, pointer, "a message handler is an object")
+        _only(handler, ("type", "where", "binary", "do"), pointer)
+        head = indent + "on message"
+        # The grammar's order: binary, type, where.
+        binary = handler.get("binary", False)
+        _expect(binary, bool, pointer + "/binary", "'binary' is true or false")
+        if binary:
+            head += " binary"
+        if "type" in handler:
+            _expect(handler["type"], str, pointer + "/type", "'type' is a string")
+            head += " type " + _plain_literal(handler["type"])
+        if "where" in handler:
+            head += " where " + self.expression(handler["where"], pointer + "/where")
+        return self.block(head, handler.get("do", []), pointer + "/do", indent)
+
+    def block(self, head: str, actions: Any, pointer: str, indent: str) -> list[str]:
+        _expect(actions, list, pointer, "a block is a list of actions")
+        body: list[str] = []
+        for i, action in enumerate(actions):
+            body.extend(self.action(action, f"{pointer}/{i}", indent + _INDENT))
+        return _block(head, body, indent)
+
+    def action(self, action: Any, pointer: str, indent: str) -> list[str]:
+        _expect(action, dict, pointer, "an action is an object")
+        if "if" in action:
+            return self.if_action(action, pointer, indent)
+        name, body = _single(action, pointer, ("send", "broadcast", "join", "leave", "close",
+                                                "ping", "pong", "let", "log"))
+        where = f"{pointer}/{name}"
+        if name in ("send", "join", "leave", "log"):
+            return [self.statement(indent, name + " ", body, where)]
+        if name == "let":
+            return [self.let_action(body, where, indent)]
+        _expect(body, dict, where, f"'{name}' is an object")
+        _only(body, {"broadcast": ("data", "to", "includeSelf"),
+                     "close": ("code", "reason")}.get(name, ("data",)), where)
+        if name == "broadcast":
+            return [self.broadcast(body, where, indent)]
+        if name == "close":
+            line = indent + "close"
+            if "code" in body:
+                line += f" {_integer(body['code'], where + '/code')}"
+            if "reason" in body:
+                if "code" not in body:
+                    line += " 1000"  # the grammar has no reason without a code; 1000 is the default
+                line += " " + self.template(body["reason"], where + "/reason", len(line) + 1,
+                                            indent, optional=True)
+            return [line]
+        # ping / pong
+        line = indent + name
+        if "data" in body:
+            line += " " + self.template(body["data"], where + "/data", len(line) + 1, indent,
+                                        optional=True)
+        return [line]
+
+    def broadcast(self, body: dict[str, Any], pointer: str, indent: str) -> str:
+        line = self.statement(indent, "broadcast ", body.get("data"), pointer + "/data")
+        if "to" in body:
+            rooms = body["to"]
+            _expect(rooms, list, pointer + "/to", "'to' is a list of rooms")
+            # `to x` is read as the list [x] unless x is an array literal, which is read as the
+            # list itself; so a single room is written alone only when it is not a list.
+            value = rooms[0] if len(rooms) == 1 and not isinstance(rooms[0], list) else rooms
+            tail = _last_line(line) + " to "
+            line += " to " + self.template(value, pointer + ("/to/0" if value is not rooms
+                                                             else "/to"), len(tail), indent)
+        include = body.get("includeSelf", False)
+        _expect(include, bool, pointer + "/includeSelf", "'includeSelf' is true or false")
+        if include:
+            line += " include self"
+        return line
+
+    def if_action(self, action: dict[str, Any], pointer: str, indent: str) -> list[str]:
+        _only(action, ("if", "then", "else"), pointer)
+        head = indent + "if " + self.expression(action["if"], pointer + "/if")
+        lines = self.block(head, action.get("then", []), pointer + "/then", indent)
+        if "else" not in action:
+            return lines
+        otherwise = action["else"]
+        _expect(otherwise, list, pointer + "/else", "'else' is a list of actions")
+        if len(otherwise) == 1 and isinstance(otherwise[0], dict) and "if" in otherwise[0]:
+            # `else if` reads back as an else list holding that one if action.
+            chained = self.if_action(otherwise[0], pointer + "/else/0", indent)
+            return [*lines[:-1], lines[-1] + " else " + chained[0].lstrip(), *chained[1:]]
+        tail = self.block("", otherwise, pointer + "/else", indent)
+        return [*lines[:-1], lines[-1] + " else" + tail[0], *tail[1:]]
+
+    def let_action(self, body: Any, pointer: str, indent: str) -> str:
+        _expect(body, dict, pointer, "'let' is an object with 'name' and 'value'")
+        _only(body, ("name", "value"), pointer)
+        return self.let_line(body.get("name"), body.get("value"), pointer, indent,
+                             name_pointer=pointer + "/name", value_pointer=pointer + "/value")
+
+    def let_line(self, name: Any, value: Any, pointer: str, indent: str,
+                 name_pointer: str | None = None, value_pointer: str | None = None) -> str:
+        _expect(name, str, name_pointer or pointer, "a name is a string")
+        if not _NAME.fullmatch(name):
+            raise EmitError(name_pointer or pointer, f"'{name}' is not a name "
+                            "(letters, digits and _, not starting with a digit)")
+        return self.statement(indent, f"let {name} = ", value, value_pointer or pointer)
+
+    def statement(self, indent: str, head: str, value: Any, pointer: str) -> str:
+        start = indent + head
+        return start + self.template(value, pointer, len(start), indent)
+
+    # ---- expressions and templates --------------------------------------------------------
+    def expression(self, value: Any, pointer: str) -> str:
+        """An EXPR slot: the text itself, since the front end copies the slot's text."""
+        _expect(value, str, pointer, "an expression is a string")
+        text: str = value
+        span = _parse_span(text)
+        if span is None:
+            raise EmitError(pointer, f"not an expression: {text!r}")
+        # Blanks or a comment around the expression are dropped: a trailing comment would
+        # swallow the rest of the line.
+        return text[span[0]:span[1]]
+
+    def template(self, value: Any, pointer: str, column: int, indent: str,
+                 optional: bool = False) -> str:
+        """A TEMPLATE value as a `.mock` expression starting at ``column`` of a line indented
+        by ``indent``. ``optional``: the slot's expression may be left out (``ping``), so a
+        statement keyword there would be read as the next statement."""
+        if isinstance(value, dict):
+            items = [(_key(k, pointer), v, f"{pointer}/{_pointer_key(k)}")
+                     for k, v in value.items()]
+            flat_items = [f"{k}: {self.template(v, p, 0, indent)}" for k, v, p in items]
+            flat = "{ " + ", ".join(flat_items) + " }" if items else "{}"
+            if _fits(flat, column):
+                return flat
+            inner = indent + _INDENT
+            lines = [f"{inner}{k}: {self.template(v, p, len(inner) + len(k) + 2, inner)},"
+                     for k, v, p in items]
+            return "{\n" + "\n".join(lines) + "\n" + indent + "}"
+        if isinstance(value, list):
+            flat = "[" + ", ".join(self.template(v, f"{pointer}/{i}", 0, indent)
+                                   for i, v in enumerate(value)) + "]"
+            if _fits(flat, column) or not value:
+                return flat
+            inner = indent + _INDENT
+            lines = [f"{inner}{self.template(v, f'{pointer}/{i}', len(inner), inner)},"
+                     for i, v in enumerate(value)]
+            return "[\n" + "\n".join(lines) + "\n" + indent + "]"
+        if isinstance(value, str):
+            return self.string(value, pointer, optional)
+        if value is None or isinstance(value, bool):
+            return json.dumps(value)
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise EmitError(pointer, f"{value} is not a JSON number")
+            return repr(value)
+        raise EmitError(pointer, f"{type(value).__name__} is not a JSON value")
+
+    def string(self, value: str, pointer: str, optional: bool) -> str:
+        try:
+            parts = split_template(value)
+        except StringSyntaxError as err:
+            raise EmitError(pointer, f"{err.message} in {value!r}") from None
+        if len(parts) == 1 and isinstance(parts[0], Piece):
+            text = parts[0].text
+            if _bare_ok(text, optional):
+                return text
+        # Double quotes first (the JSON habit), then single quotes: the ${…} pieces are
+        # copied raw, so an expression holding a " can only sit in a '…' literal.
+        for quote in ('"', "'"):
+            literal = _literal(parts, quote)
+            if literal is not None:
+                return literal
+        return self.concatenation(parts, pointer)
+
+    def concatenation(self, parts: list[str | Piece], pointer: str) -> str:
+        """The last resort, for a ${…} no string literal can hold (a line break, or both quote
+        characters): the same value built with `+`, which joins text as interpolation does.
+        A lone expression is just parenthesised; otherwise the first operand is a string, so
+        that `+` never adds two numbers."""
+        operands: list[str] = []
+        for part in parts:
+            if isinstance(part, str):
+                operands.append(_template_literal(part))
+                continue
+            span = _parse_span(part.text)
+            if span is None:
+                raise EmitError(pointer, f"cannot write ${{{part.text}}} in a .mock file: it is "
+                                "not an expression, and no string literal can hold it")
+            operands.append("(" + part.text[span[0]:span[1]] + ")")
+        if len(parts) > 1 and not isinstance(parts[0], str):
+            operands.insert(0, '""')
+        return " + ".join(operands)
+
+
+def _block(head: str, body: list[str], indent: str) -> list[str]:
+    if not body:
+        return [head + " {}"]
+    return [head + " {", *body, indent + "}"]
+
+
+def _fits(flat: str, column: int) -> bool:
+    return "\n" not in flat and column + len(flat) <= WIDTH
+
+
+def _last_line(text: str) -> str:
+    return text.rsplit("\n", 1)[-1]
+
+
+def _key(key: Any, pointer: str) -> str:
+    if not isinstance(key, str):
+        raise EmitError(pointer, f"object keys are strings, not {type(key).__name__}")
+    # Keywords are fine bare: after '{' or ',' the contextual lexer expects only a NAME or a
+    # STRING, so `{ if: 1, on: 2 }` reads back as keys.
+    return key if _NAME.fullmatch(key) else _plain_literal(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_span(text: str) -> tuple[int, int] | None:
+    """Where the one expression of ``text`` starts and ends, or None if it is no expression."""
+    node = _parse(text)
+    return None if node is None else (node.start, node.end)
+
+
+@functools.lru_cache(maxsize=4096)
+def _bare_ok(text: str, optional: bool) -> bool:
+    """Whether ``text`` written bare in a template slot reads back as ``${text}``.
+
+    It must be one expression spanning the whole text (no blanks or comments around it, which
+    the front end would drop), not a literal (`5`, `"x"`, `[…]`, `{…}`, also parenthesised —
+    the front end turns those into JSON values, not ``${…}``), and, in a slot whose expression
+    is optional, must not start with a word the grammar could take for the next statement or
+    clause (`ping send` is a ping and a send).
+
+    Parentheses would make any expression safe, but they become part of the expression's
+    text, so a string literal ``"${…}"`` (verbatim) is the fallback instead.
+    """
+    node = _parse(text)
+    if node is None or (node.start, node.end) != (0, len(text)):
+        return False
+    if isinstance(node, Literal | StringLit | ObjectLit | ArrayLit):
+        return False
+    if optional:
+        word = _NAME.match(text)
+        if word is not None and word.group() in _keywords():
+            return False
+    return True
+
+
+def _parse(text: str) -> Any:
+    try:
+        return parser().parse(text, start="expr")
+    except LarkError:
+        return None
+
+
+@functools.cache
+def _keywords() -> frozenset[str]:
+    """Every word that is a keyword somewhere in the grammar."""
+    words = set()
+    for terminal in parser().terminals:
+        pattern = terminal.pattern
+        if pattern.type == "str" and _NAME.fullmatch(pattern.value):
+            words.add(pattern.value)
+    return frozenset(words)
+
+
+def _literal(parts: list[str | Piece], quote: str) -> str | None:
+    """A `.mock` string literal reading back as the template ``parts``, or None.
+
+    Built, then checked the way the front end will read it (the STRING token, then the
+    ``${…}`` split), since a piece copied raw may hold the quote, a line break, or text that
+    would end the literal or the piece early."""
+    body = "".join(_escape(p, quote) if isinstance(p, str) else "${" + p.text + "}"
+                   for p in parts)
+    raw = quote + body + quote
+    if not _STRING.fullmatch(raw):
+        return None
+    try:
+        back = split_literal(raw)
+    except StringSyntaxError:
+        return None
+    same = [p if isinstance(p, str) else p.text for p in back]
+    return raw if same == [p if isinstance(p, str) else p.text for p in parts] else None
+
+
+def _escape(text: str, quote: str, template: bool = True) -> str:
+    """``text`` inside a `.mock` string literal delimited by ``quote``. In a template literal
+    ``\\${`` keeps a literal ``${`` from opening an expression (elsewhere ``${`` means nothing).
+    Invisible characters (controls, line separators, odd spaces) are written as ``\\uXXXX`` so
+    the file shows them; those beyond U+FFFF stay raw, since ``\\u`` takes four digits."""
+    out: list[str] = []
+    for i, c in enumerate(text):
+        if c in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[c])
+        elif c == quote:
+            out.append("\\" + c)
+        elif template and c == "$" and text.startswith("{", i + 1):
+            out.append("\\$")
+        elif not c.isprintable() and c != " " and c <= "\uffff":
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _plain_literal(text: str) -> str:
+    """A double-quoted literal for a key, path or message type (read without ${} meaning)."""
+    return '"' + _escape(text, '"', template=False) + '"'
+
+
+def _template_literal(text: str) -> str:
+    return '"' + _escape(text, '"') + '"'
+
+
+def _integer(value: Any, pointer: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise EmitError(pointer, "a code is a whole number")
+    return value
+
+
+def _single(value: Any, pointer: str, names: tuple[str, ...]) -> tuple[str, Any]:
+    _expect(value, dict, pointer, "expected an object with one key")
+    if len(value) != 1:
+        raise EmitError(pointer, f"expected one key, one of {', '.join(names)}")
+    ((name, body),) = value.items()
+    if name not in names:
+        raise EmitError(pointer, f"unknown '{name}' (expected one of {', '.join(names)})")
+    return name, body
+
+
+def _only(value: dict[str, Any], keys: tuple[str, ...], pointer: str) -> None:
+    """Refuse unknown keys: writing the rest would silently drop them."""
+    for key in value:
+        if key not in keys:
+            raise EmitError(pointer, f"unexpected key '{key}' (expected {', '.join(keys)})")
+
+
+def _expect(value: Any, kind: type, pointer: str, message: str) -> None:
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise EmitError(pointer, message)
+
+
+def _pointer_key(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+# ---- YAML -------------------------------------------------------------------------------------
+
+def emit_yaml(ir: dict[str, Any]) -> str:
+    """The IR as YAML (block style, keys in IR order), loading back as the same IR with
+    ``yaml.safe_load`` and with ``yaml_loader.load_yaml``."""
+    return yaml.dump(ir, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False, width=1 << 30)
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        # An IR built in code may share one object in two places; anchors and aliases would
+        # load back the same but read badly, so each place gets its own copy.
+        return True
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        # Items of a list indented under their key, as people write YAML (and as
+        # scenarios/*.yaml are written), rather than PyYAML's flush-left default.
+        super().increase_indent(flow, False)
+
+
+# Strings a YAML reader might take for something else even though PyYAML (YAML 1.1) would
+# write them plain: YAML 1.2 numbers (`1e3`, `0o17`, `.5`), and 1.1 booleans PyYAML forgets.
+_YAML12_NON_STRING = re.compile(
+    r"[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+"
+    r"|[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)")
+_YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"})
+# Starts the brief (and readers) want quoted: ${ reads as a flow mapping to a human eye, and
+# the others are YAML indicators.
+_QUOTED_STARTS = ("${", "{", "[", "*", "&", "!", "%", "@", "`")
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style: str | None = None
+    if any(c in data for c in "\r\x85\u2028\u2029"):
+        # PyYAML writes these raw in plain, single-quoted and block styles, where a reader
+        # takes them for line breaks (folded or normalised); double quotes escape them.
+        style = '"'
+    elif "\n" in data:
+        # A literal block reads best; PyYAML falls back to a quoted style when the text cannot
+        # be one (trailing spaces, special characters).
+        style = "|"
+    elif (data.lower() in _YAML_WORDS or _YAML12_NON_STRING.fullmatch(data)
+          or data.startswith(_QUOTED_STARTS)):
+        style = "'"  # PyYAML switches to double quotes when single ones cannot hold the text
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_representer: Callable[[yaml.SafeDumper, str], yaml.ScalarNode] = _represent_str
+_Dumper.add_representer(str, _representer)
