@@ -25,7 +25,7 @@ from lark.exceptions import LarkError
 
 from .errors import ScenarioEngineError
 from .strings import Piece, StringSyntaxError, split_literal, split_template
-from .syntax import ArrayLit, Literal, ObjectLit, StringLit, parser
+from .syntax import ArrayLit, Literal, ObjectLit, StringLit, Unary, parser
 
 __all__ = ["EmitError", "emit_mock", "emit_yaml"]
 
@@ -38,7 +38,6 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATH = re.compile(r"/[A-Za-z0-9_.~:*%@!$&+,;=\-/]*")
 _QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?[A-Za-z]+")
 _STRING = re.compile(r'"([^"\\\n]|\\.)*"|\'([^\'\\\n]|\\.)*\'')
-_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
 _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b",
                   "\f": "\\f"}
@@ -67,7 +66,6 @@ def emit_mock(ir: dict[str, Any]) -> str:
       ``{}`` is ``compression on``);
     * ``"binary": false``, ``"includeSelf": false``, a ``close`` with a reason but no code
       (written ``close 1000 …``), empty ``on``/``message``/``let`` collections (omitted);
-    * negative numbers (``-5`` reads back as the expression ``"${-5}"``);
     * an EXPR written with surrounding blanks or comments (written trimmed);
     * a ``${…}`` that no `.mock` string literal can hold — its text has a line break or both
       quote characters — is written as an expression: ``(e)`` alone, else ``"text" + (e)``
@@ -78,6 +76,11 @@ def emit_mock(ir: dict[str, Any]) -> str:
 
 class _MockWriter:
     """Writes one document; each method returns the lines (or text) of one IR node."""
+
+    def __init__(self) -> None:
+        # One-line renderings of the containers of the IR (alive during the call, so their
+        # ids are stable), keyed by id and the slot's optional flag.
+        self.flat_memo: dict[tuple[int, bool], str] = {}
 
     # ---- structure -----------------------------------------------------------------------
     def document(self, ir: dict[str, Any]) -> str:
@@ -312,39 +315,54 @@ class _MockWriter:
     def template(self, value: Any, pointer: str, column: int, indent: str,
                  optional: bool = False) -> str:
         """A TEMPLATE value as a `.mock` expression starting at ``column`` of a line indented
-        by ``indent``. ``optional``: the slot's expression may be left out (``ping``), so a
-        statement keyword there would be read as the next statement."""
+        by ``indent``: on one line if it fits, else with one member per line. ``optional``:
+        the slot's expression may be left out (``ping``), so a statement keyword there would
+        be read as the next statement."""
+        flat = self.flat(value, pointer, optional)
+        if not isinstance(value, dict | list) or not value or _fits(flat, column):
+            return flat
+        inner = indent + _INDENT
         if isinstance(value, dict):
-            items = [(_key(k, pointer), v, f"{pointer}/{_pointer_key(k)}")
-                     for k, v in value.items()]
-            flat_items = [f"{k}: {self.template(v, p, 0, indent)}" for k, v, p in items]
-            flat = "{ " + ", ".join(flat_items) + " }" if items else "{}"
-            if _fits(flat, column):
-                return flat
-            inner = indent + _INDENT
-            lines = [f"{inner}{k}: {self.template(v, p, len(inner) + len(k) + 2, inner)},"
-                     for k, v, p in items]
+            lines = [f"{inner}{key}: {self.template(v, p, len(inner) + len(key) + 2, inner)},"
+                     for key, v, p in self.members(value, pointer)]
             return "{\n" + "\n".join(lines) + "\n" + indent + "}"
-        if isinstance(value, list):
-            flat = "[" + ", ".join(self.template(v, f"{pointer}/{i}", 0, indent)
+        lines = [f"{inner}{self.template(v, f'{pointer}/{i}', len(inner), inner)},"
+                 for i, v in enumerate(value)]
+        return "[\n" + "\n".join(lines) + "\n" + indent + "]"
+
+    def flat(self, value: Any, pointer: str, optional: bool = False) -> str:
+        """``value`` on one line (but for line breaks inside expressions), memoised per node
+        so that deciding where to break stays linear in the size of the template."""
+        memo_key = (id(value), optional)
+        if memo_key in self.flat_memo:
+            return self.flat_memo[memo_key]
+        if isinstance(value, dict):
+            text = "{ " + ", ".join(f"{key}: {self.flat(v, p)}"
+                                    for key, v, p in self.members(value, pointer)) + " }"
+            text = text if value else "{}"
+        elif isinstance(value, list):
+            text = "[" + ", ".join(self.flat(v, f"{pointer}/{i}")
                                    for i, v in enumerate(value)) + "]"
-            if _fits(flat, column) or not value:
-                return flat
-            inner = indent + _INDENT
-            lines = [f"{inner}{self.template(v, f'{pointer}/{i}', len(inner), inner)},"
-                     for i, v in enumerate(value)]
-            return "[\n" + "\n".join(lines) + "\n" + indent + "]"
-        if isinstance(value, str):
-            return self.string(value, pointer, optional)
-        if value is None or isinstance(value, bool):
-            return json.dumps(value)
-        if isinstance(value, int):
-            return str(value)
-        if isinstance(value, float):
+        elif isinstance(value, str):
+            text = self.string(value, pointer, optional)
+        elif value is None or isinstance(value, bool):
+            text = json.dumps(value)
+        elif isinstance(value, int):
+            text = str(value)
+        elif isinstance(value, float):
             if not math.isfinite(value):
                 raise EmitError(pointer, f"{value} is not a JSON number")
-            return repr(value)
-        raise EmitError(pointer, f"{type(value).__name__} is not a JSON value")
+            text = repr(value)
+        else:
+            raise EmitError(pointer, f"{type(value).__name__} is not a JSON value")
+        if isinstance(value, dict | list):
+            # Only containers: ids of other values (small ints, interned strings) are shared.
+            self.flat_memo[memo_key] = text
+        return text
+
+    @staticmethod
+    def members(value: dict[str, Any], pointer: str) -> list[tuple[str, Any, str]]:
+        return [(_key(k, pointer), v, f"{pointer}/{_pointer_key(k)}") for k, v in value.items()]
 
     def string(self, value: str, pointer: str, optional: bool) -> str:
         try:
@@ -430,6 +448,8 @@ def _bare_ok(text: str, optional: bool) -> bool:
         return False
     if isinstance(node, Literal | StringLit | ObjectLit | ArrayLit):
         return False
+    if isinstance(node, Unary) and node.op == "-" and isinstance(node.operand, Literal):
+        return False  # -5 reads back as the number -5
     if optional:
         word = _NAME.match(text)
         if word is not None and word.group() in _keywords():
@@ -563,8 +583,8 @@ _YAML12_NON_STRING = re.compile(
     r"|[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?"
     r"|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)")
 _YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"})
-# Starts the brief (and readers) want quoted: ${ reads as a flow mapping to a human eye, and
-# the others are YAML indicators.
+# Starts quoted although a YAML reader would manage them plain: ${ looks like a flow mapping
+# to a person, and the others are YAML indicators (safer quoted for every reader).
 _QUOTED_STARTS = ("${", "{", "[", "*", "&", "!", "%", "@", "`")
 
 

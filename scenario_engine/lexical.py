@@ -6,6 +6,7 @@ saying what the grammar expected there, in words, with a did-you-mean when a key
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 
 from lark import Token
@@ -146,20 +147,21 @@ def _unclosed_brace(text: str) -> int | None:
     return stack[-1] if stack else None
 
 
+_NESTING_TOKENS = re.compile(r"""[{\[(]|[}\])]|"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|#[^\n]*""")
+
+
 def max_nesting(text: str) -> tuple[int, int]:
-    """The deepest bracket nesting in ``text`` and the offset where it is first reached."""
+    """The deepest bracket nesting in ``text`` and the offset where it is first reached.
+
+    Brackets inside strings (escapes included) and comments do not count.
+    """
     depth = best = where = 0
-    quote: str | None = None
-    for i, c in enumerate(text):
-        if quote is not None:
-            if c == quote or c == "\n":
-                quote = None
-        elif c in "\"'":
-            quote = c
-        elif c in "{[(":
+    for match in _NESTING_TOKENS.finditer(text):
+        c = match.group()
+        if c in "{[(":
             depth += 1
             if depth > best:
-                best, where = depth, i
+                best, where = depth, match.start()
         elif c in "}])":
             depth -= 1
     return best, where

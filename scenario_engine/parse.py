@@ -21,7 +21,7 @@ from .errors import ScenarioError
 from .lexical import MAX_NESTING, describe_syntax_error, max_nesting
 from .source import Source, SourceMap, Span
 from .strings import Piece, StringSyntaxError, join_template, split_literal, unquote
-from .syntax import ArrayLit, Expr, Literal, ObjectLit, Stmt, StringLit, parser
+from .syntax import ArrayLit, Expr, Literal, ObjectLit, Stmt, StringLit, Unary, parser
 
 __all__ = ["parse_mock"]
 
@@ -384,6 +384,11 @@ class _Front:
         if isinstance(node, Literal):
             self.mark(pointer, node)
             return node.value
+        if (isinstance(node, Unary) and node.op == "-" and isinstance(node.operand, Literal)
+                and isinstance(node.operand.value, int | float)
+                and not isinstance(node.operand.value, bool)):
+            self.mark(pointer, node)  # -5 is the JSON number -5, as in YAML
+            return -node.operand.value
         if isinstance(node, StringLit):
             return self.string_template(node, pointer)
         self.mark(pointer, node, origin_offset=node.start - 2)
@@ -396,7 +401,7 @@ class _Front:
             at = node.start + err.offset
             self.error(at, at + 2, err.message, err.hint)
             raise _Abort from None
-        verbatim = "\\" not in node.raw
+        verbatim = "\\" not in node.raw and "$${" not in node.raw
         # Offsets of pieces are relative to the literal; the IR keeps them where they were
         # when the literal had no escapes, so positions inside still map back exactly.
         self.mark(pointer, node, origin_offset=node.start + 1 if verbatim else None)

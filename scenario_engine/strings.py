@@ -154,13 +154,21 @@ def split_template(text: str) -> list[str | Piece]:
 
 
 def join_template(parts: list[str | Piece]) -> str:
-    """The IR template string for ``parts`` (the inverse of ``split_template``)."""
+    """The IR template string for ``parts`` (the inverse of ``split_template``).
+
+    Text ending in ``$`` right before an expression (``"US$${amount}"`` in a `.mock` string:
+    a dollar sign, then the amount) cannot be written as ``$`` + ``${…}``, which would read as
+    the ``$${`` escape; that ``$`` is written as the expression ``${"$"}`` instead.
+    """
     out: list[str] = []
-    for part in parts:
+    for i, part in enumerate(parts):
         if isinstance(part, Piece):
             out.append("${" + part.text + "}")
-        else:
-            out.append(part.replace("${", "$${"))
+            continue
+        text = part.replace("${", "$${")
+        if text.endswith("$") and i + 1 < len(parts) and isinstance(parts[i + 1], Piece):
+            text = text[:-1] + '${"$"}'
+        out.append(text)
     return "".join(out)
 
 

@@ -1,0 +1,268 @@
+"""Hypothesis strategies for valid scenario IR documents (docs/ir.md).
+
+``ir_documents()`` draws IRs that the `.mock` language can spell exactly, so that
+``parse_mock(emit_mock(ir)) == ir`` must hold. That rules out, on purpose, what the front end
+can never produce: negative numbers (``-5`` reads back as ``"${-5}"``), ``binary: false``,
+``includeSelf: false``, a close reason without a code, empty ``on``/``message``/``let``, and
+``compression`` objects other than ``{"enabled": bool}`` or ``{"threshold": SIZE}``.
+
+Expressions come from fixed pools in canonical spelling (single spaces around binary
+operators), because the front end copies expression text verbatim into the IR.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hypothesis import strategies as st
+
+from scenario_engine.strings import Piece, join_template
+
+__all__ = [
+    "BARE_ONLY_EXPRESSIONS",
+    "EMBEDDABLE_EXPRESSIONS",
+    "ir_documents",
+    "literal_texts",
+    "templates",
+]
+
+#: Expressions that fit anywhere: bare, in an EXPR slot, and inside a string's ``${…}``.
+EMBEDDABLE_EXPRESSIONS = (
+    "msg.a",
+    "conn.id",
+    "msg.type",
+    "len(msg.items) + 1",
+    'msg.type == "x"',
+    "msg.name == 'bob'",
+    "query.token in users",
+    "users[query.token]",
+    "auth.user.name",
+    "msg.items[0]",
+    "msg.count * 2 - 1",
+    "!msg.flag",
+    "-msg.n",
+    'msg.a ?? "none"',
+    "msg.a > 1 && msg.b <= 2",
+    "msg.x || msg.y",
+    "msg.a ? 1 : 2",
+    "msg.k not in [1, 2]",
+    "upper(msg.name)",
+    'id("game")',
+    "now()",
+    "(msg.a)",
+    "{ a: 1 }.a",
+    # Braces, '#' and backslashes inside the expression's own strings.
+    'msg.tag == "}"',
+    'msg.tag == "#x"',
+    'msg.tag == "\\\\"',
+    "msg.tag == '{'",
+    'msg.s == "é ✓"',
+    # Literal expressions: written bare they would read back as JSON values, not ${…}.
+    "1",
+    "2.5",
+    '"x"',
+    "'y'",
+    "[1, msg.a]",
+    "{ a: msg.a }",
+    "true",
+    "null",
+    "(5)",
+    # Names that are keywords of the statement grammar.
+    "send",
+    "close",
+    "unless",
+    "to",
+    "include",
+    "type",
+    "error",
+    "if_",
+    "send.x",
+)
+
+#: Expressions no `.mock` string literal can hold (a line break, or both quote characters):
+#: fine bare and in EXPR slots, never inside a string with other text.
+BARE_ONLY_EXPRESSIONS = (
+    "msg.a == \"it's\"",
+    "msg.a &&\n      msg.b",
+)
+
+ALL_EXPRESSIONS = EMBEDDABLE_EXPRESSIONS + BARE_ONLY_EXPRESSIONS
+
+_SNIPPETS = ("$", "{", "}", '"', "'", "\\", "${", "$${", "$$", "}$", "\n", "\t", "#", " ",
+             "\x00", "\x7f", "\u2028", "é", "ключ", "😀", "${x}", "\\n", "'s")
+
+expressions = st.sampled_from(ALL_EXPRESSIONS)
+
+# Random text with the characters that need care, no lone surrogates (not text in any file).
+_chars = st.characters(exclude_categories=["Cs"])
+literal_texts = st.lists(st.one_of(st.text(_chars, max_size=6), st.sampled_from(_SNIPPETS)),
+                         max_size=4).map("".join)
+
+_ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+# Built from plain text strategies: st.from_regex is several times slower to draw from.
+_IDENTIFIERS = st.builds(lambda head, tail: head + tail, st.sampled_from(_ALNUM[:52] + "_"),
+                         st.text(_ALNUM, max_size=7))
+_KEYWORD_NAMES = st.sampled_from(("if", "on", "type", "send", "true", "null", "in", "not",
+                                  "to", "message", "close", "route", "let", "off"))
+keys = st.one_of(_IDENTIFIERS, _KEYWORD_NAMES,
+                 st.sampled_from(("alice-token", "ключ", "a b", "1x", "", '"q"', "a\\b",
+                                  "${x}", "on", "<<", "=", "~", "1e3", "y", "no", "null")),
+                 st.text(_chars, max_size=6))
+
+
+def _ir_literal(text: str) -> str:
+    """The IR string meaning exactly ``text`` ($${ escapes a literal ${)."""
+    return join_template([text])
+
+
+@st.composite
+def _interpolations(draw: st.DrawFn) -> str:
+    # Pieces are copied raw into one literal, so they must agree on its quote: an expression
+    # holding a " next to one holding a ' has no .mock spelling (the emitter falls back to +).
+    quote = draw(st.sampled_from(("'", '"')))
+    pool = st.sampled_from([e for e in EMBEDDABLE_EXPRESSIONS if quote not in e])
+    # Text ending in "$" before a piece is written ${"$"} in the IR (see join_template): that
+    # adds a '"', so such text only goes into a '…' literal.
+    texts = literal_texts if quote == "'" else literal_texts.filter(lambda t: not t.endswith("$"))
+    parts: list[str | Piece] = [draw(texts)]
+    for _ in range(draw(st.integers(1, 3))):
+        parts.append(Piece(draw(pool), 0))
+        parts.append(draw(texts))
+    return join_template(parts)
+
+
+template_strings = st.one_of(
+    literal_texts.map(_ir_literal),
+    expressions.map(lambda e: "${" + e + "}"),
+    _interpolations(),
+    st.sampled_from(("", "${ msg.a }", "${a # c}", "hi ${msg.name}!", "US$ ${msg.amount}",
+                     "on", "off", "yes", "1e3", "0o17", "2024-01-01", "1:30", "*x", "&a",
+                     "!tag", "%p", "@u", "`b`", "[x", "{x", "- x", "? x", "a: b", "a #b",
+                     " lead", "trail ", "multi\nline\n", "\n", "x\n\n", " \n x")),
+)
+
+_numbers = st.one_of(
+    st.integers(0, 2**64),
+    st.floats(min_value=0.0, allow_nan=False, allow_infinity=False).filter(
+        lambda x: math.copysign(1.0, x) > 0),
+)
+_scalars = st.one_of(st.none(), st.booleans(), _numbers, template_strings)
+
+templates = st.recursive(
+    _scalars,
+    lambda children: st.one_of(st.lists(children, max_size=4),
+                               st.dictionaries(keys, children, max_size=4)),
+    max_leaves=5,
+)
+
+_plain_segment = st.text(_ALNUM + ".~-", min_size=1, max_size=8)
+_segment = st.one_of(_plain_segment, _plain_segment, _IDENTIFIERS.map(lambda name: ":" + name),
+                     # Rarer: segments a bare PATH token cannot hold (written as "…").
+                     st.sampled_from(("*", "a b", "é", "#x", "q\"", "%20")))
+paths = st.lists(_segment, min_size=1, max_size=4).map(lambda s: "/" + "/".join(s))
+durations = st.builds(lambda n, frac, unit: f"{n}{frac}{unit}", st.integers(0, 10**6),
+                      st.sampled_from(("", ".5", ".25")), st.sampled_from(("ms", "s", "m", "h")))
+sizes = st.builds(lambda n, unit: f"{n}{unit}", st.integers(0, 4096),
+                  st.sampled_from(("B", "KB", "MB", "GB")))
+names = st.one_of(_IDENTIFIERS, st.sampled_from(("send", "on", "type", "users")))
+
+
+def _let(value: st.SearchStrategy[Any] = templates) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({"name": names, "value": value}).map(lambda b: {"let": b})
+
+
+def _optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.none(), strategy)
+
+
+def _without_none(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if v is not None}
+
+
+_simple_actions = st.one_of(
+    templates.map(lambda t: {"send": t}),
+    templates.map(lambda t: {"join": t}),
+    templates.map(lambda t: {"leave": t}),
+    templates.map(lambda t: {"log": t}),
+    st.fixed_dictionaries({"data": templates}, optional={
+        "to": st.lists(templates, max_size=3),
+        "includeSelf": st.just(True),
+    }).map(lambda b: {"broadcast": b}),
+    st.one_of(
+        st.just({}),
+        st.fixed_dictionaries({"code": st.sampled_from((1000, 3000, 4000, 4999))},
+                              optional={"reason": templates}),
+    ).map(lambda b: {"close": b}),
+    st.fixed_dictionaries({}, optional={"data": templates}).map(lambda b: {"ping": b}),
+    st.fixed_dictionaries({}, optional={"data": templates}).map(lambda b: {"pong": b}),
+    _let(),
+)
+
+
+@st.composite
+def actions(draw: st.DrawFn, depth: int = 3) -> dict[str, Any]:
+    """An action; ``if`` actions nest up to ``depth`` levels (a composite rather than nested
+    strategies, whose repr would grow with every level)."""
+    if depth == 0 or draw(st.integers(0, 5)) != 0:
+        action: dict[str, Any] = draw(_simple_actions)
+        return action
+    nested = st.lists(actions(depth - 1), max_size=2)
+    action = {"if": draw(expressions), "then": draw(nested)}
+    if draw(st.booleans()):
+        action["else"] = draw(nested)
+    return action
+
+
+_blocks = st.lists(actions(), max_size=2)
+
+_auth_steps = st.one_of(
+    st.builds(
+        lambda code, reason, cond: {"reject": _without_none({**code, "reason": reason,
+                                                             **(cond or {})})},
+        st.one_of(st.integers(4000, 4999).map(lambda c: {"code": c}),
+                  st.integers(400, 599).map(lambda s: {"status": s})),
+        _optional(templates),
+        _optional(st.one_of(expressions.map(lambda e: {"if": e}),
+                            expressions.map(lambda e: {"unless": e}))),
+    ),
+    templates.map(lambda t: {"accept": t}),
+    _let(),
+)
+
+_message_handlers = st.fixed_dictionaries({"do": _blocks}, optional={
+    "type": literal_texts,
+    "where": expressions,
+    "binary": st.just(True),
+})
+
+_handlers = st.fixed_dictionaries({}, optional={
+    "connect": _blocks,
+    "message": st.lists(_message_handlers, min_size=1, max_size=2),
+    "close": _blocks,
+    "error": _blocks,
+}).filter(bool)
+
+_compression = st.one_of(st.booleans().map(lambda b: {"enabled": b}),
+                         sizes.map(lambda s: {"threshold": s}))
+
+routes = st.fixed_dictionaries({"path": paths}, optional={
+    "heartbeat": durations,
+    "compression": _compression,
+    "maxMessage": sizes,
+    "auth": st.lists(_auth_steps, max_size=2),
+    "on": _handlers,
+})
+
+
+@st.composite
+def ir_documents(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid IR document with a `.mock` spelling."""
+    ir: dict[str, Any] = {}
+    if draw(st.booleans()):
+        ir["prefix"] = draw(paths)
+    constants = draw(st.dictionaries(names, templates, max_size=3))
+    if constants:
+        ir["let"] = constants
+    ir["routes"] = draw(st.lists(routes, max_size=2))
+    return ir

@@ -1,0 +1,133 @@
+"""The command line, run as a user runs it: a subprocess, its output and its exit status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "scenario_engine", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_check_valid_directory_exits_0() -> None:
+    result = run("check", "scenarios")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "ok: 7 files, 6 routes"
+
+
+def test_check_invalid_file_exits_1_with_compiler_style_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mock"
+    bad.write_text('route /ws {\n  on connect {\n    sned "hi"\n  }\n}\n')
+    result = run("check", str(bad))
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"{bad}:3:5: error: unknown action 'sned'\n")
+    assert '    3 |     sned "hi"\n      |     ^^^^\n  hint: did you mean \'send\'?' in (
+        result.stdout)
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_check_missing_file_is_a_usage_error_exit_2(tmp_path: Path) -> None:
+    result = run("check", str(tmp_path / "nope.mock"))
+    assert result.returncode == 2
+    assert "no such file or directory" in result.stderr
+
+
+def test_check_wrong_suffix_and_unknown_option_are_usage_errors(tmp_path: Path) -> None:
+    other = tmp_path / "notes.txt"
+    other.write_text("hello")
+    assert run("check", str(other)).returncode == 2
+    assert run("check", "--frobnicate", "scenarios").returncode == 2
+    assert run().returncode == 2
+
+
+def test_check_reports_errors_of_every_file_and_duplicates_across_files(tmp_path: Path) -> None:
+    (tmp_path / "a.mock").write_text("route /ws/x { }\n")
+    (tmp_path / "b.yaml").write_text("routes:\n  - path: /ws/x\n")
+    (tmp_path / "c.mock").write_text("route /ws/y { on connect { send nope } }\n")
+    result = run("check", str(tmp_path))
+    assert result.returncode == 1
+    assert f"{tmp_path / 'b.yaml'}:2:11: error: route '/ws/x' is already defined" in result.stdout
+    assert f"{tmp_path / 'c.mock'}:1:33: error: unknown name 'nope'" in result.stdout
+    assert result.stdout.rstrip().endswith("2 errors in 2 of 3 files")
+
+
+def test_check_json_format(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mock"
+    bad.write_text("route /ws { on connect { close 1006 } }\n")
+    result = run("check", "--format", "json", str(bad))
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["files"] == 1
+    (error,) = report["errors"]
+    assert error == {"file": str(bad), "line": 1, "column": 32, "endColumn": 36,
+                     "severity": "error",
+                     "message": "close code 1006 is not allowed here: use 1000 or 3000–4999",
+                     "hint": None}
+
+
+def test_check_github_format_prints_annotations(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mock"
+    bad.write_text("route /ws { on connect { sned 1 } }\n")
+    result = run("check", "--format", "github", str(bad))
+    assert result.returncode == 1
+    assert result.stdout == (f"::error file={bad},line=1,col=26,endColumn=30::"
+                             "unknown action 'sned' (did you mean 'send'?)\n")
+
+
+def test_compile_prints_the_ir_and_the_source_map() -> None:
+    result = run("compile", "scenarios/private.mock")
+    assert result.returncode == 0
+    ir = json.loads(result.stdout)
+    assert ir["routes"][0]["auth"][0] == {
+        "reject": {"code": 4001, "reason": "No token provided", "unless": "query.token"}}
+    mapped = json.loads(run("compile", "--source-map", "scenarios/private.mock").stdout)
+    assert mapped["ir"] == ir
+    assert mapped["sourceMap"]["/routes/0/auth/0"][:2] == [12, 5]
+
+
+def test_compile_of_a_broken_file_exits_1_with_errors_on_stderr(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("routes: [{path: /ws, heartbeet: 1s}]\n")
+    result = run("compile", str(bad))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "unknown key 'heartbeet' in route" in result.stderr
+
+
+def test_schema_prints_a_draft_2020_12_schema() -> None:
+    result = run("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_convert_round_trips_every_scenario(tmp_path: Path) -> None:
+    for scenario in sorted(SCENARIOS.glob("*.mock")):
+        original = json.loads(run("compile", str(scenario)).stdout)
+        as_yaml = tmp_path / f"{scenario.stem}.yaml"
+        assert run("convert", str(scenario), "--to", "yaml", "-o", str(as_yaml)).returncode == 0
+        assert yaml.safe_load(as_yaml.read_text()) == original
+        back = tmp_path / f"{scenario.stem}.mock"
+        converted = run("convert", str(as_yaml), "--to", "mock")
+        assert converted.returncode == 0
+        back.write_text(converted.stdout)
+        assert json.loads(run("compile", str(back)).stdout) == original, scenario.name
+        assert json.loads(run("compile", str(as_yaml)).stdout) == original, scenario.name
+
+
+def test_no_traceback_for_binary_garbage(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.mock"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    result = run("check", str(garbage))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "error: file is not valid UTF-8 text" in result.stdout
