@@ -192,7 +192,8 @@ class ScenarioServer:
             pass
         finally:
             del self._sockets[conn]
-            self._log(engine.close(conn, ws.close_code, ws.close_reason or ""))
+            # on close may broadcast to the others (Send and Close to itself are dropped).
+            self._apply_to_others(engine.close(conn, ws.close_code, ws.close_reason or ""))
             # The close code the client saw: ours if we closed first, else theirs.
             code = ws.protocol.close_sent.code if ws.protocol.close_sent else ws.close_code
             logger.info("close %s %s code=%s", conn.id, conn.request.path, code)
@@ -203,10 +204,8 @@ class ScenarioServer:
         for effect in effects:
             if isinstance(effect, Send):
                 await ws.send(effect.data)
-            elif isinstance(effect, Broadcast):
-                sockets = self._sockets
-                websockets.broadcast([sockets[c] for c in effect.targets if c in sockets],
-                                     effect.data)
+            elif isinstance(effect, Broadcast | Log):
+                self._apply_to_others([effect])
             elif isinstance(effect, Close):
                 await ws.close(effect.code, effect.reason)
                 return False
@@ -214,9 +213,17 @@ class ScenarioServer:
                 await ws.ping(effect.data)
             elif isinstance(effect, Pong):
                 await ws.pong(effect.data)
+        return True
+
+    def _apply_to_others(self, effects: Iterable[Effect]) -> None:
+        """Carry out the effects that need no await: broadcasts and log lines."""
+        for effect in effects:
+            if isinstance(effect, Broadcast):
+                sockets = self._sockets
+                websockets.broadcast([sockets[c] for c in effect.targets if c in sockets],
+                                     effect.data)
             elif isinstance(effect, Log):
                 self._log([effect])
-        return True
 
     @staticmethod
     def _log(effects: Iterable[Effect]) -> None:

@@ -33,7 +33,7 @@ __all__ = ["CONN_FIELDS", "Loaded", "check_duplicate_routes", "route_key", "vali
 #: Properties of ``conn`` an expression may read.
 CONN_FIELDS = ("id", "rooms", "ip", "path", "query", "headers", "params")
 #: Properties of ``error`` in ``on error``.
-ERROR_FIELDS = ("message",)
+ERROR_FIELDS = ("message", "location")
 
 _REQUEST = ("conn", "query", "headers", "params")
 _ROOTS_BY_CONTEXT: dict[str, tuple[str, ...]] = {

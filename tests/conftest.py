@@ -7,10 +7,12 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -20,14 +22,43 @@ SCENARIOS = ROOT / "scenarios"
 UNIT = float(os.environ.get("SCENARIO_TEST_UNIT", "1.0"))
 
 
+class LogTail:
+    """Drains a server's stderr in a thread (so its pipe never fills and blocks the server)
+    and lets a test wait for a line."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _drain(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    def wait_for(self, pattern: str, within: float = 10 * UNIT) -> str:
+        regex = re.compile(pattern)
+        with self._changed:
+            found = self._changed.wait_for(
+                lambda: next((x for x in self.lines if regex.search(x)), None), within)
+        assert found, (f"no server log line matching {pattern!r} within {within:.1f}s; log:\n"
+                       + "\n".join(self.lines[-30:]))
+        return found
+
+    def join(self) -> None:
+        self._thread.join(timeout=10 * UNIT)
+
+
 @dataclass
 class ServedMock:
-    """A running ``scenario-engine serve``: its process, base URL, and route URLs."""
+    """A running ``scenario-engine serve``: its process, base URL, route URLs and log."""
 
     process: subprocess.Popen[str]
     base: str
     urls: list[str]
-    log_lines: list[str] = field(default_factory=list)
+    log: LogTail
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -38,8 +69,8 @@ class ServedMock:
         return self.process.wait(timeout=timeout)
 
     def stderr_text(self) -> str:
-        assert self.process.stderr is not None
-        return self.process.stderr.read()
+        """What the server has logged so far."""
+        return "\n".join(self.log.lines)
 
 
 def start_mock(*paths: str | Path, extra: tuple[str, ...] = ()) -> ServedMock:
@@ -61,7 +92,8 @@ def start_mock(*paths: str | Path, extra: tuple[str, ...] = ()) -> ServedMock:
             urls.append(match.group(1) + match.group(2))
         elif line.startswith("ready:"):
             base = re.match(r"(wss?://[^/]+)", urls[0]).group(1)  # type: ignore[union-attr]
-            return ServedMock(process, base, urls)
+            assert process.stderr is not None
+            return ServedMock(process, base, urls, LogTail(process.stderr))
     process.kill()
     raise RuntimeError("serve did not print its routes in time")
 
