@@ -1,13 +1,14 @@
 """The ``scenario-engine`` command: check, compile, convert and print the schema of scenarios.
 
 Exit status: 0 success, 1 a scenario has errors, 2 the command was used wrongly (a missing
-file, an unknown option).
+file, an unknown option), 3 an internal error (a bug).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from .validate import Loaded
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,6 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as err:  # a bug of ours: say so in one line, the traceback on request
+        if os.environ.get("SCENARIO_ENGINE_DEBUG"):
+            raise
+        print(f"scenario-engine: internal error: {type(err).__name__}: {err}\n"
+              "  this is a bug in scenario-engine, not in your scenario; run again with "
+              "SCENARIO_ENGINE_DEBUG=1 for the details, and please report it", file=sys.stderr)
+        return EXIT_INTERNAL
     return status
 
 
@@ -72,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="port to listen on (default 8765; 0 picks a free one)")
     serve.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
     serve.add_argument("--keyfile", help="TLS private key (PEM), with --certfile")
+    serve.add_argument("--max-connections", type=_positive_int, metavar="N",
+                       help="at most N clients at once on the whole server (HTTP 503 beyond)")
+    serve.add_argument("--open-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+                       help="time a client has to complete the opening handshake (default 10)")
     serve.add_argument("--quiet", action="store_true", help="log only errors")
     serve.set_defaults(run=_serve)
     return parser
@@ -135,7 +147,22 @@ def _serve(args: argparse.Namespace) -> int:
     from .serve import serve_files
 
     return serve_files(args.paths, host=args.host, port=args.port, certfile=args.certfile,
-                       keyfile=args.keyfile, quiet=args.quiet)
+                       keyfile=args.keyfile, quiet=args.quiet,
+                       max_connections=args.max_connections, open_timeout=args.open_timeout)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
 
 
 def _convert(args: argparse.Namespace) -> int:

@@ -102,7 +102,8 @@ class _MockWriter:
 
     def route(self, route: dict[str, Any], pointer: str) -> list[str]:
         _expect(route, dict, pointer, "a route is an object")
-        _only(route, ("path", "heartbeat", "compression", "maxMessage", "auth", "on"), pointer)
+        _only(route, ("path", "heartbeat", "compression", "maxMessage", "maxConnections",
+                      "origins", "auth", "on"), pointer)
         inner = _INDENT
         settings: list[str] = []
         if "heartbeat" in route:
@@ -114,6 +115,15 @@ class _MockWriter:
         if "maxMessage" in route:
             settings.append(inner + "max message " + self.quantity(route["maxMessage"],
                                                                    pointer + "/maxMessage"))
+        if "maxConnections" in route:
+            count = route["maxConnections"]
+            _expect(count, int, pointer + "/maxConnections", "'maxConnections' is a number")
+            settings.append(f"{inner}max connections {count}")
+        if "origins" in route:
+            origins = route["origins"]
+            _expect(origins, list, pointer + "/origins", "'origins' is a list of strings")
+            settings.append(inner + "origins [" + ", ".join(_plain_literal(o) for o in origins)
+                            + "]")
         sections = [settings] if settings else []
         if "auth" in route:
             steps = route["auth"]

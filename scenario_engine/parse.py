@@ -222,6 +222,14 @@ class _Front:
             self.mark(pointer + "/compression", item)
         elif kind == "max_message":
             route["maxMessage"] = self.quantity(item.parts[0], pointer + "/maxMessage", "size")
+        elif kind == "max_connections":
+            route["maxConnections"] = self.integer(item.parts[0], pointer + "/maxConnections")
+        elif kind == "origins":
+            self.mark(pointer + "/origins", item)
+            route["origins"] = []
+            for i, token in enumerate(t for t in item.parts if t is not None):
+                route["origins"].append(self.plain_string(token))
+                self.mark(f"{pointer}/origins/{i}", token)
         elif kind == "auth":
             self.mark(pointer + "/auth", item)
             route["auth"] = [self.auth_step(step, f"{pointer}/auth/{i}")
@@ -411,7 +419,8 @@ class _Front:
 
 _SETTING_KEYS = {"compression_off": "compression", "compression_on": "compression",
                  "compression_threshold": "compression"}
-_SETTING_NAMES = {"max_message": "max message", "on_connect": "on connect",
+_SETTING_NAMES = {"max_message": "max message", "max_connections": "max connections",
+                  "on_connect": "on connect",
                   "on_close": "on close", "on_error": "on error"}
 
 

@@ -103,6 +103,8 @@ class Route:
     heartbeat: float | None = None
     compression: Compression = field(default_factory=Compression)
     max_message: int | None = None
+    max_connections: int | None = None
+    origins: frozenset[str] | None = None
     auth: list[AuthStep] | None = None
     on_connect: list[Step] = field(default_factory=list)
     on_close: list[Step] = field(default_factory=list)
@@ -185,6 +187,9 @@ class _Compiler:
             route.heartbeat = parse_duration(ir["heartbeat"])
         if "maxMessage" in ir:
             route.max_message = parse_size(ir["maxMessage"])
+        route.max_connections = ir.get("maxConnections")
+        if "origins" in ir:
+            route.origins = frozenset(ir["origins"])
         compression = ir.get("compression", {})
         route.compression = Compression(
             enabled=compression.get("enabled", True),

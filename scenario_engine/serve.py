@@ -12,14 +12,15 @@ from collections.abc import Sequence
 from .errors import ScenarioError
 from .loader import UsageError, load_paths
 from .program import ActionError, compile_program
-from .server import ScenarioServer
+from .server import OPEN_TIMEOUT, ScenarioServer
 
 __all__ = ["serve_files"]
 
 
 def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,
                 certfile: str | None = None, keyfile: str | None = None,
-                quiet: bool = False) -> int:
+                quiet: bool = False, max_connections: int | None = None,
+                open_timeout: float = OPEN_TIMEOUT) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 if the scenarios have errors."""
     loaded, errors, _ = load_paths(paths)
     if errors:
@@ -46,7 +47,8 @@ def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,
     logging.basicConfig(level=logging.ERROR if quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("scenario_engine.websockets").setLevel(logging.WARNING)
-    server = ScenarioServer(program, host, port, ssl=context)
+    server = ScenarioServer(program, host, port, ssl=context, max_connections=max_connections,
+                            open_timeout=open_timeout)
     try:
         asyncio.run(_run(server))
     except OSError as err:

@@ -17,6 +17,7 @@ import asyncio
 import http
 import logging
 import socket
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
+from websockets.protocol import State
 
 from .compression import ThresholdDeflateFactory
 from .engine import (
@@ -60,6 +62,13 @@ DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
 LISTEN_BACKLOG = 4096
 #: How long a client has to complete the opening handshake.
 OPEN_TIMEOUT = 10.0
+#: Most bytes queued for one client that does not read, beyond what the kernel buffers. A
+#: broadcast has no backpressure (one slow client must not slow the others down), so a client
+#: whose queue passes this is closed with 1008 instead of growing the server's memory.
+MAX_PENDING_OUTPUT = 1024 * 1024
+#: How long a client closed for being too slow gets to read the close frame.
+SLOW_CLOSE_TIMEOUT = 2.0
+CLOSE_POLICY_VIOLATION = 1008
 
 
 @dataclass(slots=True)
@@ -77,14 +86,22 @@ class ScenarioServer:
     """Serves a Program over WebSocket. Use ``start()``, then ``close()``."""
 
     def __init__(self, program: Program, host: str = "127.0.0.1", port: int = 8765,
-                 ssl: Any = None) -> None:
+                 ssl: Any = None, max_connections: int | None = None,
+                 open_timeout: float = OPEN_TIMEOUT) -> None:
         self.engine = Engine(program)
         self.host = host
         self.port = port
         self.ssl = ssl
+        self.max_connections = max_connections
+        self.open_timeout = open_timeout
         self._server: Server | None = None
-        self._admitted: dict[ServerConnection, _Admitted] = {}
+        # Decisions of process_request waiting for the handshake to finish. Weak: when the
+        # handshake fails after process_request (no Upgrade header, a timeout), websockets
+        # never calls the handler, and the entry must not outlive the connection.
+        self._admitted: weakref.WeakKeyDictionary[ServerConnection, _Admitted] = (
+            weakref.WeakKeyDictionary())
         self._sockets: dict[Connection, ServerConnection] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._deflate = {route.index: [ThresholdDeflateFactory(route.compression.threshold)]
                          for route in program.routes if route.compression.enabled}
 
@@ -100,7 +117,7 @@ class ScenarioServer:
             compression=None,
             ping_interval=None,
             max_size=DEFAULT_MAX_MESSAGE,
-            open_timeout=OPEN_TIMEOUT,
+            open_timeout=self.open_timeout,
             ssl=self.ssl,
             backlog=LISTEN_BACKLOG,
             logger=logging.getLogger("scenario_engine.websockets"),
@@ -140,6 +157,12 @@ class ScenarioServer:
             return connection.respond(http.HTTPStatus.NOT_FOUND,
                                       f"No WebSocket route at {target.path}\n")
         route, params = resolved
+        refusal = self._refuse(route, http_request)
+        if refusal is not None:
+            status, reason = refusal
+            logger.info("refused %s %s: HTTP %d %s", _peer_ip(connection), target.path,
+                        status, reason)
+            return connection.respond(status, reason + "\n")
         request = Request(
             path=target.path,
             query=dict(parse_qsl(target.query, keep_blank_values=True)),
@@ -155,6 +178,25 @@ class ScenarioServer:
             return connection.respond(outcome.status, outcome.reason + "\n")
         self._configure(connection, route)
         self._admitted[connection] = _Admitted(route, request, params, conn_id, outcome)
+        return None
+
+    def _refuse(self, route: Route, http_request: HttpRequest) -> tuple[int, str] | None:
+        """Policy checks before authentication: allowed origins, connection limits."""
+        if route.origins is not None:
+            origin = http_request.headers.get("Origin")
+            if origin not in route.origins:
+                # Cross-site WebSocket hijacking: a page of another site must not use the
+                # visitor's cookies to talk to this server.
+                return http.HTTPStatus.FORBIDDEN, f"Origin not allowed: {origin or '(none)'}"
+        if route.max_connections is not None or self.max_connections is not None:
+            pending = list(self._admitted.values())
+            on_route = len(self.engine.connections[route.index]) + sum(
+                1 for a in pending if a.route is route)
+            if route.max_connections is not None and on_route >= route.max_connections:
+                return http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections on this route"
+            total = sum(len(c) for c in self.engine.connections) + len(pending)
+            if self.max_connections is not None and total >= self.max_connections:
+                return http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections"
         return None
 
     def _configure(self, connection: ServerConnection, route: Route) -> None:
@@ -219,11 +261,31 @@ class ScenarioServer:
         """Carry out the effects that need no await: broadcasts and log lines."""
         for effect in effects:
             if isinstance(effect, Broadcast):
-                sockets = self._sockets
-                websockets.broadcast([sockets[c] for c in effect.targets if c in sockets],
-                                     effect.data)
+                websockets.broadcast(self._keeping_up(effect.targets), effect.data)
             elif isinstance(effect, Log):
                 self._log([effect])
+
+    def _keeping_up(self, targets: Iterable[Connection]) -> list[ServerConnection]:
+        """The sockets of ``targets``, less those whose unread output passed the bound
+        (they are being closed with 1008)."""
+        sockets = self._sockets
+        live = []
+        for conn in targets:
+            ws = sockets.get(conn)
+            if ws is None:
+                continue
+            if ws.transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
+                if ws.state is State.OPEN:
+                    logger.warning("closing %s %s: client too slow (over %d bytes unread)",
+                                   conn.id, conn.request.path, MAX_PENDING_OUTPUT)
+                    ws.close_timeout = SLOW_CLOSE_TIMEOUT
+                    task = asyncio.create_task(
+                        ws.close(CLOSE_POLICY_VIOLATION, "Client too slow"))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                continue
+            live.append(ws)
+        return live
 
     @staticmethod
     def _log(effects: Iterable[Effect]) -> None:

@@ -135,6 +135,7 @@ def test_fixed_key_objects_are_closed() -> None:
 _DRAFT_7_KEYWORDS = {
     "$schema", "$id", "$ref", "title", "description", "examples", "default", "type", "enum",
     "const", "pattern", "minLength", "minimum", "maximum", "minProperties", "maxProperties",
+    "minItems",
     "required", "properties", "additionalProperties", "propertyNames", "items", "anyOf", "allOf",
     "not", "if", "then", "else",
 }  # fmt: skip
