@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .expressions import Context, EvaluationError, to_text, truthy
+from .expressions import Context, EvaluationError, to_text, truthy, type_name
 from .program import ActionError, Program, Route, Step
 
 __all__ = [
@@ -258,13 +258,7 @@ def _room_names(rooms: list[Any]) -> Iterator[str]:
             elif isinstance(name, int | float) and not isinstance(name, bool):
                 yield to_text(name)
             else:
-                raise EvaluationError(f"a room name must be a string, not {_kind(name)}")
-
-
-def _kind(value: Any) -> str:
-    from .expressions import type_name
-
-    return type_name(value)
+                raise EvaluationError(f"a room name must be a string, not {type_name(name)}")
 
 
 class Engine:
@@ -325,7 +319,7 @@ class Engine:
         else:
             try:
                 value = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deep to be data
                 value = data
         candidates = route.candidates(value, is_binary)
         if is_binary and not candidates:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .functions import SIGNATURES
-from .strings import Piece, split_literal, split_template
+from .strings import Piece, split_literal, split_template, unquote
 from .syntax import (
     ArrayLit,
     Binary,
@@ -375,8 +375,6 @@ def compile_expression(expr: Expr) -> Evaluator:
 
 
 def _key(raw: str) -> str:
-    from .strings import unquote
-
     return unquote(raw) if raw[0] in "\"'" else raw
 
 

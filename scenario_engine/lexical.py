@@ -117,37 +117,18 @@ def _article(what: str) -> str:
     return "an" if what[0] in "aeiou" else "a"
 
 
+_NESTING_TOKENS = re.compile(r"""[{\[(]|[}\])]|"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|#[^\n]*""")
+
+
 def _unclosed_brace(text: str) -> int | None:
     """Line of the last '{' that is never closed (strings and comments skipped)."""
-    stack: list[int] = []
-    line = 1
-    quote: str | None = None
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            line += 1
-            quote = None
-        elif quote is not None:
-            if c == "\\":
-                i += 1
-            elif c == quote:
-                quote = None
-        elif c in "\"'":
-            quote = c
-        elif c == "#":
-            nl = text.find("\n", i)
-            i = n if nl < 0 else nl
-            continue
-        elif c == "{":
-            stack.append(line)
-        elif c == "}" and stack:
-            stack.pop()
-        i += 1
-    return stack[-1] if stack else None
-
-
-_NESTING_TOKENS = re.compile(r"""[{\[(]|[}\])]|"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|#[^\n]*""")
+    opened: list[int] = []
+    for match in _NESTING_TOKENS.finditer(text):
+        if match.group() == "{":
+            opened.append(match.start())
+        elif match.group() == "}" and opened:
+            opened.pop()
+    return text.count("\n", 0, opened[-1]) + 1 if opened else None
 
 
 def max_nesting(text: str) -> tuple[int, int]:

@@ -115,10 +115,6 @@ class Route:
     binary: list[MessageHandler] = field(default_factory=list)
     constants: Context = field(default_factory=dict)  # the top-level lets of its file
 
-    @property
-    def handles_binary(self) -> bool:
-        return bool(self.binary)
-
     def candidates(self, message: Any, is_binary: bool) -> list[MessageHandler]:
         """The handlers that may take this message, in the order they were written."""
         if is_binary:

@@ -309,9 +309,3 @@ def _peer_ip(connection: ServerConnection) -> str | None:
     if isinstance(address, tuple) and address:
         return str(address[0])
     return None
-
-
-async def run_until_stopped(server: ScenarioServer, stop: asyncio.Event) -> None:
-    await server.start()
-    await stop.wait()
-    await server.close()

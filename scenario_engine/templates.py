@@ -15,7 +15,7 @@ from typing import Any
 from lark.exceptions import UnexpectedInput
 
 from .lexical import MAX_NESTING, describe_syntax_error, max_nesting
-from .strings import Piece, StringSyntaxError, split_template
+from .strings import Piece, StringSyntaxError, split_literal, split_template
 from .syntax import (
     ArrayLit,
     Binary,
@@ -85,8 +85,6 @@ def parse_expression(text: str) -> Expr:
 
 def _check_strings(expr: Expr) -> None:
     """Surface errors inside string literals (bad escapes, unclosed ``${``) at parse time."""
-    from .strings import split_literal
-
     for node in walk(expr):
         if isinstance(node, StringLit):
             try:
