@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -72,74 +72,74 @@ class Connection:
         return f"<Connection {self.id} {self.request.path}>"
 
 
+_CONN_FIELDS: dict[str, Callable[[Connection], Any]] = {
+    "id": lambda c: c.id,
+    "rooms": lambda c: sorted(c.rooms),
+    "ip": lambda c: c.request.ip,
+    "path": lambda c: c.request.path,
+    "query": lambda c: c.request.query,
+    "headers": lambda c: c.request.headers,
+    "params": lambda c: c.params,
+}
+
+
 class ConnectionView(Mapping[str, Any]):
     """``conn`` in expressions: read-only, and only these keys (never Python attributes)."""
 
     __slots__ = ("_conn",)
-    _KEYS = ("id", "rooms", "ip", "path", "query", "headers", "params")
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     def __getitem__(self, key: str) -> Any:
-        conn = self._conn
-        if key == "id":
-            return conn.id
-        if key == "rooms":
-            return sorted(conn.rooms)
-        if key == "ip":
-            return conn.request.ip
-        if key == "path":
-            return conn.request.path
-        if key == "query":
-            return conn.request.query
-        if key == "headers":
-            return conn.request.headers
-        if key == "params":
-            return conn.params
-        raise KeyError(key)
+        return _CONN_FIELDS[key](self._conn)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        field = _CONN_FIELDS.get(key)
+        return default if field is None else field(self._conn)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._KEYS)
+        return iter(_CONN_FIELDS)
 
     def __len__(self) -> int:
-        return len(self._KEYS)
+        return len(_CONN_FIELDS)
 
 
 # ---- effects ---------------------------------------------------------------------------------
+# (Plain, not frozen, dataclasses: one is made per message sent, and frozen ones cost twice.)
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send:
     conn: Connection
     data: str | bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Broadcast:
     data: str | bytes
     targets: tuple[Connection, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Close:
     conn: Connection
     code: int
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ping:
     conn: Connection
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pong:
     conn: Connection
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Log:
     conn: Connection | None
     message: str
@@ -318,7 +318,7 @@ class Engine:
             value: Any = data
         else:
             try:
-                value = json.loads(data)
+                value = _decode_json(data)
             except (ValueError, RecursionError):  # not JSON, or nested too deep to be data
                 value = data
         candidates = route.candidates(value, is_binary)
@@ -383,6 +383,10 @@ class Engine:
                     Log(conn, f"on error failed: {again.message}", again.location, error=True),
                     Close(conn, CLOSE_INTERNAL_ERROR, "Internal error")]
         return [log, *runtime.effects]
+
+
+#: The decoder json.loads uses, without its per-call checks.
+_decode_json = json.JSONDecoder().decode
 
 
 def new_connection_id() -> str:

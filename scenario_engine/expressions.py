@@ -120,9 +120,10 @@ def to_text(value: Any) -> str:
 
 
 def to_json(value: Any) -> str:
+    """Compact JSON text, as JavaScript's JSON.stringify writes it."""
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_jsonable)
-    except ValueError as err:  # circular, NaN is allowed by default
+        return _ENCODER.encode(value)
+    except ValueError as err:  # a circular structure
         raise EvaluationError(f"cannot encode as JSON: {err}") from None
 
 
@@ -134,6 +135,10 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, set | frozenset | tuple):
         return sorted(value) if isinstance(value, set | frozenset) else list(value)
     raise TypeError(f"not JSON: {type_name(value)}")
+
+
+# One encoder for every message: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_jsonable)
 
 
 def _checked_text(text: str) -> str:
@@ -346,7 +351,18 @@ def compile_expression(expr: Expr) -> Evaluator:
     if isinstance(expr, StringLit):
         return _compile_pieces(split_literal(expr.raw))
     if isinstance(expr, Member):
-        target, key = compile_expression(expr.target), expr.name
+        key = expr.name
+        if isinstance(expr.target, Name):
+            # The common case (msg.type, conn.id), without the target's closure call.
+            name = expr.target.name
+
+            def read_member(ctx: Context) -> Any:
+                value = ctx.get(name)
+                if type(value) is dict:
+                    return value.get(key)
+                return _member(value, key)
+            return read_member
+        target = compile_expression(expr.target)
         return lambda ctx: _member(target(ctx), key)
     if isinstance(expr, Index):
         target, index = compile_expression(expr.target), compile_expression(expr.index)
