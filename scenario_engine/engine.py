@@ -314,9 +314,8 @@ class Engine:
     def message(self, conn: Connection, data: str | bytes) -> list[Effect]:
         route = conn.route
         is_binary = isinstance(data, bytes)
-        if is_binary:
-            value: Any = data
-        else:
+        value: Any = data
+        if isinstance(data, str):
             try:
                 value = _decode_json(data)
             except (ValueError, RecursionError):  # not JSON, or nested too deep to be data
