@@ -120,11 +120,42 @@ def to_text(value: Any) -> str:
 
 
 def to_json(value: Any) -> str:
-    """Compact JSON text, as JavaScript's JSON.stringify writes it."""
+    """Compact JSON text, as JavaScript's JSON.stringify writes it (within MAX_STRING)."""
+    if type(value) is not str:
+        check_size(value)
     try:
         return _ENCODER.encode(value)
-    except ValueError as err:  # a circular structure
+    except (ValueError, RecursionError) as err:  # circular, or nested too deep
         raise EvaluationError(f"cannot encode as JSON: {err}") from None
+
+
+def check_size(value: Any) -> None:
+    """Raise when ``value`` would encode to more than about MAX_STRING characters.
+
+    Values share their parts (``let a = [b, b]``), so a few small steps can describe a huge
+    value: measure it, without building it, before anything encodes it. The walk stops as soon
+    as the limit is passed, so it costs at most that much.
+    """
+    budget = MAX_STRING
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or kind is bytes:
+            budget -= len(item) + 2
+        elif kind is dict or isinstance(item, Mapping):
+            budget -= 2 + len(item)
+            for key, inner in item.items():
+                budget -= len(key) + 3
+                stack.append(inner)
+        elif kind is list:
+            budget -= 2 + len(item)
+            stack.extend(item)
+        else:
+            budget -= 8
+        if budget < 0:
+            raise EvaluationError(f"value too large to send (more than {MAX_STRING:,} "
+                                  "characters)")
 
 
 def _jsonable(value: Any) -> Any:
@@ -160,6 +191,13 @@ def _is_number(value: Any) -> bool:
 
 def equal(a: Any, b: Any) -> bool:
     """JSON equality: 1 == 1.0, but true != 1 and "1" != 1."""
+    try:
+        return _equal(a, b)
+    except RecursionError:
+        raise EvaluationError("values nested too deeply to compare") from None
+
+
+def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     if _is_number(a) and _is_number(b):
@@ -167,9 +205,9 @@ def equal(a: Any, b: Any) -> bool:
     if type(a) is not type(b) and not (isinstance(a, Mapping) and isinstance(b, Mapping)):
         return False
     if isinstance(a, list):
-        return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, Mapping):
-        return a.keys() == b.keys() and all(equal(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     return bool(a == b)
 
 

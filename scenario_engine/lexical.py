@@ -104,6 +104,8 @@ def describe_syntax_error(err: UnexpectedInput, text: str) -> tuple[str, str | N
     names = sorted({_terminal_text(n) for n in expected if not n.startswith("__")})
     if {"NAME", "NUMBER", "STRING"} <= set(expected):
         names = ["an expression"]
+    if not names:  # the parser can only reduce here: nothing may follow
+        return (f"unexpected {got}", None, start, end)
     listing = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
     hint = None
     if expected == {"STRING"} and word is not None:

@@ -112,6 +112,7 @@ class ScenarioServer:
             self.host,
             self.port,
             process_request=self._process_request,
+            process_response=self._process_response,
             # Per-route settings are applied in _process_request; these are the defaults.
             extensions=[],
             compression=None,
@@ -180,6 +181,13 @@ class ScenarioServer:
         self._admitted[connection] = _Admitted(route, request, params, conn_id, outcome)
         return None
 
+    def _process_response(self, connection: ServerConnection, http_request: HttpRequest,
+                          response: Response) -> None:
+        """A handshake that ends without upgrading (no Upgrade header, a bad key) must not
+        keep its place among the pending connections counted by ``max connections``."""
+        if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
+            self._admitted.pop(connection, None)
+
     def _refuse(self, route: Route, http_request: HttpRequest) -> tuple[int, str] | None:
         """Policy checks before authentication: allowed origins, connection limits."""
         if route.origins is not None:
@@ -230,6 +238,9 @@ class ScenarioServer:
                 async for message in ws:
                     if not await self._apply(ws, engine.message(conn, message)):
                         break
+                    # Messages already buffered are returned without suspending: give the
+                    # other connections a turn, or one flooding client starves them all.
+                    await asyncio.sleep(0)
         except ConnectionClosed:
             pass
         finally:
@@ -278,14 +289,25 @@ class ScenarioServer:
                 if ws.state is State.OPEN:
                     logger.warning("closing %s %s: client too slow (over %d bytes unread)",
                                    conn.id, conn.request.path, MAX_PENDING_OUTPUT)
-                    ws.close_timeout = SLOW_CLOSE_TIMEOUT
-                    task = asyncio.create_task(
-                        ws.close(CLOSE_POLICY_VIOLATION, "Client too slow"))
+                    task = asyncio.create_task(self._drop_slow(ws))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
                 continue
             live.append(ws)
         return live
+
+    @staticmethod
+    async def _drop_slow(ws: ServerConnection) -> None:
+        """Close with 1008; a client that still does not read is cut off.
+
+        websockets' close() first waits for the output queued before the close frame to drain,
+        which a client that does not read never allows: the timeout bounds the whole close.
+        """
+        try:
+            await asyncio.wait_for(ws.close(CLOSE_POLICY_VIOLATION, "Client too slow"),
+                                   SLOW_CLOSE_TIMEOUT)
+        except TimeoutError:
+            ws.transport.abort()
 
     @staticmethod
     def _log(effects: Iterable[Effect]) -> None:

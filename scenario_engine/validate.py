@@ -18,7 +18,8 @@ from .errors import ScenarioError, did_you_mean
 from .functions import SIGNATURES
 from .schema import schema_errors
 from .source import Source, SourceMap, Span
-from .syntax import Call, Expr, Member, Name
+from .strings import Piece, split_literal
+from .syntax import Call, Expr, Member, Name, StringLit
 from .templates import (
     ExpressionSyntaxError,
     embedded_expressions,
@@ -219,14 +220,14 @@ class _Checker:
 
     def auth(self, steps: list[dict[str, Any]], pointer: str, scope: _Scope) -> None:
         final: int | None = None
+        reported = False
         for i, step in enumerate(steps):
             where = f"{pointer}/{i}"
-            if final is not None:
+            if final is not None and not reported:
                 self.error(where, "this auth step can never run",
                            f"the step on line {_locate(self.loaded, f'{pointer}/{final}').line} "
                            "always ends authentication")
-                final = None  # one report is enough
-                break
+                reported = True  # one report is enough; the steps are still checked
             if "reject" in step:
                 body = step["reject"]
                 if "reason" in body:
@@ -236,11 +237,11 @@ class _Checker:
                 for key in ("if", "unless"):
                     if key in body:
                         self.expression(body[key], f"{where}/reject/{key}", scope)
-                if "if" not in body and "unless" not in body:
+                if "if" not in body and "unless" not in body and final is None:
                     final = i
             elif "accept" in step:
                 self.template(step["accept"], where + "/accept", scope)
-                final = i
+                final = i if final is None else final
             else:
                 self.let(step["let"], where + "/let", scope)
 
@@ -338,7 +339,14 @@ class _Checker:
             self.error(pointer, message, hint, offset + start, end - start, text)
 
         for node in walk(expr):
-            if isinstance(node, Name) and node.name not in visible:
+            if isinstance(node, StringLit) and "${" in node.raw:
+                # A string inside an expression may embed expressions of its own.
+                for piece in split_literal(node.raw):
+                    if isinstance(piece, Piece):
+                        inner = parse_expression(piece.text)
+                        self.names(inner, offset + node.start + piece.offset, text, pointer,
+                                   scope)
+            elif isinstance(node, Name) and node.name not in visible:
                 if node.name in _ALL_ROOTS:
                     report(node.start, node.end, f"'{node.name}' is not available in "
                            f"{_CONTEXT_TEXT[scope.context]}", _WHERE_AVAILABLE.get(node.name))
