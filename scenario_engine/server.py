@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import os
 import socket
 import weakref
 from collections.abc import Iterable
@@ -24,12 +25,15 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import websockets
+from websockets.asyncio import messages as websockets_messages
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from .compression import ThresholdDeflateFactory
 from .engine import (
@@ -69,6 +73,37 @@ MAX_PENDING_OUTPUT = 1024 * 1024
 #: How long a client closed for being too slow gets to read the close frame.
 SLOW_CLOSE_TIMEOUT = 2.0
 CLOSE_POLICY_VIOLATION = 1008
+#: Most frames one incoming message may come in. websockets 17 stops at 4096 and closes with
+#: 1009 "too many fragments" (a guard against floods of empty continuation frames, which the
+#: size limit does not count), so it refuses a 4 MiB message sent in 1 KiB fragments, which the
+#: RFC allows (Autobahn|Testsuite 9.3.3). 2**17 empty fragments cost a connection ~30 MB at
+#: most (measured), the order of DEFAULT_MAX_MESSAGE. WEBSOCKETS_MAX_FRAGMENTS, if set, wins.
+MAX_FRAGMENTS = 2**17
+
+
+class _ServerProtocol(ServerProtocol):
+    """websockets' server protocol, except for a close frame between the fragments of a message.
+
+    RFC 6455 §5.4 lets control frames, close included, come between the fragments of a message,
+    and calls that no error. websockets fails the connection there with 1002 ("incomplete
+    fragmented message"); here the unfinished message is dropped and the closing handshake goes
+    on as for any close frame: the client's code is echoed (Autobahn|Testsuite case 7.1.5).
+    """
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE and self.current_size is not None:
+            self.current_size = None
+        super().recv_frame(frame)
+
+
+class _ServerConnection(ServerConnection):
+    """The connection websockets creates, on a ``_ServerProtocol``."""
+
+    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
+        # websockets.serve() builds the ServerProtocol itself and takes no class for it; the
+        # subclass adds no state, so switching the class of the new instance is safe.
+        protocol.__class__ = _ServerProtocol
+        super().__init__(protocol, *args, **kwargs)
 
 
 @dataclass(slots=True)
@@ -107,12 +142,14 @@ class ScenarioServer:
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        _raise_fragment_limit()
         self._server = await websockets.serve(
             self._handle,
             self.host,
             self.port,
             process_request=self._process_request,
             process_response=self._process_response,
+            create_connection=_ServerConnection,
             # Per-route settings are applied in _process_request; these are the defaults.
             extensions=[],
             compression=None,
@@ -316,6 +353,13 @@ class ScenarioServer:
                 who = f" [{effect.conn.id}]" if effect.conn is not None else ""
                 level = logging.ERROR if effect.error else logging.INFO
                 logger.log(level, "%s:%s %s", effect.location, who, effect.message)
+
+
+def _raise_fragment_limit() -> None:
+    """Let messages come in up to MAX_FRAGMENTS frames (a process-wide websockets setting)."""
+    current = getattr(websockets_messages, "MAX_FRAGMENTS", None)  # 17.4 has it, 17.0 not
+    if current is not None and "WEBSOCKETS_MAX_FRAGMENTS" not in os.environ:
+        websockets_messages.MAX_FRAGMENTS = max(current, MAX_FRAGMENTS)
 
 
 def _headers(headers: Headers) -> dict[str, str]:

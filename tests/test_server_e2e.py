@@ -957,3 +957,35 @@ def test_serve_refuses_a_scenario_with_errors_like_check(tmp_path: Path) -> None
     assert headline.findall(err) == check_errors, f"serve:\n{err}\ncheck:\n{checked.stdout}"
     report = checked.stdout.rsplit("\n\n", 1)[0]  # every error block, without the summary
     assert report.strip() in err, f"serve:\n{err}\ncheck:\n{checked.stdout}"
+
+
+@async_test
+async def test_close_between_fragments_closes_normally(features: Features) -> None:
+    # RFC 6455 §5.4: a control frame, close included, may come between the fragments of a
+    # message. The unfinished message is dropped and the client's code echoed (Autobahn 7.1.5).
+    raw = await RawClient.open(features.url("/alive"))
+    try:
+        raw.send_raw(Frame(Opcode.TEXT, b"fragment1", fin=False).serialize(mask=True))
+        raw.send_raw(Frame(Opcode.CLOSE, Close(1000, "").serialize()).serialize(mask=True))
+        raw.send_raw(Frame(Opcode.CONT, b"fragment2").serialize(mask=True))
+        frame = await raw.next_frame()
+        assert close_of(frame).code == 1000, f"echoed {frame} instead of the close"
+    finally:
+        await raw.aclose()
+    await features.assert_alive()
+
+
+@async_test
+async def test_a_message_may_come_in_65537_fragments(features: Features) -> None:
+    # websockets 17 stops at 4096 frames (1009); the RFC sets no limit (Autobahn 9.3.1 sends
+    # 4 MiB in 65537 frames).
+    raw = await RawClient.open(features.url("/alive"))
+    try:
+        fragment = Frame(Opcode.CONT, b"x", fin=False).serialize(mask=True)
+        raw.send_raw(Frame(Opcode.TEXT, b"x", fin=False).serialize(mask=True)
+                     + fragment * 65535 + Frame(Opcode.CONT, b"x").serialize(mask=True))
+        frame = await raw.next_frame()
+        assert frame.opcode is Opcode.TEXT and frame.data == b"x" * 65537, frame
+    finally:
+        await raw.aclose()
+    await features.assert_alive()
