@@ -63,7 +63,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import ssl
 import statistics
 import subprocess
@@ -86,10 +85,8 @@ from test_server_e2e import (
     recv_json,
 )
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.frames import Opcode
-from websockets.http11 import Response
 from websockets.typing import Origin
 from websockets.uri import parse_uri
 
@@ -167,27 +164,6 @@ async def assert_alive(served: ServedMock, path: str = "/alive", **kwargs: Any) 
             await ws.send(message)
             assert await recv(ws) == message, "the server stopped serving correctly"
     no_traceback(served)
-
-
-async def open_raw(url: str, rcvbuf: int | None = None) -> RawClient:
-    """RawClient.open, optionally with a small receive buffer (a client that does not read
-    then stops the kernel from absorbing what the server sends it)."""
-    uri = parse_uri(url)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if rcvbuf is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.setblocking(False)
-    await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (uri.host, uri.port)),
-                           BOUND)
-    reader, writer = await asyncio.open_connection(sock=sock)
-    protocol = ClientProtocol(uri, max_size=None)
-    protocol.send_request(protocol.connect())
-    client = RawClient(reader, writer, protocol, answer=True)
-    client.flush()
-    response = await client.next_event()
-    assert isinstance(response, Response), response
-    assert response.status_code == 101, f"handshake refused: {response.status_code}"
-    return client
 
 
 async def exchange_bytes(host: str, port: int, data: bytes, within: float,
@@ -308,7 +284,7 @@ async def test_fragmented_or_compressed_oversize_message_closes_1009(
     reason: str | None
     if how == "fragments":
         # Three fragments of 600 bytes: each under the 1 KB limit, the message over it.
-        raw = await open_raw(hostile.url("/limited"))
+        raw = await RawClient.open(hostile.url("/limited"))
         try:
             raw.protocol.send_text(b"a" * 600, fin=False)
             raw.protocol.send_continuation(b"b" * 600, fin=False)
@@ -341,7 +317,7 @@ async def test_fragmented_or_compressed_oversize_message_closes_1009(
 @async_test
 async def test_invalid_utf8_across_fragments_closes_1007(
         hostile: ServedMock, fragments: list[bytes], what: str) -> None:
-    raw = await open_raw(hostile.url("/alive"))
+    raw = await RawClient.open(hostile.url("/alive"))
     try:
         # A character split across fragments is valid: the echo proves it.
         raw.protocol.send_text(b"caf\xc3", fin=False)
@@ -362,7 +338,7 @@ async def test_invalid_utf8_across_fragments_closes_1007(
 
 @async_test
 async def test_fragmented_binary_closes_1003(hostile: ServedMock) -> None:
-    raw = await open_raw(hostile.url("/typed-only"))
+    raw = await RawClient.open(hostile.url("/typed-only"))
     try:
         raw.protocol.send_binary(b"\x01" * 10, fin=False)
         raw.protocol.send_continuation(b"\x02" * 10, fin=True)
@@ -477,8 +453,8 @@ async def test_slow_reader_is_closed_1008_and_others_keep_receiving(
 
         # Two slow readers: `drains` stops reading until the server says it is too slow, then
         # reads everything; `dead` never reads again.
-        drains = await open_raw(url, rcvbuf=4096)
-        dead = await open_raw(url, rcvbuf=4096)
+        drains = await RawClient.open(url, rcvbuf=4096)
+        dead = await RawClient.open(url, rcvbuf=4096)
         ids = []
         for raw in (drains, dead):
             hello = await raw.next_frame()
@@ -542,7 +518,7 @@ async def test_reader_that_never_reads_is_dropped(
     url = served.url("/fanout")
     async with connect(url, max_size=None, compression=None) as producer:
         assert (await recv_json(producer))["type"] == "hello"
-        dead = await open_raw(url, rcvbuf=4096)
+        dead = await RawClient.open(url, rcvbuf=4096)
         dead_id = json.loads(bytes((await dead.next_frame()).data))["id"]
         try:
             warning = rf"closing {dead_id} /fanout: client too slow"

@@ -22,6 +22,7 @@ import functools
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -125,11 +126,19 @@ class RawClient:
         self.eof = False
 
     @classmethod
-    async def open(cls, url: str, answer: bool = True) -> RawClient:
+    async def open(cls, url: str, answer: bool = True, rcvbuf: int | None = None,
+                   max_size: int | None = 2**20) -> RawClient:
+        """Handshake over a fresh socket; ``rcvbuf`` shrinks its receive buffer (a client
+        that does not read then stops the kernel from absorbing what the server sends)."""
         uri = parse_uri(url)
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(uri.host, uri.port),
-                                                BOUND)
-        protocol = ClientProtocol(uri)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.wait_for(
+            asyncio.get_running_loop().sock_connect(sock, (uri.host, uri.port)), BOUND)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        protocol = ClientProtocol(uri, max_size=max_size)
         protocol.send_request(protocol.connect())
         client = cls(reader, writer, protocol, answer=True)
         client.flush()
