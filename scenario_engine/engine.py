@@ -15,7 +15,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .expressions import Context, EvaluationError, to_text, truthy, type_name
+from .expressions import (
+    Context,
+    EvaluationError,
+    check_size,
+    to_text,
+    truthy,
+    type_name,
+)
 from .program import ActionError, Program, Route, Step
 
 __all__ = [
@@ -52,7 +59,8 @@ class Request:
 class Connection:
     """One client's state in the engine. ``view`` is what expressions see as ``conn``."""
 
-    __slots__ = ("auth", "base", "id", "params", "request", "rooms", "route", "view")
+    __slots__ = ("auth", "base", "id", "params", "request", "rooms", "route", "scratch",
+                 "socket", "view")
 
     def __init__(self, route: Route, request: Request, params: dict[str, str], auth: Any,
                  conn_id: str) -> None:
@@ -67,6 +75,11 @@ class Connection:
         self.base: Context = {**route.constants, "conn": self.view, "auth": auth,
                               "query": request.query, "headers": request.headers,
                               "params": params}
+        # The names of one message event, reused from message to message: events of a
+        # connection run one at a time, and a let is always assigned before it is read.
+        self.scratch: Context = dict(self.base)
+        #: The server adapter's handle for this client (the engine never touches it).
+        self.socket: Any = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.request.path}>"
@@ -117,7 +130,7 @@ class Send:
 @dataclass(slots=True)
 class Broadcast:
     data: str | bytes
-    targets: tuple[Connection, ...]
+    targets: list[Connection]
 
 
 @dataclass(slots=True)
@@ -214,17 +227,22 @@ class _Runtime:
 
     def broadcast(self, data: str | bytes, rooms: list[Any] | None, include_self: bool) -> None:
         engine, conn = self.engine, self.conn
+        members: set[Connection]
         if rooms is None:
-            targets = set(engine.connections[conn.route.index])
+            members = engine.connections[conn.route.index]
         else:
-            targets = set()
+            names = list(_room_names(rooms))
             room_sets = engine.rooms[conn.route.index]
-            for room in _room_names(rooms):
-                targets |= room_sets.members(room)
-        if not include_self:
-            targets.discard(conn)
+            if len(names) == 1:
+                members = room_sets.members(names[0])
+            else:
+                members = set().union(*(room_sets.members(name) for name in names))
+        if include_self or conn not in members:
+            targets = list(members)
+        else:
+            targets = [c for c in members if c is not conn]
         if targets:
-            self.effects.append(Broadcast(data, tuple(targets)))
+            self.effects.append(Broadcast(data, targets))
 
     def join(self, room: Any) -> None:
         for name in _room_names([room]):
@@ -288,7 +306,9 @@ class Engine:
                     ctx[step.name] = step.value(ctx)
                 elif step.kind == "accept":
                     assert step.value is not None
-                    return Accepted(step.value(ctx)), []
+                    accepted = step.value(ctx)
+                    check_size(accepted)  # once: handlers then use it unmeasured
+                    return Accepted(accepted), []
                 else:
                     hit = True if step.condition is None else truthy(step.condition(ctx))
                     if step.negate:
@@ -323,18 +343,22 @@ class Engine:
         candidates = route.candidates(value, is_binary)
         if is_binary and not candidates:
             return [Close(conn, CLOSE_UNSUPPORTED_DATA, "Unsupported data")]
-        ctx = dict(conn.base)
+        ctx = conn.scratch
         ctx["msg"] = value
         ctx["raw"] = data
+        effects: list[Effect] = []
         for handler in candidates:
             if handler.where is not None:
                 try:
                     if not truthy(handler.where(ctx)):
                         continue
                 except EvaluationError as err:
-                    return self._fail(conn, ActionError(str(err), handler.location), ctx)
-            return self._run(conn, handler.steps, ctx)
-        return []
+                    effects = self._fail(conn, ActionError(str(err), handler.location), ctx)
+                    break
+            effects = self._run(conn, handler.steps, ctx)
+            break
+        ctx["msg"] = ctx["raw"] = None  # hold no message longer than its event
+        return effects
 
     def close(self, conn: Connection, code: int | None, reason: str) -> list[Effect]:
         """The connection is gone: run ``on close``, then forget it and its rooms."""

@@ -119,9 +119,13 @@ def to_text(value: Any) -> str:
     return to_json(value)
 
 
-def to_json(value: Any) -> str:
-    """Compact JSON text, as JavaScript's JSON.stringify writes it (within MAX_STRING)."""
-    if type(value) is not str:
+def to_json(value: Any, bounded: bool = False) -> str:
+    """Compact JSON text, as JavaScript's JSON.stringify writes it (within MAX_STRING).
+
+    ``bounded``: the caller knows the value cannot be larger than its inputs (see
+    ``check_size``), so the measuring walk is skipped.
+    """
+    if not bounded and type(value) is not str:
         check_size(value)
     try:
         return _ENCODER.encode(value)

@@ -18,13 +18,15 @@ from .expressions import (
     Context,
     EvaluationError,
     Evaluator,
+    check_size,
     compile_expression,
     compile_template,
     to_json,
     truthy,
 )
 from .source import Span
-from .templates import parse_expression
+from .syntax import Name
+from .templates import embedded_expressions, parse_expression, template_strings, walk
 from .units import parse_duration, parse_size
 from .validate import Loaded
 
@@ -55,11 +57,38 @@ class ActionError(Exception):
         return f"{self.location}: {self.message}"
 
 
-def encode(value: Any) -> str | bytes:
+def encode(value: Any, bounded: bool = False) -> str | bytes:
     """The frame a value becomes: bytes binary, a string its text, anything else JSON text."""
     if isinstance(value, str | bytes):
         return value
-    return to_json(value)
+    return to_json(value, bounded)
+
+
+#: Names whose values are small or were measured when they were made (the handshake's
+#: parts, constants, ``auth``, close and error details).
+_SMALL_NAMES = frozenset({"conn", "auth", "query", "headers", "params", "code", "reason",
+                          "error"})
+#: The message (within ``max message``) may appear this many times in a template that is
+#: sent unmeasured.
+_MESSAGE_USES = 4
+
+
+def _size_is_bounded(template: Any, constants: Context) -> bool:
+    """Whether the template's value is bounded by its inputs, so that encoding it needs no
+    measuring walk (``check_size``): true when it reads only small names, constants, and the
+    message a few times. ``let`` values may share their parts (``let b = [a, a]``) and grow
+    exponentially: a template that reads one is measured each time."""
+    message_uses = 0
+    for _, text in template_strings(template, ""):
+        for embedded in embedded_expressions(text):
+            for node in walk(embedded.expr):
+                if not isinstance(node, Name):
+                    continue
+                if node.name in ("msg", "raw"):
+                    message_uses += 1
+                elif not (node.name in _SMALL_NAMES or node.name in constants):
+                    return False
+    return message_uses <= _MESSAGE_USES
 
 
 #: A compiled action: called with the runtime (the engine's side of one event) and the names.
@@ -158,8 +187,9 @@ class Program:
 # ---- compilation -----------------------------------------------------------------------------
 
 class _Compiler:
-    def __init__(self, loaded: Loaded) -> None:
+    def __init__(self, loaded: Loaded, constants: Context) -> None:
         self.loaded = loaded
+        self.constants = constants
 
     def location(self, pointer: str) -> str:
         source_map = self.loaded.source_map
@@ -257,6 +287,8 @@ class _Compiler:
         if constant:
             frame = encode(build({}))
             return lambda ctx: frame
+        if _size_is_bounded(template, self.constants):
+            return lambda ctx: encode(build(ctx), bounded=True)
         return lambda ctx: encode(build(ctx))
 
     def action(self, ir: dict[str, Any], pointer: str) -> Step:
@@ -319,11 +351,13 @@ def compile_program(files: Sequence[Loaded]) -> Program:
         file_constants: Context = {}
         for name, template in loaded.ir.get("let", {}).items():
             try:
-                file_constants[name] = compile_template(template)[0](dict(file_constants))
+                value = compile_template(template)[0](dict(file_constants))
+                check_size(value)  # once, here: templates may then use it unmeasured
             except EvaluationError as err:
-                compiler = _Compiler(loaded)
+                compiler = _Compiler(loaded, file_constants)
                 raise ActionError(str(err), compiler.location(f"/let/{name}")) from None
-        compiler = _Compiler(loaded)
+            file_constants[name] = value
+        compiler = _Compiler(loaded, file_constants)
         prefix = loaded.ir.get("prefix", "")
         for i, route_ir in enumerate(loaded.ir["routes"]):
             route = compiler.route(len(routes), route_ir, prefix, f"/routes/{i}")

@@ -135,8 +135,8 @@ class ScenarioServer:
         # never calls the handler, and the entry must not outlive the connection.
         self._admitted: weakref.WeakKeyDictionary[ServerConnection, _Admitted] = (
             weakref.WeakKeyDictionary())
-        self._sockets: dict[Connection, ServerConnection] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._too_slow: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
         self._deflate = {route.index: [ThresholdDeflateFactory(route.compression.threshold)]
                          for route in program.routes if route.compression.enabled}
 
@@ -268,7 +268,7 @@ class ScenarioServer:
         engine = self.engine
         conn = engine.open(admitted.route, admitted.request, admitted.params, outcome.auth,
                            admitted.conn_id)
-        self._sockets[conn] = ws
+        conn.socket = ws
         logger.info("connect %s %s (%s)", conn.id, conn.request.path, conn.request.ip)
         try:
             if await self._apply(ws, engine.connect(conn)):
@@ -281,7 +281,7 @@ class ScenarioServer:
         except ConnectionClosed:
             pass
         finally:
-            del self._sockets[conn]
+            conn.socket = None
             # on close may broadcast to the others (Send and Close to itself are dropped).
             self._apply_to_others(engine.close(conn, ws.close_code, ws.close_reason or ""))
             # The close code the client saw: ours if we closed first, else theirs.
@@ -293,7 +293,7 @@ class ScenarioServer:
         """Carry out the effects of one event; False once this connection is being closed."""
         for effect in effects:
             if isinstance(effect, Send):
-                await ws.send(effect.data)
+                self._deliver((effect.conn,), effect.data)
             elif isinstance(effect, Broadcast | Log):
                 self._apply_to_others([effect])
             elif isinstance(effect, Close):
@@ -309,29 +309,45 @@ class ScenarioServer:
         """Carry out the effects that need no await: broadcasts and log lines."""
         for effect in effects:
             if isinstance(effect, Broadcast):
-                websockets.broadcast(self._keeping_up(effect.targets), effect.data)
+                self._deliver(effect.targets, effect.data)
             elif isinstance(effect, Log):
                 self._log([effect])
 
-    def _keeping_up(self, targets: Iterable[Connection]) -> list[ServerConnection]:
-        """The sockets of ``targets``, less those whose unread output passed the bound
-        (they are being closed with 1008)."""
-        sockets = self._sockets
-        live = []
+    def _deliver(self, targets: Iterable[Connection], data: str | bytes) -> None:
+        """Write one message to each target, encoded once, as websockets.broadcast() does.
+
+        No await: a message is queued on each connection at once (sending to one client never
+        waits for another), and a client whose queue passes MAX_PENDING_OUTPUT is closed with
+        1008 instead of being written to.
+        """
+        payload = data.encode() if isinstance(data, str) else data
+        is_text = isinstance(data, str)
         for conn in targets:
-            ws = sockets.get(conn)
-            if ws is None:
+            ws: ServerConnection | None = conn.socket
+            if ws is None or ws.protocol.state is not State.OPEN:
                 continue
-            if ws.transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
-                if ws.state is State.OPEN:
-                    logger.warning("closing %s %s: client too slow (over %d bytes unread)",
-                                   conn.id, conn.request.path, MAX_PENDING_OUTPUT)
-                    task = asyncio.create_task(self._drop_slow(ws))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+            # ``paused`` is set past websockets' write limit (32 KiB): only then measure.
+            if ws.paused and ws.transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
+                self._close_slow(conn, ws)
                 continue
-            live.append(ws)
-        return live
+            try:
+                if is_text:
+                    ws.protocol.send_text(payload)
+                else:
+                    ws.protocol.send_binary(payload)
+                ws.send_data()
+            except Exception as err:  # the transport is going away: the close follows
+                logger.warning("could not write to %s: %s", conn.id, err)
+
+    def _close_slow(self, conn: Connection, ws: ServerConnection) -> None:
+        if ws in self._too_slow:
+            return
+        self._too_slow.add(ws)
+        logger.warning("closing %s %s: client too slow (over %d bytes unread)",
+                       conn.id, conn.request.path, MAX_PENDING_OUTPUT)
+        task = asyncio.create_task(self._drop_slow(ws))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @staticmethod
     async def _drop_slow(ws: ServerConnection) -> None:
