@@ -1,9 +1,13 @@
 """The websockets adapter: sockets and frames on one side, the engine's events on the other.
 
 Everything the protocol needs is websockets': the opening handshake, framing, UTF-8 checks
-(1007), size limits (1009), keepalive pings, ``broadcast()``. Per route, before the handshake
-completes, this module sets what differs between routes on the connection websockets created:
-the keepalive interval, the size limit, and the compression extension offered.
+(1007), size limits (1009), keepalive pings. Per route, before the handshake completes, this
+module sets what differs between routes on the connection websockets created: the keepalive
+interval, the size limit, and the compression extension offered.
+
+Messages are written the way ``websockets.broadcast()`` writes them — encoded once, then
+``protocol.send_text()`` and ``send_data()`` per client, without awaiting — with one addition:
+a client that does not read is closed (1008) instead of being written to without bound.
 
 Authentication runs in ``process_request``, before the connection is accepted: a rejection
 with an HTTP status answers the handshake with that status; a rejection with a close code
