@@ -118,6 +118,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _load_one(name: str) -> Loaded | None:
+    if Path(name).is_dir():
+        raise UsageError(f"{name}: a directory; this command takes one scenario file")
     (path,) = scenario_files([name])
     loaded, errors = load_file(Path(path))
     if loaded is None:
@@ -173,7 +175,10 @@ def _convert(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     text = emit_yaml(loaded.ir) if args.to == "yaml" else emit_mock(loaded.ir)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"{args.output}: {err.strerror or err}") from None
     else:
         sys.stdout.write(text)
     return EXIT_OK

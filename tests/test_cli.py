@@ -131,3 +131,14 @@ def test_no_traceback_for_binary_garbage(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     assert "error: file is not valid UTF-8 text" in result.stdout
+
+
+def test_one_file_commands_refuse_directories_and_unwritable_outputs(tmp_path: Path) -> None:
+    result = run("compile", "scenarios")
+    assert result.returncode == 2
+    assert "a directory; this command takes one scenario file" in result.stderr
+    result = run("convert", "scenarios/echo.mock", "--to", "yaml", "-o",
+                 str(tmp_path / "missing" / "echo.yaml"))
+    assert result.returncode == 2
+    assert "No such file or directory" in result.stderr
+    assert "Traceback" not in result.stderr
