@@ -80,10 +80,3 @@ class Source:
     def error_at(self, span: Span, message: str, hint: str | None = None) -> ScenarioError:
         end_col = span.end_col if span.end_line == span.line else None
         return self.error(span.line, span.col, message, hint, end_col)
-
-    def end_position(self) -> tuple[int, int]:
-        """Line and column just past the last character (where an unexpected EOF is reported)."""
-        last = self.lines[-1] if self.lines else ""
-        if last == "" and len(self.lines) > 1:
-            return len(self.lines) - 1, len(self.lines[-2].rstrip("\r")) + 1
-        return len(self.lines), len(last) + 1
