@@ -44,11 +44,13 @@ from .templates import parse_expression
 __all__ = [
     "MAX_ITEMS",
     "MAX_STRING",
+    "ConstantError",
     "Context",
     "EvaluationError",
     "Evaluator",
     "compile_expression",
     "compile_template",
+    "evaluate_constants",
     "to_text",
     "truthy",
 ]
@@ -493,3 +495,28 @@ def compile_template(value: Any) -> tuple[Evaluator, bool]:
         fns = [fn for fn, _ in compiled]
         return (lambda ctx: [fn(ctx) for fn in fns]), False
     return (lambda ctx: value), True
+
+
+class ConstantError(EvaluationError):
+    """A top-level constant could not be evaluated; ``name`` says which."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+def evaluate_constants(templates: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of a file's top-level lets, in order (each may use the earlier ones).
+
+    Each value is measured once, here (``check_size``), so that templates may use it unmeasured.
+    Raises ConstantError for the first one that fails.
+    """
+    values: dict[str, Any] = {}
+    for name, template in templates.items():
+        try:
+            value = compile_template(template)[0](dict(values))
+            check_size(value)
+        except EvaluationError as err:
+            raise ConstantError(name, str(err)) from None
+        values[name] = value
+    return values

@@ -15,12 +15,13 @@ from typing import Any
 from urllib.parse import unquote as url_unquote
 
 from .expressions import (
+    ConstantError,
     Context,
     EvaluationError,
     Evaluator,
-    check_size,
     compile_expression,
     compile_template,
+    evaluate_constants,
     to_json,
     truthy,
 )
@@ -348,15 +349,13 @@ def compile_program(files: Sequence[Loaded]) -> Program:
     routes: list[Route] = []
     constants: Context = {}
     for loaded in files:
-        file_constants: Context = {}
-        for name, template in loaded.ir.get("let", {}).items():
+        file_constants = loaded.constants
+        if file_constants is None:  # not validated: evaluate them here
             try:
-                value = compile_template(template)[0](dict(file_constants))
-                check_size(value)  # once, here: templates may then use it unmeasured
-            except EvaluationError as err:
-                compiler = _Compiler(loaded, file_constants)
-                raise ActionError(str(err), compiler.location(f"/let/{name}")) from None
-            file_constants[name] = value
+                file_constants = evaluate_constants(loaded.ir.get("let", {}))
+            except ConstantError as err:
+                where = _Compiler(loaded, {}).location(f"/let/{err.name}")
+                raise ActionError(str(err), where) from None
         compiler = _Compiler(loaded, file_constants)
         prefix = loaded.ir.get("prefix", "")
         for i, route_ir in enumerate(loaded.ir["routes"]):

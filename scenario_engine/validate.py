@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ScenarioError, did_you_mean
+from .expressions import ConstantError, evaluate_constants
 from .functions import SIGNATURES
 from .schema import schema_errors
 from .source import Source, SourceMap, Span
@@ -74,6 +75,8 @@ class Loaded:
     source: Source
     ir: dict[str, Any]
     source_map: SourceMap = field(default_factory=dict)
+    #: The top-level lets' values, once validation has evaluated them.
+    constants: dict[str, Any] | None = None
 
     @property
     def spelling(self) -> str:
@@ -169,6 +172,14 @@ class _Checker:
                            "choose another name for the constant")
             self.template(value, pointer, _Scope("constant", set(self.constants)))
             self.constants.add(name)
+        if not self.errors:
+            # Constants are evaluated once, at load: a failure is an error of the file, found
+            # by check rather than when serve starts.
+            try:
+                self.loaded.constants = evaluate_constants(self.ir.get("let", {}))
+            except ConstantError as err:
+                self.error(f"/let/{err.name}", f"constant '{err.name}' cannot be evaluated: {err}",
+                           "constants are evaluated once, when the scenario is loaded")
         if not self.ir.get("routes"):
             self.error("/routes", "this scenario defines no routes",
                        "add one, e.g. route /ws { on connect { send \"hello\" } }"

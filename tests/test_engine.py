@@ -22,8 +22,10 @@ from scenario_engine.engine import (
     Send,
 )
 from scenario_engine.loader import load_paths, load_source
+from scenario_engine.parse import parse_mock
 from scenario_engine.program import ActionError, compile_program
 from scenario_engine.source import Source
+from scenario_engine.validate import Loaded
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
@@ -204,10 +206,19 @@ def test_auth_error_rejects_with_500_and_logs() -> None:
 
 
 def test_constant_that_fails_at_load_names_its_line() -> None:
-    loaded, _ = load_source(Source("c.mock", 'let a = 1 / 0\nroute /ws { }\n'))
-    assert loaded is not None
+    source = Source("c.mock", 'let a = 1 / 0\nroute /ws { }\n')
+    # check finds it, as an error of the file ...
+    _, errors = load_source(source)
+    assert [e.format_text() for e in errors] == [
+        "c.mock:1:9: error: constant 'a' cannot be evaluated: division by zero\n"
+        "    1 | let a = 1 / 0\n"
+        "      |         ^^^^^\n"
+        "  hint: constants are evaluated once, when the scenario is loaded"]
+    # ... and compiling an unvalidated IR says where too.
+    ir, source_map, _ = parse_mock(source)
+    assert ir is not None
     with pytest.raises(ActionError, match="division by zero") as info:
-        compile_program([loaded])
+        compile_program([Loaded(source, ir, source_map)])
     assert info.value.location == "c.mock:1:9"
 
 
