@@ -213,7 +213,7 @@ class ScenarioServer:
         )
         conn_id = new_connection_id()
         outcome, effects = self.engine.authenticate(route, request, params, conn_id)
-        self._log(effects)
+        self._apply_to_others(effects)
         if isinstance(outcome, Rejected) and outcome.status is not None:
             logger.info("rejected %s %s: HTTP %d %s", request.ip, request.path,
                         outcome.status, outcome.reason)
@@ -298,8 +298,10 @@ class ScenarioServer:
         for effect in effects:
             if isinstance(effect, Send):
                 self._deliver((effect.conn,), effect.data)
-            elif isinstance(effect, Broadcast | Log):
-                self._apply_to_others([effect])
+            elif isinstance(effect, Broadcast):
+                self._deliver(effect.targets, effect.data)
+            elif isinstance(effect, Log):
+                _log(effect)
             elif isinstance(effect, Close):
                 await ws.close(effect.code, effect.reason)
                 return False
@@ -310,12 +312,13 @@ class ScenarioServer:
         return True
 
     def _apply_to_others(self, effects: Iterable[Effect]) -> None:
-        """Carry out the effects that need no await: broadcasts and log lines."""
+        """Carry out the effects of an event whose own connection is gone (or not yet
+        open): broadcasts and log lines."""
         for effect in effects:
             if isinstance(effect, Broadcast):
                 self._deliver(effect.targets, effect.data)
             elif isinstance(effect, Log):
-                self._log([effect])
+                _log(effect)
 
     def _deliver(self, targets: Iterable[Connection], data: str | bytes) -> None:
         """Write one message to each target, encoded once, as websockets.broadcast() does.
@@ -366,13 +369,13 @@ class ScenarioServer:
         except TimeoutError:
             ws.transport.abort()
 
-    @staticmethod
-    def _log(effects: Iterable[Effect]) -> None:
-        for effect in effects:
-            if isinstance(effect, Log):
-                who = f" [{effect.conn.id}]" if effect.conn is not None else ""
-                level = logging.ERROR if effect.error else logging.INFO
-                logger.log(level, "%s:%s %s", effect.location, who, effect.message)
+
+
+def _log(effect: Log) -> None:
+    """A scenario's log line or handler failure, with the file:line:col it came from."""
+    who = f" [{effect.conn.id}]" if effect.conn is not None else ""
+    level = logging.ERROR if effect.error else logging.INFO
+    logger.log(level, "%s:%s %s", effect.location, who, effect.message)
 
 
 def _raise_fragment_limit() -> None:
