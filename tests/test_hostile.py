@@ -284,15 +284,12 @@ async def test_fragmented_or_compressed_oversize_message_closes_1009(
     reason: str | None
     if how == "fragments":
         # Three fragments of 600 bytes: each under the 1 KB limit, the message over it.
-        raw = await RawClient.open(hostile.url("/limited"))
-        try:
+        async with await RawClient.open(hostile.url("/limited")) as raw:
             raw.protocol.send_text(b"a" * 600, fin=False)
             raw.protocol.send_continuation(b"b" * 600, fin=False)
             raw.protocol.send_continuation(b"c" * 600, fin=True)
             raw.flush()
             close = close_of(await raw.next_frame())
-        finally:
-            await raw.aclose()
         code, reason = close.code, close.reason
     else:
         # permessage-deflate: a few KB on the wire that inflate past the limit.
@@ -317,8 +314,7 @@ async def test_fragmented_or_compressed_oversize_message_closes_1009(
 @async_test
 async def test_invalid_utf8_across_fragments_closes_1007(
         hostile: ServedMock, fragments: list[bytes], what: str) -> None:
-    raw = await RawClient.open(hostile.url("/alive"))
-    try:
+    async with await RawClient.open(hostile.url("/alive")) as raw:
         # A character split across fragments is valid: the echo proves it.
         raw.protocol.send_text(b"caf\xc3", fin=False)
         raw.protocol.send_continuation(b"\xa9", fin=True)
@@ -331,22 +327,17 @@ async def test_invalid_utf8_across_fragments_closes_1007(
         raw.flush()
         close = close_of(await raw.next_frame())
         assert close.code == 1007, f"{what}: {close}"
-    finally:
-        await raw.aclose()
     await assert_alive(hostile)
 
 
 @async_test
 async def test_fragmented_binary_closes_1003(hostile: ServedMock) -> None:
-    raw = await RawClient.open(hostile.url("/typed-only"))
-    try:
+    async with await RawClient.open(hostile.url("/typed-only")) as raw:
         raw.protocol.send_binary(b"\x01" * 10, fin=False)
         raw.protocol.send_continuation(b"\x02" * 10, fin=True)
         raw.flush()
         close = close_of(await raw.next_frame())
         assert close.code == 1003, close
-    finally:
-        await raw.aclose()
     await assert_alive(hostile)
 
 

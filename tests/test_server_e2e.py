@@ -192,6 +192,12 @@ class RawClient:
         self.protocol.send_text(data)
         self.flush()
 
+    async def __aenter__(self) -> RawClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
         self.writer.close()
         with contextlib.suppress(OSError, TimeoutError):
@@ -736,8 +742,7 @@ async def test_max_message_closes_1009(features: Features) -> None:
 
 @async_test
 async def test_default_message_limit_is_16_mib(features: Features) -> None:
-    raw = await RawClient.open(features.url("/alive"))
-    try:
+    async with await RawClient.open(features.url("/alive")) as raw:
         # Only the header of a masked text frame one byte over 16 MiB, and a little payload:
         # the limit is enforced on the header's length.
         length = 16 * 1024 * 1024 + 1
@@ -745,23 +750,18 @@ async def test_default_message_limit_is_16_mib(features: Features) -> None:
                      + b"x" * 100)
         close = close_of(await raw.next_frame())
         assert close.code == 1009, close
-    finally:
-        await raw.aclose()
     await features.assert_alive()
 
 
 @async_test
 async def test_invalid_utf8_in_a_text_frame_closes_1007(features: Features) -> None:
-    raw = await RawClient.open(features.url("/alive"))
-    try:
+    async with await RawClient.open(features.url("/alive")) as raw:
         raw.send_text_bytes("valid é".encode())
         echoed = await raw.next_frame()
         assert echoed.opcode is Opcode.TEXT and echoed.data == "valid é".encode()
         raw.send_text_bytes(b"invalid \xff\xfe here")
         close = close_of(await raw.next_frame())
         assert close.code == 1007, close
-    finally:
-        await raw.aclose()
     await features.assert_alive()
 
 
@@ -772,13 +772,10 @@ async def test_invalid_utf8_in_a_text_frame_closes_1007(features: Features) -> N
 ], ids=["unmasked", "reserved-opcode", "rsv1"])
 @async_test
 async def test_protocol_errors_close_1002(features: Features, frame: bytes, what: str) -> None:
-    raw = await RawClient.open(features.url("/alive"))
-    try:
+    async with await RawClient.open(features.url("/alive")) as raw:
         raw.send_raw(frame)
         close = close_of(await raw.next_frame())
         assert close.code == 1002, f"{what}: {close}"
-    finally:
-        await raw.aclose()
     await features.assert_alive()
 
 
@@ -821,8 +818,7 @@ async def test_request_data_query_headers_ip_and_rooms(features: Features) -> No
 
 @async_test
 async def test_ping_and_pong_actions(features: Features) -> None:
-    raw = await RawClient.open(features.url("/info"))
-    try:
+    async with await RawClient.open(features.url("/info")) as raw:
         assert (await raw.next_frame()).opcode is Opcode.TEXT  # the info message
         raw.send_text_bytes(b'{"type": "ping-me"}')
         ping = await raw.next_frame()
@@ -837,8 +833,6 @@ async def test_ping_and_pong_actions(features: Features) -> None:
         rooms = await raw.next_frame()
         assert json.loads(bytes(rooms.data)) == {"type": "rooms", "rooms": ["r"]}, \
             "the connection is still open after the ping and pong actions"
-    finally:
-        await raw.aclose()
     async with connect(features.url("/info")) as ws:  # websockets answers the ping itself
         await recv_json(ws)
         await ws.send(json.dumps({"type": "ping-me"}))
@@ -848,8 +842,7 @@ async def test_ping_and_pong_actions(features: Features) -> None:
 
 @async_test
 async def test_heartbeat_pings_at_the_interval(features: Features) -> None:
-    raw = await RawClient.open(features.url("/heartbeat"))
-    try:
+    async with await RawClient.open(features.url("/heartbeat")) as raw:
         start = asyncio.get_running_loop().time()
         pings: list[float] = []
         while len(pings) < 3:
@@ -863,8 +856,6 @@ async def test_heartbeat_pings_at_the_interval(features: Features) -> None:
         while echo.opcode is Opcode.PING:
             echo = await raw.next_frame()
         assert echo.data == b"answered every ping", "still connected after three pings"
-    finally:
-        await raw.aclose()
 
 
 @async_test
@@ -972,15 +963,12 @@ def test_serve_refuses_a_scenario_with_errors_like_check(tmp_path: Path) -> None
 async def test_close_between_fragments_closes_normally(features: Features) -> None:
     # RFC 6455 §5.4: a control frame, close included, may come between the fragments of a
     # message. The unfinished message is dropped and the client's code echoed (Autobahn 7.1.5).
-    raw = await RawClient.open(features.url("/alive"))
-    try:
+    async with await RawClient.open(features.url("/alive")) as raw:
         raw.send_raw(Frame(Opcode.TEXT, b"fragment1", fin=False).serialize(mask=True))
         raw.send_raw(Frame(Opcode.CLOSE, Close(1000, "").serialize()).serialize(mask=True))
         raw.send_raw(Frame(Opcode.CONT, b"fragment2").serialize(mask=True))
         frame = await raw.next_frame()
         assert close_of(frame).code == 1000, f"echoed {frame} instead of the close"
-    finally:
-        await raw.aclose()
     await features.assert_alive()
 
 
@@ -988,13 +976,10 @@ async def test_close_between_fragments_closes_normally(features: Features) -> No
 async def test_a_message_may_come_in_65537_fragments(features: Features) -> None:
     # websockets 17 stops at 4096 frames (1009); the RFC sets no limit (Autobahn 9.3.1 sends
     # 4 MiB in 65537 frames).
-    raw = await RawClient.open(features.url("/alive"))
-    try:
+    async with await RawClient.open(features.url("/alive")) as raw:
         fragment = Frame(Opcode.CONT, b"x", fin=False).serialize(mask=True)
         raw.send_raw(Frame(Opcode.TEXT, b"x", fin=False).serialize(mask=True)
                      + fragment * 65535 + Frame(Opcode.CONT, b"x").serialize(mask=True))
         frame = await raw.next_frame()
         assert frame.opcode is Opcode.TEXT and frame.data == b"x" * 65537, frame
-    finally:
-        await raw.aclose()
     await features.assert_alive()
