@@ -25,7 +25,7 @@ from lark.exceptions import LarkError
 
 from .errors import ScenarioEngineError
 from .strings import Piece, StringSyntaxError, split_literal, split_template
-from .syntax import ArrayLit, Literal, ObjectLit, StringLit, Unary, parser
+from .syntax import ArrayLit, Literal, ObjectLit, StringLit, Unary, keywords, parser
 
 __all__ = ["EmitError", "emit_mock", "emit_yaml"]
 
@@ -85,7 +85,7 @@ class _MockWriter:
     # ---- structure -----------------------------------------------------------------------
     def document(self, ir: dict[str, Any]) -> str:
         _expect(ir, dict, "", "a scenario document is an object")
-        _only(ir, ("prefix", "let", "routes"), "")
+        _only(ir, ("prefix", "let", "routes", "tests"), "")
         sections: list[list[str]] = []
         if "prefix" in ir:
             sections.append([f"prefix {self.path(ir['prefix'], '/prefix')}"])
@@ -98,6 +98,10 @@ class _MockWriter:
         _expect(routes, list, "/routes", "'routes' is a list")
         for i, route in enumerate(routes):
             sections.append(self.route(route, f"/routes/{i}"))
+        tests = ir.get("tests", [])
+        _expect(tests, list, "/tests", "'tests' is a list")
+        for i, test in enumerate(tests):
+            sections.append(self.test(test, f"/tests/{i}"))
         return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
 
     def route(self, route: dict[str, Any], pointer: str) -> list[str]:
@@ -310,6 +314,115 @@ class _MockWriter:
         start = indent + head
         return start + self.template(value, pointer, len(start), indent)
 
+    # ---- tests -----------------------------------------------------------------------------
+    def test(self, test: Any, pointer: str) -> list[str]:
+        _expect(test, dict, pointer, "a test is an object")
+        _only(test, ("name", "strict", "steps"), pointer)
+        _expect(test.get("name"), str, pointer + "/name", "a test's name is a string")
+        strict = test.get("strict", False)
+        _expect(strict, bool, pointer + "/strict", "'strict' is true or false")
+        head = "test " + _plain_literal(test["name"]) + (" strict" if strict else "")
+        steps = test.get("steps", [])
+        _expect(steps, list, pointer + "/steps", "'steps' is a list")
+        body: list[str] = []
+        for i, step in enumerate(steps):
+            body.append(self.test_step(step, f"{pointer}/steps/{i}", _INDENT))
+        return _block(head, body, "")
+
+    def test_step(self, step: Any, pointer: str, indent: str) -> str:
+        _expect(step, dict, pointer, "a test step is an object")
+        if "connect" in step:
+            return self.connect_step(step, pointer, indent)
+        if "wait" in step:
+            _only(step, ("wait",), pointer)
+            return f"{indent}wait {self.quantity(step['wait'], pointer + '/wait')}"
+        if "let" in step:
+            _only(step, ("let",), pointer)
+            return self.let_action(step["let"], pointer + "/let", indent)
+        client = step.get("client")
+        _expect(client, str, pointer + "/client", "a step without 'connect', 'wait' or 'let' "
+                "names its 'client'")
+        if not _NAME.fullmatch(client):
+            raise EmitError(pointer + "/client", f"'{client}' is not a name")
+        line = f"{indent}{client} "
+        if "send" in step:
+            _only(step, ("client", "send", "binary"), pointer)
+            binary = step.get("binary", False)
+            _expect(binary, bool, pointer + "/binary", "'binary' is true or false")
+            line += "send binary " if binary else "send "
+            return line + self.template(step["send"], pointer + "/send", len(line), indent,
+                                        optional=True)
+        if "expect" in step:
+            _only(step, ("client", "expect", "within", "capture"), pointer)
+            line += "expect "
+            line += self.template(step["expect"], pointer + "/expect", len(_last_line(line)),
+                                  indent, optional=True)
+            if "within" in step:
+                line += " within " + self.quantity(step["within"], pointer + "/within")
+            captured = step.get("capture", {})
+            _expect(captured, dict, pointer + "/capture", "'capture' is an object")
+            pieces = []
+            for name, value in captured.items():
+                where = f"{pointer}/capture/{_pointer_key(name)}"
+                if not _NAME.fullmatch(name):
+                    raise EmitError(where, f"'{name}' is not a name")
+                pieces.append(f"{name} = " + self.template(value, where, 0, indent))
+            if pieces:
+                line += " capture " + ", ".join(pieces)
+            return line
+        if "expectNoMessage" in step:
+            _only(step, ("client", "expectNoMessage"), pointer)
+            return line + "expect no message for " + self.quantity(
+                step["expectNoMessage"], pointer + "/expectNoMessage")
+        name = "close" if "close" in step else "expectClose"
+        _only(step, ("client", "close") if name == "close"
+              else ("client", "expectClose", "within"), pointer)
+        line += "close" if name == "close" else "expect close"
+        body = step.get(name)
+        where = f"{pointer}/{name}"
+        _expect(body, dict, where, f"'{name}' is an object")
+        _only(body, ("code", "reason"), where)
+        if "code" in body:
+            line += f" {_integer(body['code'], where + '/code')}"
+        if "reason" in body:
+            reason = body["reason"]
+            _expect(reason, str, where + "/reason", "a test's close reason is a string")
+            if "code" not in body:
+                raise EmitError(where, "a close reason in a test needs a code")
+            literal = _literal(split_template(reason), '"') or _literal(
+                split_template(reason), "'")
+            if literal is None:
+                raise EmitError(where + "/reason", "no .mock string literal can hold this reason")
+            line += " " + literal
+        if "within" in step:
+            line += " within " + self.quantity(step["within"], pointer + "/within")
+        return line
+
+    def connect_step(self, step: dict[str, Any], pointer: str, indent: str) -> str:
+        _only(step, ("connect", "path", "query", "headers", "protocols", "within",
+                     "expectReject"), pointer)
+        client = step["connect"]
+        _expect(client, str, pointer + "/connect", "'connect' is a client name")
+        if not _NAME.fullmatch(client):
+            raise EmitError(pointer + "/connect", f"'{client}' is not a name")
+        path: str = step.get("path")  # type: ignore[assignment]
+        _expect(path, str, pointer + "/path", "a path is a string")
+        written = path if _PATH.fullmatch(path) and "${" not in path else (
+            _literal(split_template(path), '"') or _literal(split_template(path), "'"))
+        if written is None:
+            raise EmitError(pointer + "/path", "no .mock string literal can hold this path")
+        line = f"{indent}connect {client} to {written}"
+        for key in ("query", "headers", "protocols"):
+            if key in step:
+                line += f" {key} " + self.template(step[key], f"{pointer}/{key}",
+                                                   len(_last_line(line)) + len(key) + 2,
+                                                   indent, optional=True)
+        if "within" in step:
+            line += " within " + self.quantity(step["within"], pointer + "/within")
+        if "expectReject" in step:
+            line += f" expect reject {_integer(step['expectReject'], pointer + '/expectReject')}"
+        return line
+
     # ---- expressions and templates --------------------------------------------------------
     def expression(self, value: Any, pointer: str) -> str:
         """An EXPR slot: the text itself, since the front end copies the slot's text."""
@@ -462,7 +575,7 @@ def _bare_ok(text: str, optional: bool) -> bool:
         return False  # -5 reads back as the number -5
     if optional:
         word = _NAME.match(text)
-        if word is not None and word.group() in _keywords():
+        if word is not None and word.group() in keywords():
             return False
     return True
 
@@ -472,17 +585,6 @@ def _parse(text: str) -> Any:
         return parser().parse(text, start="expr")
     except LarkError:
         return None
-
-
-@functools.cache
-def _keywords() -> frozenset[str]:
-    """Every word that is a keyword somewhere in the grammar."""
-    words = set()
-    for terminal in parser().terminals:
-        pattern = terminal.pattern
-        if pattern.type == "str" and _NAME.fullmatch(pattern.value):
-            words.add(pattern.value)
-    return frozenset(words)
 
 
 def _literal(parts: list[str | Piece], quote: str) -> str | None:

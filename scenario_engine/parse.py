@@ -128,6 +128,7 @@ class _Front:
     def document(self, tree: Stmt) -> dict[str, Any]:
         ir: dict[str, Any] = {}
         routes: list[dict[str, Any]] = []
+        tests: list[dict[str, Any]] = []
         constants: dict[str, Any] = {}
         self.mark("", tree)
         for item in tree.parts:
@@ -147,6 +148,8 @@ class _Front:
                     pointer = f"/let/{name}"
                     self.mark(pointer + "#key", item.parts[0])
                     constants[name] = self.template(item.parts[1], pointer)
+                elif item.kind == "test":
+                    tests.append(self.test(item, f"/tests/{len(tests)}"))
                 else:
                     routes.append(self.route(item, f"/routes/{len(routes)}"))
             except _Abort:
@@ -158,6 +161,9 @@ class _Front:
             self.mark("/let", tree)
         ir["routes"] = routes
         self.mark("/routes", tree)
+        if tests:
+            ir["tests"] = tests
+            self.mark("/tests", tree)
         return ir
 
     def path(self, node: Stmt, pointer: str) -> str:
@@ -364,6 +370,118 @@ class _Front:
         self.mark(pointer, node)
         self.mark(pointer + "/name", name_token)
         return {"name": str(name_token), "value": self.template(value, pointer + "/value")}
+
+    # ---- tests ------------------------------------------------------------------------------
+    def test(self, node: Stmt, pointer: str) -> dict[str, Any]:
+        name_token, strict, *steps = node.parts
+        self.mark(pointer, node)
+        self.mark(pointer + "/name", name_token)
+        test: dict[str, Any] = {"name": self.plain_string(name_token)}
+        if strict is not None:
+            test["strict"] = True
+            self.mark(pointer + "/strict", strict)
+        self.mark(pointer + "/steps", node)
+        test["steps"] = []
+        for step in steps:
+            try:
+                test["steps"].append(self.test_step(step, f"{pointer}/steps/{len(test['steps'])}"))
+            except _Abort:
+                continue
+        return test
+
+    def test_step(self, node: Stmt, pointer: str) -> dict[str, Any]:
+        self.mark(pointer, node)
+        kind = node.kind
+        if kind == "connect":
+            return self.connect(node, pointer)
+        if kind == "wait":
+            return {"wait": self.quantity(node.parts[0], pointer + "/wait", "duration")}
+        if kind == "let_stmt":
+            return {"let": self.let(node, pointer + "/let")}
+        client, *rest = node.parts
+        step: dict[str, Any] = {"client": str(client)}
+        self.mark(pointer + "/client", client)
+        if kind == "client_send":
+            binary, value = rest
+            step["send"] = self.template(value, pointer + "/send")
+            if binary is not None:
+                step["binary"] = True
+                self.mark(pointer + "/binary", binary)
+        elif kind == "client_expect":
+            value, *options = rest
+            step["expect"] = self.template(value, pointer + "/expect")
+            for option in options:
+                if option.kind == "within":
+                    self.once(step, "within", option)
+                    step["within"] = self.quantity(option.parts[0], pointer + "/within",
+                                                   "duration")
+                else:
+                    self.once(step, "capture", option)
+                    step["capture"] = self.captures(option, pointer + "/capture")
+        elif kind == "client_expect_no_message":
+            step["expectNoMessage"] = self.quantity(rest[0], pointer + "/expectNoMessage",
+                                                    "duration")
+        elif kind == "client_expect_close":
+            code, reason, within = rest
+            step["expectClose"] = self.close_body(code, reason, pointer + "/expectClose", node)
+            if within is not None:
+                step["within"] = self.quantity(within.parts[0], pointer + "/within", "duration")
+        else:
+            assert kind == "client_close", kind
+            code, reason = rest
+            step["close"] = self.close_body(code, reason, pointer + "/close", node)
+        return step
+
+    def connect(self, node: Stmt, pointer: str) -> dict[str, Any]:
+        client, path, *options, reject = node.parts
+        self.mark(pointer + "/connect", client)
+        step: dict[str, Any] = {"connect": str(client)}
+        token = path.parts[0]
+        step["path"] = (self.string_template(StringLit(token.start_pos, token.end_pos,
+                                                       str(token)), pointer + "/path")
+                        if token.type == "STRING" else self.path(path, pointer + "/path"))
+        for option in options:
+            key = option.kind
+            self.once(step, key, option)
+            if key == "within":
+                step[key] = self.quantity(option.parts[0], f"{pointer}/{key}", "duration")
+            else:
+                step[key] = self.template(option.parts[0], f"{pointer}/{key}")
+        if reject is not None:
+            step["expectReject"] = self.integer(reject.parts[0], pointer + "/expectReject")
+        return step
+
+    def once(self, step: dict[str, Any], key: str, node: Stmt) -> None:
+        if key in step:
+            self.error(node.start, node.end, f"'{key}' is given twice in this step",
+                       "keep one")
+            raise _Abort
+
+    def captures(self, node: Stmt, pointer: str) -> dict[str, Any]:
+        self.mark(pointer, node)
+        captured: dict[str, Any] = {}
+        parts = node.parts
+        for name_token, value in zip(parts[::2], parts[1::2], strict=True):
+            name = str(name_token)
+            if name in captured:
+                self.error(name_token.start_pos, name_token.end_pos,
+                           f"'{name}' is captured twice in this step", "capture it once")
+                raise _Abort
+            self.mark(f"{pointer}/{name}#key", name_token)
+            captured[name] = self.template(value, f"{pointer}/{name}")
+        return captured
+
+    def close_body(self, code: Token | None, reason: Token | None, pointer: str,
+                   node: Stmt) -> dict[str, Any]:
+        self.mark(pointer, node)
+        body: dict[str, Any] = {}
+        if code is not None:
+            body["code"] = self.integer(code, pointer + "/code")
+        if reason is not None:
+            body["reason"] = self.string_template(
+                StringLit(reason.start_pos or 0, reason.end_pos or 0, str(reason)),
+                pointer + "/reason")
+        return body
 
     # ---- expressions and templates ----------------------------------------------------------
     def expression(self, node: Expr, pointer: str) -> str:

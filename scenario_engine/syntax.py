@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -36,6 +37,7 @@ __all__ = [
     "StringLit",
     "Unary",
     "grammar_text",
+    "keywords",
     "parser",
 ]
 
@@ -296,3 +298,14 @@ def parser(cache: bool = True) -> Lark:
         transformer=_Builder(),
         cache=_cache_file(grammar) if cache else False,
     )
+
+
+@functools.cache
+def keywords() -> frozenset[str]:
+    """Every word that is a keyword somewhere in the grammar."""
+    words = set()
+    for terminal in parser().terminals:
+        pattern = terminal.pattern
+        if pattern.type == "str" and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", pattern.value):
+            words.add(pattern.value)
+    return frozenset(words)

@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ScenarioError, did_you_mean
+from .expectations import ANY, MATCHER_SIGNATURES, pattern_error
 from .expressions import ConstantError, evaluate_constants
-from .functions import SIGNATURES
+from .functions import SIGNATURES, Signature
 from .schema import schema_errors
 from .source import Source, SourceMap, Span
 from .strings import Piece, split_literal
-from .syntax import Call, Expr, Member, Name, StringLit
+from .syntax import Call, Expr, Member, Name, StringLit, keywords
 from .templates import (
+    Embedded,
     ExpressionSyntaxError,
     embedded_expressions,
     parse_expression,
@@ -45,6 +47,9 @@ _ROOTS_BY_CONTEXT: dict[str, tuple[str, ...]] = {
     "message": (*_REQUEST, "auth", "msg", "raw"),
     "close": (*_REQUEST, "auth", "code", "reason"),
     "error": (*_REQUEST, "auth", "error", "msg", "raw"),
+    "test": (),
+    "expect": (ANY,),
+    "capture": ("msg",),
 }
 _WHERE_AVAILABLE = {
     "msg": "'msg' is the message being handled: use it in 'on message' (or 'on error')",
@@ -57,11 +62,13 @@ _WHERE_AVAILABLE = {
     "query": "constants are evaluated once at load, before any connection",
     "headers": "constants are evaluated once at load, before any connection",
     "params": "constants are evaluated once at load, before any connection",
+    ANY: "'any' stands for any value in an expected message (a test's expect step)",
 }
 _ALL_ROOTS = frozenset(r for roots in _ROOTS_BY_CONTEXT.values() for r in roots)
 _CONTEXT_TEXT = {"constant": "a top-level let", "auth": "the auth block",
                  "connect": "'on connect'", "message": "'on message'", "close": "'on close'",
-                 "error": "'on error'"}
+                 "error": "'on error'", "test": "a test", "expect": "an expected message",
+                 "capture": "a capture"}
 
 _MAX_REASON_BYTES = 123  # RFC 6455 §5.5: a close frame's payload is at most 125 bytes
 _PARAM = re.compile(r":([^/]*)")
@@ -180,7 +187,7 @@ class _Checker:
             except ConstantError as err:
                 self.error(f"/let/{err.name}", f"constant '{err.name}' cannot be evaluated: {err}",
                            "constants are evaluated once, when the scenario is loaded")
-        if not self.ir.get("routes"):
+        if not self.ir.get("routes") and not self.ir.get("tests"):
             self.error("/routes", "this scenario defines no routes",
                        "add one, e.g. route /ws { on connect { send \"hello\" } }"
                        if self.loaded.spelling == "mock" else
@@ -188,6 +195,14 @@ class _Checker:
         for i, route in enumerate(self.ir.get("routes", [])):
             self.route(route, f"/routes/{i}")
         self.errors.extend(check_duplicate_routes([self.loaded]))
+        names: dict[str, int] = {}
+        for i, test in enumerate(self.ir.get("tests", [])):
+            if test["name"] in names:
+                line = _locate(self.loaded, f"/tests/{names[test['name']]}").line
+                self.error(f"/tests/{i}/name", f"test '{test['name']}' is already defined",
+                           f"the first is on line {line}; give each test its own name")
+            names.setdefault(test["name"], i)
+            self.test(test, f"/tests/{i}")
 
     def route(self, route: dict[str, Any], pointer: str) -> None:
         self.path(route["path"], pointer + "/path")
@@ -324,6 +339,119 @@ class _Checker:
                 self.error(pointer, f"close reason is {size} bytes long; the protocol allows "
                            f"{_MAX_REASON_BYTES}", "shorten the reason")
 
+    # ---- tests ------------------------------------------------------------------------------
+    def test(self, test: dict[str, Any], pointer: str) -> None:
+        scope = _Scope("test", set(self.constants))
+        # Client name → where it connected; a client is gone once it closed or was rejected.
+        connected: dict[str, str] = {}
+        for i, step in enumerate(test["steps"]):
+            where = f"{pointer}/steps/{i}"
+            if "connect" in step:
+                self.connect_step(step, where, scope, connected)
+            elif "client" in step:
+                self.client_step(step, where, scope, connected)
+            elif "let" in step:
+                self.let(step["let"], where + "/let", scope)
+            elif "wait" in step:
+                self.quantity(step["wait"], where + "/wait", parse_duration)
+
+    def connect_step(self, step: dict[str, Any], pointer: str, scope: _Scope,
+                     connected: dict[str, str]) -> None:
+        name = step["connect"]
+        if name in keywords():
+            # In a .mock file a step starts with its client's name, and a keyword there would be
+            # read as the keyword; YAML follows suit so that both spellings stay convertible.
+            self.error(pointer + "/connect", f"'{name}' is a keyword of the language",
+                       "give the client a name such as 'alice' or 'player'")
+        if name in connected:
+            line = _locate(self.loaded, connected[name]).line
+            self.error(pointer + "/connect", f"client '{name}' is already connected",
+                       f"it connected on line {line}; close it first, or give this client "
+                       "another name")
+        for key in ("path", "query", "headers", "protocols"):
+            if key in step:
+                self.template(step[key], f"{pointer}/{key}", scope)
+        if "within" in step:
+            self.quantity(step["within"], pointer + "/within", parse_duration)
+        if "expectReject" not in step:
+            connected[name] = pointer
+
+    def client_step(self, step: dict[str, Any], pointer: str, scope: _Scope,
+                    connected: dict[str, str]) -> None:
+        name = step["client"]
+        if name not in connected:
+            self.error(pointer + "/client", f"client '{name}' is not connected here",
+                       did_you_mean(name, connected)
+                       or f"connect it first: connect {name} to /path")
+        if "within" in step:
+            self.quantity(step["within"], pointer + "/within", parse_duration)
+        if "send" in step:
+            self.template(step["send"], pointer + "/send", scope)
+        elif "expect" in step:
+            self.expectation(step["expect"], pointer + "/expect", scope)
+            captured = step.get("capture", {})
+            for key, value in captured.items():
+                self.template(value, f"{pointer}/capture/{key}", _Scope("capture", scope.names))
+            for key in captured:
+                # Function names are allowed: `capture id = msg.id` reads naturally, and a
+                # call `id()` is never mistaken for the name `id`.
+                if key in _ALL_ROOTS:
+                    self.error(f"{pointer}/capture/{key}#key", f"'{key}' is a built-in name",
+                               "choose another name")
+                elif key in scope.names:
+                    self.error(f"{pointer}/capture/{key}#key", f"'{key}' is already defined",
+                               "choose another name; a name cannot be redefined")
+                scope.names.add(key)
+        elif "expectNoMessage" in step:
+            self.quantity(step["expectNoMessage"], pointer + "/expectNoMessage", parse_duration)
+        else:
+            key = "close" if "close" in step else "expectClose"
+            body = step[key]
+            if "reason" in body:
+                self.template(body["reason"], f"{pointer}/{key}/reason", scope)
+            if key == "close":
+                if "code" in body and not (body["code"] == 1000 or 3000 <= body["code"] <= 4999):
+                    self.error(pointer + "/close/code",
+                               f"a client cannot close with {body['code']}",
+                               "use 1000 or 3000–4999")
+                if "reason" in body:
+                    self.reason_length(body["reason"], pointer + "/close/reason")
+            connected.pop(name, None)
+
+    def expectation(self, value: Any, pointer: str, scope: _Scope) -> None:
+        """An expected message: a template in which 'any' and matches(…) stand for a whole
+        value (a key's value or an array item), never for part of one."""
+        expect_scope = _Scope("expect", scope.names)
+        for where, text in template_strings(value, pointer):
+            try:
+                found = embedded_expressions(text)
+            except ExpressionSyntaxError as err:
+                self.error(where, err.message, err.hint, err.start, err.end - err.start, text)
+                continue
+            for embedded in found:
+                self.names(embedded.expr, embedded.offset, text, where, expect_scope)
+                self.matchers(embedded, text, where)
+
+    def matchers(self, embedded: Embedded, text: str, pointer: str) -> None:
+        top = embedded.expr
+        for node in walk(top):
+            is_any = isinstance(node, Name) and node.name == ANY
+            is_call = isinstance(node, Call) and node.name in MATCHER_SIGNATURES
+            if not (is_any or is_call):
+                continue
+            if node is not top or not embedded.whole:
+                what = "'any'" if is_any else "matches()"
+                example = "any" if is_any else 'matches("^g-")'
+                self.error(pointer, f"{what} must be a whole expected value",
+                           f"write it as a key's value, e.g. {{ id: {example} }}",
+                           embedded.offset + node.start, node.end - node.start, text)
+            elif isinstance(node, Call) and node.args and isinstance(node.args[0], StringLit):
+                problem = pattern_error(node.args[0].raw)
+                if problem is not None:
+                    arg = node.args[0]
+                    self.error(pointer, f"bad regular expression: {problem}", None,
+                               embedded.offset + arg.start, arg.end - arg.start, text)
+
     # ---- expressions ------------------------------------------------------------------------
     def expression(self, text: str, pointer: str, scope: _Scope) -> None:
         try:
@@ -345,6 +473,8 @@ class _Checker:
 
     def names(self, expr: Expr, offset: int, text: str, pointer: str, scope: _Scope) -> None:
         visible = set(_ROOTS_BY_CONTEXT[scope.context]) | scope.names
+        functions: dict[str, Signature] = (
+            {**SIGNATURES, **MATCHER_SIGNATURES} if scope.context == "expect" else SIGNATURES)
 
         def report(start: int, end: int, message: str, hint: str | None) -> None:
             self.error(pointer, message, hint, offset + start, end - start, text)
@@ -359,19 +489,25 @@ class _Checker:
                                    scope)
             elif isinstance(node, Name) and node.name not in visible:
                 if node.name in _ALL_ROOTS:
+                    hint = _WHERE_AVAILABLE.get(node.name)
+                    if node.name == "msg" and scope.context in ("test", "expect"):
+                        hint = ("in a test, 'msg' is the message an expect step received: use "
+                                "it in that step's capture, e.g. capture gameId = msg.gameId")
                     report(node.start, node.end, f"'{node.name}' is not available in "
-                           f"{_CONTEXT_TEXT[scope.context]}", _WHERE_AVAILABLE.get(node.name))
+                           f"{_CONTEXT_TEXT[scope.context]}", hint)
                 else:
                     report(node.start, node.end, f"unknown name '{node.name}'",
                            did_you_mean(node.name, sorted(visible))
                            or _defined_hint(visible))
             elif isinstance(node, Call):
-                signature = SIGNATURES.get(node.name)
+                signature = functions.get(node.name)
                 name_end = node.start + len(node.name)
                 if signature is None:
-                    report(node.start, name_end, f"unknown function '{node.name}'",
-                           did_you_mean(node.name, SIGNATURES)
-                           or "the functions are " + ", ".join(sorted(SIGNATURES)))
+                    hint = (did_you_mean(node.name, functions)
+                            or "the functions are " + ", ".join(sorted(functions)))
+                    if node.name in MATCHER_SIGNATURES:
+                        hint = f"{node.name}() is only for expected messages (expect steps)"
+                    report(node.start, name_end, f"unknown function '{node.name}'", hint)
                 elif not signature.min_args <= len(node.args) <= signature.max_args:
                     report(node.start, node.end,
                            f"{node.name}() takes {signature.arity_text()}, "

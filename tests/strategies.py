@@ -255,6 +255,35 @@ routes = st.fixed_dictionaries({"path": paths}, optional={
 })
 
 
+# Client names are never keywords (validation refuses them).
+_clients = st.sampled_from(("alice", "bob", "c1", "player"))
+_close_bodies = st.one_of(
+    st.just({}),
+    st.fixed_dictionaries({"code": st.integers(1000, 4999)}, optional={"reason": literal_texts}),
+)
+_test_steps = st.one_of(
+    st.fixed_dictionaries(
+        {"connect": _clients,
+         "path": st.one_of(paths, st.sampled_from(("/g/${gameId}", "/q?x=${msg.a}&y=1")))},
+        optional={"query": templates, "headers": templates, "protocols": templates,
+                  "within": durations, "expectReject": st.integers(400, 599)}),
+    st.fixed_dictionaries({"client": _clients, "send": templates},
+                          optional={"binary": st.just(True)}),
+    st.fixed_dictionaries({"client": _clients, "expect": templates}, optional={
+        "within": durations,
+        "capture": st.dictionaries(names, templates, min_size=1, max_size=2),
+    }),
+    st.fixed_dictionaries({"client": _clients, "expectNoMessage": durations}),
+    st.fixed_dictionaries({"client": _clients, "expectClose": _close_bodies},
+                          optional={"within": durations}),
+    st.fixed_dictionaries({"client": _clients, "close": _close_bodies}),
+    durations.map(lambda d: {"wait": d}),
+    _let(),
+)
+tests = st.fixed_dictionaries({"name": literal_texts, "steps": st.lists(_test_steps, max_size=4)},
+                              optional={"strict": st.just(True)})
+
+
 @st.composite
 def ir_documents(draw: st.DrawFn) -> dict[str, Any]:
     """A valid IR document with a `.mock` spelling."""
@@ -265,4 +294,6 @@ def ir_documents(draw: st.DrawFn) -> dict[str, Any]:
     if constants:
         ir["let"] = constants
     ir["routes"] = draw(st.lists(routes, max_size=2))
+    if draw(st.booleans()):
+        ir["tests"] = draw(st.lists(tests, min_size=1, max_size=2))
     return ir
