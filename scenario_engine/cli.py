@@ -7,6 +7,7 @@ file, an unknown option), 3 an internal error (a bug).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
@@ -85,6 +86,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--open-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
                        help="time a client has to complete the opening handshake (default 10)")
     serve.add_argument("--quiet", action="store_true", help="log only errors")
+    serve.add_argument("--journal", metavar="FILE",
+                       help="write every connect, reject, message and close to FILE as JSON "
+                       "lines (- for standard output)")
+    serve.add_argument("--journal-size", type=_positive_int, default=10_000, metavar="N",
+                       help="events the journal keeps in memory for the admin API "
+                       "(default 10000)")
+    serve.add_argument("--admin", action="store_true",
+                       help="answer the admin API (HTTP, JSON) under /__admin on the same port")
+    serve.add_argument("--admin-allow", action="append", type=_network, metavar="CIDR",
+                       help="networks allowed to use the admin API, instead of the loopback "
+                       "default (repeatable)")
     serve.set_defaults(run=_serve)
     return parser
 
@@ -150,7 +162,17 @@ def _serve(args: argparse.Namespace) -> int:
 
     return serve_files(args.paths, host=args.host, port=args.port, certfile=args.certfile,
                        keyfile=args.keyfile, quiet=args.quiet,
-                       max_connections=args.max_connections, open_timeout=args.open_timeout)
+                       max_connections=args.max_connections, open_timeout=args.open_timeout,
+                       journal_file=args.journal, journal_size=args.journal_size,
+                       admin=args.admin, admin_allow=args.admin_allow)
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a network (CIDR, e.g. 10.0.0.0/8): {text!r}"
+                                         ) from None
 
 
 def _positive_int(text: str) -> int:

@@ -11,32 +11,62 @@ import signal
 import ssl
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TextIO
 
-from .errors import ScenarioError
+from .admin import ADMIN_PREFIX, LOOPBACK, Network
+from .errors import ScenarioErrors
+from .journal import DEFAULT_LIMIT, Journal
 from .loader import UsageError, load_paths
-from .program import ActionError, compile_program
+from .program import ActionError, Program, compile_program
 from .server import OPEN_TIMEOUT, ScenarioServer
 
-__all__ = ["serve_files"]
+__all__ = ["failure_text", "load_program", "serve_files"]
+
+
+def load_program(paths: Sequence[str | Path]) -> Program:
+    """Load, validate and compile the scenarios named by ``paths`` into one Program.
+
+    Raises ScenarioErrors (every error of every file), ActionError (a top-level constant that
+    cannot be evaluated) or UsageError (a path that is not a scenario).
+    """
+    loaded, errors, _ = load_paths(paths)
+    if errors:
+        raise ScenarioErrors(errors)
+    return compile_program(loaded)
+
+
+def failure_text(err: ScenarioErrors | ActionError) -> str:
+    """What ``load_program``'s errors read like, as a compiler prints them."""
+    if isinstance(err, ActionError):
+        return f"{err.location}: error: {err.message}"
+    return "\n\n".join(error.format_text() for error in err.errors)
 
 
 def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,
                 certfile: str | None = None, keyfile: str | None = None,
                 quiet: bool = False, max_connections: int | None = None,
-                open_timeout: float = OPEN_TIMEOUT) -> int:
-    """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 if the scenarios have errors."""
-    loaded, errors, _ = load_paths(paths)
-    if errors:
-        for error in sorted(set(errors), key=ScenarioError.sort_key):
-            print(error.format_text(), file=sys.stderr)
-            print(file=sys.stderr)
-        print(f"not serving: {len(errors)} error{'' if len(errors) == 1 else 's'}",
-              file=sys.stderr)
-        return 1
+                open_timeout: float = OPEN_TIMEOUT, journal_file: str | None = None,
+                journal_size: int = DEFAULT_LIMIT, admin: bool = False,
+                admin_allow: Sequence[Network] | None = None) -> int:
+    """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 if the scenarios have errors.
+
+    ``journal_file``: write every event there as a JSON line (``-``: standard output). The
+    journal is kept in memory (its last ``journal_size`` events) when it is written or when
+    the admin API (``admin``, open to ``admin_allow``, loopback by default) is on.
+    """
+    if admin_allow is not None and not admin:
+        raise UsageError("--admin-allow needs --admin")
     try:
-        program = compile_program(loaded)
+        program = load_program(paths)
+    except ScenarioErrors as err:
+        print(failure_text(err) + "\n", file=sys.stderr)
+        count = len(err.errors)
+        print(f"not serving: {count} error{'' if count == 1 else 's'}", file=sys.stderr)
+        return 1
     except ActionError as err:
-        print(f"{err.location}: error: {err.message}", file=sys.stderr)
+        print(failure_text(err), file=sys.stderr)
         return 1
     context = None
     if certfile is not None:
@@ -50,15 +80,32 @@ def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,
     logging.basicConfig(level=logging.ERROR if quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("scenario_engine.websockets").setLevel(logging.WARNING)
-    server = ScenarioServer(program, host, port, ssl=context, max_connections=max_connections,
-                            open_timeout=open_timeout)
-    try:
-        asyncio.run(_run(server))
-    except OSError as err:
-        print(f"scenario-engine: error: cannot listen on {host}:{port}: {err.strerror or err}",
-              file=sys.stderr)
-        return 1
+    with ExitStack() as stack:
+        sink = _journal_sink(journal_file, stack)
+        journal = Journal(journal_size, sink) if admin or sink is not None else None
+        try:
+            server = ScenarioServer(program, host, port, ssl=context,
+                                    max_connections=max_connections, open_timeout=open_timeout,
+                                    journal=journal, admin=admin,
+                                    admin_allow=LOOPBACK if admin_allow is None else admin_allow)
+        except ValueError as err:  # a route under the admin API's prefix
+            raise UsageError(f"{err}: serve without --admin, or move the route") from None
+        try:
+            asyncio.run(_run(server))
+        except OSError as err:
+            print(f"scenario-engine: error: cannot listen on {host}:{port}: "
+                  f"{err.strerror or err}", file=sys.stderr)
+            return 1
     return 0
+
+
+def _journal_sink(name: str | None, stack: ExitStack) -> TextIO | None:
+    if name is None or name == "-":
+        return None if name is None else sys.stdout
+    try:
+        return stack.enter_context(open(name, "w", encoding="utf-8"))
+    except OSError as err:
+        raise UsageError(f"{name}: {err.strerror or err}") from None
 
 
 def _tune_process() -> None:
@@ -95,6 +142,9 @@ async def _run(server: ScenarioServer) -> None:
     urls = server.route_urls()
     for url in urls:
         print(f"serving {url}", flush=True)
+    if server.admin is not None:
+        scheme, rest = server.url(ADMIN_PREFIX).split("://", 1)
+        print(f"admin API at {'https' if scheme == 'wss' else 'http'}://{rest}", flush=True)
     print(f"ready: {len(urls)} route{'' if len(urls) == 1 else 's'} on {server.host}:"
           f"{server.port} (Ctrl+C to stop)", flush=True)
     await stop.wait()

@@ -13,6 +13,10 @@ Authentication runs in ``process_request``, before the connection is accepted: a
 with an HTTP status answers the handshake with that status; a rejection with a close code
 completes the handshake and closes at once with that code, so that a browser's ``onclose``
 sees it (browsers hide the status of a failed handshake from scripts).
+
+With the admin API on, requests under its prefix are read by its own parser (any method, a
+body) and answered by ``admin.Admin``; every other request is parsed by websockets as before.
+With a journal, connects, rejections, messages and closes are recorded in it.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ import http
 import logging
 import os
 import socket
+import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Collection, Coroutine, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -32,13 +37,15 @@ import websockets
 from websockets.asyncio import messages as websockets_messages
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidMessage
 from websockets.frames import Frame, Opcode
+from websockets.http11 import MAX_LINE_LENGTH, Response
 from websockets.http11 import Request as HttpRequest
-from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
 
+from .admin import ADMIN_PREFIX, LOOPBACK, Admin, AdminRequest, Network, is_admin_path
 from .compression import ThresholdDeflateFactory
 from .engine import (
     Accepted,
@@ -55,6 +62,7 @@ from .engine import (
     Send,
     new_connection_id,
 )
+from .journal import Journal, payload_fields
 from .program import Program, Route
 
 __all__ = ["DEFAULT_MAX_MESSAGE", "LISTEN_BACKLOG", "ScenarioServer"]
@@ -100,6 +108,60 @@ class _ServerProtocol(ServerProtocol):
         super().recv_frame(frame)
 
 
+class _AdminServerProtocol(_ServerProtocol):
+    """``_ServerProtocol``, which also reads requests to the admin API.
+
+    websockets' parser takes only requests without a body. A request whose target is under the
+    admin prefix is read by ``AdminRequest.read`` instead (any method, a bounded body); every
+    other request goes to websockets' parser untouched, so WebSocket handshakes are read
+    exactly as without the admin API.
+    """
+
+    def parse(self) -> Generator[None, None, None]:
+        if self.state is State.CONNECTING:
+            target = yield from _peek_request_target(self.reader)
+            if target is not None and is_admin_path(target):
+                yield from self._parse_admin_request()
+                return
+        yield from super().parse()
+
+    def _parse_admin_request(self) -> Generator[None, None, None]:
+        try:
+            request = yield from AdminRequest.read(self.reader)
+        except Exception as exc:
+            # As websockets does with a request it cannot parse: no answer, end of connection.
+            self.handshake_exc = InvalidMessage("did not receive a valid HTTP request")
+            self.handshake_exc.__cause__ = exc
+            self.send_eof()
+            self.parser = self.discard()
+            next(self.parser)
+            yield
+            return
+        self.events.append(request)
+        # What follows the request is read as websockets does after a handshake request; the
+        # response (never 101) then discards it.
+        yield from super(ServerProtocol, self).parse()
+
+
+def _peek_request_target(reader: StreamReader) -> Generator[None, None, str | None]:
+    """The target of the request line once it is buffered, consuming nothing; None when the
+    line is too long, malformed or cut short (websockets' parser then says so)."""
+    while True:
+        end = reader.buffer.find(b"\n", 0, MAX_LINE_LENGTH)
+        if end >= 0:
+            break
+        if len(reader.buffer) >= MAX_LINE_LENGTH or reader.eof:
+            return None
+        yield
+    parts = bytes(reader.buffer[:end]).split(b" ", 2)
+    if len(parts) != 3:
+        return None
+    try:
+        return parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
 class _ServerConnection(ServerConnection):
     """The connection websockets creates, on a ``_ServerProtocol``."""
 
@@ -107,6 +169,18 @@ class _ServerConnection(ServerConnection):
         # websockets.serve() builds the ServerProtocol itself and takes no class for it; the
         # subclass adds no state, so switching the class of the new instance is safe.
         protocol.__class__ = _ServerProtocol
+        super().__init__(protocol, *args, **kwargs)
+
+
+class _AdminServerConnection(ServerConnection):
+    """The connection websockets creates, on an ``_AdminServerProtocol``."""
+
+    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
+        protocol.__class__ = _AdminServerProtocol
+        # The protocol's parser, started when it was built, is websockets' own: start ours
+        # instead (nothing has been received yet).
+        protocol.parser = protocol.parse()
+        next(protocol.parser)
         super().__init__(protocol, *args, **kwargs)
 
 
@@ -121,18 +195,38 @@ class _Admitted:
     outcome: Accepted | Rejected
 
 
+@dataclass(slots=True)
+class _Live:
+    """An open connection's handler task (to wait for its end) and when it opened."""
+
+    task: asyncio.Future[Any]
+    since: float
+
+
 class ScenarioServer:
-    """Serves a Program over WebSocket. Use ``start()``, then ``close()``."""
+    """Serves a Program over WebSocket. Use ``start()``, then ``close()``.
+
+    ``journal``: record events in it (None: record nothing, at no cost). ``admin``: answer the
+    admin API under ADMIN_PREFIX, to peers in ``admin_allow`` only.
+    """
 
     def __init__(self, program: Program, host: str = "127.0.0.1", port: int = 8765,
                  ssl: Any = None, max_connections: int | None = None,
-                 open_timeout: float = OPEN_TIMEOUT) -> None:
+                 open_timeout: float = OPEN_TIMEOUT, journal: Journal | None = None,
+                 admin: bool = False, admin_allow: Sequence[Network] = LOOPBACK) -> None:
+        if admin:
+            hidden = [route.path for route in program.routes if is_admin_path(route.path)]
+            if hidden:
+                raise ValueError(f"route {hidden[0]} is under {ADMIN_PREFIX}, which the admin "
+                                 "API reserves")
         self.engine = Engine(program)
         self.host = host
         self.port = port
         self.ssl = ssl
         self.max_connections = max_connections
         self.open_timeout = open_timeout
+        self.journal = journal
+        self.admin = Admin(self, admin_allow) if admin else None
         self._server: Server | None = None
         # Decisions of process_request waiting for the handshake to finish. Weak: when the
         # handshake fails after process_request (no Upgrade header, a timeout), websockets
@@ -141,6 +235,7 @@ class ScenarioServer:
             weakref.WeakKeyDictionary())
         self._tasks: set[asyncio.Task[None]] = set()
         self._too_slow: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
+        self._live: dict[Connection, _Live] = {}
         self._deflate = {route.index: [ThresholdDeflateFactory(route.compression.threshold)]
                          for route in program.routes if route.compression.enabled}
 
@@ -153,7 +248,8 @@ class ScenarioServer:
             self.port,
             process_request=self._process_request,
             process_response=self._process_response,
-            create_connection=_ServerConnection,
+            create_connection=(_ServerConnection if self.admin is None
+                               else _AdminServerConnection),
             # Per-route settings are applied in _process_request; these are the defaults.
             extensions=[],
             compression=None,
@@ -191,19 +287,27 @@ class ScenarioServer:
         await self._server.serve_forever()
 
     # ---- handshake -------------------------------------------------------------------------
-    def _process_request(self, connection: ServerConnection,
-                         http_request: HttpRequest) -> Response | None:
+    def _process_request(self, connection: ServerConnection, http_request: HttpRequest
+                         ) -> Response | Awaitable[Response] | None:
+        if isinstance(http_request, AdminRequest):  # only made when the admin API is on
+            assert self.admin is not None
+            return self.admin.respond(connection, http_request)
         target = urlsplit(http_request.path)
         resolved = self.engine.resolve(target.path)
         if resolved is None:
-            return connection.respond(http.HTTPStatus.NOT_FOUND,
-                                      f"No WebSocket route at {target.path}\n")
+            reason = f"No WebSocket route at {target.path}"
+            if self.journal is not None:
+                self.journal.record("reject", path=target.path, status=404, reason=reason)
+            return connection.respond(http.HTTPStatus.NOT_FOUND, reason + "\n")
         route, params = resolved
         refusal = self._refuse(route, http_request)
         if refusal is not None:
             status, reason = refusal
             logger.info("refused %s %s: HTTP %d %s", _peer_ip(connection), target.path,
                         status, reason)
+            if self.journal is not None:
+                self.journal.record("reject", path=target.path, status=int(status),
+                                    reason=reason)
             return connection.respond(status, reason + "\n")
         request = Request(
             path=target.path,
@@ -217,6 +321,9 @@ class ScenarioServer:
         if isinstance(outcome, Rejected) and outcome.status is not None:
             logger.info("rejected %s %s: HTTP %d %s", request.ip, request.path,
                         outcome.status, outcome.reason)
+            if self.journal is not None:
+                self.journal.record("reject", path=request.path, status=outcome.status,
+                                    reason=outcome.reason)
             return connection.respond(outcome.status, outcome.reason + "\n")
         self._configure(connection, route)
         self._admitted[connection] = _Admitted(route, request, params, conn_id, outcome)
@@ -264,19 +371,32 @@ class ScenarioServer:
         if admitted is None:  # the handshake failed after process_request
             return
         outcome = admitted.outcome
+        journal = self.journal
         if isinstance(outcome, Rejected):
             logger.info("rejected %s %s: close %s %s", admitted.request.ip,
                         admitted.request.path, outcome.code, outcome.reason)
+            if journal is not None:
+                journal.record("reject", path=admitted.request.path,
+                               code=outcome.code or 1008, reason=outcome.reason)
             await ws.close(outcome.code or 1008, outcome.reason)
             return
         engine = self.engine
         conn = engine.open(admitted.route, admitted.request, admitted.params, outcome.auth,
                            admitted.conn_id)
         conn.socket = ws
+        task = asyncio.current_task()
+        assert task is not None
+        self._live[conn] = _Live(task, time.time())
         logger.info("connect %s %s (%s)", conn.id, conn.request.path, conn.request.ip)
+        if journal is not None:
+            request = conn.request
+            journal.record("connect", connection=conn.id, route=conn.route.path,
+                           path=request.path, query=request.query, headers=request.headers)
         try:
             if await self._apply(ws, engine.connect(conn)):
                 async for message in ws:
+                    if journal is not None:
+                        journal.record("in", connection=conn.id, **payload_fields(message))
                     if not await self._apply(ws, engine.message(conn, message)):
                         break
                     # Messages already buffered are returned without suspending: give the
@@ -286,10 +406,15 @@ class ScenarioServer:
             pass
         finally:
             conn.socket = None
+            del self._live[conn]
+            # The close code the client saw: ours if we closed first, else theirs.
+            sent = ws.protocol.close_sent
+            code = sent.code if sent else ws.close_code
+            if journal is not None:  # before what ``on close`` sends to the others
+                journal.record("close", connection=conn.id, code=code,
+                               reason=sent.reason if sent else ws.close_reason or "")
             # on close may broadcast to the others (Send and Close to itself are dropped).
             self._apply_to_others(engine.close(conn, ws.close_code, ws.close_reason or ""))
-            # The close code the client saw: ours if we closed first, else theirs.
-            code = ws.protocol.close_sent.code if ws.protocol.close_sent else ws.close_code
             logger.info("close %s %s code=%s", conn.id, conn.request.path, code)
         await ws.wait_closed()
 
@@ -297,9 +422,9 @@ class ScenarioServer:
         """Carry out the effects of one event; False once this connection is being closed."""
         for effect in effects:
             if isinstance(effect, Send):
-                self._deliver((effect.conn,), effect.data)
+                self.deliver((effect.conn,), effect.data)
             elif isinstance(effect, Broadcast):
-                self._deliver(effect.targets, effect.data)
+                self.deliver(effect.targets, effect.data)
             elif isinstance(effect, Log):
                 _log(effect)
             elif isinstance(effect, Close):
@@ -316,12 +441,13 @@ class ScenarioServer:
         open): broadcasts and log lines."""
         for effect in effects:
             if isinstance(effect, Broadcast):
-                self._deliver(effect.targets, effect.data)
+                self.deliver(effect.targets, effect.data)
             elif isinstance(effect, Log):
                 _log(effect)
 
-    def _deliver(self, targets: Iterable[Connection], data: str | bytes) -> None:
-        """Write one message to each target, encoded once, as websockets.broadcast() does.
+    def deliver(self, targets: Collection[Connection], data: str | bytes) -> int:
+        """Write one message to each target, encoded once, as websockets.broadcast() does;
+        the number of targets it was written to.
 
         No await: a message is queued on each connection at once (sending to one client never
         waits for another), and a client whose queue passes MAX_PENDING_OUTPUT is closed with
@@ -329,6 +455,10 @@ class ScenarioServer:
         """
         payload = data.encode() if isinstance(data, str) else data
         is_text = isinstance(data, str)
+        journal = self.journal
+        # The ids written to, for the journal only: nothing is collected when it is off.
+        written: list[str] | None = None if journal is None else []
+        count = 0
         for conn in targets:
             ws: ServerConnection | None = conn.socket
             if ws is None or ws.protocol.state is not State.OPEN:
@@ -345,6 +475,38 @@ class ScenarioServer:
                 ws.send_data()
             except Exception as err:  # the transport is going away: the close follows
                 logger.warning("could not write to %s: %s", conn.id, err)
+                continue
+            count += 1
+            if written is not None:
+                written.append(conn.id)
+        if journal is not None and written:
+            journal.record("out", connections=written, **payload_fields(data))
+        return count
+
+    def connected_at(self, conn: Connection) -> float:
+        """When the connection opened (time.time()); 0.0 once it is closed."""
+        live = self._live.get(conn)
+        return live.since if live is not None else 0.0
+
+    async def close_connections(self, conns: Iterable[Connection], code: int, reason: str,
+                                within: float) -> None:
+        """Close these connections with ``code`` and ``reason``, and wait up to ``within``
+        seconds for them to be closed (``on close`` run, the close journaled)."""
+        handlers = []
+        for conn in conns:
+            live = self._live.get(conn)
+            if live is None or conn.socket is None:
+                continue
+            self._spawn(conn.socket.close(code, reason))
+            handlers.append(live.task)
+        if handlers:
+            await asyncio.wait(handlers, timeout=within)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a coroutine on its own, kept referenced until it ends."""
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _close_slow(self, conn: Connection, ws: ServerConnection) -> None:
         if ws in self._too_slow:
@@ -352,9 +514,7 @@ class ScenarioServer:
         self._too_slow.add(ws)
         logger.warning("closing %s %s: client too slow (over %d bytes unread)",
                        conn.id, conn.request.path, MAX_PENDING_OUTPUT)
-        task = asyncio.create_task(self._drop_slow(ws))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._drop_slow(ws))
 
     @staticmethod
     async def _drop_slow(ws: ServerConnection) -> None:

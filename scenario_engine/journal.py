@@ -1,0 +1,151 @@
+"""The journal: what happened on a server, in order, as plain JSON-able events.
+
+Every event has ``seq`` (1, 2, 3, … for the life of the journal), ``time`` (ISO 8601, UTC, in
+milliseconds) and ``event``, one of:
+
+- ``connect``: ``connection``, ``route`` (the route's path pattern), ``path``, ``query``,
+  ``headers`` (names in lower case);
+- ``reject``: ``path``, ``reason``, and ``status`` (an HTTP refusal of the handshake) or
+  ``code`` (a close right after it);
+- ``in``: ``connection``, and ``text`` or ``binary`` (base64);
+- ``out``: ``connections`` (every client the message was written to: one event per send or
+  broadcast, not one per recipient), and ``text`` or ``binary``;
+- ``close``: ``connection``, ``code``, ``reason``.
+
+The last ``limit`` events are kept in memory; a ``sink`` also gets each event as one JSON line
+as it happens. The server's event loop records; tests read from their own thread (the pytest
+fixture runs the server in a thread of its own), so reads take a snapshot under a lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import itertools
+import json
+import logging
+import threading
+import time
+from typing import Any, TextIO
+
+__all__ = ["DEFAULT_LIMIT", "Journal", "payload_fields", "timestamp"]
+
+DEFAULT_LIMIT = 10_000
+
+logger = logging.getLogger("scenario_engine")
+
+Event = dict[str, Any]
+
+
+class Journal:
+    """The last ``limit`` events of a server, optionally written to ``sink`` as JSON lines."""
+
+    def __init__(self, limit: int = DEFAULT_LIMIT, sink: TextIO | None = None) -> None:
+        if limit < 1:
+            raise ValueError(f"a journal keeps at least 1 event, not {limit}")
+        self._events: collections.deque[Event] = collections.deque(maxlen=limit)
+        self._seq = 0
+        self._sink = sink
+        self._changed = threading.Condition(threading.Lock())
+        # Waking waiters costs a little on every event: only done while someone waits.
+        self._waiting = 0
+
+    @property
+    def limit(self) -> int:
+        assert self._events.maxlen is not None
+        return self._events.maxlen
+
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the latest event recorded (0 before the first); ``clear`` keeps it."""
+        return self._seq
+
+    def record(self, event: str, **fields: Any) -> Event:
+        now = time.time()
+        with self._changed:
+            self._seq += 1
+            entry: Event = {"seq": self._seq, "time": timestamp(now), "event": event, **fields}
+            self._events.append(entry)
+            if self._waiting:
+                self._changed.notify_all()
+            if self._sink is not None:
+                self._write(entry)
+        return entry
+
+    def _write(self, entry: Event) -> None:
+        assert self._sink is not None
+        try:
+            self._sink.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self._sink.flush()
+        except (OSError, ValueError) as err:  # a full disk, a closed file: stop writing
+            logger.error("journal: cannot write any more events: %s", err)
+            self._sink = None
+
+    def events(self, since: int = 0, connection: str | None = None,
+               limit: int | None = None) -> list[Event]:
+        """Events after ``since`` (a ``seq``), oldest first; only those of ``connection`` if
+        given (``out`` events that reached it included); at most ``limit`` of them."""
+        with self._changed:
+            # Sequence numbers are consecutive in the deque: skip to ``since`` directly.
+            skip = since - self._events[0]["seq"] + 1 if self._events else 0
+            snapshot = list(itertools.islice(self._events, max(skip, 0), None))
+        if connection is not None:
+            snapshot = [e for e in snapshot if _concerns(e, connection)]
+        return snapshot if limit is None else snapshot[:limit]
+
+    def clear(self) -> None:
+        """Forget every event; numbering goes on from ``last_seq``."""
+        with self._changed:
+            self._events.clear()
+
+    def wait_for(self, event: str, connection: str | None = None, *, since: int = 0,
+                 timeout: float = 5.0) -> Event:
+        """The first ``event`` after ``since`` (of ``connection`` if given), waiting up to
+        ``timeout`` seconds for it. Call it from another thread than the server's."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            self._waiting += 1
+            try:
+                while True:
+                    for entry in self._events:
+                        if (entry["seq"] > since and entry["event"] == event
+                                and (connection is None or _concerns(entry, connection))):
+                            return entry
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        whose = f" of connection {connection}" if connection else ""
+                        raise TimeoutError(f"no {event!r} event{whose} after seq {since} "
+                                           f"within {timeout:g}s")
+                    self._changed.wait(remaining)
+            finally:
+                self._waiting -= 1
+
+    def messages_in(self, connection: str | None = None) -> list[str | bytes]:
+        """The messages clients sent (of ``connection`` if given), oldest first."""
+        return [_payload(e) for e in self.events(connection=connection) if e["event"] == "in"]
+
+    def messages_out(self, connection: str | None = None) -> list[str | bytes]:
+        """The messages the server sent (to ``connection`` if given), oldest first."""
+        return [_payload(e) for e in self.events(connection=connection) if e["event"] == "out"]
+
+
+def payload_fields(data: str | bytes) -> dict[str, str]:
+    """A message as event fields: ``text``, or ``binary`` in base64."""
+    if isinstance(data, str):
+        return {"text": data}
+    return {"binary": base64.b64encode(data).decode("ascii")}
+
+
+def timestamp(seconds: float) -> str:
+    """``2026-11-25T19:50:01.123Z`` for a time.time() value."""
+    whole, millis = divmod(round(seconds * 1000), 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+
+
+def _concerns(entry: Event, connection: str) -> bool:
+    return entry.get("connection") == connection or connection in entry.get("connections", ())
+
+
+def _payload(entry: Event) -> str | bytes:
+    text: str | None = entry.get("text")
+    return text if text is not None else base64.b64decode(entry["binary"])
