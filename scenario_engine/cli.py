@@ -73,6 +73,24 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     convert.set_defaults(run=_convert)
 
+    test = commands.add_parser(
+        "test", help="run the conversation tests of scenario files",
+        description="Run the `test` blocks of scenario files: against each file's own mock "
+        "(started in this process on a free port), or with --target against another server.")
+    test.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
+    test.add_argument("--target", metavar="URL", type=_ws_url,
+                      help="run the tests against this server (ws://host:port[/base]) instead "
+                      "of the scenarios' own mock: contract testing of a real backend")
+    test.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
+    test.add_argument("-k", "--filter", metavar="TEXT",
+                      help="run only the tests whose 'FILE::NAME' contains TEXT")
+    test.add_argument("--jobs", type=_positive_int, metavar="N",
+                      help="tests run at once (default 8 against mocks, 1 against --target, "
+                      "whose state the tests share)")
+    test.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
+                      help="most time one test may take (default 60)")
+    test.set_defaults(run=_test)
+
     serve = commands.add_parser("serve", help="serve scenario files as a WebSocket server")
     serve.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
     serve.add_argument("--host", default="127.0.0.1",
@@ -125,7 +143,11 @@ def _check(args: argparse.Namespace) -> int:
             print(f"{len(errors)} error{'' if len(errors) == 1 else 's'} in {bad} of {files}")
         else:
             routes = sum(len(one.ir["routes"]) for one in loaded)
-            print(f"ok: {files}, {routes} route{'' if routes == 1 else 's'}")
+            tests = sum(len(one.ir.get("tests", [])) for one in loaded)
+            summary = f"ok: {files}, {routes} route{'' if routes == 1 else 's'}"
+            if tests:
+                summary += f", {tests} test{'' if tests == 1 else 's'}"
+            print(summary)
     return EXIT_INVALID if errors else EXIT_OK
 
 
@@ -173,6 +195,19 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a network (CIDR, e.g. 10.0.0.0/8): {text!r}"
                                          ) from None
+
+
+def _test(args: argparse.Namespace) -> int:
+    from .testrun import run_test_command
+
+    return run_test_command(args.paths, target=args.target, junit=args.junit,
+                            name_filter=args.filter, jobs=args.jobs, timeout=args.timeout)
+
+
+def _ws_url(text: str) -> str:
+    if not text.startswith(("ws://", "wss://")):
+        raise argparse.ArgumentTypeError(f"must be a ws:// or wss:// URL, not {text!r}")
+    return text
 
 
 def _positive_int(text: str) -> int:

@@ -259,7 +259,8 @@ routes = st.fixed_dictionaries({"path": paths}, optional={
 _clients = st.sampled_from(("alice", "bob", "c1", "player"))
 _close_bodies = st.one_of(
     st.just({}),
-    st.fixed_dictionaries({"code": st.integers(1000, 4999)}, optional={"reason": literal_texts}),
+    st.fixed_dictionaries({"code": st.integers(1000, 4999)},
+                          optional={"reason": literal_texts.map(_ir_literal)}),
 )
 _test_steps = st.one_of(
     st.fixed_dictionaries(

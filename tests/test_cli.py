@@ -21,7 +21,7 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 def test_check_valid_directory_exits_0() -> None:
     result = run("check", "scenarios")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "ok: 7 files, 6 routes"
+    assert result.stdout.strip() == "ok: 7 files, 6 routes, 16 tests"
 
 
 def test_check_invalid_file_exits_1_with_compiler_style_errors(tmp_path: Path) -> None:

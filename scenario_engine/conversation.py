@@ -1,0 +1,420 @@
+"""Runs one conversation test: named WebSocket clients, driven step by step against a server.
+
+Each client reads its connection in a task of its own and queues what arrives (messages, then
+the close), so that steps about other clients never make it miss anything. An expect step
+takes messages from its client's queue: by default it passes over those that do not match (a
+test need not mention every message); in a ``strict`` test the next message must match, and
+none may be left unread at the end.
+
+Every wait is bounded (connect, expect, close; the whole test too), so a server that never
+answers fails the test at its timeout; nothing here waits for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.typing import Subprotocol
+
+from .expectations import compile_expectation, mismatches, show
+from .expressions import Context, EvaluationError, compile_template, to_text
+from .program import encode
+from .units import parse_duration
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_EXPECT_TIMEOUT",
+    "DEFAULT_TEST_TIMEOUT",
+    "Failure",
+    "Outcome",
+    "run_conversation",
+]
+
+DEFAULT_EXPECT_TIMEOUT = 1.0
+#: Longer than an expectation's: connecting to a real backend in CI may be slow to start.
+DEFAULT_CONNECT_TIMEOUT = 5.0
+#: A bound on a whole test, whatever its steps say.
+DEFAULT_TEST_TIMEOUT = 60.0
+#: How long closing a client may take when the test is over.
+_CLOSE_TIMEOUT = 1.0
+#: Received messages listed in a failure report, at most.
+_SHOWN_MESSAGES = 5
+#: Messages larger than this fail the connection (1009); a test never needs more.
+_MAX_MESSAGE = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The last item of a client's queue: how its connection ended."""
+
+    code: int | None
+    reason: str
+
+
+@dataclass
+class Failure:
+    """Why a test failed: the step (an IR pointer), what went wrong, and the evidence."""
+
+    pointer: str
+    message: str
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    """What running a test came to: ``failure`` is None if it passed."""
+
+    failure: Failure | None
+    duration: float
+
+
+class _Failed(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+class _Client:
+    """One named client: its connection and everything it has received, in order."""
+
+    def __init__(self, name: str, ws: ClientConnection) -> None:
+        self.name = name
+        self.ws = ws
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.closed: Closed | None = None
+        self.reader = asyncio.create_task(self._read(), name=f"client {name}")
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.ws:
+                self.inbox.put_nowait(_decode(message))
+        except ConnectionClosed:
+            pass
+        finally:
+            self.inbox.put_nowait(Closed(self.ws.close_code, self.ws.close_reason or ""))
+
+    async def next(self, deadline: float) -> Any:
+        """The next item of the queue; TimeoutError at the deadline (a loop.time())."""
+        if self.closed is not None:
+            return self.closed
+        remaining = deadline - asyncio.get_running_loop().time()
+        if self.inbox.empty() and remaining <= 0:
+            raise TimeoutError
+        async with asyncio.timeout_at(deadline if self.inbox.empty() else None):
+            item = await self.inbox.get()
+        if isinstance(item, Closed):
+            self.closed = item
+        return item
+
+    def unread(self) -> list[Any]:
+        """Messages received and not yet taken (the close excluded)."""
+        items = []
+        while not self.inbox.empty():
+            item = self.inbox.get_nowait()
+            if isinstance(item, Closed):
+                self.closed = item
+            else:
+                items.append(item)
+        return items
+
+    async def shutdown(self) -> None:
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await self.ws.close()
+        except TimeoutError:
+            pass
+        self.reader.cancel()
+        await asyncio.gather(self.reader, return_exceptions=True)
+
+
+def _decode(message: str | bytes) -> Any:
+    """A received message as the test sees it: JSON text parsed, other text as a string,
+    binary as bytes."""
+    if isinstance(message, str):
+        try:
+            return json.loads(message)
+        except ValueError:
+            return message
+    return message
+
+
+class _Conversation:
+    def __init__(self, test: dict[str, Any], pointer: str, base_url: str,
+                 constants: Context) -> None:
+        self.test = test
+        self.pointer = pointer
+        self.base_url = base_url
+        self.strict = bool(test.get("strict", False))
+        self.ctx: Context = dict(constants)
+        self.clients: dict[str, _Client] = {}
+
+    async def run(self) -> None:
+        try:
+            for i, step in enumerate(self.test["steps"]):
+                await self.step(step, f"{self.pointer}/steps/{i}")
+            if self.strict:
+                self.nothing_left_unread()
+        finally:
+            await asyncio.gather(*(c.shutdown() for c in self.clients.values()))
+
+    async def step(self, step: dict[str, Any], pointer: str) -> None:
+        try:
+            if "connect" in step:
+                await self.connect(step, pointer)
+            elif "wait" in step:
+                await asyncio.sleep(parse_duration(step["wait"]))
+            elif "let" in step:
+                self.ctx[step["let"]["name"]] = self.value(step["let"]["value"])
+            else:
+                await self.client_step(step, pointer)
+        except EvaluationError as err:
+            raise _Failed(Failure(pointer, f"cannot evaluate this step: {err}")) from None
+
+    def value(self, template: Any, ctx: Context | None = None) -> Any:
+        return compile_template(template)[0](self.ctx if ctx is None else ctx)
+
+    # ---- connect ---------------------------------------------------------------------------
+    async def connect(self, step: dict[str, Any], pointer: str) -> None:
+        name = step["connect"]
+        url = self.url(self.value(step["path"]), self.value(step.get("query", {})))
+        headers = self.value(step.get("headers", {}))
+        protocols = self.value(step.get("protocols", []))
+        if not isinstance(headers, dict) or not isinstance(protocols, list):
+            raise _Failed(Failure(pointer, "headers must be an object and protocols an array"))
+        timeout = _duration(step, "within", DEFAULT_CONNECT_TIMEOUT)
+        expected_status = step.get("expectReject")
+        previous = self.clients.pop(name, None)
+        if previous is not None:
+            await previous.shutdown()
+        try:
+            async with asyncio.timeout(timeout):
+                ws = await connect(
+                    url,
+                    additional_headers={str(k): to_text(v) for k, v in headers.items()},
+                    subprotocols=[Subprotocol(to_text(p)) for p in protocols] or None,
+                    open_timeout=None, ping_interval=None, close_timeout=_CLOSE_TIMEOUT,
+                    max_size=_MAX_MESSAGE)
+        except InvalidStatus as err:
+            status = err.response.status_code
+            if expected_status == status:
+                return
+            body = err.response.body.decode("utf-8", "replace").strip() if err.response.body \
+                else ""
+            expected = (f"expected HTTP {expected_status}" if expected_status is not None
+                        else "expected the connection to open")
+            raise _Failed(Failure(pointer, f"{name} was refused with HTTP {status}",
+                                  [f"{expected}, got HTTP {status}"
+                                   + (f" {body!r}" if body else "")])) from None
+        except TimeoutError:
+            raise _Failed(Failure(pointer, f"{name} could not connect to {url} within "
+                                  f"{_seconds(timeout)}")) from None
+        except (OSError, WebSocketException) as err:
+            raise _Failed(Failure(pointer, f"{name} could not connect to {url}: "
+                                  f"{err}")) from None
+        if expected_status is not None:
+            await ws.close()
+            raise _Failed(Failure(pointer, f"{name} connected, but the server was expected to "
+                                  f"refuse the handshake with HTTP {expected_status}"))
+        self.clients[name] = _Client(name, ws)
+
+    def url(self, path: Any, query: Any) -> str:
+        if not isinstance(path, str):
+            raise EvaluationError(f"a path must be a string, not {show(path)}")
+        if not isinstance(query, dict):
+            raise EvaluationError(f"query must be an object, not {show(query)}")
+        base = self.base_url.rstrip("/")
+        url = base + (path if path.startswith("/") else "/" + path)
+        if query:
+            separator = "&" if urlsplit(url).query else "?"
+            url += separator + urlencode({str(k): to_text(v) for k, v in query.items()})
+        return url
+
+    # ---- client steps ----------------------------------------------------------------------
+    async def client_step(self, step: dict[str, Any], pointer: str) -> None:
+        client = self.clients.get(step["client"])
+        if client is None:
+            raise _Failed(Failure(pointer, f"client '{step['client']}' is not connected"))
+        if "send" in step:
+            await self.send(client, step, pointer)
+        elif "expect" in step:
+            await self.expect(client, step, pointer)
+        elif "expectNoMessage" in step:
+            await self.expect_no_message(client, step, pointer)
+        elif "expectClose" in step:
+            await self.expect_close(client, step, pointer)
+        else:
+            body = step["close"]
+            reason = to_text(self.value(body["reason"])) if "reason" in body else ""
+            # Bounded by the connection's close_timeout: a server that never answers the
+            # closing handshake is cut off.
+            await client.ws.close(body.get("code", 1000), reason)
+            await client.shutdown()
+            del self.clients[client.name]
+
+    async def send(self, client: _Client, step: dict[str, Any], pointer: str) -> None:
+        data = encode(self.value(step["send"]))
+        if step.get("binary") and isinstance(data, str):
+            data = data.encode()
+        try:
+            async with asyncio.timeout(DEFAULT_EXPECT_TIMEOUT):
+                await client.ws.send(data)
+        except ConnectionClosed:
+            closed = _close_text(client.ws.close_code, client.ws.close_reason)
+            raise _Failed(Failure(pointer, f"{client.name} cannot send: its connection is "
+                                  f"closed ({closed})")) from None
+        except TimeoutError:
+            raise _Failed(Failure(pointer, f"{client.name} could not send within "
+                                  f"{_seconds(DEFAULT_EXPECT_TIMEOUT)}: the server does not "
+                                  "read")) from None
+
+    async def expect(self, client: _Client, step: dict[str, Any], pointer: str) -> None:
+        expected = compile_expectation(step["expect"])(self.ctx)
+        timeout = _duration(step, "within", DEFAULT_EXPECT_TIMEOUT)
+        deadline = asyncio.get_running_loop().time() + timeout
+        passed_over: list[tuple[Any, list[str]]] = []
+        while True:
+            try:
+                item = await client.next(deadline)
+            except TimeoutError:
+                raise _Failed(Failure(
+                    pointer, f"{client.name} did not receive the expected message within "
+                    f"{_seconds(timeout)}", _evidence(expected, passed_over))) from None
+            if isinstance(item, Closed):
+                closed = _close_text(item.code, item.reason)
+                raise _Failed(Failure(
+                    pointer, f"{client.name}'s connection closed ({closed}) before the "
+                    "expected message came", _evidence(expected, passed_over)))
+            differences = mismatches(expected, item)
+            if not differences:
+                break
+            passed_over.append((item, differences))
+            if self.strict:
+                raise _Failed(Failure(
+                    pointer, f"{client.name} received another message than expected "
+                    "(strict test)", _evidence(expected, passed_over)))
+        for name, template in step.get("capture", {}).items():
+            self.ctx[name] = self.value(template, {**self.ctx, "msg": item})
+
+    async def expect_no_message(self, client: _Client, step: dict[str, Any],
+                                pointer: str) -> None:
+        earlier = client.unread()
+        if self.strict and earlier:
+            raise _Failed(Failure(pointer, f"{client.name} has unread messages (strict test)",
+                                  [f"received {show(m)}" for m in earlier[:_SHOWN_MESSAGES]]))
+        if client.closed is not None:
+            return  # a closed connection receives nothing more
+        period = parse_duration(step["expectNoMessage"])
+        deadline = asyncio.get_running_loop().time() + period
+        try:
+            item = await client.next(deadline)
+        except TimeoutError:
+            return
+        if isinstance(item, Closed):
+            return
+        raise _Failed(Failure(pointer, f"{client.name} received a message within "
+                              f"{_seconds(period)}, where none was expected",
+                              [f"received {show(item)}"]))
+
+    async def expect_close(self, client: _Client, step: dict[str, Any], pointer: str) -> None:
+        body = step["expectClose"]
+        timeout = _duration(step, "within", DEFAULT_EXPECT_TIMEOUT)
+        deadline = asyncio.get_running_loop().time() + timeout
+        passed_over: list[Any] = []
+        wanted = []
+        if "code" in body:
+            wanted.append(str(body["code"]))
+        if "reason" in body:
+            wanted.append(json.dumps(to_text(self.value(body["reason"]))))
+        expected_text = "close " + " ".join(wanted) if wanted else "a close"
+        while True:
+            try:
+                item = await client.next(deadline)
+            except TimeoutError:
+                raise _Failed(Failure(
+                    pointer, f"{client.name}'s connection did not close within "
+                    f"{_seconds(timeout)}",
+                    [f"expected {expected_text}"]
+                    + [f"received {show(m)}" for m in passed_over[:_SHOWN_MESSAGES]])) from None
+            if isinstance(item, Closed):
+                break
+            passed_over.append(item)
+            if self.strict:
+                raise _Failed(Failure(pointer, f"{client.name} received a message before the "
+                                      "close (strict test)",
+                                      [f"expected {expected_text}", f"received {show(item)}"]))
+        problems = []
+        if "code" in body and item.code != body["code"]:
+            problems.append(f"expected code {body['code']}, received {item.code}")
+        if "reason" in body:
+            reason = to_text(self.value(body["reason"]))
+            if item.reason != reason:
+                problems.append(f"expected reason {json.dumps(reason)}, received "
+                                f"{json.dumps(item.reason)}")
+        if problems:
+            raise _Failed(Failure(pointer, f"{client.name}'s connection closed "
+                                  f"({_close_text(item.code, item.reason)}), not as expected",
+                                  problems))
+        del self.clients[client.name]
+        await client.shutdown()
+
+    def nothing_left_unread(self) -> None:
+        for client in self.clients.values():
+            left = client.unread()
+            if left:
+                raise _Failed(Failure(
+                    self.pointer, f"{client.name} has messages no step expected (strict test)",
+                    [f"received {show(m)}" for m in left[:_SHOWN_MESSAGES]]))
+
+
+def _evidence(expected: Any, passed_over: Sequence[tuple[Any, list[str]]]) -> list[str]:
+    lines = [f"expected {show(expected)}"]
+    if not passed_over:
+        lines.append("received nothing")
+        return lines
+    if len(passed_over) > _SHOWN_MESSAGES:
+        lines.append(f"received {len(passed_over)} other messages; the last "
+                     f"{_SHOWN_MESSAGES}:")
+    for message, differences in passed_over[-_SHOWN_MESSAGES:]:
+        lines.append(f"received {show(message)}")
+        lines.extend(f"  {d}" for d in differences)
+    return lines
+
+
+def _duration(step: dict[str, Any], key: str, default: float) -> float:
+    return parse_duration(step[key]) if key in step else default
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:g}ms" if value < 1 else f"{value:g}s"
+
+
+def _close_text(code: int | None, reason: str | None) -> str:
+    return f"code {code}" + (f", reason {json.dumps(reason)}" if reason else "")
+
+
+async def run_conversation(test: dict[str, Any], pointer: str, base_url: str,
+                           constants: Context,
+                           timeout: float = DEFAULT_TEST_TIMEOUT) -> Outcome:
+    """Run one test (its IR at ``pointer``) against the server at ``base_url``."""
+    conversation = _Conversation(test, pointer, base_url, constants)
+    started = time.perf_counter()
+    failure: Failure | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            await conversation.run()
+    except _Failed as failed:
+        failure = failed.failure
+    except TimeoutError:
+        failure = Failure(pointer, f"the test did not finish within {_seconds(timeout)}")
+    except Exception as err:  # one broken test must not stop the others: report it as failed
+        failure = Failure(pointer, f"the test could not run: {type(err).__name__}: {err}")
+    return Outcome(failure, time.perf_counter() - started)
+

@@ -1,0 +1,75 @@
+"""How test results are shown: a line per test, failures with the step's file:line, JUnit XML.
+
+A failure reads like a compiler error pointing at the step that failed, followed by what was
+expected and what was received::
+
+    scenarios/chat.mock:41:3: error: bob did not receive the expected message within 1s
+       41 |   bob expect { type: "user-joined", username: "Alicia" }
+          |   ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+        expected {"type": "user-joined", "username": "Alicia"}
+        received {"type": "user-joined", "username": "Alice"}
+          at msg.username: expected "Alicia", received "Alice"
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from itertools import groupby
+
+from .runner import TestResult
+
+__all__ = ["failure_text", "junit_xml", "result_line", "summary_line"]
+
+
+def result_line(result: TestResult) -> str:
+    verdict = "PASS" if result.passed else "FAIL"
+    return f"{verdict}  {result.case.title}  ({_duration(result.outcome.duration)})"
+
+
+def failure_text(result: TestResult) -> str:
+    """The failure of a failed test: the step's position, the source line, the evidence."""
+    failure = result.outcome.failure
+    assert failure is not None
+    case = result.case
+    error = case.loaded.source.error_at(case.span(failure.pointer), failure.message)
+    lines = [error.format_text()]
+    lines.extend(f"    {detail}" for detail in failure.details)
+    return "\n".join(lines)
+
+
+def summary_line(results: Sequence[TestResult], seconds: float) -> str:
+    passed = sum(1 for r in results if r.passed)
+    return f"{passed} passed, {len(results) - passed} failed in {seconds:.2f}s"
+
+
+def junit_xml(results: Sequence[TestResult]) -> str:
+    """JUnit XML as CI systems read it: a testsuite per file, a testcase per test."""
+    suites = ET.Element("testsuites", name="scenario-engine")
+    total_failures = 0
+    for file, group in groupby(results, key=lambda r: r.case.file):
+        members = list(group)
+        failures = sum(1 for r in members if not r.passed)
+        total_failures += failures
+        suite = ET.SubElement(suites, "testsuite", name=file, tests=str(len(members)),
+                              failures=str(failures), errors="0", skipped="0",
+                              time=f"{sum(r.outcome.duration for r in members):.3f}")
+        for result in members:
+            span = result.case.span(result.case.pointer)
+            case = ET.SubElement(suite, "testcase", name=result.case.name, classname=file,
+                                 file=file, line=str(span.line),
+                                 time=f"{result.outcome.duration:.3f}")
+            if result.outcome.failure is not None:
+                failed = ET.SubElement(case, "failure",
+                                       message=result.outcome.failure.message,
+                                       type="AssertionError")
+                failed.text = failure_text(result)
+    suites.set("tests", str(len(results)))
+    suites.set("failures", str(total_failures))
+    suites.set("errors", "0")
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"

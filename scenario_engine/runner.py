@@ -1,0 +1,136 @@
+"""``scenario-engine test``: find the tests of scenario files and run them, concurrently.
+
+Without a target, every test gets a fresh mock of its own file, in this process, on a free
+port: its rooms, connections and ids are its own, so the tests of a run are independent and run
+side by side. With a target (the real backend, say), every test talks to that one server, whose
+state they share: they run one at a time unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from .conversation import DEFAULT_TEST_TIMEOUT, Failure, Outcome, run_conversation
+from .program import ActionError, Program, compile_program
+from .server import ScenarioServer
+from .source import Span
+from .validate import Loaded
+
+__all__ = ["DEFAULT_JOBS", "TestCase", "TestResult", "collect", "run_tests"]
+
+#: Tests run at once against their own mocks: each is mostly waiting, so more than the CPUs.
+DEFAULT_JOBS = 8
+
+
+@dataclass(frozen=True)
+class TestCase:
+    """One ``test`` block of a loaded scenario file."""
+
+    loaded: Loaded
+    index: int
+
+    @property
+    def name(self) -> str:
+        name: str = self.loaded.ir["tests"][self.index]["name"]
+        return name
+
+    @property
+    def pointer(self) -> str:
+        return f"/tests/{self.index}"
+
+    @property
+    def file(self) -> str:
+        return self.loaded.source.name
+
+    @property
+    def title(self) -> str:
+        return f"{self.file}::{self.name}"
+
+    def span(self, pointer: str) -> Span:
+        """Where the IR node at ``pointer`` (or its nearest mapped parent) is in the file."""
+        source_map = self.loaded.source_map
+        while pointer not in source_map and pointer:
+            pointer = pointer.rsplit("/", 1)[0]
+        return source_map.get(pointer, Span(1, 1, 1, 1))
+
+
+@dataclass(frozen=True)
+class TestResult:
+    case: TestCase
+    outcome: Outcome
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome.failure is None
+
+
+def collect(files: Iterable[Loaded], name_filter: str | None = None) -> list[TestCase]:
+    """The tests of ``files`` in file order; with a filter, those whose name or
+    ``file::name`` title contains it."""
+    cases = []
+    for loaded in files:
+        for index in range(len(loaded.ir.get("tests", []))):
+            case = TestCase(loaded, index)
+            if name_filter is None or name_filter in case.title:
+                cases.append(case)
+    return cases
+
+
+async def run_tests(cases: Sequence[TestCase], target: str | None = None,
+                    jobs: int | None = None, timeout: float = DEFAULT_TEST_TIMEOUT,
+                    on_result: Callable[[TestResult], None] | None = None) -> list[TestResult]:
+    """Run ``cases`` (against ``target``, a ws:// URL, or each against its own mock); the
+    results come back in the order of ``cases``, and to ``on_result`` as each finishes."""
+    limit = asyncio.Semaphore(jobs or (1 if target is not None else DEFAULT_JOBS))
+    programs: dict[int, Program | ActionError] = {}
+
+    async def run_one(case: TestCase) -> TestResult:
+        async with limit:
+            if target is not None:
+                outcome = await _run_against(case, target, timeout)
+            else:
+                outcome = await _run_against_mock(case, programs, timeout)
+        result = TestResult(case, outcome)
+        if on_result is not None:
+            on_result(result)
+        return result
+
+    # A test's mock logs as `serve` does; in a test run only its errors are worth showing.
+    logger = logging.getLogger("scenario_engine")
+    level = logger.level
+    logger.setLevel(max(level, logging.ERROR))
+    try:
+        return list(await asyncio.gather(*(run_one(case) for case in cases)))
+    finally:
+        logger.setLevel(level)
+
+
+async def _run_against(case: TestCase, base_url: str, timeout: float) -> Outcome:
+    constants = case.loaded.constants or {}
+    test = case.loaded.ir["tests"][case.index]
+    return await run_conversation(test, case.pointer, base_url, constants, timeout)
+
+
+async def _run_against_mock(case: TestCase, programs: dict[int, Program | ActionError],
+                            timeout: float) -> Outcome:
+    if not case.loaded.ir.get("routes"):
+        return Outcome(Failure(case.pointer, "this file has no routes to test: run its tests "
+                               "against a server with --target ws://HOST:PORT"), 0.0)
+    key = id(case.loaded)
+    if key not in programs:
+        try:
+            programs[key] = compile_program([case.loaded])
+        except ActionError as err:
+            programs[key] = err
+    program = programs[key]
+    if isinstance(program, ActionError):
+        return Outcome(Failure(case.pointer, f"the scenario cannot be served: {program}"), 0.0)
+    server = ScenarioServer(program, "127.0.0.1", 0)
+    await server.start()
+    try:
+        return await _run_against(case, f"ws://127.0.0.1:{server.port}", timeout)
+    finally:
+        await server.close()

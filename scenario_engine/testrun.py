@@ -1,0 +1,58 @@
+"""The ``test`` command: load, run, report, and the exit status."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ScenarioError
+from .loader import UsageError, load_paths
+from .reports import failure_text, junit_xml, result_line, summary_line
+from .runner import TestResult, collect, run_tests
+
+__all__ = ["run_test_command"]
+
+
+def run_test_command(paths: Sequence[str], target: str | None = None, junit: str | None = None,
+                     name_filter: str | None = None, jobs: int | None = None,
+                     timeout: float = 60.0) -> int:
+    """0 if every test passed; 1 if one failed, a scenario has errors, or there are none."""
+    loaded, errors, count = load_paths(paths)
+    if errors:
+        for error in sorted(set(errors), key=ScenarioError.sort_key):
+            print(error.format_text(), file=sys.stderr)
+            print(file=sys.stderr)
+        print(f"not testing: {len(errors)} error{'' if len(errors) == 1 else 's'}",
+              file=sys.stderr)
+        return 1
+    cases = collect(loaded, name_filter)
+    if not cases:
+        where = f"matching {name_filter!r} " if name_filter else ""
+        print(f"no tests {where}in {count} file{'' if count == 1 else 's'}", file=sys.stderr)
+        return 1
+    if junit is not None and Path(junit).is_dir():
+        raise UsageError(f"{junit}: a directory; --junit takes a file name")
+
+    def report(result: TestResult) -> None:
+        print(result_line(result), flush=True)
+
+    started = time.perf_counter()
+    results = asyncio.run(run_tests(cases, target, jobs, timeout, on_result=report))
+    elapsed = time.perf_counter() - started
+    failed = [r for r in results if not r.passed]
+    for result in failed:
+        print(f"\n--- {result.case.title}")
+        print(failure_text(result))
+    print()
+    print(summary_line(results, elapsed))
+    if junit is not None:
+        try:
+            # As pytest's --junitxml: CI steps name a reports/ folder that may not exist yet.
+            Path(junit).parent.mkdir(parents=True, exist_ok=True)
+            Path(junit).write_text(junit_xml(results), encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"{junit}: {err.strerror or err}") from None
+    return 1 if failed else 0

@@ -1,0 +1,422 @@
+"""`scenario-engine test`: conversation tests run against real mocks and real backends.
+
+Every server here is real (the scenario's own mock on a free port, a hand-written websockets
+backend in a subprocess, a socket that never answers), and so are the clients the runner drives.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scenario_engine.cli import main
+
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:  # conftest is importable with or without tests/__init__.py
+    sys.path.insert(0, str(TESTS))
+
+from conftest import ROOT, SCENARIOS, UNIT  # noqa: E402
+
+BACKEND = Path(__file__).parent / "backends" / "chat_backend.py"
+
+CHAT_ROUTE = """
+route /ws/chat {
+  on connect { send { type: "connected", id: conn.id } }
+  on message type "join" {
+    join "chat"
+    broadcast { type: "user-joined", username: msg.username } to "chat"
+  }
+  on message type "hello" { send { type: "hi" } send { type: "hi-again" } }
+}
+"""
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "scenario_engine", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120 * UNIT)
+
+
+def run_tests(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """The test command in this process (faster than a subprocess for the detailed cases)."""
+    status = main(["test", *args])
+    captured = capsys.readouterr()
+    return status, captured.out + captured.err
+
+
+def scenario(tmp_path: Path, text: str, name: str = "t.mock") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The hand-written chat backend (``--differ`` if the test is parametrized so)."""
+    extra = ["--differ"] if getattr(request, "param", False) else []
+    process = subprocess.Popen([sys.executable, str(BACKEND), *extra], stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = re.match(r"ready (\d+)", line)
+    assert match, f"backend did not start: {line!r}"
+    yield f"ws://127.0.0.1:{match.group(1)}"
+    process.kill()
+    process.wait()
+
+
+# ---- the examples and the "done when" of the feature -------------------------------------
+
+def test_every_example_scenario_has_tests_and_they_pass() -> None:
+    result = cli("test", "scenarios")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert all(line.startswith("PASS") for line in lines), result.stdout
+    files = {re.match(r"PASS  (\S+)::", line).group(1) for line in lines}  # type: ignore[union-attr]
+    examples = {f"scenarios/{p.name}" for p in SCENARIOS.iterdir() if p.suffix == ".mock"}
+    assert files == examples  # chat.yaml is chat.mock in another spelling: run once
+    assert re.search(rf"^{len(lines)} passed, 0 failed in ", result.stdout, re.M)
+
+
+def test_a_wrong_expectation_fails_with_a_diff_and_exit_1(tmp_path: Path) -> None:
+    path = scenario(tmp_path, CHAT_ROUTE + """
+test "right" {
+  connect alice to /ws/chat
+  alice expect { type: "connected" }
+}
+
+test "wrong" {
+  connect alice to /ws/chat
+  connect bob to /ws/chat
+  alice send { type: "join", username: "Alice" }
+  bob send { type: "join", username: "Bob" }
+  alice expect { type: "user-joined", username: "Alicia" } within 300ms
+}
+""")
+    result = cli("test", path)
+    assert result.returncode == 1
+    out = result.stdout
+    assert re.search(r"^PASS  .*t\.mock::right  \(\d+ ms\)$", out, re.M)
+    assert re.search(r"^FAIL  .*t\.mock::wrong  \(\d+ ms\)$", out, re.M)
+    assert (f"{path}:21:3: error: alice did not receive the expected message within 300ms"
+            in out)
+    assert '   21 |   alice expect { type: "user-joined", username: "Alicia" } within 300ms' in out
+    assert '    expected {"type": "user-joined", "username": "Alicia"}' in out
+    assert '    received {"type": "user-joined", "username": "Bob"}' in out
+    assert '      at msg.username: expected "Alicia", received "Bob"' in out
+    assert re.search(r"^1 passed, 1 failed in \d+\.\d\ds$", out, re.M)
+
+
+def test_the_chat_tests_pass_against_a_backend_that_implements_chat(backend: str) -> None:
+    result = cli("test", "scenarios/chat.mock", "--target", backend)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^5 passed, 0 failed", result.stdout, re.M)
+
+
+@pytest.mark.parametrize("backend", [True], indirect=True, ids=["differs"])
+def test_the_chat_tests_fail_against_a_backend_that_differs(backend: str) -> None:
+    result = cli("test", "scenarios/chat.mock", "--target", backend)
+    assert result.returncode == 1
+    out = result.stdout
+    assert "FAIL  scenarios/chat.mock::joining is announced to the others in the chat" in out
+    assert '      at msg.username: missing (expected "Bob")' in out
+    assert re.search(r"^3 passed, 2 failed", out, re.M)
+
+
+def test_junit_xml_lists_every_test_with_its_failure(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, CHAT_ROUTE + """
+test "ok" { connect a to /ws/chat  a expect { type: "connected" } }
+test "bad" { connect a to /ws/chat  a expect { type: "nope" } within 100ms }
+""")
+    report = tmp_path / "reports" / "junit.xml"  # the folder is made
+    status, _ = run_tests(capsys, path, "--junit", str(report))
+    assert status == 1
+    root = ET.parse(report).getroot()
+    assert (root.tag, root.get("tests"), root.get("failures")) == ("testsuites", "2", "1")
+    (suite,) = root.findall("testsuite")
+    assert (suite.get("name"), suite.get("tests"), suite.get("failures")) == (path, "2", "1")
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert cases["ok"].find("failure") is None
+    failure = cases["bad"].find("failure")
+    assert failure is not None
+    assert failure.get("message") == "a did not receive the expected message within 100ms"
+    assert f"{path}:12:37: error:" in (failure.text or "")
+    assert cases["bad"].get("line") == "12"
+
+
+# ---- steps ---------------------------------------------------------------------------------
+
+def test_capture_feeds_later_steps_and_paths(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, """
+route /ws/game/:gameId {
+  on connect { send { type: "in-game", game: params.gameId, token: query.token } }
+}
+route /ws/lobby {
+  on connect { send { type: "game-created", gameId: id("game") } }
+}
+test "join the game the lobby created" strict {
+  connect host to /ws/lobby
+  host expect { type: "game-created" } capture gameId = msg.gameId
+  connect player to "/ws/game/${gameId}" query { token: "t-${gameId}" }
+  player expect { type: "in-game", game: gameId, token: "t-${gameId}" }
+}
+""")
+    status, out = run_tests(capsys, path)
+    assert status == 0, out
+
+
+def test_headers_and_subprotocols_reach_the_server(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, """
+route /ws {
+  origins ["http://app.test"]
+  on connect { send { agent: headers["x-agent"], offered: headers["sec-websocket-protocol"] } }
+}
+test "allowed origin" {
+  connect a to /ws headers { Origin: "http://app.test", "X-Agent": "t" } protocols ["v1", "v2"]
+  a expect { agent: "t", offered: "v1, v2" }
+}
+test "other origin" {
+  connect a to /ws headers { Origin: "http://evil.test" } expect reject 403
+}
+""")
+    status, out = run_tests(capsys, path)
+    assert status == 0, out
+
+
+def test_close_codes_and_reasons_are_checked(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, """
+route /ws {
+  auth { reject 4001 "No token" unless query.token  accept {} }
+  on message { close 4000 "bye" }
+}
+test "right" {
+  connect a to /ws
+  a expect close 4001 "No token"
+  connect b to /ws query { token: "x" }
+  b send "anything"
+  b expect close 4000
+}
+test "wrong code" {
+  connect a to /ws
+  a expect close 4002 "No token"
+}
+test "wrong reason" {
+  connect a to /ws
+  a expect close 4001 "Bad token"
+}
+test "no close" {
+  connect a to /ws query { token: "x" }
+  a expect close within 200ms
+}
+""")
+    status, out = run_tests(capsys, path)
+    assert status == 1
+    assert "PASS  " + path + "::right" in out
+    assert "a's connection closed (code 4001, reason \"No token\"), not as expected" in out
+    assert "    expected code 4002, received 4001" in out
+    assert '    expected reason "Bad token", received "No token"' in out
+    assert "a's connection did not close within 200ms" in out
+    assert "1 passed, 3 failed" in out
+
+
+def test_a_client_can_close_and_others_see_it(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, """
+route /ws {
+  on connect { join "all" }
+  on close { broadcast { type: "left", code: code, reason: reason } to "all" }
+}
+test "close with a code" {
+  connect a to /ws
+  connect b to /ws
+  a close 4100 "done"
+  b expect { type: "left", code: 4100, reason: "done" }
+}
+""")
+    status, out = run_tests(capsys, path)
+    assert status == 0, out
+
+
+def test_http_rejections(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, """
+route /ws {
+  auth { reject http 401 "Login first" unless query.token  accept {} }
+}
+test "rejected as expected" { connect a to /ws expect reject 401 }
+test "other status" { connect a to /ws expect reject 403 }
+test "not rejected" { connect a to /ws query { token: "t" } expect reject 401 }
+test "unexpectedly rejected" { connect a to /ws }
+""")
+    status, out = run_tests(capsys, path)
+    assert status == 1
+    assert "    expected HTTP 403, got HTTP 401 'Login first'" in out
+    assert "a connected, but the server was expected to refuse the handshake with HTTP 401" in out
+    assert "    expected the connection to open, got HTTP 401 'Login first'" in out
+    assert "1 passed, 3 failed" in out
+
+
+def test_strict_tests_allow_no_unexpected_message(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    body = """
+test "skips" {
+  connect a to /ws/chat
+  a send { type: "hello" }
+  a expect { type: "hi-again" }
+}
+test "in order" strict {
+  connect a to /ws/chat
+  a expect { type: "connected" }
+  a send { type: "hello" }
+  a expect { type: "hi-again" }
+}
+test "left unread" strict {
+  connect a to /ws/chat
+  a expect { type: "connected" }
+  a send { type: "hello" }
+  a expect { type: "hi" }
+  wait 100ms
+}
+"""
+    status, out = run_tests(capsys, scenario(tmp_path, CHAT_ROUTE + body))
+    assert status == 1
+    assert "PASS  " in out and "::skips" in out
+    assert "a received another message than expected (strict test)" in out
+    assert '    received {"type": "hi"}' in out
+    assert "a has messages no step expected (strict test)" in out
+    assert '    received {"type": "hi-again"}' in out
+    assert "1 passed, 2 failed" in out
+
+
+def test_expect_no_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = """
+test "quiet" {
+  connect a to /ws/chat
+  a expect { type: "connected" }
+  a expect no message for 100ms
+}
+test "not quiet" {
+  connect a to /ws/chat
+  a expect { type: "connected" }
+  a send { type: "hello" }
+  a expect no message for 300ms
+}
+"""
+    status, out = run_tests(capsys, scenario(tmp_path, CHAT_ROUTE + body))
+    assert status == 1
+    assert "a received a message within 300ms, where none was expected" in out
+    assert '    received {"type": "hi"}' in out
+    assert "1 passed, 1 failed" in out
+
+
+# ---- servers that misbehave ----------------------------------------------------------------
+
+def test_a_server_that_never_answers_fails_at_the_timeout(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A socket that listens and never accepts: TCP connects, the handshake never ends."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        path = scenario(tmp_path, """
+test "hangs" { connect a to /ws within 300ms }
+test "also hangs" { connect a to /ws within 300ms }
+""")
+        started = time.monotonic()
+        status, out = run_tests(capsys, path, "--target", f"ws://127.0.0.1:{port}",
+                                "--jobs", "2")
+        elapsed = time.monotonic() - started
+    assert status == 1
+    assert f"a could not connect to ws://127.0.0.1:{port}/ws within 300ms" in out
+    assert "0 passed, 2 failed" in out
+    assert elapsed < 10 * UNIT
+
+
+def test_the_whole_test_is_bounded_by_timeout(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, CHAT_ROUTE + 'test "slow" { wait 10s }\n')
+    status, out = run_tests(capsys, path, "--timeout", "0.3")
+    assert status == 1
+    assert "the test did not finish within 300ms" in out
+
+
+def test_nothing_listening(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, not listening: connections are refused
+        path = scenario(tmp_path, 'test "t" { connect a to /ws }\n')
+        status, out = run_tests(capsys, path, "--target", f"ws://127.0.0.1:{port}")
+    assert status == 1
+    assert f"a could not connect to ws://127.0.0.1:{port}/ws:" in out
+
+
+def test_tests_run_concurrently_each_against_a_fresh_mock(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Eight strict tests join the same room: with a mock each they cannot hear one another,
+    and side by side they take about as long as one."""
+    tests = "\n".join(f"""
+test "t{i}" strict {{
+  connect a to /ws/chat
+  a expect {{ type: "connected" }}
+  connect b to /ws/chat
+  b expect {{ type: "connected" }}
+  a send {{ type: "join", username: "a" }}
+  b send {{ type: "join", username: "b{i}" }}
+  a expect {{ type: "user-joined", username: "b{i}" }}
+  wait 500ms
+}}""" for i in range(8))
+    started = time.monotonic()
+    status, out = run_tests(capsys, scenario(tmp_path, CHAT_ROUTE + tests))
+    elapsed = time.monotonic() - started
+    assert status == 0, out
+    assert "8 passed, 0 failed" in out
+    assert elapsed < 3.5 * UNIT  # one at a time: over 4 s
+
+
+# ---- the command itself --------------------------------------------------------------------
+
+def test_filter_selects_tests(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out = run_tests(capsys, "scenarios", "-k", "token")
+    assert status == 0, out
+    assert "3 passed, 0 failed" in out
+    assert all("private.mock::" in line for line in out.splitlines()
+               if line.startswith("PASS"))
+
+
+def test_no_tests_is_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out = run_tests(capsys, scenario(tmp_path, CHAT_ROUTE))
+    assert status == 1
+    assert "no tests in 1 file" in out
+
+
+def test_a_file_with_errors_is_not_run(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, CHAT_ROUTE + 'test "t" { bob send 1 }\n')
+    status, out = run_tests(capsys, path)
+    assert status == 1
+    assert f"{path}:10:12: error: client 'bob' is not connected here" in out
+    assert "not testing: 1 error" in out
+
+
+def test_a_file_of_tests_only_needs_a_target(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, 'test "t" { connect a to /ws }\n')
+    status, out = run_tests(capsys, path)
+    assert status == 1
+    assert "this file has no routes to test: run its tests against a server with --target" in out
+
+
+def test_target_must_be_a_websocket_url() -> None:
+    result = cli("test", "scenarios", "--target", "http://localhost:8080")
+    assert result.returncode == 2
+    assert "must be a ws:// or wss:// URL" in result.stderr
