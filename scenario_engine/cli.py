@@ -89,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
                       "whose state the tests share)")
     test.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
                       help="most time one test may take (default 60)")
+    test.add_argument("--format", choices=("text", "github"), default="text",
+                      help="github: also print failures as GitHub Actions annotations")
     test.set_defaults(run=_test)
 
     serve = commands.add_parser("serve", help="serve scenario files as a WebSocket server")
@@ -201,7 +203,8 @@ def _test(args: argparse.Namespace) -> int:
     from .testrun import run_test_command
 
     return run_test_command(args.paths, target=args.target, junit=args.junit,
-                            name_filter=args.filter, jobs=args.jobs, timeout=args.timeout)
+                            name_filter=args.filter, jobs=args.jobs, timeout=args.timeout,
+                            github=args.format == "github")
 
 
 def _ws_url(text: str) -> str:

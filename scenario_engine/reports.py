@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from dataclasses import replace
 from itertools import groupby
 
+from .errors import ScenarioError
 from .runner import TestResult
 
-__all__ = ["failure_text", "junit_xml", "result_line", "summary_line"]
+__all__ = ["failure_annotation", "failure_text", "junit_xml", "result_line", "summary_lines"]
 
 
 def result_line(result: TestResult) -> str:
@@ -31,16 +33,33 @@ def failure_text(result: TestResult) -> str:
     """The failure of a failed test: the step's position, the source line, the evidence."""
     failure = result.outcome.failure
     assert failure is not None
-    case = result.case
-    error = case.loaded.source.error_at(case.span(failure.pointer), failure.message)
-    lines = [error.format_text()]
+    lines = [_failure_error(result).format_text()]
     lines.extend(f"    {detail}" for detail in failure.details)
     return "\n".join(lines)
 
 
-def summary_line(results: Sequence[TestResult], seconds: float) -> str:
+def failure_annotation(result: TestResult) -> str:
+    """The failure as a GitHub Actions workflow command: an annotation on the step's line."""
+    failure = result.outcome.failure
+    assert failure is not None
+    error = _failure_error(result)
+    text = "\n".join([error.message, f"in test: {result.case.name}", *failure.details])
+    return replace(error, message=text, hint=None).format_github()
+
+
+def _failure_error(result: TestResult) -> ScenarioError:
+    failure = result.outcome.failure
+    assert failure is not None
+    case = result.case
+    return case.loaded.source.error_at(case.span(failure.pointer), failure.message)
+
+
+def summary_lines(results: Sequence[TestResult], seconds: float) -> list[str]:
+    """How long the run took, then the verdict alone on the last line, for scripts to read."""
     passed = sum(1 for r in results if r.passed)
-    return f"{passed} passed, {len(results) - passed} failed in {seconds:.2f}s"
+    count = len(results)
+    return [f"ran {count} test{'' if count == 1 else 's'} in {seconds:.2f}s",
+            f"{passed} passed, {count - passed} failed"]
 
 
 def junit_xml(results: Sequence[TestResult]) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import ScenarioError
 from .loader import UsageError, load_paths
-from .reports import failure_text, junit_xml, result_line, summary_line
+from .reports import failure_annotation, failure_text, junit_xml, result_line, summary_lines
 from .runner import TestResult, collect, run_tests
 
 __all__ = ["run_test_command"]
@@ -18,13 +18,16 @@ __all__ = ["run_test_command"]
 
 def run_test_command(paths: Sequence[str], target: str | None = None, junit: str | None = None,
                      name_filter: str | None = None, jobs: int | None = None,
-                     timeout: float = 60.0) -> int:
-    """0 if every test passed; 1 if one failed, a scenario has errors, or there are none."""
+                     timeout: float = 60.0, github: bool = False) -> int:
+    """0 if every test passed; 1 if one failed, a scenario has errors, or there are none.
+    ``github``: also print each failure as a GitHub Actions annotation on the step's line."""
     loaded, errors, count = load_paths(paths)
     if errors:
         for error in sorted(set(errors), key=ScenarioError.sort_key):
             print(error.format_text(), file=sys.stderr)
             print(file=sys.stderr)
+            if github:
+                print(error.format_github())
         print(f"not testing: {len(errors)} error{'' if len(errors) == 1 else 's'}",
               file=sys.stderr)
         return 1
@@ -46,8 +49,10 @@ def run_test_command(paths: Sequence[str], target: str | None = None, junit: str
     for result in failed:
         print(f"\n--- {result.case.title}")
         print(failure_text(result))
+        if github:
+            print(failure_annotation(result))
     print()
-    print(summary_line(results, elapsed))
+    print("\n".join(summary_lines(results, elapsed)))
     if junit is not None:
         try:
             # As pytest's --junitxml: CI steps name a reports/ folder that may not exist yet.

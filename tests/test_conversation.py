@@ -82,7 +82,7 @@ def test_every_example_scenario_has_tests_and_they_pass() -> None:
     files = {re.match(r"PASS  (\S+)::", line).group(1) for line in lines}  # type: ignore[union-attr]
     examples = {f"scenarios/{p.name}" for p in SCENARIOS.iterdir() if p.suffix == ".mock"}
     assert files == examples  # chat.yaml is chat.mock in another spelling: run once
-    assert re.search(rf"^{len(lines)} passed, 0 failed in ", result.stdout, re.M)
+    assert result.stdout.endswith(f"\n{len(lines)} passed, 0 failed\n")
 
 
 def test_a_wrong_expectation_fails_with_a_diff_and_exit_1(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ test "wrong" {
     assert '    expected {"type": "user-joined", "username": "Alicia"}' in out
     assert '    received {"type": "user-joined", "username": "Bob"}' in out
     assert '      at msg.username: expected "Alicia", received "Bob"' in out
-    assert re.search(r"^1 passed, 1 failed in \d+\.\d\ds$", out, re.M)
+    assert re.search(r"^ran 2 tests in \d+\.\d\ds\n1 passed, 1 failed\n\Z", out, re.M)
 
 
 def test_the_chat_tests_pass_against_a_backend_that_implements_chat(backend: str) -> None:
@@ -128,6 +128,22 @@ def test_the_chat_tests_fail_against_a_backend_that_differs(backend: str) -> Non
     assert "FAIL  scenarios/chat.mock::joining is announced to the others in the chat" in out
     assert '      at msg.username: missing (expected "Bob")' in out
     assert re.search(r"^3 passed, 2 failed", out, re.M)
+
+
+def test_github_format_annotates_the_failing_step(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, CHAT_ROUTE + """
+test "bad" {
+  connect a to /ws/chat
+  a expect { type: "nope" } within 100ms
+}
+""")
+    status, out = run_tests(capsys, path, "--format", "github")
+    assert status == 1
+    (annotation,) = [line for line in out.splitlines() if line.startswith("::error ")]
+    assert annotation.startswith(f"::error file={path},line=13,col=3,endColumn=41::a did not "
+                                 "receive the expected message within 100ms%0Ain test: bad%0A"
+                                 'expected {"type": "nope"}%0Areceived {"type": "connected"')
 
 
 def test_junit_xml_lists_every_test_with_its_failure(tmp_path: Path,
