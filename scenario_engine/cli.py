@@ -144,7 +144,7 @@ def _check(args: argparse.Namespace) -> int:
             bad = len({e.file for e in errors})
             print(f"{len(errors)} error{'' if len(errors) == 1 else 's'} in {bad} of {files}")
         else:
-            routes = sum(len(one.ir["routes"]) for one in loaded)
+            routes = sum(len(one.ir.get("routes", [])) for one in loaded)
             tests = sum(len(one.ir.get("tests", [])) for one in loaded)
             summary = f"ok: {files}, {routes} route{'' if routes == 1 else 's'}"
             if tests:

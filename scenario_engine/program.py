@@ -358,7 +358,7 @@ def compile_program(files: Sequence[Loaded]) -> Program:
                 raise ActionError(str(err), where) from None
         compiler = _Compiler(loaded, file_constants)
         prefix = loaded.ir.get("prefix", "")
-        for i, route_ir in enumerate(loaded.ir["routes"]):
+        for i, route_ir in enumerate(loaded.ir.get("routes", [])):
             route = compiler.route(len(routes), route_ir, prefix, f"/routes/{i}")
             route.constants = file_constants
             routes.append(route)

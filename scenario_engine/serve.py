@@ -68,6 +68,10 @@ def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,
     except ActionError as err:
         print(failure_text(err), file=sys.stderr)
         return 1
+    if not program.routes:
+        print("not serving: the files define no routes (only tests, which "
+              "'scenario-engine test --target URL' runs against a server)", file=sys.stderr)
+        return 1
     context = None
     if certfile is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -424,12 +424,31 @@ def test_a_file_with_errors_is_not_run(tmp_path: Path,
     assert "not testing: 1 error" in out
 
 
-def test_a_file_of_tests_only_needs_a_target(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    path = scenario(tmp_path, 'test "t" { connect a to /ws }\n')
+CONTRACT = """\
+# A contract for the chat backend: tests only, no routes.
+tests:
+  - name: join
+    steps:
+      - { connect: alice, path: /api/ws/chat }
+      - { connect: bob, path: /api/ws/chat }
+      - { client: alice, send: { type: join, username: Alice } }
+      - { client: bob, send: { type: join, username: Bob } }
+      - { client: alice, expect: { type: user-joined, username: Bob } }
+"""
+
+
+def test_a_file_of_tests_only_runs_against_a_target(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str) -> None:
+    path = scenario(tmp_path, CONTRACT, "contract.yaml")
+    assert cli("check", path).stdout == "ok: 1 file, 0 routes, 1 test\n"
+    status, out = run_tests(capsys, path, "--target", backend)
+    assert status == 0, out
     status, out = run_tests(capsys, path)
     assert status == 1
     assert "this file has no routes to test: run its tests against a server with --target" in out
+    served = cli("serve", path, "--port", "0")
+    assert served.returncode == 1
+    assert "not serving: the files define no routes" in served.stderr
 
 
 def test_target_must_be_a_websocket_url() -> None:

@@ -222,7 +222,7 @@ def test_missing_required_key() -> None:
         "  hint: for example 'path: /ws/chat'"
     )
     assert str(yaml_errors("prefix: /api\n")[0]) == (
-        "s.yaml:1:1: error: missing required key 'routes' in scenario"
+        "s.yaml:1:1: error: missing required key 'routes' or 'tests' in scenario"
     )
 
 
