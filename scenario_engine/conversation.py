@@ -328,11 +328,11 @@ class _Conversation:
         timeout = _duration(step, "within", DEFAULT_EXPECT_TIMEOUT)
         deadline = asyncio.get_running_loop().time() + timeout
         passed_over: list[Any] = []
-        wanted = []
-        if "code" in body:
-            wanted.append(str(body["code"]))
-        if "reason" in body:
-            wanted.append(json.dumps(to_text(self.value(body["reason"]))))
+        code: int | None = body.get("code")
+        reason = to_text(self.value(body["reason"])) if "reason" in body else None
+        wanted = [str(code)] if code is not None else []
+        if reason is not None:
+            wanted.append(json.dumps(reason))
         expected_text = "close " + " ".join(wanted) if wanted else "a close"
         while True:
             try:
@@ -351,13 +351,11 @@ class _Conversation:
                                       "close (strict test)",
                                       [f"expected {expected_text}", f"received {show(item)}"]))
         problems = []
-        if "code" in body and item.code != body["code"]:
-            problems.append(f"expected code {body['code']}, received {item.code}")
-        if "reason" in body:
-            reason = to_text(self.value(body["reason"]))
-            if item.reason != reason:
-                problems.append(f"expected reason {json.dumps(reason)}, received "
-                                f"{json.dumps(item.reason)}")
+        if code is not None and item.code != code:
+            problems.append(f"expected code {code}, received {item.code}")
+        if reason is not None and item.reason != reason:
+            problems.append(f"expected reason {json.dumps(reason)}, received "
+                            f"{json.dumps(item.reason)}")
         if problems:
             raise _Failed(Failure(pointer, f"{client.name}'s connection closed "
                                   f"({_close_text(item.code, item.reason)}), not as expected",

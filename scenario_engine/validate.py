@@ -421,16 +421,7 @@ class _Checker:
     def expectation(self, value: Any, pointer: str, scope: _Scope) -> None:
         """An expected message: a template in which 'any' and matches(…) stand for a whole
         value (a key's value or an array item), never for part of one."""
-        expect_scope = _Scope("expect", scope.names)
-        for where, text in template_strings(value, pointer):
-            try:
-                found = embedded_expressions(text)
-            except ExpressionSyntaxError as err:
-                self.error(where, err.message, err.hint, err.start, err.end - err.start, text)
-                continue
-            for embedded in found:
-                self.names(embedded.expr, embedded.offset, text, where, expect_scope)
-                self.matchers(embedded, text, where)
+        self.template(value, pointer, _Scope("expect", scope.names), expected=True)
 
     def matchers(self, embedded: Embedded, text: str, pointer: str) -> None:
         top = embedded.expr
@@ -461,7 +452,8 @@ class _Checker:
             return
         self.names(expr, 0, text, pointer, scope)
 
-    def template(self, value: Any, pointer: str, scope: _Scope) -> None:
+    def template(self, value: Any, pointer: str, scope: _Scope, expected: bool = False) -> None:
+        """``expected``: the template is an expected message, where matchers are allowed."""
         for where, text in template_strings(value, pointer):
             try:
                 found = embedded_expressions(text)
@@ -470,6 +462,8 @@ class _Checker:
                 continue
             for embedded in found:
                 self.names(embedded.expr, embedded.offset, text, where, scope)
+                if expected:
+                    self.matchers(embedded, text, where)
 
     def names(self, expr: Expr, offset: int, text: str, pointer: str, scope: _Scope) -> None:
         visible = set(_ROOTS_BY_CONTEXT[scope.context]) | scope.names
