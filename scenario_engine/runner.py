@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .conversation import DEFAULT_TEST_TIMEOUT, Failure, Outcome, run_conversation
+from .journal import Journal
 from .program import ActionError, Program, compile_program
 from .server import ScenarioServer
 from .source import Span
@@ -23,6 +24,8 @@ __all__ = ["DEFAULT_JOBS", "TestCase", "TestResult", "collect", "run_tests"]
 
 #: Tests run at once against their own mocks: each is mostly waiting, so more than the CPUs.
 DEFAULT_JOBS = 8
+#: Events a test's mock keeps: a test is short, and only its errors are read.
+_JOURNAL_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -98,10 +101,11 @@ async def run_tests(cases: Sequence[TestCase], target: str | None = None,
             on_result(result)
         return result
 
-    # A test's mock logs as `serve` does; in a test run only its errors are worth showing.
+    # A test's mock logs as `serve` does; in a test run its errors reach the failure report
+    # through the journal instead, so nothing is printed between the results.
     logger = logging.getLogger("scenario_engine")
     level = logger.level
-    logger.setLevel(max(level, logging.ERROR))
+    logger.setLevel(logging.CRITICAL)
     try:
         return list(await asyncio.gather(*(run_one(case) for case in cases)))
     finally:
@@ -128,9 +132,17 @@ async def _run_against_mock(case: TestCase, programs: dict[int, Program | Action
     program = programs[key]
     if isinstance(program, ActionError):
         return Outcome(Failure(case.pointer, f"the scenario cannot be served: {program}"), 0.0)
-    server = ScenarioServer(program, "127.0.0.1", 0)
+    # The journal is read only for the mock's errors: a failure then says why the mock did
+    # what it did (a handler that failed and closed with 1011, at its file:line).
+    journal = Journal(_JOURNAL_SIZE)
+    server = ScenarioServer(program, "127.0.0.1", 0, journal=journal)
     await server.start()
     try:
-        return await _run_against(case, f"ws://127.0.0.1:{server.port}", timeout)
+        outcome = await _run_against(case, f"ws://127.0.0.1:{server.port}", timeout)
     finally:
         await server.close()
+    if outcome.failure is not None:
+        outcome.failure.details.extend(
+            f"the mock reported: {event['location']}: {event['message']}"
+            for event in journal.events() if event["event"] == "error")
+    return outcome

@@ -426,7 +426,7 @@ class ScenarioServer:
             elif isinstance(effect, Broadcast):
                 self.deliver(effect.targets, effect.data)
             elif isinstance(effect, Log):
-                _log(effect)
+                self._log(effect)
             elif isinstance(effect, Close):
                 await ws.close(effect.code, effect.reason)
                 return False
@@ -443,7 +443,7 @@ class ScenarioServer:
             if isinstance(effect, Broadcast):
                 self.deliver(effect.targets, effect.data)
             elif isinstance(effect, Log):
-                _log(effect)
+                self._log(effect)
 
     def deliver(self, targets: Collection[Connection], data: str | bytes) -> int:
         """Write one message to each target, encoded once, as websockets.broadcast() does;
@@ -455,11 +455,15 @@ class ScenarioServer:
         """
         payload = data.encode() if isinstance(data, str) else data
         is_text = isinstance(data, str)
-        journal = self.journal
-        # The ids written to, for the journal only: nothing is collected when it is off.
-        written: list[str] | None = None if journal is None else []
+        if self.journal is not None:
+            # Recorded before anything is written: once a client has the message, whoever
+            # reads the journal finds it there.
+            ready = [conn.id for conn in targets if _writable(conn.socket)]
+            if ready:
+                self.journal.record("out", connections=ready, **payload_fields(data))
         count = 0
         for conn in targets:
+            # The checks of _writable, inline: this loop runs once per message and recipient.
             ws: ServerConnection | None = conn.socket
             if ws is None or ws.protocol.state is not State.OPEN:
                 continue
@@ -477,11 +481,15 @@ class ScenarioServer:
                 logger.warning("could not write to %s: %s", conn.id, err)
                 continue
             count += 1
-            if written is not None:
-                written.append(conn.id)
-        if journal is not None and written:
-            journal.record("out", connections=written, **payload_fields(data))
         return count
+
+    def _log(self, effect: Log) -> None:
+        """Log a scenario's log line or handler failure; failures go to the journal too, so
+        that whoever reads it (a test run, the admin API) sees why a connection closed 1011."""
+        _log(effect)
+        if effect.error and self.journal is not None:
+            self.journal.record("error", connection=effect.conn.id if effect.conn else None,
+                                location=effect.location, message=effect.message)
 
     def connected_at(self, conn: Connection) -> float:
         """When the connection opened (time.time()); 0.0 once it is closed."""
@@ -529,6 +537,12 @@ class ScenarioServer:
         except TimeoutError:
             ws.transport.abort()
 
+
+
+def _writable(ws: ServerConnection | None) -> bool:
+    """Whether ``deliver`` writes to this client: open, and not over MAX_PENDING_OUTPUT."""
+    return (ws is not None and ws.protocol.state is State.OPEN
+            and not (ws.paused and ws.transport.get_write_buffer_size() > MAX_PENDING_OUTPUT))
 
 
 def _log(effect: Log) -> None:

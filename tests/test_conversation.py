@@ -282,6 +282,27 @@ test "unexpectedly rejected" { connect a to /ws }
     assert "1 passed, 3 failed" in out
 
 
+def test_a_failure_says_what_went_wrong_in_the_mock(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, """
+route /ws {
+  on message type "deep" { send { v: msg.a.b } }
+}
+test "handler fails" {
+  connect a to /ws
+  a send { type: "deep" }
+  a expect { v: 1 }
+}
+""")
+    status, out = run_tests(capsys, path)
+    assert status == 1
+    assert ('a\'s connection closed (code 1011, reason "Internal error") before the expected '
+            "message came") in out
+    assert (f"    the mock reported: {path}:3:28: handler failed: cannot read 'b' of null"
+            in out)
+    assert out.count("handler failed") == 1  # in the report, not also as a log line
+
+
 def test_strict_tests_allow_no_unexpected_message(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     body = """
