@@ -141,7 +141,7 @@ def _decode(message: str | bytes) -> Any:
     if isinstance(message, str):
         try:
             return json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to be data
             return message
     return message
 

@@ -156,7 +156,10 @@ def _compare(expected: Any, received: Any, path: str, found: list[str]) -> None:
 
 def show(value: Any) -> str:
     """A value as compact JSON for a report (matchers as written, long values cut)."""
-    text = _shown(value)
+    try:
+        text = _shown(value)
+    except RecursionError:  # a message nested deeper than a report can walk
+        return "<nested too deep to show>"
     return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
 
 

@@ -65,3 +65,10 @@ def test_a_pattern_computed_at_run_time_is_checked() -> None:
         expected({"g": "${matches(p)}"}, p="(")
     with pytest.raises(EvaluationError, match="matches\\(\\) takes a string"):
         expected({"g": "${matches(p)}"}, p=5)
+
+
+def test_a_message_too_deep_to_show_is_named_so() -> None:
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert show(deep) == "<nested too deep to show>"
