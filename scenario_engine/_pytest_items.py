@@ -18,7 +18,7 @@ import pytest
 from .errors import ScenarioError
 from .loader import load_file
 from .reports import failure_text
-from .runner import TestCase, TestResult, collect, run_tests
+from .runner import RunOptions, TestCase, TestResult, collect, run_tests
 
 __all__ = ["ScenarioFile", "ScenarioTest"]
 
@@ -45,8 +45,8 @@ class ScenarioTest(pytest.Item):
         self.result: TestResult | None = None
 
     def runtest(self) -> None:
-        target = self.config.getoption("scenario_target")
-        (self.result,) = asyncio.run(run_tests([self.case], target))
+        options = RunOptions(target=self.config.getoption("scenario_target"))
+        (self.result,) = asyncio.run(run_tests([self.case], options))
         if not self.result.passed:
             raise ScenarioTestFailed(failure_text(self.result))
 

@@ -10,10 +10,11 @@ import argparse
 import ipaddress
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from .errors import ScenarioError
 from .loader import UsageError, load_file, load_paths, scenario_files
@@ -91,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="most time one test may take (default 60)")
     test.add_argument("--format", choices=("text", "github"), default="text",
                       help="github: also print failures as GitHub Actions annotations")
+    test.add_argument("--set", action="append", type=_assignment, default=[],
+                      metavar="NAME=VALUE",
+                      help="replace a top-level constant as the tests see it (VALUE is JSON, "
+                      "or else text): values only the --target server knows, such as tokens")
+    test.add_argument("--insecure", action="store_true",
+                      help="accept any certificate from a wss:// target (self-signed staging "
+                      "servers); SSL_CERT_FILE=ca.pem trusts one CA instead")
     test.set_defaults(run=_test)
 
     serve = commands.add_parser("serve", help="serve scenario files as a WebSocket server")
@@ -200,11 +208,23 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 
 def _test(args: argparse.Namespace) -> int:
+    from .runner import RunOptions
     from .testrun import run_test_command
 
-    return run_test_command(args.paths, target=args.target, junit=args.junit,
-                            name_filter=args.filter, jobs=args.jobs, timeout=args.timeout,
+    options = RunOptions(target=args.target, jobs=args.jobs, timeout=args.timeout,
+                         overrides=dict(args.set), insecure=args.insecure)
+    return run_test_command(args.paths, options, junit=args.junit, name_filter=args.filter,
                             github=args.format == "github")
+
+
+def _assignment(text: str) -> tuple[str, Any]:
+    name, equals, value = text.partition("=")
+    if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value  # not JSON: the text itself
 
 
 def _ws_url(text: str) -> str:

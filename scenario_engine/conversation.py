@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -148,10 +149,11 @@ def _decode(message: str | bytes) -> Any:
 
 class _Conversation:
     def __init__(self, test: dict[str, Any], pointer: str, base_url: str,
-                 constants: Context) -> None:
+                 constants: Context, tls: ssl.SSLContext | None) -> None:
         self.test = test
         self.pointer = pointer
         self.base_url = base_url
+        self.tls = tls
         self.strict = bool(test.get("strict", False))
         self.ctx: Context = dict(constants)
         self.clients: dict[str, _Client] = {}
@@ -191,6 +193,8 @@ class _Conversation:
             raise _Failed(Failure(pointer, "headers must be an object and protocols an array"))
         timeout = _duration(step, "within", DEFAULT_CONNECT_TIMEOUT)
         expected_status = step.get("expectReject")
+        # websockets takes ssl=None as "no TLS", which a wss:// URL refuses: only pass it set.
+        tls: dict[str, Any] = {} if self.tls is None else {"ssl": self.tls}
         previous = self.clients.pop(name, None)
         if previous is not None:
             await previous.shutdown()
@@ -201,7 +205,7 @@ class _Conversation:
                     additional_headers={str(k): to_text(v) for k, v in headers.items()},
                     subprotocols=[Subprotocol(to_text(p)) for p in protocols] or None,
                     open_timeout=None, ping_interval=None, close_timeout=_CLOSE_TIMEOUT,
-                    max_size=_MAX_MESSAGE)
+                    max_size=_MAX_MESSAGE, **tls)
         except InvalidStatus as err:
             status = err.response.status_code
             if expected_status == status:
@@ -399,10 +403,11 @@ def _close_text(code: int | None, reason: str | None) -> str:
 
 
 async def run_conversation(test: dict[str, Any], pointer: str, base_url: str,
-                           constants: Context,
-                           timeout: float = DEFAULT_TEST_TIMEOUT) -> Outcome:
-    """Run one test (its IR at ``pointer``) against the server at ``base_url``."""
-    conversation = _Conversation(test, pointer, base_url, constants)
+                           constants: Context, timeout: float = DEFAULT_TEST_TIMEOUT,
+                           tls: ssl.SSLContext | None = None) -> Outcome:
+    """Run one test (its IR at ``pointer``) against the server at ``base_url``; ``tls``:
+    the TLS settings for a wss:// server (None: the system's defaults)."""
+    conversation = _Conversation(test, pointer, base_url, constants, tls)
     started = time.perf_counter()
     failure: Failure | None = None
     try:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import ssl
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from .conversation import DEFAULT_TEST_TIMEOUT, Failure, Outcome, run_conversation
 from .journal import Journal
@@ -20,7 +22,7 @@ from .server import ScenarioServer
 from .source import Span
 from .validate import Loaded
 
-__all__ = ["DEFAULT_JOBS", "TestCase", "TestResult", "collect", "run_tests"]
+__all__ = ["DEFAULT_JOBS", "RunOptions", "TestCase", "TestResult", "collect", "run_tests"]
 
 #: Tests run at once against their own mocks: each is mostly waiting, so more than the CPUs.
 DEFAULT_JOBS = 8
@@ -82,20 +84,34 @@ def collect(files: Iterable[Loaded], name_filter: str | None = None) -> list[Tes
     return cases
 
 
-async def run_tests(cases: Sequence[TestCase], target: str | None = None,
-                    jobs: int | None = None, timeout: float = DEFAULT_TEST_TIMEOUT,
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run tests: where (``target``, a ws:// or wss:// URL; None: each against its
+    own mock), how many at once, for how long at most, with which constants replaced (as the
+    tests see them: values only the real server knows, such as tokens), and, for wss://
+    targets, whether to skip certificate verification."""
+
+    target: str | None = None
+    jobs: int | None = None
+    timeout: float = DEFAULT_TEST_TIMEOUT
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    insecure: bool = False
+
+
+async def run_tests(cases: Sequence[TestCase], options: RunOptions = RunOptions(),
                     on_result: Callable[[TestResult], None] | None = None) -> list[TestResult]:
-    """Run ``cases`` (against ``target``, a ws:// URL, or each against its own mock); the
-    results come back in the order of ``cases``, and to ``on_result`` as each finishes."""
-    limit = asyncio.Semaphore(jobs or (1 if target is not None else DEFAULT_JOBS))
+    """Run ``cases``; the results come back in the order of ``cases``, and to ``on_result``
+    as each finishes."""
+    target = options.target
+    limit = asyncio.Semaphore(options.jobs or (1 if target is not None else DEFAULT_JOBS))
     programs: dict[int, Program | ActionError] = {}
 
     async def run_one(case: TestCase) -> TestResult:
         async with limit:
             if target is not None:
-                outcome = await _run_against(case, target, timeout)
+                outcome = await _run_against(case, target, options)
             else:
-                outcome = await _run_against_mock(case, programs, timeout)
+                outcome = await _run_against_mock(case, programs, options)
         result = TestResult(case, outcome)
         if on_result is not None:
             on_result(result)
@@ -112,14 +128,24 @@ async def run_tests(cases: Sequence[TestCase], target: str | None = None,
         logger.setLevel(level)
 
 
-async def _run_against(case: TestCase, base_url: str, timeout: float) -> Outcome:
-    constants = case.loaded.constants or {}
+async def _run_against(case: TestCase, base_url: str, options: RunOptions) -> Outcome:
+    constants = {**(case.loaded.constants or {}), **options.overrides}
     test = case.loaded.ir["tests"][case.index]
-    return await run_conversation(test, case.pointer, base_url, constants, timeout)
+    tls = _unverified_tls() if options.insecure and base_url.startswith("wss:") else None
+    return await run_conversation(test, case.pointer, base_url, constants, options.timeout,
+                                  tls)
+
+
+def _unverified_tls() -> ssl.SSLContext:
+    """TLS that accepts any certificate: for staging servers with self-signed ones."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 async def _run_against_mock(case: TestCase, programs: dict[int, Program | ActionError],
-                            timeout: float) -> Outcome:
+                            options: RunOptions) -> Outcome:
     if not case.loaded.ir.get("routes"):
         return Outcome(Failure(case.pointer, "this file has no routes to test: run its tests "
                                "against a server with --target ws://HOST:PORT"), 0.0)
@@ -138,7 +164,7 @@ async def _run_against_mock(case: TestCase, programs: dict[int, Program | Action
     server = ScenarioServer(program, "127.0.0.1", 0, journal=journal)
     await server.start()
     try:
-        outcome = await _run_against(case, f"ws://127.0.0.1:{server.port}", timeout)
+        outcome = await _run_against(case, f"ws://127.0.0.1:{server.port}", options)
     finally:
         await server.close()
     if outcome.failure is not None:

@@ -11,14 +11,13 @@ from pathlib import Path
 from .errors import ScenarioError
 from .loader import UsageError, load_paths
 from .reports import failure_annotation, failure_text, junit_xml, result_line, summary_lines
-from .runner import TestResult, collect, run_tests
+from .runner import RunOptions, TestResult, collect, run_tests
 
 __all__ = ["run_test_command"]
 
 
-def run_test_command(paths: Sequence[str], target: str | None = None, junit: str | None = None,
-                     name_filter: str | None = None, jobs: int | None = None,
-                     timeout: float = 60.0, github: bool = False) -> int:
+def run_test_command(paths: Sequence[str], options: RunOptions, junit: str | None = None,
+                     name_filter: str | None = None, github: bool = False) -> int:
     """0 if every test passed; 1 if one failed, a scenario has errors, or there are none.
     ``github``: also print each failure as a GitHub Actions annotation on the step's line."""
     loaded, errors, count = load_paths(paths)
@@ -31,6 +30,11 @@ def run_test_command(paths: Sequence[str], target: str | None = None, junit: str
         print(f"not testing: {len(errors)} error{'' if len(errors) == 1 else 's'}",
               file=sys.stderr)
         return 1
+    defined = {name for one in loaded for name in (one.constants or {})}
+    for name in options.overrides:
+        if name not in defined:
+            raise UsageError(f"--set {name}: no file defines a constant '{name}' (let {name} = "
+                             "… at the top of a scenario)")
     cases = collect(loaded, name_filter)
     if not cases:
         where = f"matching {name_filter!r} " if name_filter else ""
@@ -43,7 +47,7 @@ def run_test_command(paths: Sequence[str], target: str | None = None, junit: str
         print(result_line(result), flush=True)
 
     started = time.perf_counter()
-    results = asyncio.run(run_tests(cases, target, jobs, timeout, on_result=report))
+    results = asyncio.run(run_tests(cases, options, on_result=report))
     elapsed = time.perf_counter() - started
     failed = [r for r in results if not r.passed]
     for result in failed:

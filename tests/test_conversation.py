@@ -6,6 +6,7 @@ backend in a subprocess, a socket that never answers), and so are the clients th
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -354,6 +356,55 @@ test "not quiet" {
     assert "a received a message within 300ms, where none was expected" in out
     assert '    received {"type": "hi"}' in out
     assert "1 passed, 1 failed" in out
+
+
+def test_set_replaces_constants_as_the_tests_see_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, """
+let users = { "alice-token": { name: "Alice" }, "bob-token": { name: "Bob" } }
+let token = "alice-token"
+let who = { name: "Alice" }
+route /ws {
+  auth { reject 4001 "Invalid token" unless query.token in users  accept users[query.token] }
+  on connect { send { user: auth } }
+}
+test "the token's user" {
+  connect a to /ws query { token: token }
+  a expect { user: who }
+}
+""")
+    status, out = run_tests(capsys, path)
+    assert status == 0, out
+    status, out = run_tests(capsys, path, "--set", "token=bob-token",
+                            "--set", 'who={"name": "Bob"}')
+    assert status == 0, out
+    status, out = run_tests(capsys, path, "--set", "token=bob-token")
+    assert status == 1
+    assert '      at msg.user.name: expected "Alice", received "Bob"' in out
+    assert main(["test", path, "--set", "tokn=x"]) == 2
+    assert "--set tokn: no file defines a constant 'tokn'" in capsys.readouterr().err
+
+
+def test_insecure_accepts_a_self_signed_target(tmp_path: Path, serve: Any) -> None:
+    from test_hostile import self_signed_certificate
+
+    cert, key = self_signed_certificate(tmp_path)
+    path = scenario(tmp_path, CHAT_ROUTE + """
+test "over TLS" {
+  connect a to /ws/chat
+  a expect { type: "connected" }
+}
+""")
+    served = serve(path, extra=("--certfile", str(cert), "--keyfile", str(key)))
+    refused = cli("test", path, "--target", served.base)
+    assert refused.returncode == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.stdout
+    assert cli("test", path, "--target", served.base, "--insecure").returncode == 0
+    trusted = subprocess.run(
+        [sys.executable, "-m", "scenario_engine", "test", path, "--target", served.base],
+        cwd=ROOT, capture_output=True, text=True, timeout=120 * UNIT,
+        env={**os.environ, "SSL_CERT_FILE": str(cert)})
+    assert trusted.returncode == 0, trusted.stdout
 
 
 # ---- servers that misbehave ----------------------------------------------------------------
