@@ -21,23 +21,28 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
-from lark.exceptions import LarkError
 
 from .errors import ScenarioEngineError
+from .source import escape_pointer
 from .strings import Piece, StringSyntaxError, split_literal, split_template
-from .syntax import ArrayLit, Literal, ObjectLit, StringLit, Unary, keywords, parser
+from .syntax import (
+    ArrayLit,
+    Expr,
+    Literal,
+    ObjectLit,
+    StringLit,
+    keywords,
+    name_regex,
+    negative_number,
+    terminal_regex,
+)
+from .templates import ExpressionSyntaxError, parse_expression
 
 __all__ = ["EmitError", "emit_mock", "emit_yaml"]
 
 #: Lines longer than this have their object and array literals broken across lines.
 WIDTH = 90
 _INDENT = "  "
-
-# Terminals of grammar/scenario.lark that the emitter must reproduce.
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PATH = re.compile(r"/[A-Za-z0-9_.~:*%@!$&+,;=\-/]*")
-_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?[A-Za-z]+")
-_STRING = re.compile(r'"([^"\\\n]|\\.)*"|\'([^\'\\\n]|\\.)*\'')
 
 _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b",
                   "\f": "\\f"}
@@ -92,7 +97,7 @@ class _MockWriter:
         constants = ir.get("let") or {}
         _expect(constants, dict, "/let", "'let' is an object of name → value")
         if constants:
-            sections.append([self.let_line(name, value, f"/let/{_pointer_key(name)}", "")
+            sections.append([self.let_line(name, value, f"/let/{escape_pointer(name)}", "")
                              for name, value in constants.items()])
         routes = ir.get("routes", [])
         _expect(routes, list, "/routes", "'routes' is a list")
@@ -139,7 +144,7 @@ class _MockWriter:
         _expect(handlers, dict, pointer + "/on", "'on' is an object of event → handlers")
         for event in handlers:
             if event not in _EVENTS:
-                raise EmitError(f"{pointer}/on/{_pointer_key(event)}",
+                raise EmitError(f"{pointer}/on/{escape_pointer(event)}",
                                 f"unknown event '{event}' (expected one of {', '.join(_EVENTS)})")
         for event in _EVENTS:
             if event not in handlers:
@@ -162,11 +167,11 @@ class _MockWriter:
         _expect(value, str, pointer, "a path is a string")
         # A bare PATH token where the grammar's PATH allows it; anything else (spaces, '#',
         # non-ASCII) as a string literal, which the front end reads without ${} meaning.
-        return value if _PATH.fullmatch(value) else _plain_literal(value)
+        return value if terminal_regex("PATH").fullmatch(value) else _plain_literal(value)
 
     def quantity(self, value: Any, pointer: str) -> str:
         _expect(value, str, pointer, "a duration or size is a string like 10s or 1KB")
-        if not _QUANTITY.fullmatch(value):
+        if not terminal_regex("QUANTITY").fullmatch(value):
             raise EmitError(pointer, f"'{value}' is not a number followed by a unit")
         return str(value)
 
@@ -305,7 +310,7 @@ class _MockWriter:
     def let_line(self, name: Any, value: Any, pointer: str, indent: str,
                  name_pointer: str | None = None, value_pointer: str | None = None) -> str:
         _expect(name, str, name_pointer or pointer, "a name is a string")
-        if not _NAME.fullmatch(name):
+        if not name_regex().fullmatch(name):
             raise EmitError(name_pointer or pointer, f"'{name}' is not a name "
                             "(letters, digits and _, not starting with a digit)")
         return self.statement(indent, f"let {name} = ", value, value_pointer or pointer)
@@ -342,7 +347,7 @@ class _MockWriter:
         client = step.get("client")
         _expect(client, str, pointer + "/client", "a step without 'connect', 'wait' or 'let' "
                 "names its 'client'")
-        if not _NAME.fullmatch(client):
+        if not name_regex().fullmatch(client):
             raise EmitError(pointer + "/client", f"'{client}' is not a name")
         line = f"{indent}{client} "
         if "send" in step:
@@ -363,8 +368,8 @@ class _MockWriter:
             _expect(captured, dict, pointer + "/capture", "'capture' is an object")
             pieces = []
             for name, value in captured.items():
-                where = f"{pointer}/capture/{_pointer_key(name)}"
-                if not _NAME.fullmatch(name):
+                where = f"{pointer}/capture/{escape_pointer(name)}"
+                if not name_regex().fullmatch(name):
                     raise EmitError(where, f"'{name}' is not a name")
                 pieces.append(f"{name} = " + self.template(value, where, 0, indent))
             if pieces:
@@ -388,11 +393,13 @@ class _MockWriter:
             reason = body["reason"]
             _expect(reason, str, where + "/reason", "a test's close reason is a string")
             if "code" not in body:
-                raise EmitError(where, "a close reason in a test needs a code")
-            literal = _literal(split_template(reason), '"') or _literal(
-                split_template(reason), "'")
+                if name == "expectClose":
+                    raise EmitError(where, "an expected close reason needs a code")
+                line += " 1000"  # the grammar has no reason without a code; 1000 is the default
+            literal = _quoted_literal(_template_parts(reason, where + "/reason"))
             if literal is None:
-                raise EmitError(where + "/reason", "no .mock string literal can hold this reason")
+                raise EmitError(where + "/reason", "no .mock string literal can hold this "
+                                "reason (a test's close reason is a string literal)")
             line += " " + literal
         if "within" in step:
             line += " within " + self.quantity(step["within"], pointer + "/within")
@@ -403,12 +410,12 @@ class _MockWriter:
                      "expectReject"), pointer)
         client = step["connect"]
         _expect(client, str, pointer + "/connect", "'connect' is a client name")
-        if not _NAME.fullmatch(client):
+        if not name_regex().fullmatch(client):
             raise EmitError(pointer + "/connect", f"'{client}' is not a name")
         path: str = step.get("path")  # type: ignore[assignment]
         _expect(path, str, pointer + "/path", "a path is a string")
-        written = path if _PATH.fullmatch(path) and "${" not in path else (
-            _literal(split_template(path), '"') or _literal(split_template(path), "'"))
+        written = (path if terminal_regex("PATH").fullmatch(path)
+                   else _quoted_literal(_template_parts(path, pointer + "/path")))
         if written is None:
             raise EmitError(pointer + "/path", "no .mock string literal can hold this path")
         line = f"{indent}connect {client} to {written}"
@@ -485,24 +492,16 @@ class _MockWriter:
 
     @staticmethod
     def members(value: dict[str, Any], pointer: str) -> list[tuple[str, Any, str]]:
-        return [(_key(k, pointer), v, f"{pointer}/{_pointer_key(k)}") for k, v in value.items()]
+        return [(_key(k, pointer), v, f"{pointer}/{escape_pointer(k)}") for k, v in value.items()]
 
     def string(self, value: str, pointer: str, optional: bool) -> str:
-        try:
-            parts = split_template(value)
-        except StringSyntaxError as err:
-            raise EmitError(pointer, f"{err.message} in {value!r}") from None
+        parts = _template_parts(value, pointer)
         if len(parts) == 1 and isinstance(parts[0], Piece):
             text = parts[0].text
             if _bare_ok(text, optional):
                 return text
-        # Double quotes first (the JSON habit), then single quotes: the ${…} pieces are
-        # copied raw, so an expression holding a " can only sit in a '…' literal.
-        for quote in ('"', "'"):
-            literal = _literal(parts, quote)
-            if literal is not None:
-                return literal
-        return self.concatenation(parts, pointer)
+        literal = _quoted_literal(parts)
+        return literal if literal is not None else self.concatenation(parts, pointer)
 
     def concatenation(self, parts: list[str | Piece], pointer: str) -> str:
         """The last resort, for a ${…} no string literal can hold (a line break, or both quote
@@ -543,10 +542,9 @@ def _key(key: Any, pointer: str) -> str:
         raise EmitError(pointer, f"object keys are strings, not {type(key).__name__}")
     # Keywords are fine bare: after '{' or ',' the contextual lexer expects only a NAME or a
     # STRING, so `{ if: 1, on: 2 }` reads back as keys.
-    return key if _NAME.fullmatch(key) else _plain_literal(key)
+    return key if name_regex().fullmatch(key) else _plain_literal(key)
 
 
-@functools.lru_cache(maxsize=4096)
 def _parse_span(text: str) -> tuple[int, int] | None:
     """Where the one expression of ``text`` starts and ends, or None if it is no expression."""
     node = _parse(text)
@@ -571,20 +569,36 @@ def _bare_ok(text: str, optional: bool) -> bool:
         return False
     if isinstance(node, Literal | StringLit | ObjectLit | ArrayLit):
         return False
-    if isinstance(node, Unary) and node.op == "-" and isinstance(node.operand, Literal):
+    if negative_number(node) is not None:
         return False  # -5 reads back as the number -5
     if optional:
-        word = _NAME.match(text)
+        word = name_regex().match(text)
         if word is not None and word.group() in keywords():
             return False
     return True
 
 
-def _parse(text: str) -> Any:
+def _parse(text: str) -> Expr | None:
+    """The expression of ``text`` (parsed once per text, nesting-guarded), or None."""
     try:
-        return parser().parse(text, start="expr")
-    except LarkError:
+        return parse_expression(text)
+    except ExpressionSyntaxError:
         return None
+
+
+def _template_parts(value: str, pointer: str) -> list[str | Piece]:
+    """The text and ``${…}`` pieces of the IR template string at ``pointer``."""
+    try:
+        return split_template(value)
+    except StringSyntaxError as err:
+        raise EmitError(pointer, f"{err.message} in {value!r}") from None
+
+
+def _quoted_literal(parts: list[str | Piece]) -> str | None:
+    """A `.mock` string literal reading back as the template ``parts``, or None: double quotes
+    first (the JSON habit), then single quotes (the ``${…}`` pieces are copied raw, so an
+    expression holding a ``"`` can only sit in a ``'…'`` literal)."""
+    return _literal(parts, '"') or _literal(parts, "'")
 
 
 def _literal(parts: list[str | Piece], quote: str) -> str | None:
@@ -596,7 +610,7 @@ def _literal(parts: list[str | Piece], quote: str) -> str | None:
     body = "".join(_escape(p, quote) if isinstance(p, str) else "${" + p.text + "}"
                    for p in parts)
     raw = quote + body + quote
-    if not _STRING.fullmatch(raw):
+    if not terminal_regex("STRING").fullmatch(raw):
         return None
     try:
         back = split_literal(raw)
@@ -661,10 +675,6 @@ def _only(value: dict[str, Any], keys: tuple[str, ...], pointer: str) -> None:
 def _expect(value: Any, kind: type, pointer: str, message: str) -> None:
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise EmitError(pointer, message)
-
-
-def _pointer_key(key: str) -> str:
-    return key.replace("~", "~0").replace("/", "~1")
 
 
 # ---- YAML -------------------------------------------------------------------------------------

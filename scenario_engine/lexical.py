@@ -13,19 +13,23 @@ from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from .errors import did_you_mean
-from .syntax import parser
+from .syntax import keywords, name_regex, parser
 
-__all__ = ["MAX_NESTING", "describe_syntax_error", "max_nesting"]
+__all__ = ["MAX_NESTING", "brackets_balance", "describe_syntax_error", "max_nesting"]
 
 #: Deepest bracket nesting accepted in a file or an expression; deeper input is an error
 #: (not a RecursionError further down the pipeline).
 MAX_NESTING = 100
 
 _ACTIONS = ("send", "broadcast", "join", "leave", "close", "ping", "pong", "let", "log", "if")
-_ROUTE_ITEMS = ("heartbeat", "compression", "max", "auth", "on")
-_TOP_ITEMS = ("prefix", "let", "route")
+_ROUTE_ITEMS = ("heartbeat", "compression", "max", "origins", "auth", "on")
+_TOP_ITEMS = ("prefix", "let", "route", "test")
 _AUTH_STEPS = ("reject", "accept", "let")
 _EVENTS = ("connect", "message", "close", "error")
+#: A test step that does not start with a client's name.
+_TEST_STEPS = ("connect", "wait", "let")
+#: What may follow a client's name in a test step.
+_CLIENT_STEPS = frozenset({"close", "expect", "send"})
 
 _REGEX_NAMES = {
     "NAME": "a name",
@@ -40,23 +44,25 @@ _REGEX_NAMES = {
 }
 
 
-def _terminal_text(name: str) -> str:
-    if name in _REGEX_NAMES:
-        return _REGEX_NAMES[name]
+def _literal(name: str) -> str | None:
+    """The text of a terminal that is a fixed string (a keyword, punctuation), else None."""
     try:
         pattern = parser().get_terminal(name).pattern
     except KeyError:
-        return name.lower()
-    return f"'{pattern.value}'" if pattern.type == "str" else name.lower()
+        return None
+    return pattern.value if pattern.type == "str" else None
+
+
+def _terminal_text(name: str) -> str:
+    if name in _REGEX_NAMES:
+        return _REGEX_NAMES[name]
+    literal = _literal(name)
+    return f"'{literal}'" if literal is not None else name.lower()
 
 
 def _keywords(expected: Collection[str]) -> set[str]:
-    words = set()
-    for name in expected:
-        text = _terminal_text(name)
-        if text.startswith("'") and text[1:-1].isalpha():
-            words.add(text[1:-1])
-    return words
+    """The keywords among the terminals the parser expected."""
+    return {word for word in map(_literal, expected) if word in keywords()}
 
 
 def _token_text(token: Token) -> str:
@@ -112,7 +118,36 @@ def describe_syntax_error(err: UnexpectedInput, text: str) -> tuple[str, str | N
         hint = f'put it in quotes: "{word}"'
     elif word is not None and words:
         hint = did_you_mean(word, words)
+    if hint is None and words == _CLIENT_STEPS:
+        # The parser took the word before for a client's name, which starts a client step.
+        client = _word_before(text, start)
+        if client is not None:
+            name = text[client[0]:client[1]]
+            line_start = text.rfind("\n", 0, client[0]) + 1
+            if _BARE_REASON.search(text[line_start:client[0]]):
+                return (f"unexpected '{name}' after the close code",
+                        f'a close reason in a test is a quoted string: "{name}"', *client)
+            hint = did_you_mean(name, _TEST_STEPS)
     return (f"unexpected {got}; expected {listing}", hint, start, end)
+
+
+#: ``close 4000`` (or ``expect close 4000``) and blanks ending the text: a word after them on
+#: the same line was meant as the close reason, which in a test is a string literal.
+_BARE_REASON = re.compile(r"\bclose[ \t]+[0-9]+[ \t]+\Z")
+#: How far back ``_word_before`` looks: a name, then blanks and comments.
+_LOOK_BACK = 1000
+
+
+def _word_before(text: str, offset: int) -> tuple[int, int] | None:
+    """[start, end) of the name right before ``offset`` (blanks and comments between), or
+    None."""
+    window = max(0, offset - _LOOK_BACK)
+    # Possessive: a line of many '#' must not be split into comments in every possible way.
+    before = re.search("(" + name_regex().pattern + r")(?:\s|#[^\n]*+)*+\Z",
+                       text[window:offset])
+    if before is None or (before.start() == 0 and window > 0):
+        return None
+    return window + before.start(1), window + before.end(1)
 
 
 def _article(what: str) -> str:
@@ -120,6 +155,16 @@ def _article(what: str) -> str:
 
 
 _NESTING_TOKENS = re.compile(r"""[{\[(]|[}\])]|"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|#[^\n]*""")
+
+
+def brackets_balance(text: str) -> bool:
+    """Whether each kind of bracket is opened as often as closed in ``text``, not counting
+    those inside strings and comments."""
+    count = {c: 0 for c in "{}[]()"}
+    for match in _NESTING_TOKENS.finditer(text):
+        if match.group() in count:
+            count[match.group()] += 1
+    return all(count[o] == count[c] for o, c in ("{}", "[]", "()"))
 
 
 def _unclosed_brace(text: str) -> int | None:

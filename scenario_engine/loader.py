@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .errors import ScenarioEngineError, ScenarioError
 from .parse import parse_mock
-from .source import Source
+from .source import Source, escape_pointer, locate
 from .validate import Loaded, check_duplicate_routes, validate
 from .yaml_loader import load_yaml
 
@@ -137,25 +137,19 @@ def load_paths(paths: Iterable[str | Path]) -> tuple[list[Loaded], list[Scenario
 
 def _spellings_differ(one: Loaded, twin: Loaded) -> ScenarioError:
     pointer = _first_difference(one.ir, twin.ir, "")
-    span = one.source_map.get(pointer)
-    while span is None and pointer:
-        pointer = pointer.rsplit("/", 1)[0]
-        span = one.source_map.get(pointer)
     message = (f"this file and {Path(twin.source.name).name} are one scenario in two "
                "spellings, but they differ here")
     hint = (f"at {pointer or '/'} of the IR; make them agree (scenario-engine convert "
             "writes one from the other) or rename one")
-    if span is None:
-        return one.source.error(1, 1, message, hint)
-    return one.source.error_at(span, message, hint)
+    return one.source.error_at(locate(one.source_map, pointer), message, hint)
 
 
 def _first_difference(a: object, b: object, pointer: str) -> str:
     if isinstance(a, dict) and isinstance(b, dict):
         for key in list(a) + [k for k in b if k not in a]:
             if a.get(key) != b.get(key):
-                escaped = str(key).replace("~", "~0").replace("/", "~1")
-                return _first_difference(a.get(key), b.get(key), f"{pointer}/{escaped}")
+                return _first_difference(a.get(key), b.get(key),
+                                         f"{pointer}/{escape_pointer(str(key))}")
     elif isinstance(a, list) and isinstance(b, list):
         for i, (x, y) in enumerate(zip(a, b, strict=False)):
             if x != y:

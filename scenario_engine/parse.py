@@ -18,10 +18,20 @@ from lark import Token
 from lark.exceptions import UnexpectedInput
 
 from .errors import ScenarioError
-from .lexical import MAX_NESTING, describe_syntax_error, max_nesting
-from .source import Source, SourceMap, Span
-from .strings import Piece, StringSyntaxError, join_template, split_literal, unquote
-from .syntax import ArrayLit, Expr, Literal, ObjectLit, Stmt, StringLit, Unary, parser
+from .lexical import MAX_NESTING, brackets_balance, describe_syntax_error, max_nesting
+from .source import Source, SourceMap, Span, escape_pointer
+from .strings import StringSyntaxError, join_template, split_literal, unquote
+from .syntax import (
+    ArrayLit,
+    Expr,
+    Literal,
+    ObjectLit,
+    Stmt,
+    StringLit,
+    negative_number,
+    parser,
+    string_literal,
+)
 
 __all__ = ["parse_mock"]
 
@@ -79,9 +89,7 @@ def _blank_line(text: str, offset: int) -> str | None:
     end = text.find("\n", offset)
     end = len(text) if end < 0 else end
     line = text[start:end]
-    if not line.strip():
-        return None
-    if any(line.count(o) != line.count(c) for o, c in ("{}", "[]", "()")):
+    if not line.strip() or not brackets_balance(line):
         return None
     return text[:start] + " " * len(line) + text[end:]
 
@@ -173,12 +181,12 @@ class _Front:
         return value
 
     def plain_string(self, token: Token | StringLit) -> str:
-        raw = token.raw if isinstance(token, StringLit) else str(token)
-        start = token.start if isinstance(token, StringLit) else (token.start_pos or 0)
+        node = token if isinstance(token, StringLit) else string_literal(token)
         try:
-            return unquote(raw)
+            return unquote(node.raw)
         except StringSyntaxError as err:
-            self.error(start + err.offset, start + err.offset + 2, err.message, err.hint)
+            at = node.start + err.offset
+            self.error(at, at + 2, err.message, err.hint)
             raise _Abort from None
 
     # ---- routes -----------------------------------------------------------------------------
@@ -229,7 +237,8 @@ class _Front:
         elif kind == "max_message":
             route["maxMessage"] = self.quantity(item.parts[0], pointer + "/maxMessage", "size")
         elif kind == "max_connections":
-            route["maxConnections"] = self.integer(item.parts[0], pointer + "/maxConnections")
+            route["maxConnections"] = self.integer(item.parts[0], pointer + "/maxConnections",
+                                                   "a connection limit is a whole number like 100")
         elif kind == "origins":
             self.mark(pointer + "/origins", item)
             route["origins"] = []
@@ -277,12 +286,13 @@ class _Front:
         self.mark(pointer + "/reject", node)
         return {"reject": body}
 
-    def integer(self, token: Token, pointer: str) -> int:
+    def integer(self, token: Token, pointer: str,
+                hint: str = "codes are whole numbers like 4001") -> int:
         self.mark(pointer, token)
         text = str(token)
         if not text.isdigit():
             self.error(token.start_pos or 0, token.end_pos or 0,
-                       f"'{text}' is not a whole number", "codes are whole numbers like 4001")
+                       f"'{text}' is not a whole number", hint)
             raise _Abort
         return int(text)
 
@@ -334,13 +344,7 @@ class _Front:
             return {"broadcast": body}
         if kind == "close":
             code, reason = node.parts
-            body = {}
-            if code is not None:
-                body["code"] = self.integer(code, pointer + "/close/code")
-            if reason is not None:
-                body["reason"] = self.template(reason, pointer + "/close/reason")
-            self.mark(pointer + "/close", node)
-            return {"close": body}
+            return {"close": self.close_body(code, reason, pointer + "/close", node)}
         if kind in ("ping", "pong"):
             (payload,) = node.parts
             self.mark(f"{pointer}/{kind}", node)
@@ -437,8 +441,7 @@ class _Front:
         self.mark(pointer + "/connect", client)
         step: dict[str, Any] = {"connect": str(client)}
         token = path.parts[0]
-        step["path"] = (self.string_template(StringLit(token.start_pos, token.end_pos,
-                                                       str(token)), pointer + "/path")
+        step["path"] = (self.string_template(string_literal(token), pointer + "/path")
                         if token.type == "STRING" else self.path(path, pointer + "/path"))
         for option in options:
             key = option.kind
@@ -471,15 +474,16 @@ class _Front:
             captured[name] = self.template(value, f"{pointer}/{name}")
         return captured
 
-    def close_body(self, code: Token | None, reason: Token | None, pointer: str,
+    def close_body(self, code: Token | None, reason: Expr | Token | None, pointer: str,
                    node: Stmt) -> dict[str, Any]:
+        """The body of a close (an action's reason is an expression, a test step's a STRING)."""
         self.mark(pointer, node)
         body: dict[str, Any] = {}
         if code is not None:
             body["code"] = self.integer(code, pointer + "/code")
         if reason is not None:
-            body["reason"] = self.string_template(
-                StringLit(reason.start_pos or 0, reason.end_pos or 0, str(reason)),
+            body["reason"] = self.template(
+                string_literal(reason) if isinstance(reason, Token) else reason,
                 pointer + "/reason")
         return body
 
@@ -500,7 +504,7 @@ class _Front:
                 if key in obj:
                     self.error(kstart, kend, f"key '{key}' appears twice in this object")
                     raise _Abort
-                child = f"{pointer}/{_escape_pointer(key)}"
+                child = f"{pointer}/{escape_pointer(key)}"
                 self.source_map[child + "#key"] = self.span(kstart, kend)
                 obj[key] = self.template(value, child)
             return obj
@@ -510,11 +514,10 @@ class _Front:
         if isinstance(node, Literal):
             self.mark(pointer, node)
             return node.value
-        if (isinstance(node, Unary) and node.op == "-" and isinstance(node.operand, Literal)
-                and isinstance(node.operand.value, int | float)
-                and not isinstance(node.operand.value, bool)):
-            self.mark(pointer, node)  # -5 is the JSON number -5, as in YAML
-            return -node.operand.value
+        number = negative_number(node)
+        if number is not None:
+            self.mark(pointer, node)
+            return number
         if isinstance(node, StringLit):
             return self.string_template(node, pointer)
         self.mark(pointer, node, origin_offset=node.start - 2)
@@ -527,12 +530,12 @@ class _Front:
             at = node.start + err.offset
             self.error(at, at + 2, err.message, err.hint)
             raise _Abort from None
-        verbatim = "\\" not in node.raw and "$${" not in node.raw
-        # Offsets of pieces are relative to the literal; the IR keeps them where they were
-        # when the literal had no escapes, so positions inside still map back exactly.
+        value = join_template(parts)
+        # When the IR string is the literal's text itself (no escapes, no '$' written before
+        # a '${'), a position inside it maps back to the file by adding its offset.
+        verbatim = value == node.raw[1:-1]
         self.mark(pointer, node, origin_offset=node.start + 1 if verbatim else None)
-        return join_template([p if isinstance(p, str) else Piece(p.text, p.offset - 1)
-                              for p in parts])
+        return value
 
 
 _SETTING_KEYS = {"compression_off": "compression", "compression_on": "compression",
@@ -540,7 +543,3 @@ _SETTING_KEYS = {"compression_off": "compression", "compression_on": "compressio
 _SETTING_NAMES = {"max_message": "max message", "max_connections": "max connections",
                   "on_connect": "on connect",
                   "on_close": "on close", "on_error": "on error"}
-
-
-def _escape_pointer(key: str) -> str:
-    return key.replace("~", "~0").replace("/", "~1")

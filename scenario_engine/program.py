@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote as url_unquote
 
 from .expressions import (
+    MAX_STRING,
     ConstantError,
     Context,
     EvaluationError,
@@ -25,8 +26,8 @@ from .expressions import (
     to_json,
     truthy,
 )
-from .source import Span
-from .syntax import Name
+from .source import locate
+from .syntax import Member, Name, name_regex
 from .templates import embedded_expressions, parse_expression, template_strings, walk
 from .units import parse_duration, parse_size
 from .validate import Loaded
@@ -65,31 +66,56 @@ def encode(value: Any, bounded: bool = False) -> str | bytes:
     return to_json(value, bounded)
 
 
-#: Names whose values are small or were measured when they were made (the handshake's
-#: parts, constants, ``auth``, close and error details).
-_SMALL_NAMES = frozenset({"conn", "auth", "query", "headers", "params", "code", "reason",
-                          "error"})
+#: Names that add little to a frame: the close code, and the close reason (the protocol
+#: allows 123 bytes).
+_TINY_NAMES = frozenset({"code", "reason"})
+#: Names whose values are measured when made or bounded by the handshake: one use adds at
+#: most about MAX_STRING characters (``auth``, ``error``: measured; ``query``, ``headers``,
+#: ``params`` and ``conn``'s fields but ``rooms``: the request line and headers websockets
+#: reads). ``conn.rooms`` (and ``conn`` whole) grows with every room joined: unbounded.
+_BOUNDED_NAMES = frozenset({"auth", "error", "query", "headers", "params", "conn"})
+_TINY = 128
 #: The message (within ``max message``) may appear this many times in a template that is
-#: sent unmeasured.
+#: sent unmeasured: the frame is then bounded by the input, as an echo is.
 _MESSAGE_USES = 4
 
 
-def _size_is_bounded(template: Any, constants: Context) -> bool:
-    """Whether the template's value is bounded by its inputs, so that encoding it needs no
-    measuring walk (``check_size``): true when it reads only small names, constants, and the
-    message a few times. ``let`` values may share their parts (``let b = [a, a]``) and grow
-    exponentially: a template that reads one is measured each time."""
+def _size_is_bounded(template: Any, constants: Context,
+                     sizes: dict[str, int] | None = None) -> bool:
+    """Whether encoding the template's value needs no measuring walk (``check_size``): true
+    when it reads the message at most ``_MESSAGE_USES`` times and everything else it reads
+    adds up to at most MAX_STRING characters — constants by their (known) size, every use
+    counted, also inside strings embedded in expressions. ``let`` values may share their
+    parts (``let b = [a, a]``) and grow exponentially: a template that reads one is measured
+    each time. ``sizes`` keeps the constants' encoded sizes between calls."""
+    sizes = {} if sizes is None else sizes
     message_uses = 0
+    budget = MAX_STRING
     for _, text in template_strings(template, ""):
         for embedded in embedded_expressions(text):
-            for node in walk(embedded.expr):
+            bounded_conn: set[int] = set()  # ids of `conn` names read for one small field
+            for node in walk(embedded.expr, into_strings=True):
+                if (isinstance(node, Member) and isinstance(node.target, Name)
+                        and node.target.name == "conn" and node.name != "rooms"):
+                    bounded_conn.add(id(node.target))  # parents come before their children
                 if not isinstance(node, Name):
                     continue
-                if node.name in ("msg", "raw"):
+                name = node.name
+                if name in ("msg", "raw"):
                     message_uses += 1
-                elif not (node.name in _SMALL_NAMES or node.name in constants):
+                elif name in constants:
+                    if name not in sizes:
+                        sizes[name] = len(to_json(constants[name], bounded=True))
+                    budget -= sizes[name]
+                elif name in _TINY_NAMES:
+                    budget -= _TINY
+                elif name in _BOUNDED_NAMES and (name != "conn" or id(node) in bounded_conn):
+                    budget -= MAX_STRING
+                else:
                     return False
-    return message_uses <= _MESSAGE_USES
+                if budget < 0 or message_uses > _MESSAGE_USES:
+                    return False
+    return True
 
 
 #: A compiled action: called with the runtime (the engine's side of one event) and the names.
@@ -191,17 +217,14 @@ class _Compiler:
     def __init__(self, loaded: Loaded, constants: Context) -> None:
         self.loaded = loaded
         self.constants = constants
+        self.constant_sizes: dict[str, int] = {}  # see _size_is_bounded
 
     def location(self, pointer: str) -> str:
-        source_map = self.loaded.source_map
-        while pointer not in source_map and pointer:
-            pointer = pointer.rsplit("/", 1)[0]
-        span = source_map.get(pointer, Span(1, 1, 1, 1))
-        return f"{self.loaded.source.name}:{span.line}:{span.col}"
+        return _location(self.loaded, pointer)
 
     def route(self, index: int, ir: dict[str, Any], prefix: str, pointer: str) -> Route:
         path = (prefix + ir["path"]).rstrip("/") or "/"
-        names = tuple(re.findall(r":([A-Za-z_][A-Za-z0-9_]*)", path))
+        names = tuple(re.findall(f":({name_regex().pattern})", path))
         matcher = None
         if names or "*" in path:
             pattern = "".join(
@@ -288,7 +311,7 @@ class _Compiler:
         if constant:
             frame = encode(build({}))
             return lambda ctx: frame
-        if _size_is_bounded(template, self.constants):
+        if _size_is_bounded(template, self.constants, self.constant_sizes):
             return lambda ctx: encode(build(ctx), bounded=True)
         return lambda ctx: encode(build(ctx))
 
@@ -341,21 +364,34 @@ class _Compiler:
         return lambda runtime, ctx: runtime.log(message(ctx), location)
 
 
-def compile_program(files: Sequence[Loaded]) -> Program:
-    """Compile validated scenario files, served together, into one Program.
+def _location(loaded: Loaded, pointer: str) -> str:
+    """``file:line:col`` of the IR node at ``pointer`` (or of its nearest mapped ancestor)."""
+    span = locate(loaded.source_map, pointer)
+    return f"{loaded.source.name}:{span.line}:{span.col}"
 
-    Raises ActionError when a top-level constant cannot be evaluated.
+
+def _constants(loaded: Loaded) -> Context:
+    """The file's top-level constants: validation's values, or, for an IR that was never
+    validated, evaluated here (raising ActionError where one fails)."""
+    if loaded.constants is not None:
+        return loaded.constants
+    try:
+        return evaluate_constants(loaded.ir.get("let", {}))
+    except ConstantError as err:
+        raise ActionError(str(err), _location(loaded, f"/let/{err.name}")) from None
+
+
+def compile_program(files: Sequence[Loaded]) -> Program:
+    """Compile scenario files, served together, into one Program.
+
+    Files that went through ``validate`` (every file ``loader`` returns) cannot fail here.
+    An IR that was never validated has its constants evaluated here: ActionError when one
+    cannot be.
     """
     routes: list[Route] = []
     constants: Context = {}
     for loaded in files:
-        file_constants = loaded.constants
-        if file_constants is None:  # not validated: evaluate them here
-            try:
-                file_constants = evaluate_constants(loaded.ir.get("let", {}))
-            except ConstantError as err:
-                where = _Compiler(loaded, {}).location(f"/let/{err.name}")
-                raise ActionError(str(err), where) from None
+        file_constants = _constants(loaded)
         compiler = _Compiler(loaded, file_constants)
         prefix = loaded.ir.get("prefix", "")
         for i, route_ir in enumerate(loaded.ir.get("routes", [])):

@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from .errors import ScenarioError, did_you_mean
-from .source import Source, SourceMap, Span
+from .source import Source, SourceMap, Span, escape_pointer, locate
 
 __all__ = ["SCHEMA", "schema_errors", "schema_text"]
 
@@ -97,11 +97,7 @@ def schema_errors(ir: object, source: Source, source_map: SourceMap) -> list[Sce
             if problem.places[0] in seen_keys:
                 continue
             seen_keys.add(problem.places[0])
-        span = _locate(problem, source_map)
-        if span is None:
-            error = source.error(1, 1, problem.message, problem.hint)
-        else:
-            error = source.error_at(span, problem.message, problem.hint)
+        error = source.error_at(_locate(problem, source_map), problem.message, problem.hint)
         if error not in seen:
             seen.add(error)
             errors.append(error)
@@ -163,6 +159,14 @@ def _explain(error: ValidationError) -> Iterator[_Problem]:
         )
     elif keyword == "minLength":
         yield _Problem(pointer, (pointer,), f"{_label(path)} must not be empty")
+    elif keyword == "minItems":
+        item = _noun(_resolve(schema.get("items", {})), [])
+        count = "one" if wanted == 1 else str(wanted)
+        yield _Problem(
+            pointer,
+            (pointer, pointer + "#key"),
+            f"{_label(path)} must list at least {count} {item}{'' if wanted == 1 else 's'}",
+        )
     elif keyword == "minProperties":
         # 'then' and 'else' only go with 'if': they are not a way to fill an empty action.
         names = ", ".join(k for k in schema.get("properties", {}) if k not in {"then", "else"})
@@ -186,6 +190,7 @@ def _explain(error: ValidationError) -> Iterator[_Problem]:
                         pointer,
                         (_child(pointer, key) + "#key", pointer),
                         f"'{key}' without '{other}' in {noun}",
+                        _together_hint(schema, key, other),
                     )
     elif keyword == "not" and "required" in wanted:
         keys = list(wanted["required"])
@@ -406,6 +411,15 @@ def _example_hint(noun: str, key: str, prop: object) -> str | None:
     return None
 
 
+def _together_hint(schema: Mapping[str, Any], key: str, other: str) -> str | None:
+    """An example of the schema's in which ``key`` comes with ``other``, as a hint."""
+    for example in schema.get("examples", []):
+        if isinstance(example, Mapping) and key in example and other in example:
+            shown = ", ".join(f"{k}: {_flow(v)}" for k, v in example.items())
+            return f"'{key}' goes with '{other}', e.g. '{{{shown}}}'"
+    return None
+
+
 def _missing_alternatives(context: Iterable[ValidationError]) -> list[str]:
     """The keys of an anyOf/oneOf whose branches each only require one more key, else []."""
     keys: list[str] = []
@@ -417,32 +431,21 @@ def _missing_alternatives(context: Iterable[ValidationError]) -> list[str]:
     return keys
 
 
-def _locate(problem: _Problem, source_map: SourceMap) -> Span | None:
+def _locate(problem: _Problem, source_map: SourceMap) -> Span:
     for place in problem.places:
         span = source_map.get(place)
         if span is not None:
             return span
-    pointer = problem.pointer
-    while True:
-        span = source_map.get(pointer)
-        if span is not None:
-            return span
-        if not pointer:
-            return None
-        pointer = pointer[: pointer.rfind("/")]
+    return locate(source_map, problem.pointer)
 
 
 def _pointer(path: Iterable[object]) -> str:
     """The JSON pointer (RFC 6901) of a jsonschema path."""
-    return "".join("/" + _escape(str(part)) for part in path)
+    return "".join("/" + escape_pointer(str(part)) for part in path)
 
 
 def _child(pointer: str, key: str) -> str:
-    return pointer + "/" + _escape(key)
-
-
-def _escape(part: str) -> str:
-    return part.replace("~", "~0").replace("/", "~1")
+    return pointer + "/" + escape_pointer(key)
 
 
 def _resolve(schema: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .errors import ScenarioError
 
-__all__ = ["Source", "SourceMap", "Span"]
+__all__ = ["Source", "SourceMap", "Span", "escape_pointer", "locate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,24 @@ class Span:
 
 #: JSON pointer (RFC 6901) of an IR node → where it came from.
 SourceMap = dict[str, Span]
+
+#: Where a pointer that nothing in the source map covers is reported: the file's start.
+_FILE_START = Span(1, 1, 1, 1)
+
+
+def escape_pointer(key: str) -> str:
+    """``key`` as one reference token of a JSON pointer (RFC 6901: ``~0`` for ``~``, ``~1``
+    for ``/``)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def locate(source_map: SourceMap, pointer: str) -> Span:
+    """The span of the IR node at ``pointer`` or, when the source map lacks it (a value the
+    front end made up, a key's ``#key`` entry), of its nearest ancestor that has one; the
+    file's first character when none has."""
+    while pointer not in source_map and pointer:
+        pointer = pointer.rsplit("/", 1)[0]
+    return source_map.get(pointer, _FILE_START)
 
 
 class Source:

@@ -38,7 +38,11 @@ __all__ = [
     "Unary",
     "grammar_text",
     "keywords",
+    "name_regex",
+    "negative_number",
     "parser",
+    "string_literal",
+    "terminal_regex",
 ]
 
 
@@ -131,6 +135,23 @@ class Stmt(Node):
     parts: tuple[Any, ...]
 
 
+def string_literal(token: Token) -> StringLit:
+    """The node of a STRING token."""
+    # Tokens made by the lexer always carry positions (lark types them as optional).
+    assert token.start_pos is not None and token.end_pos is not None
+    return StringLit(token.start_pos, token.end_pos, str(token))
+
+
+def negative_number(node: Any) -> int | float | None:
+    """The number a negated number literal stands for (``-5`` is the JSON number -5, as in
+    YAML), or None when ``node`` is anything else (``-x``, ``-true``)."""
+    if isinstance(node, Unary) and node.op == "-" and isinstance(node.operand, Literal):
+        value = node.operand.value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return -value
+    return None
+
+
 def _span(items: list[Any]) -> tuple[int, int]:
     present = [i for i in items if i is not None]
     first, last = present[0], present[-1]
@@ -167,7 +188,7 @@ class _Builder(Transformer[Token, Any]):
         return Literal(c[0].start_pos, c[0].end_pos, _number(c[0]))
 
     def string(self, c: list[Any]) -> StringLit:
-        return StringLit(c[0].start_pos, c[0].end_pos, str(c[0]))
+        return string_literal(c[0])
 
     def true(self, c: list[Any]) -> Literal:
         return Literal(*_span(c), True)
@@ -301,11 +322,21 @@ def parser(cache: bool = True) -> Lark:
 
 
 @functools.cache
+def terminal_regex(name: str) -> re.Pattern[str]:
+    """The regular expression of the grammar's terminal ``name`` (``NAME``, ``PATH``,
+    ``QUANTITY``, ``STRING``…): what the lexer takes for one such token."""
+    return re.compile(parser().get_terminal(name).pattern.to_regexp())
+
+
+def name_regex() -> re.Pattern[str]:
+    """The grammar's NAME (letters, digits and '_', not starting with a digit): a text is a
+    name when ``name_regex().fullmatch(text)``; ``name_regex().pattern`` embeds it."""
+    return terminal_regex("NAME")
+
+
+@functools.cache
 def keywords() -> frozenset[str]:
     """Every word that is a keyword somewhere in the grammar."""
-    words = set()
-    for terminal in parser().terminals:
-        pattern = terminal.pattern
-        if pattern.type == "str" and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", pattern.value):
-            words.add(pattern.value)
-    return frozenset(words)
+    name = name_regex()
+    return frozenset(t.pattern.value for t in parser().terminals
+                     if t.pattern.type == "str" and name.fullmatch(t.pattern.value))

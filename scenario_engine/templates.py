@@ -15,6 +15,7 @@ from typing import Any
 from lark.exceptions import UnexpectedInput
 
 from .lexical import MAX_NESTING, describe_syntax_error, max_nesting
+from .source import escape_pointer
 from .strings import Piece, StringSyntaxError, split_literal, split_template
 from .syntax import (
     ArrayLit,
@@ -36,6 +37,8 @@ __all__ = [
     "children",
     "embedded_expressions",
     "parse_expression",
+    "walk",
+    "walk_located",
 ]
 
 
@@ -119,13 +122,45 @@ def children(expr: Expr) -> tuple[Expr, ...]:
     return ()
 
 
-def walk(expr: Expr) -> Iterator[Expr]:
-    """Every node of the tree, parents before children (iteratively: trees may be deep)."""
-    stack = [expr]
-    while stack:
-        node = stack.pop()
+def walk(expr: Expr, into_strings: bool = False) -> Iterator[Expr]:
+    """Every node of the tree, parents before children (iteratively: trees may be deep).
+
+    ``into_strings``: also the nodes of the expressions embedded in its string literals
+    (``"${raw}"`` inside an expression reads ``raw`` too); ``walk_located`` says where they are.
+    """
+    if not into_strings:
+        stack = [expr]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(children(node)))
+        return
+    for node, _ in walk_located(expr):
         yield node
-        stack.extend(reversed(children(node)))
+
+
+def walk_located(expr: Expr) -> Iterator[tuple[Expr, int]]:
+    """Every node of the tree and of the expressions embedded in its string literals, each
+    with the offset its ``start``/``end`` count from: 0 for the nodes of ``expr`` itself, where
+    the embedded expression's text begins in ``expr``'s text for the others. Embedded
+    expressions come right after the string literal holding them."""
+    stack: list[tuple[Expr, int]] = [(expr, 0)]
+    while stack:
+        node, base = stack.pop()
+        yield node, base
+        stack.extend((child, base) for child in reversed(children(node)))
+        if isinstance(node, StringLit) and "${" in node.raw:
+            stack.extend(reversed(_embedded_in_literal(node, base)))
+
+
+def _embedded_in_literal(node: StringLit, base: int) -> list[tuple[Expr, int]]:
+    """The expressions embedded in a string literal, with where their texts begin."""
+    try:
+        parts = split_literal(node.raw)
+        return [(parse_expression(piece.text), base + node.start + piece.offset)
+                for piece in parts if isinstance(piece, Piece)]
+    except (StringSyntaxError, ExpressionSyntaxError):
+        return []  # parse_expression has reported it, for any tree it returned
 
 
 def _depth_exceeds(expr: Expr, limit: int) -> bool:
@@ -169,10 +204,6 @@ def template_strings(value: Any, pointer: str) -> Iterator[tuple[str, str]]:
             if "${" in item:
                 yield ptr, item
         elif isinstance(item, dict):
-            stack.extend((v, f"{ptr}/{_escape(k)}") for k, v in reversed(item.items()))
+            stack.extend((v, f"{ptr}/{escape_pointer(k)}") for k, v in reversed(item.items()))
         elif isinstance(item, list):
             stack.extend((v, f"{ptr}/{i}") for i, v in reversed(list(enumerate(item))))
-
-
-def _escape(key: str) -> str:
-    return key.replace("~", "~0").replace("/", "~1")

@@ -18,21 +18,22 @@ from .errors import ScenarioError, did_you_mean
 from .expectations import ANY, MATCHER_SIGNATURES, pattern_error
 from .expressions import ConstantError, evaluate_constants
 from .functions import SIGNATURES, Signature
+from .protocol import MAX_CLOSE_REASON_BYTES
 from .schema import schema_errors
-from .source import Source, SourceMap, Span
-from .strings import Piece, split_literal
-from .syntax import Call, Expr, Member, Name, StringLit, keywords
+from .source import Source, SourceMap, Span, locate
+from .syntax import Call, Expr, Member, Name, StringLit, keywords, name_regex
 from .templates import (
     Embedded,
     ExpressionSyntaxError,
     embedded_expressions,
     parse_expression,
     template_strings,
-    walk,
+    walk_located,
 )
 from .units import parse_duration, parse_size
 
-__all__ = ["CONN_FIELDS", "Loaded", "check_duplicate_routes", "route_key", "validate"]
+__all__ = ["CONN_FIELDS", "Loaded", "check_duplicate_routes", "error_at", "route_key",
+           "validate"]
 
 #: Properties of ``conn`` an expression may read.
 CONN_FIELDS = ("id", "rooms", "ip", "path", "query", "headers", "params")
@@ -70,9 +71,7 @@ _CONTEXT_TEXT = {"constant": "a top-level let", "auth": "the auth block",
                  "error": "'on error'", "test": "a test", "expect": "an expected message",
                  "capture": "a capture"}
 
-_MAX_REASON_BYTES = 123  # RFC 6455 §5.5: a close frame's payload is at most 125 bytes
 _PARAM = re.compile(r":([^/]*)")
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 @dataclass
@@ -124,7 +123,7 @@ def check_duplicate_routes(files: Sequence[Loaded]) -> list[ScenarioError]:
                 where = _locate(other, f"/routes/{j}/path")
                 place = (f"line {where.line}" if other is loaded
                          else f"{other.source.name}:{where.line}")
-                errors.append(_error(loaded, f"/routes/{i}/path",
+                errors.append(error_at(loaded, f"/routes/{i}/path",
                                      f"route '{prefix + route['path']}' is already defined",
                                      f"the first definition is at {place}"))
             else:
@@ -133,14 +132,14 @@ def check_duplicate_routes(files: Sequence[Loaded]) -> list[ScenarioError]:
 
 
 def _locate(loaded: Loaded, pointer: str) -> Span:
-    while pointer not in loaded.source_map and pointer:
-        pointer = pointer.rsplit("/", 1)[0]
-    return loaded.source_map.get(pointer, Span(1, 1, 1, 1))
+    return locate(loaded.source_map, pointer)
 
 
-def _error(loaded: Loaded, pointer: str, message: str, hint: str | None = None,
-           offset: int | None = None, length: int | None = None,
-           text: str | None = None) -> ScenarioError:
+def error_at(loaded: Loaded, pointer: str, message: str, hint: str | None = None,
+             offset: int | None = None, length: int | None = None,
+             text: str | None = None) -> ScenarioError:
+    """An error about the IR node at ``pointer``, placed where it came from in the file:
+    at character ``offset`` (``length`` long) of ``text``, the node's string, when given."""
     span = _locate(loaded, pointer)
     if offset is not None and text is not None and span.origin is not None:
         line, col = span.at_offset(offset, text)
@@ -168,7 +167,7 @@ class _Checker:
     def error(self, pointer: str, message: str, hint: str | None = None,
               offset: int | None = None, length: int | None = None,
               text: str | None = None) -> None:
-        self.errors.append(_error(self.loaded, pointer, message, hint, offset, length, text))
+        self.errors.append(error_at(self.loaded, pointer, message, hint, offset, length, text))
 
     # ---- structure ------------------------------------------------------------------------
     def document(self) -> None:
@@ -227,7 +226,7 @@ class _Checker:
     def path(self, path: str, pointer: str) -> None:
         names = _PARAM.findall(path)
         for name in names:
-            if not _IDENT.match(name):
+            if not name_regex().fullmatch(name):
                 self.error(pointer, f"bad parameter ':{name}' in path",
                            "a parameter is ':' followed by a name, e.g. /ws/game/:gameId")
         duplicates = {n for n in names if names.count(n) > 1}
@@ -335,9 +334,9 @@ class _Checker:
     def reason_length(self, reason: Any, pointer: str) -> None:
         if isinstance(reason, str) and "${" not in reason:
             size = len(reason.encode("utf-8"))
-            if size > _MAX_REASON_BYTES:
+            if size > MAX_CLOSE_REASON_BYTES:
                 self.error(pointer, f"close reason is {size} bytes long; the protocol allows "
-                           f"{_MAX_REASON_BYTES}", "shorten the reason")
+                           f"{MAX_CLOSE_REASON_BYTES}", "shorten the reason")
 
     # ---- tests ------------------------------------------------------------------------------
     def test(self, test: dict[str, Any], pointer: str) -> None:
@@ -425,7 +424,7 @@ class _Checker:
 
     def matchers(self, embedded: Embedded, text: str, pointer: str) -> None:
         top = embedded.expr
-        for node in walk(top):
+        for node, base in walk_located(top):
             is_any = isinstance(node, Name) and node.name == ANY
             is_call = isinstance(node, Call) and node.name in MATCHER_SIGNATURES
             if not (is_any or is_call):
@@ -435,13 +434,13 @@ class _Checker:
                 example = "any" if is_any else 'matches("^g-")'
                 self.error(pointer, f"{what} must be a whole expected value",
                            f"write it as a key's value, e.g. {{ id: {example} }}",
-                           embedded.offset + node.start, node.end - node.start, text)
+                           embedded.offset + base + node.start, node.end - node.start, text)
             elif isinstance(node, Call) and node.args and isinstance(node.args[0], StringLit):
                 problem = pattern_error(node.args[0].raw)
                 if problem is not None:
                     arg = node.args[0]
                     self.error(pointer, f"bad regular expression: {problem}", None,
-                               embedded.offset + arg.start, arg.end - arg.start, text)
+                               embedded.offset + base + arg.start, arg.end - arg.start, text)
 
     # ---- expressions ------------------------------------------------------------------------
     def expression(self, text: str, pointer: str, scope: _Scope) -> None:
@@ -470,27 +469,23 @@ class _Checker:
         functions: dict[str, Signature] = (
             {**SIGNATURES, **MATCHER_SIGNATURES} if scope.context == "expect" else SIGNATURES)
 
-        def report(start: int, end: int, message: str, hint: str | None) -> None:
-            self.error(pointer, message, hint, offset + start, end - start, text)
+        def report(at: int, start: int, end: int, message: str, hint: str | None) -> None:
+            self.error(pointer, message, hint, at + start, end - start, text)
 
-        for node in walk(expr):
-            if isinstance(node, StringLit) and "${" in node.raw:
-                # A string inside an expression may embed expressions of its own.
-                for piece in split_literal(node.raw):
-                    if isinstance(piece, Piece):
-                        inner = parse_expression(piece.text)
-                        self.names(inner, offset + node.start + piece.offset, text, pointer,
-                                   scope)
-            elif isinstance(node, Name) and node.name not in visible:
+        # A string inside an expression may embed expressions of its own: walk_located yields
+        # their nodes too, with where their text begins.
+        for node, base in walk_located(expr):
+            at = offset + base  # where the node's positions count from, in ``text``
+            if isinstance(node, Name) and node.name not in visible:
                 if node.name in _ALL_ROOTS:
                     hint = _WHERE_AVAILABLE.get(node.name)
                     if node.name == "msg" and scope.context in ("test", "expect"):
                         hint = ("in a test, 'msg' is the message an expect step received: use "
                                 "it in that step's capture, e.g. capture gameId = msg.gameId")
-                    report(node.start, node.end, f"'{node.name}' is not available in "
+                    report(at, node.start, node.end, f"'{node.name}' is not available in "
                            f"{_CONTEXT_TEXT[scope.context]}", hint)
                 else:
-                    report(node.start, node.end, f"unknown name '{node.name}'",
+                    report(at, node.start, node.end, f"unknown name '{node.name}'",
                            did_you_mean(node.name, sorted(visible))
                            or _defined_hint(visible))
             elif isinstance(node, Call):
@@ -501,15 +496,15 @@ class _Checker:
                             or "the functions are " + ", ".join(sorted(functions)))
                     if node.name in MATCHER_SIGNATURES:
                         hint = f"{node.name}() is only for expected messages (expect steps)"
-                    report(node.start, name_end, f"unknown function '{node.name}'", hint)
+                    report(at, node.start, name_end, f"unknown function '{node.name}'", hint)
                 elif not signature.min_args <= len(node.args) <= signature.max_args:
-                    report(node.start, node.end,
+                    report(at, node.start, node.end,
                            f"{node.name}() takes {signature.arity_text()}, "
                            f"not {len(node.args)}", f"for example {signature.usage}")
             elif isinstance(node, Member) and isinstance(node.target, Name):
                 fields = {"conn": CONN_FIELDS, "error": ERROR_FIELDS}.get(node.target.name)
                 if fields and node.target.name not in scope.names and node.name not in fields:
-                    report(node.name_start, node.end,
+                    report(at, node.name_start, node.end,
                            f"'{node.target.name}' has no property '{node.name}'",
                            did_you_mean(node.name, fields)
                            or f"its properties are {', '.join(fields)}")

@@ -42,7 +42,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.reader import Reader, ReaderError
 
 from .errors import ScenarioError
-from .source import Source, SourceMap, Span
+from .source import Source, SourceMap, Span, escape_pointer
 
 __all__ = ["MAX_DEPTH", "MAX_NODES", "load_yaml"]
 
@@ -295,7 +295,7 @@ class _Builder:
 
         result: dict[str, object] = {}
         for key, key_node, value_node in entries + own:
-            child = f"{pointer}/{key.replace('~', '~0').replace('/', '~1')}"
+            child = f"{pointer}/{escape_pointer(key)}"
             self.source_map[child + "#key"] = self.span(key_node)
             result[key] = self.value(value_node, child)
         return result

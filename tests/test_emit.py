@@ -265,6 +265,44 @@ def test_negative_numbers_are_numbers_and_a_negated_expression_stays_one() -> No
     assert _parse(emit_mock(ir)) == ir
 
 
+def test_a_negated_boolean_is_an_expression_written_bare() -> None:
+    # Only a negated number literal is a JSON number (parse and emit share that rule).
+    ir = {"routes": [{"path": "/x", "on": {"connect": [{"send": "${-true}"}]}}]}
+    text = emit_mock(ir)
+    assert "send -true" in text
+    assert _parse(text) == ir
+
+
+def _test_ir(*steps: dict[str, Any]) -> dict[str, Any]:
+    return {"routes": [{"path": "/x"}],
+            "tests": [{"name": "t", "steps": [{"connect": "a", "path": "/x"}, *steps]}]}
+
+
+def test_a_test_close_reason_without_a_code_is_written_with_1000() -> None:
+    text = emit_mock(_test_ir({"client": "a", "close": {"reason": "bye"}}))
+    assert 'a close 1000 "bye"' in text
+    assert _parse(text)["tests"][0]["steps"][1] == {"client": "a",
+                                                    "close": {"code": 1000, "reason": "bye"}}
+
+
+@pytest.mark.parametrize(("step", "pointer"), [
+    # An expected reason is checked against the code too: 1000 would change the test.
+    ({"client": "a", "expectClose": {"reason": "bye"}}, "/tests/0/steps/1/expectClose"),
+    # A test's close reason is a string literal, and none can hold both quotes in a ${…}.
+    ({"client": "a", "close": {"code": 4000, "reason": "${\"'\" + '\"'}"}},
+     "/tests/0/steps/1/close/reason"),
+    # Malformed templates are EmitErrors, not a StringSyntaxError from inside.
+    ({"client": "a", "close": {"code": 4000, "reason": "${unclosed"}},
+     "/tests/0/steps/1/close/reason"),
+    ({"connect": "b", "path": "/x?${unclosed"}, "/tests/0/steps/1/path"),
+])
+def test_test_steps_without_a_mock_spelling_are_refused_at_their_pointer(
+        step: dict[str, Any], pointer: str) -> None:
+    with pytest.raises(EmitError) as info:
+        emit_mock(_test_ir(step))
+    assert info.value.pointer == pointer
+
+
 def test_a_dollar_before_an_interpolation_keeps_both() -> None:
     ir = {"routes": [{"path": "/x", "on": {"connect": [{"send": 'US${"$"}${conn.id}'}]}}]}
     assert _parse(emit_mock(ir)) == ir

@@ -112,3 +112,26 @@ def test_huge_file_is_parsed_or_rejected_without_crashing() -> None:
     loaded, errors = load_source(Source("huge.mock", f"route /ws {{\n{handlers}}}\n"))
     assert errors == [] and loaded is not None
     assert len(loaded.ir["routes"][0]["on"]["message"]) == 20_000
+
+
+def check_converts_or_says_why(name: str, text: str) -> None:
+    """A file check accepts converts to the other spelling, or convert reports a ScenarioError
+    (an EmitError at a pointer), never an internal error; what it writes reads back clean."""
+    from scenario_engine.emit import EmitError, emit_mock, emit_yaml
+
+    loaded, _ = load_source(Source(name, text))
+    if loaded is None:
+        return
+    try:
+        mock = emit_mock(loaded.ir)
+    except EmitError:
+        pass
+    else:
+        assert load_source(Source("converted.mock", mock))[1] == [], mock
+    assert load_source(Source("converted.yaml", emit_yaml(loaded.ir)))[1] == []
+
+
+@fuzz_settings
+@given(mutated())
+def test_mutated_scenarios_that_check_clean_convert(case: tuple[str, str]) -> None:
+    check_converts_or_says_why(*case)

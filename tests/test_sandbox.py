@@ -37,6 +37,7 @@ from websockets.exceptions import ConnectionClosed
 
 from scenario_engine.expressions import MAX_STRING
 from scenario_engine.loader import load_source
+from scenario_engine.program import _size_is_bounded
 from scenario_engine.source import Source
 
 #: The sandbox server may not map more than this (a MemoryError instead of a dead machine).
@@ -287,6 +288,53 @@ route /compare-handled {
   on message where msg in [msg] { send "member" }  # H-COMPARE
   on error { send { type: "error", message: error.message, location: error.location } }
 }
+
+route /nest-string {
+  on message {
+    send [  # NEST-STRING
+      "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}",
+      "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}",
+      "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}",
+      "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}",
+      "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}",
+      "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}",
+      "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}",
+      "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}",
+      "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}",
+      "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}",
+      "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}",
+      "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}",
+      "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}", "${str('${raw}')}",
+    ]
+  }
+}
+
+let k0 = "0123456789abcdef"
+let k1 = k0 + k0
+let k2 = k1 + k1
+let k3 = k2 + k2
+let k4 = k3 + k3
+let k5 = k4 + k4
+let k6 = k5 + k5
+let k7 = k6 + k6
+let k8 = k7 + k7
+let k9 = k8 + k8
+let k10 = k9 + k9
+let k11 = k10 + k10
+let k12 = k11 + k11
+let k13 = k12 + k12
+route /nest-constant {
+  on message {
+    send [  # NEST-CONSTANT
+      msg.s,
+      k13, k13, k13, k13, k13, k13, k13, k13, k13, k13,
+      k13, k13, k13, k13, k13, k13, k13, k13, k13, k13,
+      k13, k13, k13, k13, k13, k13, k13, k13, k13, k13,
+      k13, k13, k13, k13, k13, k13, k13, k13, k13, k13,
+      k13, k13, k13, k13, k13, k13, k13, k13, k13, k13,
+    ]
+  }
+}
 """
 
 
@@ -439,6 +487,52 @@ async def test_nesting_a_value_in_itself_is_bounded_too(sandbox: Sandbox, path: 
     growth = peak_rss_mb(sandbox.pid) - peak
     assert growth < 50, f"the server's peak RSS grew by {growth:.0f} MB"
     await sandbox.assert_alive()
+
+
+@pytest.mark.parametrize("path", ["/nest-string", "/nest-constant"])
+@async_test
+async def test_repeating_a_value_is_measured_before_it_is_sent(sandbox: Sandbox,
+                                                               path: str) -> None:
+    """50 copies of the 100 KB message, each inside a string embedded in an expression
+    (``"${str("${raw}")}"``), or of a 128 KB constant: 5 MB or more, past MAX_STRING. The
+    check that lets a template go unmeasured must see the names in nested strings, and count
+    what constants add, or the server sends what it would refuse to build otherwise."""
+    peak = peak_rss_mb(sandbox.pid)
+    async with connect(sandbox.url(path), compression=None, max_size=None) as ws:
+        await ws.send(json.dumps({"s": "x" * 100_000}))
+        try:
+            reply = await asyncio.wait_for(ws.recv(), BOUND)
+        except ConnectionClosed:
+            code, reason = ws.close_code, ws.close_reason
+        else:
+            raise AssertionError(f"{path}: the server sent a {len(reply):,}-character message "
+                                 f"(the cap is {MAX_STRING:,} characters) without measuring it")
+    assert (code, reason) == (1011, "Internal error")
+    marker = path.removeprefix("/").upper()
+    sandbox.served.log.wait_for(
+        rf"sandbox\.mock:{sandbox.line(marker)}:\d+: .*handler failed: value too large to send")
+    assert peak_rss_mb(sandbox.pid) - peak < 50
+    await sandbox.assert_alive()
+
+
+@pytest.mark.parametrize(("template", "constants", "bounded"), [
+    (["${raw}"] * 4, {}, True),
+    (["${raw}"] * 5, {}, False),
+    (['${str("${raw}")}'] * 50, {}, False),  # names inside nested strings count too
+    (['${"${msg.a}" + "${msg.b}" + "${msg.c}"}'] * 2, {}, False),
+    ({"a": "${big}"}, {"big": "x" * 600_000}, True),
+    ({"a": "${big}", "b": "${big}"}, {"big": "x" * 600_000}, False),  # 1.2 MB of constant
+    ({"a": "${small}", "b": "${small}"}, {"small": "x" * 10}, True),
+    ("${conn.id}", {}, True),
+    ("${conn.rooms}", {}, False),  # grows with every room joined
+    ("${conn}", {}, False),
+    ("${[auth, auth]}", {}, False),  # each up to MAX_STRING
+    ("${[code, reason, msg]}", {}, True),
+    ("${x}", {}, False),  # a let: values may share parts and grow exponentially
+])
+def test_which_templates_are_sent_unmeasured(template: object, constants: dict[str, object],
+                                             bounded: bool) -> None:
+    assert _size_is_bounded(template, constants) is bounded
 
 
 #: 16 MiB messages (the default limit) nested far deeper than json's recursion limit.

@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator
 from scenario_engine.errors import ScenarioError
 from scenario_engine.schema import SCHEMA, schema_errors, schema_text
 from scenario_engine.source import Source, Span
+from scenario_engine.syntax import name_regex
 from scenario_engine.yaml_loader import load_yaml
 
 FULL_IR: dict[str, Any] = {
@@ -150,7 +151,8 @@ def _keywords(schema: Any, found: set[str]) -> set[str]:
             if keyword in ("properties", "$defs"):
                 for inner in sub.values():
                     _keywords(inner, found)
-            elif keyword not in ("examples", "default", "enum", "const", "required"):
+            elif keyword not in ("examples", "default", "enum", "const", "required",
+                                 "dependentRequired"):  # these hold data and key names
                 _keywords(sub, found)
     elif isinstance(schema, list):
         for inner in schema:
@@ -481,3 +483,27 @@ def test_any_json_value_gives_positioned_errors(ir: object) -> None:
     assert all(e.line == 1 and e.message and not e.message.endswith(".") for e in errors)
     valid = Draft202012Validator(SCHEMA).is_valid(ir)
     assert valid == (errors == [])
+
+
+def test_an_empty_origins_list_says_what_it_needs() -> None:
+    assert only_error(route("    origins: []\n")) == (
+        "s.yaml:3:14: error: 'origins' must list at least one origin\n"
+        "    3 |     origins: []\n"
+        "      |              ^^"
+    )
+
+
+def test_an_expected_close_reason_needs_its_code() -> None:
+    text = ("routes:\n  - path: /ws\ntests:\n  - name: t\n    steps:\n"
+            "      - {connect: a, path: /ws}\n      - client: a\n"
+            "        expectClose: {reason: bye}\n")
+    assert only_error(text) == (
+        "s.yaml:8:23: error: 'reason' without 'code' in expect close\n"
+        "    8 |         expectClose: {reason: bye}\n"
+        "      |                       ^^^^^^\n"
+        "  hint: 'reason' goes with 'code', e.g. '{code: 4001, reason: No token provided}'"
+    )
+
+
+def test_the_schemas_name_is_the_grammars() -> None:
+    assert SCHEMA["$defs"]["name"]["pattern"] == f"^{name_regex().pattern}$"
