@@ -8,32 +8,25 @@ where scenario-engine is installed, imports the scenario machinery only when the
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .errors import ScenarioError
+from .errors import ScenarioErrors
 from .loader import load_file
-from .reports import failure_text
-from .runner import RunOptions, TestCase, TestResult, collect, run_tests
+from .pytest_plugin import shown_path
+from .reports import failure_report
+from .runner import RunOptions, TestCase, collect, run_tests
 
 __all__ = ["ScenarioFile", "ScenarioTest"]
 
 
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[ScenarioTest]:
-        # Named as the user would type it (relative to the working directory when below it),
-        # which is how reports then point at it.
-        relative = os.path.relpath(self.path)
-        loaded, errors = load_file(self.path if relative.startswith(os.pardir)
-                                   else Path(relative))
+        loaded, errors = load_file(shown_path(self.path))
         if loaded is None:
-            text = "\n\n".join(e.format_text() for e in sorted(errors,
-                                                                key=ScenarioError.sort_key))
-            raise self.CollectError(text)
+            raise self.CollectError(ScenarioErrors(errors).format_text())
         for case in collect([loaded]):
             yield ScenarioTest.from_parent(self, name=case.name, case=case)
 
@@ -42,13 +35,13 @@ class ScenarioTest(pytest.Item):
     def __init__(self, *, case: TestCase, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
-        self.result: TestResult | None = None
 
     def runtest(self) -> None:
-        options = RunOptions(target=self.config.getoption("scenario_target"))
-        (self.result,) = asyncio.run(run_tests([self.case], options))
-        if not self.result.passed:
-            raise ScenarioTestFailed(failure_text(self.result))
+        options = RunOptions(target=self.config.getoption("scenario_target"),
+                             target_option="--scenario-target")
+        (result,) = asyncio.run(run_tests([self.case], options))
+        if not result.passed:
+            raise ScenarioTestFailed(failure_report(result))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:

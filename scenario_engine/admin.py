@@ -36,6 +36,7 @@ from .errors import ScenarioEngineError
 from .expressions import EvaluationError
 from .journal import Journal, timestamp
 from .program import Route, encode
+from .protocol import MAX_CLOSE_REASON_BYTES
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
@@ -51,6 +52,7 @@ __all__ = [
     "AdminRequest",
     "Network",
     "is_admin_path",
+    "peer_ip",
 ]
 
 ADMIN_PREFIX = "/__admin"
@@ -65,8 +67,6 @@ CLOSE_SERVICE_RESTART = 1012
 #: How long an admin request waits for the connections it closes to finish closing (their
 #: ``on close`` handlers run, their events are journaled) before answering anyway.
 CLOSE_WAIT = 2.0
-#: Longest close reason: a close frame's payload is at most 125 bytes, 2 of them the code.
-MAX_REASON_BYTES = 123
 
 logger = logging.getLogger("scenario_engine")
 
@@ -74,6 +74,14 @@ logger = logging.getLogger("scenario_engine")
 def is_admin_path(path: str) -> bool:
     """Whether a request target (path and query) is under ADMIN_PREFIX."""
     return path == ADMIN_PREFIX or path.startswith((ADMIN_PREFIX + "/", ADMIN_PREFIX + "?"))
+
+
+def peer_ip(connection: ServerConnection) -> str | None:
+    """The IP address of the client on the other end of a connection; None if unknown."""
+    address = connection.remote_address
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return None
 
 
 class AdminError(ScenarioEngineError):
@@ -163,8 +171,8 @@ class Admin:
         if not (code in EXTERNAL_CLOSE_CODES or 3000 <= code < 5000):
             raise AdminError(400, f"close code {code} cannot be sent (1000–1003, 1007–1014 "
                                   "or 3000–4999)")
-        if len(reason.encode()) > MAX_REASON_BYTES:
-            raise AdminError(400, f"close reason longer than {MAX_REASON_BYTES} bytes")
+        if len(reason.encode()) > MAX_CLOSE_REASON_BYTES:
+            raise AdminError(400, f"close reason longer than {MAX_CLOSE_REASON_BYTES} bytes")
         conn = self._connection(connection)
         await self.server.close_connections([conn], code, reason, self._close_wait())
 
@@ -174,11 +182,8 @@ class Admin:
         conns = self._all_connections()
         await self.server.close_connections(conns, CLOSE_SERVICE_RESTART, "Service restart",
                                             self._close_wait())
-        engine = self.server.engine
         for conn in conns:  # those still closing: their rooms must be empty from now on
-            for room in list(conn.rooms):
-                engine.rooms[conn.route.index].leave(room, conn)
-            conn.rooms.clear()
+            self.server.engine.leave_rooms(conn)
         if self.server.journal is not None:
             self.server.journal.clear()
         return len(conns)
@@ -227,8 +232,7 @@ class Admin:
     # ---- HTTP ------------------------------------------------------------------------------
     async def respond(self, connection: ServerConnection, request: AdminRequest) -> Response:
         """The answer to one admin request."""
-        address = connection.remote_address
-        peer = str(address[0]) if isinstance(address, tuple) and address else None
+        peer = peer_ip(connection)
         result: tuple[int, object, Sequence[str]]
         if not self._allowed(peer):
             result = 403, {"error": f"the admin API is not open to {peer}"}, ()

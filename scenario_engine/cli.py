@@ -10,7 +10,6 @@ import argparse
 import ipaddress
 import json
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, TextIO
 from .errors import ScenarioError
 from .loader import UsageError, load_file, load_paths, scenario_files
 from .schema import schema_text
+from .syntax import name_regex
 from .validate import Loaded
 
 __all__ = ["main"]
@@ -219,7 +219,7 @@ def _test(args: argparse.Namespace) -> int:
 
 def _assignment(text: str) -> tuple[str, Any]:
     name, equals, value = text.partition("=")
-    if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+    if not equals or not name_regex().fullmatch(name):
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
     try:
         return name, json.loads(value)
@@ -230,30 +230,48 @@ def _assignment(text: str) -> tuple[str, Any]:
 def _ws_url(text: str) -> str:
     if not text.startswith(("ws://", "wss://")):
         raise argparse.ArgumentTypeError(f"must be a ws:// or wss:// URL, not {text!r}")
-    return text
+    from .conversation import check_target
+
+    try:
+        return check_target(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
     return value
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .emit import emit_mock, emit_yaml
+    from .emit import EmitError, emit_mock, emit_yaml
+    from .validate import error_at
 
     loaded = _load_one(args.file)
     if loaded is None:
         return EXIT_INVALID
-    text = emit_yaml(loaded.ir) if args.to == "yaml" else emit_mock(loaded.ir)
+    try:
+        text = emit_yaml(loaded.ir) if args.to == "yaml" else emit_mock(loaded.ir)
+    except EmitError as err:  # valid, but with no spelling in the other language
+        _report([error_at(loaded, err.pointer, f"cannot convert to .{args.to}: "
+                          f"{err.message}", "keep this scenario in its own spelling, or "
+                          "write this part another way")], sys.stderr)
+        return EXIT_INVALID
     if args.output:
         try:
             Path(args.output).write_text(text, encoding="utf-8")

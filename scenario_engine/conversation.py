@@ -16,18 +16,25 @@ import asyncio
 import json
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidStatus,
+    InvalidURI,
+    WebSocketException,
+)
 from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
 
 from .expectations import compile_expectation, mismatches, show
-from .expressions import Context, EvaluationError, compile_template, to_text
+from .expressions import Context, EvaluationError, Evaluator, compile_template, to_text
 from .program import encode
+from .source import escape_pointer
 from .units import parse_duration
 
 __all__ = [
@@ -36,7 +43,10 @@ __all__ = [
     "DEFAULT_TEST_TIMEOUT",
     "Failure",
     "Outcome",
+    "check_target",
+    "compile_test",
     "run_conversation",
+    "shown_url",
 ]
 
 DEFAULT_EXPECT_TIMEOUT = 1.0
@@ -50,6 +60,9 @@ _CLOSE_TIMEOUT = 1.0
 _SHOWN_MESSAGES = 5
 #: Messages larger than this fail the connection (1009); a test never needs more.
 _MAX_MESSAGE = 64 * 1024 * 1024
+#: Characters of a refused handshake's response body quoted in a report (a real server may
+#: answer with a whole HTML page).
+_SHOWN_BODY = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +119,8 @@ class _Client:
         """The next item of the queue; TimeoutError at the deadline (a loop.time())."""
         if self.closed is not None:
             return self.closed
-        remaining = deadline - asyncio.get_running_loop().time()
-        if self.inbox.empty() and remaining <= 0:
-            raise TimeoutError
-        async with asyncio.timeout_at(deadline if self.inbox.empty() else None):
+        # An item already queued is returned even past the deadline: get() does not suspend.
+        async with asyncio.timeout_at(deadline):
             item = await self.inbox.get()
         if isinstance(item, Closed):
             self.closed = item
@@ -126,12 +137,10 @@ class _Client:
                 items.append(item)
         return items
 
-    async def shutdown(self) -> None:
-        try:
-            async with asyncio.timeout(_CLOSE_TIMEOUT):
-                await self.ws.close()
-        except TimeoutError:
-            pass
+    async def shutdown(self, code: int = 1000, reason: str = "") -> None:
+        """Close (bounded by the connection's close_timeout: a server that never answers the
+        closing handshake is cut off) and stop reading."""
+        await self.ws.close(code, reason)
         self.reader.cancel()
         await asyncio.gather(self.reader, return_exceptions=True)
 
@@ -152,6 +161,9 @@ class _Conversation:
                  constants: Context, tls: ssl.SSLContext | None) -> None:
         self.test = test
         self.pointer = pointer
+        #: The step running: where a test that times out or breaks stopped.
+        self.current = pointer
+        self.compiled = compile_test(test, pointer)
         self.base_url = base_url
         self.tls = tls
         self.strict = bool(test.get("strict", False))
@@ -161,7 +173,8 @@ class _Conversation:
     async def run(self) -> None:
         try:
             for i, step in enumerate(self.test["steps"]):
-                await self.step(step, f"{self.pointer}/steps/{i}")
+                self.current = f"{self.pointer}/steps/{i}"
+                await self.step(step, self.current)
             if self.strict:
                 self.nothing_left_unread()
         finally:
@@ -174,30 +187,32 @@ class _Conversation:
             elif "wait" in step:
                 await asyncio.sleep(parse_duration(step["wait"]))
             elif "let" in step:
-                self.ctx[step["let"]["name"]] = self.value(step["let"]["value"])
+                self.ctx[step["let"]["name"]] = self.value(pointer + "/let/value")
             else:
                 await self.client_step(step, pointer)
         except EvaluationError as err:
             raise _Failed(Failure(pointer, f"cannot evaluate this step: {err}")) from None
 
-    def value(self, template: Any, ctx: Context | None = None) -> Any:
-        return compile_template(template)[0](self.ctx if ctx is None else ctx)
+    def value(self, pointer: str, ctx: Context | None = None) -> Any:
+        """The value of the template at ``pointer`` (an IR pointer of one of the steps)."""
+        return self.compiled[pointer](self.ctx if ctx is None else ctx)
 
     # ---- connect ---------------------------------------------------------------------------
     async def connect(self, step: dict[str, Any], pointer: str) -> None:
         name = step["connect"]
-        url = self.url(self.value(step["path"]), self.value(step.get("query", {})))
-        headers = self.value(step.get("headers", {}))
-        protocols = self.value(step.get("protocols", []))
-        if not isinstance(headers, dict) or not isinstance(protocols, list):
-            raise _Failed(Failure(pointer, "headers must be an object and protocols an array"))
+        url = self.url(self.value(pointer + "/path"),
+                       self.value(pointer + "/query") if "query" in step else {})
+        headers = self.value(pointer + "/headers") if "headers" in step else {}
+        protocols = self.value(pointer + "/protocols") if "protocols" in step else []
+        if not isinstance(headers, dict):
+            raise EvaluationError(f"headers must be an object, not {show(headers)}")
+        if not isinstance(protocols, list):
+            raise EvaluationError(f"protocols must be an array, not {show(protocols)}")
         timeout = _duration(step, "within", DEFAULT_CONNECT_TIMEOUT)
         expected_status = step.get("expectReject")
         # websockets takes ssl=None as "no TLS", which a wss:// URL refuses: only pass it set.
         tls: dict[str, Any] = {} if self.tls is None else {"ssl": self.tls}
-        previous = self.clients.pop(name, None)
-        if previous is not None:
-            await previous.shutdown()
+        shown = shown_url(url)
         try:
             async with asyncio.timeout(timeout):
                 ws = await connect(
@@ -210,18 +225,20 @@ class _Conversation:
             status = err.response.status_code
             if expected_status == status:
                 return
-            body = err.response.body.decode("utf-8", "replace").strip() if err.response.body \
-                else ""
+            body = (err.response.body or b"").decode("utf-8", "replace").strip()
+            if len(body) > _SHOWN_BODY:
+                body = body[:_SHOWN_BODY] + "…"
             expected = (f"expected HTTP {expected_status}" if expected_status is not None
                         else "expected the connection to open")
             raise _Failed(Failure(pointer, f"{name} was refused with HTTP {status}",
                                   [f"{expected}, got HTTP {status}"
                                    + (f" {body!r}" if body else "")])) from None
         except TimeoutError:
-            raise _Failed(Failure(pointer, f"{name} could not connect to {url} within "
+            raise _Failed(Failure(pointer, f"{name} could not connect to {shown} within "
                                   f"{_seconds(timeout)}")) from None
-        except (OSError, WebSocketException) as err:
-            raise _Failed(Failure(pointer, f"{name} could not connect to {url}: "
+        except (OSError, WebSocketException, ValueError) as err:
+            # ValueError: what the handshake refuses to send (a subprotocol with a space).
+            raise _Failed(Failure(pointer, f"{name} could not connect to {shown}: "
                                   f"{err}")) from None
         if expected_status is not None:
             await ws.close()
@@ -243,9 +260,8 @@ class _Conversation:
 
     # ---- client steps ----------------------------------------------------------------------
     async def client_step(self, step: dict[str, Any], pointer: str) -> None:
-        client = self.clients.get(step["client"])
-        if client is None:
-            raise _Failed(Failure(pointer, f"client '{step['client']}' is not connected"))
+        # Validation saw to it that the client is connected here.
+        client = self.clients[step["client"]]
         if "send" in step:
             await self.send(client, step, pointer)
         elif "expect" in step:
@@ -256,15 +272,12 @@ class _Conversation:
             await self.expect_close(client, step, pointer)
         else:
             body = step["close"]
-            reason = to_text(self.value(body["reason"])) if "reason" in body else ""
-            # Bounded by the connection's close_timeout: a server that never answers the
-            # closing handshake is cut off.
-            await client.ws.close(body.get("code", 1000), reason)
-            await client.shutdown()
+            reason = to_text(self.value(pointer + "/close/reason")) if "reason" in body else ""
             del self.clients[client.name]
+            await client.shutdown(body.get("code", 1000), reason)
 
     async def send(self, client: _Client, step: dict[str, Any], pointer: str) -> None:
-        data = encode(self.value(step["send"]))
+        data = encode(self.value(pointer + "/send"))
         if step.get("binary") and isinstance(data, str):
             data = data.encode()
         try:
@@ -280,7 +293,7 @@ class _Conversation:
                                   "read")) from None
 
     async def expect(self, client: _Client, step: dict[str, Any], pointer: str) -> None:
-        expected = compile_expectation(step["expect"])(self.ctx)
+        expected = self.value(pointer + "/expect")
         timeout = _duration(step, "within", DEFAULT_EXPECT_TIMEOUT)
         deadline = asyncio.get_running_loop().time() + timeout
         passed_over: list[tuple[Any, list[str]]] = []
@@ -304,8 +317,9 @@ class _Conversation:
                 raise _Failed(Failure(
                     pointer, f"{client.name} received another message than expected "
                     "(strict test)", _evidence(expected, passed_over)))
-        for name, template in step.get("capture", {}).items():
-            self.ctx[name] = self.value(template, {**self.ctx, "msg": item})
+        for name in step.get("capture", {}):
+            self.ctx[name] = self.value(f"{pointer}/capture/{escape_pointer(name)}",
+                                        {**self.ctx, "msg": item})
 
     async def expect_no_message(self, client: _Client, step: dict[str, Any],
                                 pointer: str) -> None:
@@ -331,29 +345,28 @@ class _Conversation:
         body = step["expectClose"]
         timeout = _duration(step, "within", DEFAULT_EXPECT_TIMEOUT)
         deadline = asyncio.get_running_loop().time() + timeout
-        passed_over: list[Any] = []
+        passed_over: list[tuple[Any, list[str]]] = []
         code: int | None = body.get("code")
-        reason = to_text(self.value(body["reason"])) if "reason" in body else None
+        reason = to_text(self.value(pointer + "/expectClose/reason")) if "reason" in body \
+            else None
         wanted = [str(code)] if code is not None else []
         if reason is not None:
             wanted.append(json.dumps(reason))
-        expected_text = "close " + " ".join(wanted) if wanted else "a close"
+        expected_text = _Description("close " + " ".join(wanted) if wanted else "a close")
         while True:
             try:
                 item = await client.next(deadline)
             except TimeoutError:
                 raise _Failed(Failure(
                     pointer, f"{client.name}'s connection did not close within "
-                    f"{_seconds(timeout)}",
-                    [f"expected {expected_text}"]
-                    + [f"received {show(m)}" for m in passed_over[:_SHOWN_MESSAGES]])) from None
+                    f"{_seconds(timeout)}", _evidence(expected_text, passed_over))) from None
             if isinstance(item, Closed):
                 break
-            passed_over.append(item)
+            passed_over.append((item, []))
             if self.strict:
                 raise _Failed(Failure(pointer, f"{client.name} received a message before the "
                                       "close (strict test)",
-                                      [f"expected {expected_text}", f"received {show(item)}"]))
+                                      _evidence(expected_text, passed_over)))
         problems = []
         if code is not None and item.code != code:
             problems.append(f"expected code {code}, received {item.code}")
@@ -377,7 +390,9 @@ class _Conversation:
 
 
 def _evidence(expected: Any, passed_over: Sequence[tuple[Any, list[str]]]) -> list[str]:
-    lines = [f"expected {show(expected)}"]
+    """What was expected (a value, or a description such as 'close 4001') and the messages
+    received instead, the last few with their differences."""
+    lines = [f"expected {expected if isinstance(expected, _Description) else show(expected)}"]
     if not passed_over:
         lines.append("received nothing")
         return lines
@@ -388,6 +403,64 @@ def _evidence(expected: Any, passed_over: Sequence[tuple[Any, list[str]]]) -> li
         lines.append(f"received {show(message)}")
         lines.extend(f"  {d}" for d in differences)
     return lines
+
+
+class _Description(str):
+    """What a step expects, in words ('close 4001'), shown as it is rather than as a value."""
+
+
+def compile_test(test: dict[str, Any], pointer: str) -> dict[str, Evaluator]:
+    """Every template of a test's steps compiled once, before anything connects: IR pointer of
+    the template → its evaluator. Expected messages compile with their matchers."""
+    compiled: dict[str, Evaluator] = {}
+    for i, step in enumerate(test["steps"]):
+        for where, template, compile_ in _templates(step, f"{pointer}/steps/{i}"):
+            compiled[where] = compile_(template)
+    return compiled
+
+
+def _templates(step: dict[str, Any], pointer: str
+               ) -> Iterator[tuple[str, Any, Callable[[Any], Evaluator]]]:
+    def plain(template: Any) -> Evaluator:
+        return compile_template(template)[0]
+
+    for key in ("path", "query", "headers", "protocols", "send"):
+        if key in step:
+            yield f"{pointer}/{key}", step[key], plain
+    if "expect" in step:
+        yield f"{pointer}/expect", step["expect"], compile_expectation
+    for name, template in step.get("capture", {}).items():
+        yield f"{pointer}/capture/{escape_pointer(name)}", template, plain
+    for key in ("close", "expectClose"):
+        if "reason" in step.get(key, {}):
+            yield f"{pointer}/{key}/reason", step[key]["reason"], plain
+    if "let" in step:
+        yield f"{pointer}/let/value", step["let"]["value"], plain
+
+
+def check_target(url: str) -> str:
+    """``url`` if tests can run against it (a ws:// or wss:// URL with a host, no query or
+    fragment: a step's path is appended to it); ValueError saying what is wrong otherwise."""
+    try:
+        parse_uri(url)
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except (InvalidURI, ValueError) as err:
+        raise ValueError(f"not a WebSocket URL ({err}): write ws://HOST:PORT") from None
+    if parts.query or parts.fragment:
+        raise ValueError("a target has no query or fragment: the steps' paths are appended "
+                         "to it")
+    return url
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its password, for reports that end up in CI logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _duration(step: dict[str, Any], key: str, default: float) -> float:
@@ -416,8 +489,10 @@ async def run_conversation(test: dict[str, Any], pointer: str, base_url: str,
     except _Failed as failed:
         failure = failed.failure
     except TimeoutError:
-        failure = Failure(pointer, f"the test did not finish within {_seconds(timeout)}")
+        failure = Failure(conversation.current,
+                          f"the test did not finish within {_seconds(timeout)}")
     except Exception as err:  # one broken test must not stop the others: report it as failed
-        failure = Failure(pointer, f"the test could not run: {type(err).__name__}: {err}")
+        failure = Failure(conversation.current,
+                          f"the test could not run: {type(err).__name__}: {err}")
     return Outcome(failure, time.perf_counter() - started)
 

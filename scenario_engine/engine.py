@@ -24,6 +24,7 @@ from .expressions import (
     type_name,
 )
 from .program import ActionError, Program, Route, Step
+from .protocol import MAX_CLOSE_REASON_BYTES, MAX_CONTROL_PAYLOAD
 
 __all__ = [
     "Accepted",
@@ -40,6 +41,7 @@ __all__ = [
     "Request",
     "Rooms",
     "Send",
+    "check_close_reason",
 ]
 
 CLOSE_UNSUPPORTED_DATA = 1003
@@ -255,16 +257,35 @@ class _Runtime:
             self.engine.rooms[self.conn.route.index].leave(name, self.conn)
 
     def close(self, code: int, reason: Any) -> None:
-        self.effects.append(Close(self.conn, code, to_text(reason)))
+        text = to_text(reason)
+        check_close_reason(text)
+        self.effects.append(Close(self.conn, code, text))
 
     def ping(self, data: str | bytes) -> None:
-        self.effects.append(Ping(self.conn, data.encode() if isinstance(data, str) else data))
+        self.effects.append(Ping(self.conn, _control_payload("ping", data)))
 
     def pong(self, data: str | bytes) -> None:
-        self.effects.append(Pong(self.conn, data.encode() if isinstance(data, str) else data))
+        self.effects.append(Pong(self.conn, _control_payload("pong", data)))
 
     def log(self, message: Any, location: str) -> None:
         self.effects.append(Log(self.conn, to_text(message), location))
+
+
+def check_close_reason(reason: str) -> None:
+    """Raise EvaluationError for a close reason longer than a close frame can carry."""
+    size = len(reason.encode())
+    if size > MAX_CLOSE_REASON_BYTES:
+        raise EvaluationError(f"close reason is {size} bytes; the protocol allows "
+                              f"{MAX_CLOSE_REASON_BYTES}")
+
+
+def _control_payload(kind: str, data: str | bytes) -> bytes:
+    """The payload of a ping or pong, refused (EvaluationError) when a frame cannot carry it."""
+    payload = data.encode() if isinstance(data, str) else data
+    if len(payload) > MAX_CONTROL_PAYLOAD:
+        raise EvaluationError(f"{kind} data is {len(payload)} bytes; the protocol allows "
+                              f"{MAX_CONTROL_PAYLOAD}")
+    return payload
 
 
 def _room_names(rooms: list[Any]) -> Iterator[str]:
@@ -315,7 +336,10 @@ class Engine:
                         hit = not hit
                     if hit:
                         assert step.value is not None
-                        return Rejected(to_text(step.value(ctx)), step.code, step.status), []
+                        reason = to_text(step.value(ctx))
+                        if step.code is not None:  # sent in a close frame, not an HTTP body
+                            check_close_reason(reason)
+                        return Rejected(reason, step.code, step.status), []
             except EvaluationError as err:
                 log = Log(None, f"auth failed: {err}", step.location, error=True)
                 return Rejected("Internal Server Error", status=500), [log]
@@ -357,7 +381,9 @@ class Engine:
                     break
             effects = self._run(conn, handler.steps, ctx)
             break
-        ctx["msg"] = ctx["raw"] = None  # hold no message longer than its event
+        # The message itself is not kept past its event; a let built from it is, until a later
+        # event of this connection assigns that let again or the connection closes.
+        ctx["msg"] = ctx["raw"] = None
         return effects
 
     def close(self, conn: Connection, code: int | None, reason: str) -> list[Effect]:
@@ -373,12 +399,16 @@ class Engine:
             runtime.effects.append(Log(conn, f"on close failed: {err.message}", err.location,
                                        error=True))
         self.connections[conn.route.index].discard(conn)
+        self.leave_rooms(conn)
+        # Nothing can be sent to the closed connection itself.
+        return [e for e in runtime.effects if not (isinstance(e, Send | Close | Ping | Pong))]
+
+    def leave_rooms(self, conn: Connection) -> None:
+        """Take the connection out of every room it is in."""
         rooms = self.rooms[conn.route.index]
         for room in conn.rooms:
             rooms.leave(room, conn)
         conn.rooms.clear()
-        # Nothing can be sent to the closed connection itself.
-        return [e for e in runtime.effects if not (isinstance(e, Send | Close | Ping | Pong))]
 
     # ---- running handlers ------------------------------------------------------------------
     def _run(self, conn: Connection, steps: list[Step], ctx: Context) -> list[Effect]:

@@ -101,7 +101,15 @@ class ScenarioErrors(ScenarioEngineError):
         super().__init__(self.errors)
 
     def __str__(self) -> str:
-        return "\n".join(e.format_text() for e in self.errors)
+        return self.format_text()
+
+    def format_text(self) -> str:
+        """Every error as ``ScenarioError.format_text`` renders it, a blank line between."""
+        return "\n\n".join(e.format_text() for e in self.errors)
+
+    def count_text(self) -> str:
+        """'1 error', '3 errors'."""
+        return f"{len(self.errors)} error{'' if len(self.errors) == 1 else 's'}"
 
 
 def did_you_mean(word: str, candidates: Sequence[str] | Iterable[str]) -> str | None:

@@ -10,11 +10,14 @@ milliseconds) and ``event``, one of:
 - ``in``: ``connection``, and ``text`` or ``binary`` (base64);
 - ``out``: ``connections`` (every client the message was written to: one event per send or
   broadcast, not one per recipient), and ``text`` or ``binary``;
-- ``close``: ``connection``, ``code``, ``reason``.
+- ``close``: ``connection``, ``code``, ``reason``;
+- ``error``: ``connection`` (None for an ``auth`` block), ``location`` (the scenario's
+  file:line:col), ``message``: a handler, ``on close`` or ``auth`` failed.
 
-The last ``limit`` events are kept in memory; a ``sink`` also gets each event as one JSON line
-as it happens. The server's event loop records; tests read from their own thread (the pytest
-fixture runs the server in a thread of its own), so reads take a snapshot under a lock.
+The last ``limit`` events are kept in memory (none with a limit of 0: a journal only written
+to its sink); a ``sink`` also gets each event as one JSON line as it happens. The server's
+event loop records; tests read from their own thread (the pytest fixture runs the server in a
+thread of its own), so reads take a snapshot under a lock.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 __all__ = ["DEFAULT_LIMIT", "Journal", "payload_fields", "timestamp"]
@@ -38,22 +42,21 @@ Event = dict[str, Any]
 
 
 class Journal:
-    """The last ``limit`` events of a server, optionally written to ``sink`` as JSON lines."""
+    """The last ``limit`` events of a server, optionally written to ``sink`` as JSON lines.
+
+    ``limit`` 0 keeps none in memory: reads find nothing, and only the sink gets the events.
+    """
 
     def __init__(self, limit: int = DEFAULT_LIMIT, sink: TextIO | None = None) -> None:
-        if limit < 1:
-            raise ValueError(f"a journal keeps at least 1 event, not {limit}")
+        if limit < 0:
+            raise ValueError(f"a journal keeps 0 events or more, not {limit}")
+        # With maxlen 0, append drops the event at once: nothing is kept, nothing to special-case.
         self._events: collections.deque[Event] = collections.deque(maxlen=limit)
         self._seq = 0
         self._sink = sink
         self._changed = threading.Condition(threading.Lock())
         # Waking waiters costs a little on every event: only done while someone waits.
         self._waiting = 0
-
-    @property
-    def limit(self) -> int:
-        assert self._events.maxlen is not None
-        return self._events.maxlen
 
     @property
     def last_seq(self) -> int:
@@ -73,6 +76,9 @@ class Journal:
         return entry
 
     def _write(self, entry: Event) -> None:
+        # Flushed at once, not when the buffer fills: an ``out`` event is recorded before its
+        # message is written to the socket, so a client that has the message finds it in the
+        # file. (A line-buffered file would make the same write(2) per line.)
         assert self._sink is not None
         try:
             self._sink.write(json.dumps(entry, ensure_ascii=False) + "\n")
@@ -86,9 +92,7 @@ class Journal:
         """Events after ``since`` (a ``seq``), oldest first; only those of ``connection`` if
         given (``out`` events that reached it included); at most ``limit`` of them."""
         with self._changed:
-            # Sequence numbers are consecutive in the deque: skip to ``since`` directly.
-            skip = since - self._events[0]["seq"] + 1 if self._events else 0
-            snapshot = list(itertools.islice(self._events, max(skip, 0), None))
+            snapshot = list(self._after(since))
         if connection is not None:
             snapshot = [e for e in snapshot if _concerns(e, connection)]
         return snapshot if limit is None else snapshot[:limit]
@@ -106,11 +110,15 @@ class Journal:
         with self._changed:
             self._waiting += 1
             try:
+                seen = since
                 while True:
-                    for entry in self._events:
-                        if (entry["seq"] > since and entry["event"] == event
-                                and (connection is None or _concerns(entry, connection))):
+                    for entry in self._after(seen):
+                        if entry["event"] == event and (
+                                connection is None or _concerns(entry, connection)):
                             return entry
+                    # On the next wake-up, look at the newer events only (``since`` may be
+                    # ahead of the journal: then it stands).
+                    seen = max(seen, self._seq)
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         whose = f" of connection {connection}" if connection else ""
@@ -119,6 +127,12 @@ class Journal:
                     self._changed.wait(remaining)
             finally:
                 self._waiting -= 1
+
+    def _after(self, since: int) -> Iterator[Event]:
+        """The events kept with a ``seq`` after ``since``; call it holding the lock."""
+        # Sequence numbers are consecutive in the deque: skip to ``since`` directly.
+        skip = since - self._events[0]["seq"] + 1 if self._events else 0
+        return itertools.islice(self._events, max(skip, 0), None)
 
     def messages_in(self, connection: str | None = None) -> list[str | bytes]:
         """The messages clients sent (of ``connection`` if given), oldest first."""

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .background import BackgroundServer
 
 __all__ = ["pytest_addoption", "pytest_collect_file", "pytest_configure", "scenario_mock",
-           "scenario_server"]
+           "scenario_server", "shown_path"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,6 +62,14 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    target = config.getoption("scenario_target", None)
+    if target is not None:
+        from .conversation import check_target
+
+        try:
+            check_target(target)
+        except ValueError as err:
+            raise pytest.UsageError(f"--scenario-target {target!r}: {err}") from None
     config.addinivalue_line(
         "markers", "scenario(*paths, **options): serve these scenario files for the test "
         "(fixture scenario_server); options as the scenario_mock factory's")
@@ -103,22 +111,19 @@ def _load(rootdir: Path, paths: tuple[str | Path, ...],
     from .background import BackgroundServer
     from .errors import ScenarioErrors
     from .loader import UsageError
-    from .program import ActionError
-    from .serve import failure_text
 
     try:
-        return BackgroundServer.from_paths([_shown(rootdir, p) for p in paths], **options)
-    except (ScenarioErrors, ActionError) as err:
-        message = failure_text(err)
+        return BackgroundServer.from_paths([shown_path(rootdir / p) for p in paths], **options)
+    except ScenarioErrors as err:
+        message = err.format_text()
     except UsageError as err:
         message = str(err)
     # Outside the except clause: the report is the errors alone, not a chain of exceptions.
     pytest.fail(message, pytrace=False)
 
 
-def _shown(rootdir: Path, path: str | Path) -> Path:
-    """``path`` taken from rootdir, spelt relative to the working directory when it is below
-    it (as errors then name it)."""
-    absolute = rootdir / path
-    relative = os.path.relpath(absolute)
-    return absolute if relative.startswith(os.pardir) else Path(relative)
+def shown_path(path: Path) -> Path:
+    """``path`` spelt relative to the working directory when it is below it, as a user types
+    it (errors and reports then name it so)."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else Path(relative)

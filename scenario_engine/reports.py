@@ -13,6 +13,7 @@ expected and what was received::
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import replace
@@ -21,7 +22,7 @@ from itertools import groupby
 from .errors import ScenarioError
 from .runner import TestResult
 
-__all__ = ["failure_annotation", "failure_text", "junit_xml", "result_line", "summary_lines"]
+__all__ = ["failure_annotation", "failure_report", "junit_xml", "result_line", "summary_lines"]
 
 
 def result_line(result: TestResult) -> str:
@@ -29,7 +30,7 @@ def result_line(result: TestResult) -> str:
     return f"{verdict}  {result.case.title}  ({_duration(result.outcome.duration)})"
 
 
-def failure_text(result: TestResult) -> str:
+def failure_report(result: TestResult) -> str:
     """The failure of a failed test: the step's position, the source line, the evidence."""
     failure = result.outcome.failure
     assert failure is not None
@@ -75,19 +76,31 @@ def junit_xml(results: Sequence[TestResult]) -> str:
                               time=f"{sum(r.outcome.duration for r in members):.3f}")
         for result in members:
             span = result.case.span(result.case.pointer)
-            case = ET.SubElement(suite, "testcase", name=result.case.name, classname=file,
+            case = ET.SubElement(suite, "testcase", name=_xml_text(result.case.name),
+                                 classname=file,
                                  file=file, line=str(span.line),
                                  time=f"{result.outcome.duration:.3f}")
             if result.outcome.failure is not None:
                 failed = ET.SubElement(case, "failure",
-                                       message=result.outcome.failure.message,
+                                       message=_xml_text(result.outcome.failure.message),
                                        type="AssertionError")
-                failed.text = failure_text(result)
+                failed.text = _xml_text(failure_report(result))
     suites.set("tests", str(len(results)))
     suites.set("failures", str(total_failures))
     suites.set("errors", "0")
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
+
+
+#: Characters XML 1.0 cannot hold at all, not even escaped: a report holding one is not XML.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    """``text`` with the characters XML cannot hold written as ``\\xNN`` / ``\\uNNNN``, so
+    a test name or a server's message with a control character never costs CI its report."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if m.group() < "\x80"
+                        else f"\\u{ord(m.group()):04x}", text)
 
 
 def _duration(seconds: float) -> str:

@@ -17,9 +17,9 @@ from typing import Any
 
 from .conversation import DEFAULT_TEST_TIMEOUT, Failure, Outcome, run_conversation
 from .journal import Journal
-from .program import ActionError, Program, compile_program
+from .program import Program, compile_program
 from .server import ScenarioServer
-from .source import Span
+from .source import Span, locate
 from .validate import Loaded
 
 __all__ = ["DEFAULT_JOBS", "RunOptions", "TestCase", "TestResult", "collect", "run_tests"]
@@ -56,10 +56,7 @@ class TestCase:
 
     def span(self, pointer: str) -> Span:
         """Where the IR node at ``pointer`` (or its nearest mapped parent) is in the file."""
-        source_map = self.loaded.source_map
-        while pointer not in source_map and pointer:
-            pointer = pointer.rsplit("/", 1)[0]
-        return source_map.get(pointer, Span(1, 1, 1, 1))
+        return locate(self.loaded.source_map, pointer)
 
 
 @dataclass(frozen=True)
@@ -96,6 +93,8 @@ class RunOptions:
     timeout: float = DEFAULT_TEST_TIMEOUT
     overrides: Mapping[str, Any] = field(default_factory=dict)
     insecure: bool = False
+    #: How the caller spells "run against a server" (the command's option, pytest's …).
+    target_option: str = "--target"
 
 
 async def run_tests(cases: Sequence[TestCase], options: RunOptions = RunOptions(),
@@ -104,14 +103,19 @@ async def run_tests(cases: Sequence[TestCase], options: RunOptions = RunOptions(
     as each finishes."""
     target = options.target
     limit = asyncio.Semaphore(options.jobs or (1 if target is not None else DEFAULT_JOBS))
-    programs: dict[int, Program | ActionError] = {}
+    tls = _unverified_tls() if options.insecure and (target or "").startswith("wss:") else None
+    # Each file is compiled once, however many of its tests run (each on a mock of its own).
+    programs = {} if target is not None else {
+        id(case.loaded): compile_program([case.loaded]) for case in cases
+        if case.loaded.ir.get("routes")}
 
     async def run_one(case: TestCase) -> TestResult:
         async with limit:
             if target is not None:
-                outcome = await _run_against(case, target, options)
+                outcome = await _run_against(case, target, options, tls)
             else:
-                outcome = await _run_against_mock(case, programs, options)
+                outcome = await _run_against_mock(case, programs.get(id(case.loaded)),
+                                                  options)
         result = TestResult(case, outcome)
         if on_result is not None:
             on_result(result)
@@ -128,36 +132,29 @@ async def run_tests(cases: Sequence[TestCase], options: RunOptions = RunOptions(
         logger.setLevel(level)
 
 
-async def _run_against(case: TestCase, base_url: str, options: RunOptions) -> Outcome:
-    constants = {**(case.loaded.constants or {}), **options.overrides}
+async def _run_against(case: TestCase, base_url: str, options: RunOptions,
+                       tls: ssl.SSLContext | None = None) -> Outcome:
+    assert case.loaded.constants is not None  # validated
+    constants = {**case.loaded.constants, **options.overrides}
     test = case.loaded.ir["tests"][case.index]
-    tls = _unverified_tls() if options.insecure and base_url.startswith("wss:") else None
     return await run_conversation(test, case.pointer, base_url, constants, options.timeout,
                                   tls)
 
 
 def _unverified_tls() -> ssl.SSLContext:
     """TLS that accepts any certificate: for staging servers with self-signed ones."""
-    context = ssl.create_default_context()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
 
 
-async def _run_against_mock(case: TestCase, programs: dict[int, Program | ActionError],
+async def _run_against_mock(case: TestCase, program: Program | None,
                             options: RunOptions) -> Outcome:
-    if not case.loaded.ir.get("routes"):
+    if program is None:
         return Outcome(Failure(case.pointer, "this file has no routes to test: run its tests "
-                               "against a server with --target ws://HOST:PORT"), 0.0)
-    key = id(case.loaded)
-    if key not in programs:
-        try:
-            programs[key] = compile_program([case.loaded])
-        except ActionError as err:
-            programs[key] = err
-    program = programs[key]
-    if isinstance(program, ActionError):
-        return Outcome(Failure(case.pointer, f"the scenario cannot be served: {program}"), 0.0)
+                               f"against a server with {options.target_option} "
+                               "ws://HOST:PORT"), 0.0)
     # The journal is read only for the mock's errors: a failure then says why the mock did
     # what it did (a handler that failed and closed with 1011, at its file:line).
     journal = Journal(_JOURNAL_SIZE)

@@ -19,29 +19,22 @@ from .admin import ADMIN_PREFIX, LOOPBACK, Network
 from .errors import ScenarioErrors
 from .journal import DEFAULT_LIMIT, Journal
 from .loader import UsageError, load_paths
-from .program import ActionError, Program, compile_program
+from .program import Program, compile_program
 from .server import OPEN_TIMEOUT, ScenarioServer
 
-__all__ = ["failure_text", "load_program", "serve_files"]
+__all__ = ["load_program", "serve_files"]
 
 
 def load_program(paths: Sequence[str | Path]) -> Program:
     """Load, validate and compile the scenarios named by ``paths`` into one Program.
 
-    Raises ScenarioErrors (every error of every file), ActionError (a top-level constant that
-    cannot be evaluated) or UsageError (a path that is not a scenario).
+    Raises ScenarioErrors (every error of every file) or UsageError (a path that is not a
+    scenario). Validation has evaluated the files' constants, so compiling cannot fail.
     """
     loaded, errors, _ = load_paths(paths)
     if errors:
         raise ScenarioErrors(errors)
     return compile_program(loaded)
-
-
-def failure_text(err: ScenarioErrors | ActionError) -> str:
-    """What ``load_program``'s errors read like, as a compiler prints them."""
-    if isinstance(err, ActionError):
-        return f"{err.location}: error: {err.message}"
-    return "\n\n".join(error.format_text() for error in err.errors)
 
 
 def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,
@@ -52,21 +45,19 @@ def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,
                 admin_allow: Sequence[Network] | None = None) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 if the scenarios have errors.
 
-    ``journal_file``: write every event there as a JSON line (``-``: standard output). The
-    journal is kept in memory (its last ``journal_size`` events) when it is written or when
-    the admin API (``admin``, open to ``admin_allow``, loopback by default) is on.
+    ``journal_file``: write every event there as a JSON line (``-``: standard output). With
+    the admin API on (``admin``, open to ``admin_allow``, loopback by default), the journal's
+    last ``journal_size`` events are also kept in memory, for it to read.
+
+    Raises UsageError for bad options and for a route under the admin API's prefix.
     """
     if admin_allow is not None and not admin:
         raise UsageError("--admin-allow needs --admin")
     try:
         program = load_program(paths)
     except ScenarioErrors as err:
-        print(failure_text(err) + "\n", file=sys.stderr)
-        count = len(err.errors)
-        print(f"not serving: {count} error{'' if count == 1 else 's'}", file=sys.stderr)
-        return 1
-    except ActionError as err:
-        print(failure_text(err), file=sys.stderr)
+        print(err.format_text() + "\n", file=sys.stderr)
+        print(f"not serving: {err.count_text()}", file=sys.stderr)
         return 1
     if not program.routes:
         print("not serving: the files define no routes (only tests, which "
@@ -86,14 +77,13 @@ def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,
     logging.getLogger("scenario_engine.websockets").setLevel(logging.WARNING)
     with ExitStack() as stack:
         sink = _journal_sink(journal_file, stack)
-        journal = Journal(journal_size, sink) if admin or sink is not None else None
-        try:
-            server = ScenarioServer(program, host, port, ssl=context,
-                                    max_connections=max_connections, open_timeout=open_timeout,
-                                    journal=journal, admin=admin,
-                                    admin_allow=LOOPBACK if admin_allow is None else admin_allow)
-        except ValueError as err:  # a route under the admin API's prefix
-            raise UsageError(f"{err}: serve without --admin, or move the route") from None
+        # Only the admin API reads the journal back: a journal only written keeps nothing.
+        journal = (Journal(journal_size if admin else 0, sink)
+                   if admin or sink is not None else None)
+        server = ScenarioServer(program, host, port, ssl=context,
+                                max_connections=max_connections, open_timeout=open_timeout,
+                                journal=journal, admin=admin,
+                                admin_allow=LOOPBACK if admin_allow is None else admin_allow)
         try:
             asyncio.run(_run(server))
         except OSError as err:

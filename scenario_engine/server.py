@@ -45,7 +45,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
-from .admin import ADMIN_PREFIX, LOOPBACK, Admin, AdminRequest, Network, is_admin_path
+from .admin import ADMIN_PREFIX, LOOPBACK, Admin, AdminRequest, Network, is_admin_path, peer_ip
 from .compression import ThresholdDeflateFactory
 from .engine import (
     Accepted,
@@ -63,6 +63,7 @@ from .engine import (
     new_connection_id,
 )
 from .journal import Journal, payload_fields
+from .loader import UsageError
 from .program import Program, Route
 
 __all__ = ["DEFAULT_MAX_MESSAGE", "LISTEN_BACKLOG", "ScenarioServer"]
@@ -207,7 +208,8 @@ class ScenarioServer:
     """Serves a Program over WebSocket. Use ``start()``, then ``close()``.
 
     ``journal``: record events in it (None: record nothing, at no cost). ``admin``: answer the
-    admin API under ADMIN_PREFIX, to peers in ``admin_allow`` only.
+    admin API under ADMIN_PREFIX, to peers in ``admin_allow`` only; raises UsageError when a
+    route is under that prefix.
     """
 
     def __init__(self, program: Program, host: str = "127.0.0.1", port: int = 8765,
@@ -215,10 +217,11 @@ class ScenarioServer:
                  open_timeout: float = OPEN_TIMEOUT, journal: Journal | None = None,
                  admin: bool = False, admin_allow: Sequence[Network] = LOOPBACK) -> None:
         if admin:
-            hidden = [route.path for route in program.routes if is_admin_path(route.path)]
-            if hidden:
-                raise ValueError(f"route {hidden[0]} is under {ADMIN_PREFIX}, which the admin "
-                                 "API reserves")
+            for route in program.routes:
+                if is_admin_path(route.path):
+                    raise UsageError(f"{route.location}: route {route.path} is under "
+                                     f"{ADMIN_PREFIX}, which the admin API reserves: serve "
+                                     "without --admin, or move the route")
         self.engine = Engine(program)
         self.host = host
         self.port = port
@@ -296,34 +299,26 @@ class ScenarioServer:
         resolved = self.engine.resolve(target.path)
         if resolved is None:
             reason = f"No WebSocket route at {target.path}"
-            if self.journal is not None:
-                self.journal.record("reject", path=target.path, status=404, reason=reason)
+            self._reject("refused", connection, target.path, reason, status=404)
             return connection.respond(http.HTTPStatus.NOT_FOUND, reason + "\n")
         route, params = resolved
         refusal = self._refuse(route, http_request)
         if refusal is not None:
             status, reason = refusal
-            logger.info("refused %s %s: HTTP %d %s", _peer_ip(connection), target.path,
-                        status, reason)
-            if self.journal is not None:
-                self.journal.record("reject", path=target.path, status=int(status),
-                                    reason=reason)
+            self._reject("refused", connection, target.path, reason, status=status)
             return connection.respond(status, reason + "\n")
         request = Request(
             path=target.path,
             query=dict(parse_qsl(target.query, keep_blank_values=True)),
             headers=_headers(http_request.headers),
-            ip=_peer_ip(connection),
+            ip=peer_ip(connection),
         )
         conn_id = new_connection_id()
         outcome, effects = self.engine.authenticate(route, request, params, conn_id)
         self._apply_to_others(effects)
         if isinstance(outcome, Rejected) and outcome.status is not None:
-            logger.info("rejected %s %s: HTTP %d %s", request.ip, request.path,
-                        outcome.status, outcome.reason)
-            if self.journal is not None:
-                self.journal.record("reject", path=request.path, status=outcome.status,
-                                    reason=outcome.reason)
+            self._reject("rejected", connection, request.path, outcome.reason,
+                         status=outcome.status)
             return connection.respond(outcome.status, outcome.reason + "\n")
         self._configure(connection, route)
         self._admitted[connection] = _Admitted(route, request, params, conn_id, outcome)
@@ -344,16 +339,30 @@ class ScenarioServer:
                 # Cross-site WebSocket hijacking: a page of another site must not use the
                 # visitor's cookies to talk to this server.
                 return http.HTTPStatus.FORBIDDEN, f"Origin not allowed: {origin or '(none)'}"
-        if route.max_connections is not None or self.max_connections is not None:
-            pending = list(self._admitted.values())
+        # Handshakes admitted but not yet open count too: a burst must not overshoot a limit.
+        # Only a route's own limit needs them scanned (a scan per handshake is quadratic in a
+        # burst); the server's limit needs only their number.
+        if route.max_connections is not None:
             on_route = len(self.engine.connections[route.index]) + sum(
-                1 for a in pending if a.route is route)
-            if route.max_connections is not None and on_route >= route.max_connections:
+                1 for a in self._admitted.values() if a.route is route)
+            if on_route >= route.max_connections:
                 return http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections on this route"
-            total = sum(len(c) for c in self.engine.connections) + len(pending)
-            if self.max_connections is not None and total >= self.max_connections:
+        if self.max_connections is not None:
+            total = sum(len(c) for c in self.engine.connections) + len(self._admitted)
+            if total >= self.max_connections:
                 return http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections"
         return None
+
+    def _reject(self, verb: str, connection: ServerConnection, path: str, reason: str, *,
+                status: int | None = None, code: int | None = None) -> None:
+        """Log and journal a handshake turned away: with an HTTP ``status``, or with a close
+        ``code`` right after it. ``verb``: "refused" by the server (no route, an origin, a
+        limit) or "rejected" by the scenario's ``auth``. The caller sends the answer."""
+        how = f"HTTP {status}" if status is not None else f"close {code}"
+        logger.info("%s %s %s: %s %s", verb, peer_ip(connection), path, how, reason)
+        if self.journal is not None:
+            answer = {"status": int(status)} if status is not None else {"code": code}
+            self.journal.record("reject", path=path, reason=reason, **answer)
 
     def _configure(self, connection: ServerConnection, route: Route) -> None:
         protocol = connection.protocol
@@ -373,12 +382,11 @@ class ScenarioServer:
         outcome = admitted.outcome
         journal = self.journal
         if isinstance(outcome, Rejected):
-            logger.info("rejected %s %s: close %s %s", admitted.request.ip,
-                        admitted.request.path, outcome.code, outcome.reason)
-            if journal is not None:
-                journal.record("reject", path=admitted.request.path,
-                               code=outcome.code or 1008, reason=outcome.reason)
-            await ws.close(outcome.code or 1008, outcome.reason)
+            # HTTP rejections were answered in _process_request: this one has a close code.
+            code = outcome.code
+            assert code is not None
+            self._reject("rejected", ws, admitted.request.path, outcome.reason, code=code)
+            await ws.close(code, outcome.reason)
             return
         engine = self.engine
         conn = engine.open(admitted.route, admitted.request, admitted.params, outcome.auth,
@@ -455,15 +463,15 @@ class ScenarioServer:
         """
         payload = data.encode() if isinstance(data, str) else data
         is_text = isinstance(data, str)
-        if self.journal is not None:
-            # Recorded before anything is written: once a client has the message, whoever
-            # reads the journal finds it there.
-            ready = [conn.id for conn in targets if _writable(conn.socket)]
-            if ready:
-                self.journal.record("out", connections=ready, **payload_fields(data))
+        journal = self.journal
+        # With a journal, the clients to write to are collected first and recorded before
+        # anything is written: once a client has the message, whoever reads the journal finds
+        # it there. Without one, each client is written to as soon as it is checked: this loop
+        # runs once per message and recipient, so it builds no list and calls no helper.
+        ready: list[tuple[Connection, ServerConnection]] | None = (
+            None if journal is None else [])
         count = 0
         for conn in targets:
-            # The checks of _writable, inline: this loop runs once per message and recipient.
             ws: ServerConnection | None = conn.socket
             if ws is None or ws.protocol.state is not State.OPEN:
                 continue
@@ -471,6 +479,10 @@ class ScenarioServer:
             if ws.paused and ws.transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
                 self._close_slow(conn, ws)
                 continue
+            if ready is not None:
+                ready.append((conn, ws))
+                continue
+            # _write, inline.
             try:
                 if is_text:
                     ws.protocol.send_text(payload)
@@ -481,6 +493,13 @@ class ScenarioServer:
                 logger.warning("could not write to %s: %s", conn.id, err)
                 continue
             count += 1
+        if ready:
+            assert journal is not None
+            journal.record("out", connections=[conn.id for conn, _ in ready],
+                           **payload_fields(data))
+            # No await since the record: the clients recorded are still those written to.
+            for conn, ws in ready:
+                count += _write(conn, ws, payload, is_text)
         return count
 
     def _log(self, effect: Log) -> None:
@@ -538,11 +557,19 @@ class ScenarioServer:
             ws.transport.abort()
 
 
-
-def _writable(ws: ServerConnection | None) -> bool:
-    """Whether ``deliver`` writes to this client: open, and not over MAX_PENDING_OUTPUT."""
-    return (ws is not None and ws.protocol.state is State.OPEN
-            and not (ws.paused and ws.transport.get_write_buffer_size() > MAX_PENDING_OUTPUT))
+def _write(conn: Connection, ws: ServerConnection, payload: bytes, is_text: bool) -> bool:
+    """Queue one message on an open connection and start sending it; False if the transport
+    refused it (it is going away: the close follows)."""
+    try:
+        if is_text:
+            ws.protocol.send_text(payload)
+        else:
+            ws.protocol.send_binary(payload)
+        ws.send_data()
+    except Exception as err:
+        logger.warning("could not write to %s: %s", conn.id, err)
+        return False
+    return True
 
 
 def _log(effect: Log) -> None:
@@ -565,10 +592,3 @@ def _headers(headers: Headers) -> dict[str, str]:
         key = name.lower()
         merged[key] = f"{merged[key]}, {value}" if key in merged else value
     return merged
-
-
-def _peer_ip(connection: ServerConnection) -> str | None:
-    address = connection.remote_address
-    if isinstance(address, tuple) and address:
-        return str(address[0])
-    return None

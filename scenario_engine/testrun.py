@@ -7,10 +7,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
-from .errors import ScenarioError
+from .errors import ScenarioErrors
 from .loader import UsageError, load_paths
-from .reports import failure_annotation, failure_text, junit_xml, result_line, summary_lines
+from .reports import failure_annotation, failure_report, junit_xml, result_line, summary_lines
 from .runner import RunOptions, TestResult, collect, run_tests
 
 __all__ = ["run_test_command"]
@@ -20,15 +21,13 @@ def run_test_command(paths: Sequence[str], options: RunOptions, junit: str | Non
                      name_filter: str | None = None, github: bool = False) -> int:
     """0 if every test passed; 1 if one failed, a scenario has errors, or there are none.
     ``github``: also print each failure as a GitHub Actions annotation on the step's line."""
-    loaded, errors, count = load_paths(paths)
-    if errors:
-        for error in sorted(set(errors), key=ScenarioError.sort_key):
-            print(error.format_text(), file=sys.stderr)
-            print(file=sys.stderr)
-            if github:
-                print(error.format_github())
-        print(f"not testing: {len(errors)} error{'' if len(errors) == 1 else 's'}",
-              file=sys.stderr)
+    loaded, found, count = load_paths(paths)
+    if found:
+        errors = ScenarioErrors(found)
+        print(errors.format_text() + "\n", file=sys.stderr)
+        if github:
+            print("\n".join(error.format_github() for error in errors.errors))
+        print(f"not testing: {errors.count_text()}", file=sys.stderr)
         return 1
     defined = {name for one in loaded for name in (one.constants or {})}
     for name in options.overrides:
@@ -40,8 +39,16 @@ def run_test_command(paths: Sequence[str], options: RunOptions, junit: str | Non
         where = f"matching {name_filter!r} " if name_filter else ""
         print(f"no tests {where}in {count} file{'' if count == 1 else 's'}", file=sys.stderr)
         return 1
-    if junit is not None and Path(junit).is_dir():
-        raise UsageError(f"{junit}: a directory; --junit takes a file name")
+    if options.target is None:
+        untestable = sorted({case.file for case in cases if not case.loaded.ir.get("routes")})
+        for file in untestable:
+            print(f"{file}: this file has no routes to test: run its tests against a server "
+                  "with --target ws://HOST:PORT", file=sys.stderr)
+        if untestable:
+            return 1
+    # Opened before the run, so that a path that cannot be written stops the command at once
+    # rather than after every test has run.
+    report_file = _open_report(junit) if junit is not None else None
 
     def report(result: TestResult) -> None:
         print(result_line(result), flush=True)
@@ -52,16 +59,25 @@ def run_test_command(paths: Sequence[str], options: RunOptions, junit: str | Non
     failed = [r for r in results if not r.passed]
     for result in failed:
         print(f"\n--- {result.case.title}")
-        print(failure_text(result))
+        print(failure_report(result))
         if github:
             print(failure_annotation(result))
     print()
     print("\n".join(summary_lines(results, elapsed)))
-    if junit is not None:
-        try:
-            # As pytest's --junitxml: CI steps name a reports/ folder that may not exist yet.
-            Path(junit).parent.mkdir(parents=True, exist_ok=True)
-            Path(junit).write_text(junit_xml(results), encoding="utf-8")
-        except OSError as err:
-            raise UsageError(f"{junit}: {err.strerror or err}") from None
+    if report_file is not None:
+        with report_file:
+            report_file.write(junit_xml(results))
     return 1 if failed else 0
+
+
+def _open_report(name: str) -> TextIO:
+    path = Path(name)
+    try:
+        # As pytest's --junitxml: CI steps name a reports/ folder that may not exist yet.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("w", encoding="utf-8")
+    except OSError as err:
+        what = err.strerror or str(err)
+        if isinstance(err, FileExistsError):  # mkdir over a file
+            what = "a file stands where its folder should be"
+        raise UsageError(f"--junit {name}: cannot write it: {what}") from None

@@ -26,6 +26,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from scenario_engine.admin import MAX_BODY
 from scenario_engine.background import BackgroundServer
+from scenario_engine.loader import UsageError
+from scenario_engine.protocol import MAX_CLOSE_REASON_BYTES
 
 BOUND = 5 * UNIT
 
@@ -234,6 +236,16 @@ def test_delete_refuses_a_code_that_cannot_be_sent(mock: BackgroundServer) -> No
             assert status == 400 and error in answer["error"]
 
 
+def test_delete_takes_a_reason_of_the_longest_a_close_frame_carries(
+        mock: BackgroundServer) -> None:
+    reason = "é" * (MAX_CLOSE_REASON_BYTES // 2) + "x"
+    with client(mock, "/echo") as ws:
+        mock.close(ids_by_path(mock)["/echo"], 4000, reason)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=BOUND)
+        assert (ws.close_code, ws.close_reason) == (4000, reason)
+
+
 def test_reset_closes_everyone_with_1012_and_clears_rooms_and_journal(
         mock: BackgroundServer) -> None:
     with client(mock, "/echo") as echo, client(mock, "/room/a") as room:
@@ -341,6 +353,22 @@ def test_serve_usage_errors(tmp_path: Path, scenario_text: str, flags: tuple[str
                             timeout=20 * UNIT)
     assert result.returncode == 2, result.stderr
     assert error in result.stderr
+
+
+def test_a_route_under_the_admin_prefix_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.mock"
+    path.write_text("route /ws {\n}\n\nroute /__admin/ws {\n}\n", encoding="utf-8")
+    with pytest.raises(UsageError) as info:
+        BackgroundServer.from_paths([path], admin=True)
+    assert re.fullmatch(r".*s\.mock:4:\d+: route /__admin/ws is under /__admin, which the "
+                        r"admin API reserves: serve without --admin, or move the route",
+                        str(info.value)), str(info.value)
+    BackgroundServer.from_paths([path])  # without the admin API, the route is the scenario's
+    result = subprocess.run([sys.executable, "-m", "scenario_engine", "serve", str(path),
+                             "--port", "0", "--admin"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=20 * UNIT)
+    assert result.returncode == 2
+    assert result.stderr == f"scenario-engine: error: {info.value}\n"
 
 
 def test_serve_admin_answers_on_the_websocket_port(serve: Any, scenario: Path) -> None:

@@ -142,3 +142,39 @@ def test_one_file_commands_refuse_directories_and_unwritable_outputs(tmp_path: P
     assert result.returncode == 2
     assert "No such file or directory" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_convert_of_a_valid_file_with_no_mock_spelling_is_an_error_of_the_file(
+        tmp_path: Path) -> None:
+    scenario = tmp_path / "quotes.yaml"
+    scenario.write_text("routes:\n  - path: /x\ntests:\n  - name: t\n    steps:\n"
+                        "      - {connect: a, path: /x}\n"
+                        "      - client: a\n"
+                        "        close: {code: 4000, reason: \"${\\\"'\\\" + '\\\"'}\"}\n")
+    assert run("check", str(scenario)).returncode == 0
+    result = run("convert", str(scenario), "--to", "mock")
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        f"{scenario}:8:37: error: cannot convert to .mock: no .mock string literal can hold "
+        "this reason"), result.stderr
+    assert "internal error" not in result.stderr
+
+
+def test_convert_writes_a_test_close_reason_without_a_code_with_1000(tmp_path: Path) -> None:
+    scenario = tmp_path / "close.yaml"
+    scenario.write_text("routes:\n  - path: /x\ntests:\n  - name: t\n    steps:\n"
+                        "      - {connect: a, path: /x}\n"
+                        "      - {client: a, close: {reason: bye}}\n")
+    result = run("convert", str(scenario), "--to", "mock")
+    assert result.returncode == 0, result.stderr
+    assert '  a close 1000 "bye"\n' in result.stdout
+
+
+def test_numeric_options_say_what_they_expect() -> None:
+    result = run("test", "scenarios", "--jobs", "abc")
+    assert result.returncode == 2
+    assert "argument --jobs: not a whole number: 'abc'" in result.stderr
+    result = run("test", "scenarios", "--timeout", "soon")
+    assert result.returncode == 2
+    assert "argument --timeout: not a number: 'soon'" in result.stderr

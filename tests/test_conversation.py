@@ -527,3 +527,74 @@ def test_target_must_be_a_websocket_url() -> None:
     result = cli("test", "scenarios", "--target", "http://localhost:8080")
     assert result.returncode == 2
     assert "must be a ws:// or wss:// URL" in result.stderr
+
+
+@pytest.mark.parametrize(("target", "problem"), [
+    ("ws://", "hostname isn't provided"),
+    ("ws://h:99999", "Port out of range"),
+    ("ws://h/base?x=1", "a target has no query or fragment"),
+])
+def test_a_bad_target_stops_the_command(target: str, problem: str) -> None:
+    result = cli("test", "scenarios", "--target", target)
+    assert result.returncode == 2
+    assert problem in result.stderr
+    assert "PASS" not in result.stdout and "FAIL" not in result.stdout
+
+
+def test_an_unwritable_junit_file_stops_the_command_before_the_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("", encoding="utf-8")
+    status = main(["test", "scenarios", "--junit", str(blocker / "x.xml")])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert "cannot write it: a file stands where its folder should be" in captured.err
+    assert "PASS" not in captured.out
+
+
+def test_a_test_out_of_time_points_at_the_step_it_was_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, CHAT_ROUTE + """
+test "slow" {
+  connect a to /ws/chat
+  wait 10s
+}
+""")
+    status, out = run_tests(capsys, path, "--timeout", "0.3")
+    assert status == 1
+    assert f"{path}:13:3: error: the test did not finish within 300ms" in out
+
+
+def test_a_subprotocol_the_handshake_cannot_carry_fails_its_step(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, CHAT_ROUTE + 'test "t" { connect a to /ws/chat protocols ["a b"] }\n')
+    status, out = run_tests(capsys, path)
+    assert status == 1
+    assert f"{path}:10:12: error: a could not connect to ws://127.0.0.1:" in out
+    assert "/ws/chat: invalid subprotocol: a b" in out
+
+
+def test_junit_xml_stays_xml_with_control_characters(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, CHAT_ROUTE + """
+test "bell \\u0007 name" {
+  connect a to /ws/chat
+  a expect { type: "nope" } within 100ms
+}
+""")
+    report = tmp_path / "junit.xml"
+    assert run_tests(capsys, path, "--junit", str(report))[0] == 1
+    (case,) = ET.parse(report).getroot().iter("testcase")
+    assert case.get("name") == "bell \\x07 name"
+
+
+def test_a_password_in_the_target_is_not_printed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        path = scenario(tmp_path, 'test "t" { connect a to /ws }\n')
+        status, out = run_tests(capsys, path, "--target", f"ws://user:s3cret@127.0.0.1:{port}")
+    assert status == 1
+    assert f"ws://user:***@127.0.0.1:{port}/ws" in out
+    assert "s3cret" not in out

@@ -17,6 +17,7 @@ from scenario_engine.engine import (
     Engine,
     Log,
     Ping,
+    Pong,
     Rejected,
     Request,
     Send,
@@ -24,6 +25,7 @@ from scenario_engine.engine import (
 from scenario_engine.loader import load_paths, load_source
 from scenario_engine.parse import parse_mock
 from scenario_engine.program import ActionError, compile_program
+from scenario_engine.protocol import MAX_CLOSE_REASON_BYTES, MAX_CONTROL_PAYLOAD
 from scenario_engine.source import Source
 from scenario_engine.validate import Loaded
 
@@ -232,3 +234,83 @@ def test_close_frees_rooms_and_connections(engine: Engine) -> None:
         engine.close(conn, 1000, "")
     assert len(engine.rooms[route]) == 0
     assert not engine.connections[route]
+
+
+CONTROL_FRAMES = """\
+route /ws {
+  on message type "close" { close 4000 "${msg.text}" }
+  on message type "ping" { ping msg.text }
+  on message type "pong" { pong msg.text }
+}
+route /auth {
+  auth {
+    reject 4001 "${query.r}" if query.r
+    reject http 401 "${query.h}" if query.h
+  }
+}
+"""
+
+
+def test_control_frames_up_to_the_protocols_limits() -> None:
+    engine = engine_of(CONTROL_FRAMES)
+    conn = connect(engine, "/ws")
+    reason = "é" * (MAX_CLOSE_REASON_BYTES // 2) + "x"  # the limit counts bytes of UTF-8
+    assert len(reason.encode()) == MAX_CLOSE_REASON_BYTES
+    assert engine.message(conn, json.dumps({"type": "close", "text": reason})) == [
+        Close(conn, 4000, reason)]
+    data = "p" * MAX_CONTROL_PAYLOAD
+    assert engine.message(conn, json.dumps({"type": "ping", "text": data})) == [
+        Ping(conn, data.encode())]
+    assert engine.message(conn, json.dumps({"type": "pong", "text": data})) == [
+        Pong(conn, data.encode())]
+
+
+@pytest.mark.parametrize(("kind", "text", "message"), [
+    ("close", "é" * 62, "close reason is 124 bytes; the protocol allows 123"),
+    ("ping", "p" * 126, "ping data is 126 bytes; the protocol allows 125"),
+    ("pong", "p" * 200, "pong data is 200 bytes; the protocol allows 125"),
+])
+def test_a_control_frame_too_long_fails_its_action(kind: str, text: str, message: str) -> None:
+    """websockets refuses to send such a frame (ProtocolError, away from the scenario's line):
+    the action fails instead, as any failed action does, at its file:line."""
+    engine = engine_of(CONTROL_FRAMES)
+    conn = connect(engine, "/ws")
+    effects = engine.message(conn, json.dumps({"type": kind, "text": text}))
+    log, close = effects
+    assert isinstance(log, Log) and log.error
+    assert log.message == f"handler failed: {message}"
+    assert log.location.startswith(f"test.mock:{2 + ['close', 'ping', 'pong'].index(kind)}:")
+    assert close == Close(conn, 1011, "Internal error")
+
+
+def test_auth_close_reason_too_long_rejects_with_500() -> None:
+    engine = engine_of(CONTROL_FRAMES)
+    resolved = engine.resolve("/auth")
+    assert resolved is not None
+
+    def authenticate(query: dict[str, str]) -> tuple[Accepted | Rejected, list[Effect]]:
+        return engine.authenticate(resolved[0], Request("/auth", query), {}, "x")
+
+    assert authenticate({"r": "r" * MAX_CLOSE_REASON_BYTES})[0] == Rejected(
+        "r" * MAX_CLOSE_REASON_BYTES, code=4001)
+    outcome, effects = authenticate({"r": "r" * 124})
+    assert outcome == Rejected("Internal Server Error", status=500)
+    (log,) = effects
+    assert isinstance(log, Log) and log.error and log.location.startswith("test.mock:8:")
+    assert log.message == "auth failed: close reason is 124 bytes; the protocol allows 123"
+    # An HTTP reason goes in the response's body, which has no such limit.
+    assert authenticate({"h": "h" * 500})[0] == Rejected("h" * 500, status=401)
+
+
+def test_leave_rooms_empties_every_room_of_a_connection(engine: Engine) -> None:
+    conns = [connect(engine, "/api/ws/rooms") for _ in range(2)]
+    for conn in conns:
+        for room in ("a", "b"):
+            engine.message(conn, json.dumps({"type": "join-room", "room": room}))
+    route = conns[0].route.index
+    engine.leave_rooms(conns[0])
+    assert conns[0].rooms == set()
+    assert engine.rooms[route].members("a") == engine.rooms[route].members("b") == {conns[1]}
+    for conn in conns:
+        engine.close(conn, 1000, "")
+    assert len(engine.rooms[route]) == 0

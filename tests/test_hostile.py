@@ -548,6 +548,49 @@ async def test_reader_that_never_reads_is_dropped(
     await assert_alive(served)
 
 
+@async_test
+async def test_with_a_journal_a_slow_reader_leaves_the_out_events_once_closed(
+        serve: Callable[..., ServedMock], tmp_path: Path) -> None:
+    """With a journal, a broadcast's ``out`` event names exactly the clients it is written to:
+    a reader too slow to be written to is closed (1008) and named no more."""
+    path = tmp_path / "fanout.mock"
+    path.write_text(FANOUT, encoding="utf-8")
+    journal = tmp_path / "journal.jsonl"
+    served = serve(path, extra=("--journal", str(journal)))
+    url = served.url("/fanout")
+    async with connect(url, max_size=None, compression=None) as producer, \
+            connect(url, max_size=None, compression=None) as fast:
+        assert (await recv_json(producer))["type"] == "hello"
+        fast_id = (await recv_json(fast))["id"]
+        dead = await RawClient.open(url, rcvbuf=4096)
+        try:
+            dead_id = json.loads(bytes((await dead.next_frame()).data))["id"]
+            warning = rf"closing {dead_id} /fanout: client too slow"
+            sent = 0
+            while not any(re.search(warning, line) for line in served.log.lines):
+                assert sent < SLOW_BROADCASTS, "the reader that never reads was not closed"
+                await producer.send(f"{sent:08d}" + "x" * (BIG - 8))
+                sent += 1
+                assert (await recv(fast))[:8] == f"{sent - 1:08d}"
+            await producer.send("after")
+            assert await recv(fast) == "after"
+            await asyncio.to_thread(served.log.wait_for, rf"close {dead_id} /fanout",
+                                    SLOW_CLOSE_TIMEOUT + BOUND)
+        finally:
+            await dead.aclose()
+    events = [json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines()]
+    outs = [e["connections"] for e in events
+            if e["event"] == "out" and e.get("text", "")[:8] != "{\"type\":"]
+    assert len(outs) == sent + 1, "one out event per broadcast"
+    assert all(fast_id in names and len(names) == len(set(names)) for names in outs)
+    named = [dead_id in names for names in outs]
+    assert named[0] and not named[-1], named
+    assert named == sorted(named, reverse=True), "named again after it was closed"
+    (dead_close,) = [e for e in events if e["event"] == "close" and e["connection"] == dead_id]
+    assert dead_close["code"] == 1008
+    await assert_alive(served)
+
+
 # ---- 3. a client flooding messages -----------------------------------------------------------
 
 #: A flooder in a process of its own (so that it does not share the measuring client's event

@@ -61,6 +61,10 @@ route /auth {
     reject 4003 "Banned" if query.token == "eve"
   }
 }
+
+route /bye {
+  on message { close 4000 "${raw}" }
+}
 """
 
 
@@ -115,6 +119,38 @@ def test_a_sink_gets_every_event_as_one_json_line() -> None:
     lines = sink.getvalue().splitlines()
     assert [json.loads(line)["seq"] for line in lines] == [1, 2]
     assert json.loads(lines[0])["text"] == "héllo\nworld"
+
+
+def test_a_journal_of_limit_0_keeps_nothing_but_writes_its_sink() -> None:
+    """What ``serve --journal FILE`` records without --admin: nothing reads it back."""
+    sink = io.StringIO()
+    journal = Journal(limit=0, sink=sink)
+    for n in range(3):
+        journal.record("in", connection="a", text=str(n))
+    assert journal.events() == [] and journal.messages_in() == []
+    assert journal.last_seq == 3
+    assert [json.loads(line)["text"] for line in sink.getvalue().splitlines()] == ["0", "1", "2"]
+    with pytest.raises(ValueError, match="0 events or more"):
+        Journal(limit=-1)
+
+
+def test_wait_for_looks_after_since_only() -> None:
+    journal = Journal(limit=4)
+    for n in range(6):  # 1 and 2 dropped: 3 to 6 kept
+        journal.record("in", connection="a" if n % 2 else "b", text=str(n))
+    assert journal.wait_for("in", since=0)["seq"] == 3
+    assert journal.wait_for("in", since=4)["seq"] == 5
+    assert journal.wait_for("in", "b", since=3)["seq"] == 5
+    timer = threading.Timer(0.05 * UNIT, lambda: [journal.record("out", connections=["b"],
+                                                                 text=str(n)) for n in range(3)])
+    timer.start()
+    try:
+        # Woken by the first of the three at least: the later ones are still looked at.
+        assert journal.wait_for("out", "b", since=7, timeout=BOUND)["seq"] == 8
+    finally:
+        timer.join()
+    with pytest.raises(TimeoutError):
+        journal.wait_for("in", since=6, timeout=0.05 * UNIT)
 
 
 def test_wait_for_sees_events_recorded_by_another_thread() -> None:
@@ -222,6 +258,20 @@ def test_rejections_are_recorded_with_their_status_or_code(mock: BackgroundServe
         ("/single", 503, None, "Too many connections on this route"),
         ("/auth", None, 4003, "Banned"),
     ]
+
+
+def test_a_close_reason_too_long_is_an_error_then_a_1011_close(mock: BackgroundServer) -> None:
+    since = mock.journal.last_seq
+    with client(mock, "/bye") as ws:
+        ws.send("r" * 124)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=BOUND)
+    closed = mock.journal.wait_for("close", since=since, timeout=BOUND)
+    assert (closed["code"], closed["reason"]) == (1011, "Internal error")
+    error = mock.journal.wait_for("error", closed["connection"], since=since, timeout=BOUND)
+    assert re.search(r"journal\.mock:\d+:\d+$", error["location"]), error
+    assert error["message"] == ("handler failed: close reason is 124 bytes; the protocol "
+                                "allows 123")
 
 
 def test_serve_journal_writes_json_lines_as_events_happen(tmp_path: Path) -> None:

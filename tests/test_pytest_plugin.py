@@ -174,3 +174,10 @@ def test_test_blocks_of_a_broken_file_are_a_collection_error(suite: pytest.Pytes
                              "--scenario-tests")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*scenarios/broken.mock:3:5: error: unknown action 'sned'*"])
+
+
+def test_a_bad_scenario_target_is_a_usage_error(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+                             "--scenario-tests", "--scenario-target", "localhost:1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--scenario-target 'localhost:1': not a WebSocket URL*"])

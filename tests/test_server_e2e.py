@@ -531,6 +531,27 @@ route /crash {
   }
 }
 
+route /close-too-long {
+  on message { close 4000 "${raw}" }  # REASON-TOO-LONG
+}
+
+route /close-too-long-handled {
+  on message type "close" { close 4000 "${msg.text}" }
+  on message type "ok" { send { type: "ok" } }
+  on error { send { type: "error", message: error.message } }
+}
+
+route /ping-too-long {
+  on message { ping raw }  # PING-TOO-LONG
+}
+
+route /reject-too-long {
+  auth {
+    reject 4001 "${query.r}" if query.r  # REJECT-TOO-LONG
+  }
+  on connect { send { type: "welcome" } }
+}
+
 route /crash-handled {
   on message type "boom" { send { x: msg.a.b } }
   on message type "ok" { send { type: "ok" } }
@@ -707,6 +728,59 @@ async def test_handler_error_with_on_error_reports_and_stays_connected(
         await ws.send("{}")
         assert await closed(ws) == (1011, "Internal error"), "on error failed as well"
     await features.assert_alive()
+
+
+@async_test
+async def test_a_close_reason_too_long_fails_the_handler_at_its_line(features: Features) -> None:
+    """A templated reason longer than a close frame can carry (123 bytes) is a failed action:
+    1011 and the scenario's file:line in the log, not an error inside websockets."""
+    async with connect(features.url("/close-too-long")) as ws:
+        await ws.send("r" * 124)
+        assert await closed(ws) == (1011, "Internal error")
+    line = line_of(FEATURES, "REASON-TOO-LONG")
+    logged = features.log.wait_for(rf"features\.mock:{line}:\d+:.*handler failed")
+    assert "close reason is 124 bytes; the protocol allows 123" in logged, logged
+    async with connect(features.url("/close-too-long")) as ws:
+        await ws.send("r" * 123)
+        assert await closed(ws) == (4000, "r" * 123), "123 bytes fit"
+    async with connect(features.url("/ping-too-long")) as ws:
+        await ws.send("p" * 126)
+        assert await closed(ws) == (1011, "Internal error")
+    line = line_of(FEATURES, "PING-TOO-LONG")
+    logged = features.log.wait_for(rf"features\.mock:{line}:\d+:.*handler failed")
+    assert "ping data is 126 bytes; the protocol allows 125" in logged, logged
+    assert not [x for x in features.log.lines if "control frame too long" in x]
+    await features.assert_alive()
+
+
+@async_test
+async def test_a_close_reason_too_long_runs_on_error(features: Features) -> None:
+    async with connect(features.url("/close-too-long-handled")) as ws:
+        await ws.send(json.dumps({"type": "close", "text": "é" * 62}))
+        assert await recv_json(ws) == {
+            "type": "error", "message": "close reason is 124 bytes; the protocol allows 123"}
+        await ws.send(json.dumps({"type": "ok"}))
+        assert await recv_json(ws) == {"type": "ok"}, "the connection stays usable"
+
+
+@async_test
+async def test_an_auth_close_reason_too_long_is_http_500_and_logged(features: Features) -> None:
+    refused = await handshake_status(features.url("/reject-too-long?r=" + "r" * 124))
+    assert refused.response.status_code == 500
+    line = line_of(FEATURES, "REJECT-TOO-LONG")
+    logged = features.log.wait_for(rf"features\.mock:{line}:\d+:.*auth failed")
+    assert "close reason is 124 bytes; the protocol allows 123" in logged, logged
+    async with connect(features.url("/reject-too-long?r=" + "r" * 123)) as ws:
+        assert await closed(ws) == (4001, "r" * 123)
+    async with connect(features.url("/reject-too-long")) as ws:
+        assert await recv_json(ws) == {"type": "welcome"}
+
+
+@async_test
+async def test_an_unknown_path_is_logged_like_other_refusals(features: Features) -> None:
+    await handshake_status(features.url("/no-such-route"))
+    features.log.wait_for(r"refused 127\.0\.0\.1 /no-such-route: HTTP 404 No WebSocket route "
+                          r"at /no-such-route$")
 
 
 @async_test

@@ -51,6 +51,16 @@ function percentile (sorted, p) {
   return sorted[Math.max(0, index)]
 }
 
+// The figures every measured window reports: latency percentiles and the load generator's CPU.
+function windowFigures (latencies, seconds, clientCpu) {
+  latencies.sort((a, b) => a - b)
+  return {
+    latency_ms: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), n: latencies.length },
+    client_cpu_seconds: clientCpu,
+    client_cpu_share: clientCpu / seconds
+  }
+}
+
 function cpuSeconds (start) {
   const used = process.cpuUsage(start)
   return (used.user + used.system) / 1e6
@@ -292,7 +302,6 @@ async function fanout () {
   await sleep(200)
   const closedEarly = sockets.filter((c) => c.unexpectedClose).length
   for (const c of sockets) c.terminate()
-  latencies.sort((a, b) => a - b)
   emit({
     event: 'result',
     mode: 'fanout',
@@ -304,9 +313,7 @@ async function fanout () {
     sent,
     deliveries,
     per_second: deliveries / seconds,
-    latency_ms: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), n: latencies.length },
-    client_cpu_seconds: clientCpu,
-    client_cpu_share: clientCpu / seconds
+    ...windowFigures(latencies, seconds, clientCpu)
   })
 }
 
@@ -345,7 +352,6 @@ async function reqreply () {
   state.running = false
   await sleep(200)
   for (const ws of sockets) ws.terminate()
-  latencies.sort((a, b) => a - b)
   emit({
     event: 'result',
     mode: 'reqreply',
@@ -354,9 +360,7 @@ async function reqreply () {
     replies,
     bad,
     per_second: replies / seconds,
-    latency_ms: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), n: latencies.length },
-    client_cpu_seconds: clientCpu,
-    client_cpu_share: clientCpu / seconds
+    ...windowFigures(latencies, seconds, clientCpu)
   })
 }
 
