@@ -1,10 +1,12 @@
-"""Write a large, realistic `.mock` scenario: the example routes repeated under new paths.
+"""Write a large, realistic `.mock` scenario: the example routes, with their tests, repeated
+under new paths (and new test names: a name is unique in a file).
 
     python benchmarks/generate_large.py 10000 > /tmp/large.mock
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -13,7 +15,8 @@ SOURCES = ("chat.mock", "game.mock", "rooms.mock", "private.mock")
 
 
 def route_bodies() -> list[tuple[str, str]]:
-    """(path, route text from 'route' to its closing brace) of each example route."""
+    """(path, text from 'route' to the end of the file: the route and its tests) of each
+    example route."""
     bodies = []
     for name in SOURCES:
         text = (SCENARIOS / name).read_text(encoding="utf-8")
@@ -31,10 +34,12 @@ def generate(lines: int) -> str:
     n = 0
     while len(out) < lines:
         path, body = bodies[n % len(bodies)]
-        out.extend(body.replace(f"route {path} ", f"route {path}/{n} ", 1).rstrip().split("\n"))
+        copy = body.replace(f"route {path} ", f"route {path}/{n} ", 1)
+        copy = re.sub(r'^test "([^"]*)"', rf'test "\1 #{n}"', copy, flags=re.M)
+        out.extend(copy.rstrip().split("\n"))
         out.append("")
         n += 1
-    return "\n".join(out[:lines] if False else out) + "\n"
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":

@@ -507,3 +507,23 @@ def test_an_expected_close_reason_needs_its_code() -> None:
 
 def test_the_schemas_name_is_the_grammars() -> None:
     assert SCHEMA["$defs"]["name"]["pattern"] == f"^{name_regex().pattern}$"
+
+
+def test_the_validator_says_what_the_shipped_schema_says_about_test_steps() -> None:
+    """schema.py rewrites the steps' if/then key dispatch for speed: same verdicts."""
+    from scenario_engine.schema import _VALIDATOR
+
+    shipped = Draft202012Validator(SCHEMA)
+    steps: list[Any] = [
+        {"connect": "a", "path": "/x"}, {"connect": "a"}, {"connect": "a", "path": "/x", "zz": 1},
+        {"client": "a"}, {"client": "a", "send": 1}, {"client": "a", "send": 1, "expect": 1},
+        {"client": "a", "expectClose": {"reason": "r"}}, {"wait": "1s", "client": "a"},
+        {"let": {"name": "x", "value": 1}}, {"send": 1}, {}, [], "step",
+    ]
+    for step in steps:
+        document = {"tests": [{"name": "t", "steps": [step]}]}
+        mine = sorted(e.message for e in _VALIDATOR.iter_errors(document))
+        theirs = sorted(e.message for e in shipped.iter_errors(document))
+        assert bool(mine) == bool(theirs), (step, mine, theirs)
+    assert "dependentSchemas" in _VALIDATOR.schema["properties"]["tests"]["items"][
+        "properties"]["steps"]["items"]
