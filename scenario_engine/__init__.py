@@ -4,12 +4,12 @@ The pipeline (see docs/ir.md): a `.mock` or YAML file → IR + source map → va
 """
 
 from .errors import ScenarioEngineError, ScenarioError, ScenarioErrors
-from .loader import UsageError, load_file, load_paths, load_source
-from .parse import parse_mock
-from .schema import SCHEMA, schema_text
-from .source import Source, SourceMap, Span
-from .validate import Loaded, validate
-from .yaml_loader import load_yaml
+from .language.loader import UsageError, load_file, load_paths, load_source
+from .language.mock_frontend import parse_mock
+from .language.schema import SCHEMA, schema_text
+from .language.source import Source, SourceMap, Span
+from .language.validate import Loaded, validate
+from .language.yaml_frontend import load_yaml
 
 __all__ = [
     "SCHEMA",

@@ -17,7 +17,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from scenario_engine.strings import Piece, join_template
+from scenario_engine.expr.strings import Piece, join_template
 
 __all__ = [
     "BARE_ONLY_EXPRESSIONS",

@@ -24,10 +24,10 @@ from conftest import ROOT, UNIT, ServedMock
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from scenario_engine.admin import MAX_BODY
-from scenario_engine.background import BackgroundServer
-from scenario_engine.loader import UsageError
-from scenario_engine.protocol import MAX_CLOSE_REASON_BYTES
+from scenario_engine.language.limits import MAX_CLOSE_REASON_BYTES
+from scenario_engine.language.loader import UsageError
+from scenario_engine.runtime.admin import MAX_BODY
+from scenario_engine.runtime.background import BackgroundServer
 
 BOUND = 5 * UNIT
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from scenario_engine.cli import _parser
-from scenario_engine.loader import load_source
-from scenario_engine.source import Source
+from scenario_engine.cli.main import _parser
+from scenario_engine.language.loader import load_source
+from scenario_engine.language.source import Source
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

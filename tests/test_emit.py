@@ -19,9 +19,9 @@ for entry in (str(ROOT), str(Path(__file__).resolve().parent)):
 
 from strategies import ir_documents  # noqa: E402
 
-from scenario_engine.emit import EmitError, emit_mock, emit_yaml  # noqa: E402
-from scenario_engine.parse import parse_mock  # noqa: E402
-from scenario_engine.source import Source  # noqa: E402
+from scenario_engine.language.emit import EmitError, emit_mock, emit_yaml  # noqa: E402
+from scenario_engine.language.mock_frontend import parse_mock  # noqa: E402
+from scenario_engine.language.source import Source  # noqa: E402
 
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.mock"))
 
@@ -126,7 +126,7 @@ def test_samples_round_trip(name: str) -> None:
 
 
 def test_yaml_scenarios_round_trip_through_mock() -> None:
-    yaml_loader = pytest.importorskip("scenario_engine.yaml_loader")
+    yaml_loader = pytest.importorskip("scenario_engine.language.yaml_frontend")
     files = sorted((ROOT / "scenarios").glob("*.y*ml"))
     for path in files:
         ir, _, errors = yaml_loader.load_yaml(Source(path.name, path.read_text("utf-8")))
@@ -362,7 +362,7 @@ def test_yaml_has_no_aliases() -> None:
 
 
 def test_yaml_loads_with_the_scenario_loader() -> None:
-    yaml_loader = pytest.importorskip("scenario_engine.yaml_loader")
+    yaml_loader = pytest.importorskip("scenario_engine.language.yaml_frontend")
     for text in SAMPLES.values():
         ir = _parse(text)
         loaded, _, errors = yaml_loader.load_yaml(Source("emitted.yaml", emit_yaml(ir)))

@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from scenario_engine.engine import (
+from scenario_engine.language.limits import MAX_CLOSE_REASON_BYTES, MAX_CONTROL_PAYLOAD
+from scenario_engine.language.loader import load_paths, load_source
+from scenario_engine.language.mock_frontend import parse_mock
+from scenario_engine.language.source import Source
+from scenario_engine.language.validate import Loaded
+from scenario_engine.runtime.compiler import ActionError, compile_program
+from scenario_engine.runtime.engine import (
     Accepted,
     Broadcast,
     Close,
@@ -22,12 +28,6 @@ from scenario_engine.engine import (
     Request,
     Send,
 )
-from scenario_engine.loader import load_paths, load_source
-from scenario_engine.parse import parse_mock
-from scenario_engine.program import ActionError, compile_program
-from scenario_engine.protocol import MAX_CLOSE_REASON_BYTES, MAX_CONTROL_PAYLOAD
-from scenario_engine.source import Source
-from scenario_engine.validate import Loaded
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 

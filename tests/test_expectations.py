@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from scenario_engine.expectations import compile_expectation, mismatches, show
-from scenario_engine.expressions import EvaluationError
+from scenario_engine.expr.evaluate import EvaluationError
+from scenario_engine.testing.expectations import compile_expectation, mismatches, show
 
 
 def expected(template: Any, **names: Any) -> Any:

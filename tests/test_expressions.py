@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from scenario_engine.expressions import (
+from scenario_engine.expr.evaluate import (
     MAX_STRING,
     EvaluationError,
     compile_expression,
     compile_template,
     to_text,
 )
-from scenario_engine.templates import ExpressionSyntaxError, parse_expression
+from scenario_engine.expr.parse import ExpressionSyntaxError, parse_expression
 
 CTX: dict[str, Any] = {
     "msg": {"type": "chat", "n": 3, "items": [1, 2, 3], "name": "Al", "user": None},

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scenario_engine.errors import ScenarioError
-from scenario_engine.loader import load_source
-from scenario_engine.source import Source
+from scenario_engine.language.loader import load_source
+from scenario_engine.language.source import Source
 
 SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.*"))
 TEXTS = {p.name: p.read_text(encoding="utf-8") for p in SCENARIOS}
@@ -117,7 +117,7 @@ def test_huge_file_is_parsed_or_rejected_without_crashing() -> None:
 def check_converts_or_says_why(name: str, text: str) -> None:
     """A file check accepts converts to the other spelling, or convert reports a ScenarioError
     (an EmitError at a pointer), never an internal error; what it writes reads back clean."""
-    from scenario_engine.emit import EmitError, emit_mock, emit_yaml
+    from scenario_engine.language.emit import EmitError, emit_mock, emit_yaml
 
     loaded, _ = load_source(Source(name, text))
     if loaded is None:

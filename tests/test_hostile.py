@@ -90,7 +90,7 @@ from websockets.frames import Opcode
 from websockets.typing import Origin
 from websockets.uri import parse_uri
 
-from scenario_engine.server import MAX_PENDING_OUTPUT, SLOW_CLOSE_TIMEOUT
+from scenario_engine.runtime.server import MAX_PENDING_OUTPUT, SLOW_CLOSE_TIMEOUT
 
 #: ``--open-timeout`` of the shared server: the slowloris bound.
 OPEN_TIMEOUT = 1.0 * UNIT
@@ -912,9 +912,9 @@ async def test_engine_forgets_every_connection_and_room(tmp_path: Path) -> None:
     """In-process (the engine's state is not on the wire): a ScenarioServer on a real socket,
     real clients; after they leave — cleanly, by dropping TCP, or refused — no connection and
     no room remains."""
-    from scenario_engine.loader import load_paths
-    from scenario_engine.program import compile_program
-    from scenario_engine.server import ScenarioServer
+    from scenario_engine.language.loader import load_paths
+    from scenario_engine.runtime.compiler import compile_program
+    from scenario_engine.runtime.server import ScenarioServer
 
     path = tmp_path / "crowd.mock"
     path.write_text(CROWD, encoding="utf-8")

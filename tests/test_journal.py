@@ -21,8 +21,8 @@ from conftest import UNIT, start_mock
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from scenario_engine.background import BackgroundServer
-from scenario_engine.journal import Journal, timestamp
+from scenario_engine.runtime.background import BackgroundServer
+from scenario_engine.runtime.journal import Journal, timestamp
 
 BOUND = 5 * UNIT
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from lark import Lark
 
-from scenario_engine.parse import parse_mock
-from scenario_engine.source import Source
-from scenario_engine.syntax import grammar_text, parser
+from scenario_engine.expr.syntax import grammar_text, parser
+from scenario_engine.language.mock_frontend import parse_mock
+from scenario_engine.language.source import Source
 
 
 def parse(text: str) -> tuple[object, dict[str, object], list[str]]:

@@ -35,10 +35,10 @@ from test_server_e2e import BOUND, async_test, closed, line_of, recv, recv_json
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from scenario_engine.expressions import MAX_STRING
-from scenario_engine.loader import load_source
-from scenario_engine.program import _size_is_bounded
-from scenario_engine.source import Source
+from scenario_engine.expr.evaluate import MAX_STRING
+from scenario_engine.language.loader import load_source
+from scenario_engine.language.source import Source
+from scenario_engine.runtime.compiler import _size_is_bounded
 
 #: The sandbox server may not map more than this (a MemoryError instead of a dead machine).
 SERVER_MEMORY = 1024 * 1024 * 1024

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from scenario_engine.errors import ScenarioError
-from scenario_engine.schema import SCHEMA, schema_errors, schema_text
-from scenario_engine.source import Source, Span
-from scenario_engine.syntax import name_regex
-from scenario_engine.yaml_loader import load_yaml
+from scenario_engine.expr.syntax import name_regex
+from scenario_engine.language.schema import SCHEMA, schema_errors, schema_text
+from scenario_engine.language.source import Source, Span
+from scenario_engine.language.yaml_frontend import load_yaml
 
 FULL_IR: dict[str, Any] = {
     "prefix": "/api",
@@ -170,7 +170,7 @@ def test_editors_with_an_older_draft_lose_only_dependent_required() -> None:
 
 
 def test_schema_is_shipped_as_package_data_and_printed_as_is() -> None:
-    shipped = resources.files("scenario_engine") / "schema" / "scenario.schema.json"
+    shipped = resources.files("scenario_engine.language") / "scenario.schema.json"
     assert json.loads(shipped.read_text(encoding="utf-8")) == SCHEMA
     text = schema_text()
     assert text.endswith("}\n")
@@ -511,7 +511,7 @@ def test_the_schemas_name_is_the_grammars() -> None:
 
 def test_the_validator_says_what_the_shipped_schema_says_about_test_steps() -> None:
     """schema.py rewrites the steps' if/then key dispatch for speed: same verdicts."""
-    from scenario_engine.schema import _VALIDATOR
+    from scenario_engine.language.schema import _VALIDATOR
 
     shipped = Draft202012Validator(SCHEMA)
     steps: list[Any] = [

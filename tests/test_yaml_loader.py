@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scenario_engine.errors import ScenarioError
-from scenario_engine.schema import schema_errors
-from scenario_engine.source import Source, Span
-from scenario_engine.yaml_loader import MAX_DEPTH, load_yaml
+from scenario_engine.language.schema import schema_errors
+from scenario_engine.language.source import Source, Span
+from scenario_engine.language.yaml_frontend import MAX_DEPTH, load_yaml
 
 CHAT_YAML = """\
 # The reference's chat application, as in scenarios/chat.mock.

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from itertools import groupby
 
-from .errors import ScenarioError
+from ..errors import ScenarioError
 from .runner import TestResult
 
 __all__ = ["failure_annotation", "failure_report", "junit_xml", "result_line", "summary_lines"]

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .functions import SIGNATURES
+from .parse import parse_expression
 from .strings import Piece, split_literal, split_template, unquote
 from .syntax import (
     ArrayLit,
@@ -39,7 +40,6 @@ from .syntax import (
     StringLit,
     Unary,
 )
-from .templates import parse_expression
 
 __all__ = [
     "MAX_ITEMS",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote as url_unquote
 
-from .expressions import (
+from ..expr.evaluate import (
     MAX_STRING,
     ConstantError,
     Context,
@@ -26,11 +26,11 @@ from .expressions import (
     to_json,
     truthy,
 )
-from .source import locate
-from .syntax import Member, Name, name_regex
-from .templates import embedded_expressions, parse_expression, template_strings, walk
-from .units import parse_duration, parse_size
-from .validate import Loaded
+from ..expr.parse import embedded_expressions, parse_expression, template_strings, walk
+from ..expr.syntax import Member, Name, name_regex
+from ..language.source import locate
+from ..language.units import parse_duration, parse_size
+from ..language.validate import Loaded
 
 __all__ = [
     "ActionError",

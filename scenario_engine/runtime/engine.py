@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .expressions import (
+from ..expr.evaluate import (
     Context,
     EvaluationError,
     check_size,
@@ -23,8 +23,8 @@ from .expressions import (
     truthy,
     type_name,
 )
-from .program import ActionError, Program, Route, Step
-from .protocol import MAX_CLOSE_REASON_BYTES, MAX_CONTROL_PAYLOAD
+from ..language.limits import MAX_CLOSE_REASON_BYTES, MAX_CONTROL_PAYLOAD
+from .compiler import ActionError, Program, Route, Step
 
 __all__ = [
     "Accepted",

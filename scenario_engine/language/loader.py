@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import ScenarioEngineError, ScenarioError
-from .parse import parse_mock
+from ..errors import ScenarioEngineError, ScenarioError
+from .mock_frontend import parse_mock
 from .source import Source, escape_pointer, locate
 from .validate import Loaded, check_duplicate_routes, validate
-from .yaml_loader import load_yaml
+from .yaml_frontend import load_yaml
 
 __all__ = [
     "SCENARIO_SUFFIXES",

@@ -17,11 +17,9 @@ from typing import Any
 from lark import Token
 from lark.exceptions import UnexpectedInput
 
-from .errors import ScenarioError
-from .lexical import MAX_NESTING, brackets_balance, describe_syntax_error, max_nesting
-from .source import Source, SourceMap, Span, escape_pointer
-from .strings import StringSyntaxError, join_template, split_literal, unquote
-from .syntax import (
+from ..errors import ScenarioError
+from ..expr.strings import StringSyntaxError, join_template, split_literal, unquote
+from ..expr.syntax import (
     ArrayLit,
     Expr,
     Literal,
@@ -32,6 +30,8 @@ from .syntax import (
     parser,
     string_literal,
 )
+from ..expr.syntax_errors import MAX_NESTING, brackets_balance, describe_syntax_error, max_nesting
+from .source import Source, SourceMap, Span, escape_pointer
 
 __all__ = ["parse_mock"]
 

@@ -41,7 +41,7 @@ from yaml.events import AliasEvent, CollectionStartEvent, NodeEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.reader import Reader, ReaderError
 
-from .errors import ScenarioError
+from ..errors import ScenarioError
 from .source import Source, SourceMap, Span, escape_pointer
 
 __all__ = ["MAX_DEPTH", "MAX_NODES", "load_yaml"]

@@ -45,7 +45,9 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
+from ..language.loader import UsageError
 from .admin import ADMIN_PREFIX, LOOPBACK, Admin, AdminRequest, Network, is_admin_path, peer_ip
+from .compiler import Program, Route
 from .compression import ThresholdDeflateFactory
 from .engine import (
     Accepted,
@@ -63,8 +65,6 @@ from .engine import (
     new_connection_id,
 )
 from .journal import Journal, payload_fields
-from .loader import UsageError
-from .program import Program, Route
 
 __all__ = ["DEFAULT_MAX_MESSAGE", "LISTEN_BACKLOG", "ScenarioServer"]
 

@@ -22,10 +22,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ..cli.serve import load_program
 from .admin import Admin
+from .compiler import Program
 from .journal import DEFAULT_LIMIT, Journal
-from .program import Program
-from .serve import load_program
 from .server import ScenarioServer
 
 __all__ = ["BackgroundServer"]

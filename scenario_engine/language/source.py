@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ScenarioError
+from ..errors import ScenarioError
 
 __all__ = ["Source", "SourceMap", "Span", "escape_pointer", "locate"]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from .errors import ScenarioErrors
-from .loader import load_file
+from ..errors import ScenarioErrors
+from ..language.loader import load_file
 from .pytest_plugin import shown_path
 from .reports import failure_report
 from .runner import RunOptions, TestCase, collect, run_tests

@@ -15,12 +15,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
 
-from .admin import ADMIN_PREFIX, LOOPBACK, Network
-from .errors import ScenarioErrors
-from .journal import DEFAULT_LIMIT, Journal
-from .loader import UsageError, load_paths
-from .program import Program, compile_program
-from .server import OPEN_TIMEOUT, ScenarioServer
+from ..errors import ScenarioErrors
+from ..language.loader import UsageError, load_paths
+from ..runtime.admin import ADMIN_PREFIX, LOOPBACK, Network
+from ..runtime.compiler import Program, compile_program
+from ..runtime.journal import DEFAULT_LIMIT, Journal
+from ..runtime.server import OPEN_TIMEOUT, ScenarioServer
 
 __all__ = ["load_program", "serve_files"]
 

@@ -14,8 +14,7 @@ from typing import Any
 
 from lark.exceptions import UnexpectedInput
 
-from .lexical import MAX_NESTING, describe_syntax_error, max_nesting
-from .source import escape_pointer
+from ..language.source import escape_pointer
 from .strings import Piece, StringSyntaxError, split_literal, split_template
 from .syntax import (
     ArrayLit,
@@ -30,6 +29,7 @@ from .syntax import (
     Unary,
     parser,
 )
+from .syntax_errors import MAX_NESTING, describe_syntax_error, max_nesting
 
 __all__ = [
     "Embedded",

@@ -9,10 +9,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from .errors import ScenarioErrors
-from .loader import UsageError, load_paths
-from .reports import failure_annotation, failure_report, junit_xml, result_line, summary_lines
-from .runner import RunOptions, TestResult, collect, run_tests
+from ..errors import ScenarioErrors
+from ..language.loader import UsageError, load_paths
+from ..testing.reports import (
+    failure_annotation,
+    failure_report,
+    junit_xml,
+    result_line,
+    summary_lines,
+)
+from ..testing.runner import RunOptions, TestResult, collect, run_tests
 
 __all__ = ["run_test_command"]
 

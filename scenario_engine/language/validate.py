@@ -14,15 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ScenarioError, did_you_mean
-from .expectations import ANY, MATCHER_SIGNATURES, pattern_error
-from .expressions import ConstantError, evaluate_constants
-from .functions import SIGNATURES, Signature
-from .protocol import MAX_CLOSE_REASON_BYTES
-from .schema import schema_errors
-from .source import Source, SourceMap, Span, locate
-from .syntax import Call, Expr, Member, Name, StringLit, keywords, name_regex
-from .templates import (
+from ..errors import ScenarioError, did_you_mean
+from ..expr.evaluate import ConstantError, evaluate_constants
+from ..expr.functions import SIGNATURES, Signature
+from ..expr.parse import (
     Embedded,
     ExpressionSyntaxError,
     embedded_expressions,
@@ -30,6 +25,11 @@ from .templates import (
     template_strings,
     walk_located,
 )
+from ..expr.syntax import Call, Expr, Member, Name, StringLit, keywords, name_regex
+from ..testing.expectations import ANY, MATCHER_SIGNATURES, pattern_error
+from .limits import MAX_CLOSE_REASON_BYTES
+from .schema import schema_errors
+from .source import Source, SourceMap, Span, locate
 from .units import parse_duration, parse_size
 
 __all__ = ["CONN_FIELDS", "Loaded", "check_duplicate_routes", "error_at", "route_key",

@@ -283,7 +283,7 @@ def grammar_text() -> str:
         packaged = resources.files("scenario_engine").joinpath("grammar/scenario.lark")
         return packaged.read_text("utf-8")
     except (FileNotFoundError, NotADirectoryError, ModuleNotFoundError):
-        here = Path(__file__).resolve().parent.parent / "grammar" / "scenario.lark"
+        here = Path(__file__).resolve().parents[2] / "grammar" / "scenario.lark"
         return here.read_text("utf-8")
 
 

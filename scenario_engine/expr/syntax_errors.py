@@ -12,7 +12,7 @@ from collections.abc import Collection
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from .errors import did_you_mean
+from ..errors import did_you_mean
 from .syntax import keywords, name_regex, parser
 
 __all__ = ["MAX_NESTING", "brackets_balance", "describe_syntax_error", "max_nesting"]

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .expressions import Context, EvaluationError, compile_expression, compile_template, equal
-from .functions import Signature
-from .strings import Piece, StringSyntaxError, split_template, unquote
-from .syntax import Call, Name
-from .templates import parse_expression
+from ..expr.evaluate import Context, EvaluationError, compile_expression, compile_template, equal
+from ..expr.functions import Signature
+from ..expr.parse import parse_expression
+from ..expr.strings import Piece, StringSyntaxError, split_template, unquote
+from ..expr.syntax import Call, Name
 
 __all__ = [
     "ANY",

@@ -1,6 +1,6 @@
 """The JSON Schema of the scenario IR, and its violations as positioned ScenarioErrors.
 
-The schema ships inside the package (``schema/scenario.schema.json``) and is read through
+The schema ships inside the package (``language/scenario.schema.json``) and is read through
 ``importlib.resources``, so it is found in an installed wheel as well as in a source tree.
 
 jsonschema reports where a violation is (a JSON path) and which keyword failed; this module turns
@@ -22,13 +22,13 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from .errors import ScenarioError, did_you_mean
+from ..errors import ScenarioError, did_you_mean
 from .source import Source, SourceMap, Span, escape_pointer, locate
 
 __all__ = ["SCHEMA", "schema_errors", "schema_text"]
 
 _SCHEMA_TEXT = (
-    resources.files(__package__ or "scenario_engine") / "schema" / "scenario.schema.json"
+    resources.files("scenario_engine.language") / "scenario.schema.json"
 ).read_text(encoding="utf-8")
 
 #: The JSON Schema (Draft 2020-12) every scenario IR must satisfy.

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .background import BackgroundServer
+    from ..runtime.background import BackgroundServer
 
 __all__ = ["pytest_addoption", "pytest_collect_file", "pytest_configure", "scenario_mock",
            "scenario_server", "shown_path"]
@@ -55,7 +55,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     enabled = config.getoption("scenario_tests")
     if not (enabled if enabled is not None else config.getini("scenario_tests")):
         return None
-    from ._pytest_items import ScenarioFile
+    from .pytest_items import ScenarioFile
 
     collector: pytest.Collector = ScenarioFile.from_parent(parent, path=file_path)
     return collector
@@ -108,9 +108,9 @@ def scenario_server(request: pytest.FixtureRequest,
 def _load(rootdir: Path, paths: tuple[str | Path, ...],
           options: dict[str, Any]) -> BackgroundServer:
     """A (not yet started) server for the scenarios; fails the test on scenario errors."""
-    from .background import BackgroundServer
-    from .errors import ScenarioErrors
-    from .loader import UsageError
+    from ..errors import ScenarioErrors
+    from ..language.loader import UsageError
+    from ..runtime.background import BackgroundServer
 
     try:
         return BackgroundServer.from_paths([shown_path(rootdir / p) for p in paths], **options)

@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..language.source import Span, locate
+from ..language.validate import Loaded
+from ..runtime.compiler import Program, compile_program
+from ..runtime.journal import Journal
+from ..runtime.server import ScenarioServer
 from .conversation import DEFAULT_TEST_TIMEOUT, Failure, Outcome, run_conversation
-from .journal import Journal
-from .program import Program, compile_program
-from .server import ScenarioServer
-from .source import Span, locate
-from .validate import Loaded
 
 __all__ = ["DEFAULT_JOBS", "RunOptions", "TestCase", "TestResult", "collect", "run_tests"]
 

@@ -31,12 +31,12 @@ from websockets.frames import EXTERNAL_CLOSE_CODES
 from websockets.http11 import Request, Response, parse_headers, parse_line
 from websockets.streams import StreamReader
 
+from ..errors import ScenarioEngineError
+from ..expr.evaluate import EvaluationError
+from ..language.limits import MAX_CLOSE_REASON_BYTES
+from .compiler import Route, encode
 from .engine import Connection
-from .errors import ScenarioEngineError
-from .expressions import EvaluationError
 from .journal import Journal, timestamp
-from .program import Route, encode
-from .protocol import MAX_CLOSE_REASON_BYTES
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection

@@ -22,10 +22,10 @@ from typing import Any
 
 import yaml
 
-from .errors import ScenarioEngineError
-from .source import escape_pointer
-from .strings import Piece, StringSyntaxError, split_literal, split_template
-from .syntax import (
+from ..errors import ScenarioEngineError
+from ..expr.parse import ExpressionSyntaxError, parse_expression
+from ..expr.strings import Piece, StringSyntaxError, split_literal, split_template
+from ..expr.syntax import (
     ArrayLit,
     Expr,
     Literal,
@@ -36,7 +36,7 @@ from .syntax import (
     negative_number,
     terminal_regex,
 )
-from .templates import ExpressionSyntaxError, parse_expression
+from .source import escape_pointer
 
 __all__ = ["EmitError", "emit_mock", "emit_yaml"]
 

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import ScenarioError
-from .loader import UsageError, load_file, load_paths, scenario_files
-from .schema import schema_text
-from .syntax import name_regex
-from .validate import Loaded
+from ..errors import ScenarioError
+from ..expr.syntax import name_regex
+from ..language.loader import UsageError, load_file, load_paths, scenario_files
+from ..language.schema import schema_text
+from ..language.validate import Loaded
 
 __all__ = ["main"]
 
@@ -208,8 +208,8 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from .runner import RunOptions
-    from .testrun import run_test_command
+    from ..testing.runner import RunOptions
+    from .test import run_test_command
 
     options = RunOptions(target=args.target, jobs=args.jobs, timeout=args.timeout,
                          overrides=dict(args.set), insecure=args.insecure)
@@ -230,7 +230,7 @@ def _assignment(text: str) -> tuple[str, Any]:
 def _ws_url(text: str) -> str:
     if not text.startswith(("ws://", "wss://")):
         raise argparse.ArgumentTypeError(f"must be a ws:// or wss:// URL, not {text!r}")
-    from .conversation import check_target
+    from ..testing.conversation import check_target
 
     try:
         return check_target(text)
@@ -259,8 +259,8 @@ def _positive_float(text: str) -> float:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .emit import EmitError, emit_mock, emit_yaml
-    from .validate import error_at
+    from ..language.emit import EmitError, emit_mock, emit_yaml
+    from ..language.validate import error_at
 
     loaded = _load_one(args.file)
     if loaded is None:
