@@ -1,12 +1,27 @@
-"""Errors raised by scenario-engine.
+"""Every exception scenario-engine raises on purpose, in one tree.
 
 The hierarchy::
 
     ScenarioEngineError            base of everything this package raises on purpose
     ├── ScenarioError              one diagnostic about a scenario file: position, message, hint
-    └── ScenarioErrors             every diagnostic of one or more files, raised together
+    ├── ScenarioErrors             every diagnostic of one or more files, raised together
+    ├── UsageError                 a command or call given something it cannot use (exit 2)
+    ├── QuantityError              a duration or size that does not read (also ValueError)
+    ├── StringSyntaxError          a bad escape or an unclosed ``${`` in a string (ValueError)
+    ├── ExpressionSyntaxError      an expression that does not parse (also ValueError)
+    ├── EvaluationError            an expression or action failed on the values it met
+    │   └── ConstantError          a top-level constant of a file could not be evaluated
+    ├── ActionError                an action failed at run time, at the scenario's file:line
+    ├── EmitError                  an IR that cannot be written as text (also ValueError)
+    ├── AdminError                 a request the admin API refuses, with its HTTP status
+    └── ScenarioTestFailed         a conversation test failed under pytest (AssertionError)
 
-A ``ScenarioError`` keeps structured fields; ``format_text`` renders it the way a compiler does::
+Errors about a file carry their position: ``ScenarioError`` itself, or offsets into the text
+that was parsed (``StringSyntaxError``, ``ExpressionSyntaxError``), or an IR pointer
+(``EmitError``), which the caller turns into a ``ScenarioError`` with the file's source map.
+Each keeps structured fields and builds its message from them.
+
+A ``ScenarioError`` renders the way a compiler's errors do (``format_text``)::
 
     scenarios/chat.mock:14:5: error: unknown action 'brodcast'
        14 |     brodcast { type: "typing" }
@@ -21,9 +36,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
+    "ActionError",
+    "AdminError",
+    "ConstantError",
+    "EmitError",
+    "EvaluationError",
+    "ExpressionSyntaxError",
+    "QuantityError",
     "ScenarioEngineError",
     "ScenarioError",
     "ScenarioErrors",
+    "ScenarioTestFailed",
+    "StringSyntaxError",
+    "UsageError",
     "did_you_mean",
 ]
 
@@ -110,6 +135,88 @@ class ScenarioErrors(ScenarioEngineError):
     def count_text(self) -> str:
         """'1 error', '3 errors'."""
         return f"{len(self.errors)} error{'' if len(self.errors) == 1 else 's'}"
+
+
+class UsageError(ScenarioEngineError):
+    """A command or a call was given something it cannot use: a path that is not a scenario,
+    options that do not go together, a target that is not a WebSocket URL. The command line
+    prints it as ``scenario-engine: error: …`` and exits with status 2."""
+
+
+class QuantityError(ScenarioEngineError, ValueError):
+    """A duration (``30s``) or size (``1KB``) that does not read; the message says how to
+    write one."""
+
+
+class StringSyntaxError(ScenarioEngineError, ValueError):
+    """A string literal or template that does not read: a bad escape, an unclosed ``${``.
+    ``offset`` is where in the string scanned."""
+
+    def __init__(self, message: str, offset: int, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+        self.hint = hint
+
+
+class ExpressionSyntaxError(ScenarioEngineError, ValueError):
+    """An expression that does not parse; ``start``/``end`` are offsets in the text parsed."""
+
+    def __init__(self, message: str, hint: str | None, start: int, end: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.start = start
+        self.end = end
+
+
+class EvaluationError(ScenarioEngineError):
+    """An expression failed on the values it met (a type error, a division by zero, a value
+    too big) or an action could not do what it was asked (a close reason too long). Handlers
+    turn it into an ``ActionError`` at the action's position."""
+
+
+class ConstantError(EvaluationError):
+    """A top-level constant could not be evaluated; ``name`` says which."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class ActionError(ScenarioEngineError):
+    """An action failed at run time; ``location`` is the scenario's ``file:line:col``."""
+
+    def __init__(self, message: str, location: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = location
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+class EmitError(ScenarioEngineError, ValueError):
+    """The IR cannot be written: it is malformed (not an IR per docs/ir.md) at ``pointer``, or
+    has no spelling in the language asked for."""
+
+    def __init__(self, pointer: str, message: str) -> None:
+        super().__init__(f"{pointer or '/'}: {message}")
+        self.pointer = pointer
+        self.message = message
+
+
+class AdminError(ScenarioEngineError):
+    """A request the admin API refuses: the HTTP ``status`` and what to say."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ScenarioTestFailed(ScenarioEngineError, AssertionError):
+    """A conversation test failed under pytest; the message is its failure report."""
 
 
 def did_you_mean(word: str, candidates: Sequence[str] | Iterable[str]) -> str | None:

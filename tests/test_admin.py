@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, UNIT, ServedMock
+from support import ROOT, UNIT, ServedMock
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from scenario_engine.errors import UsageError
 from scenario_engine.language.limits import MAX_CLOSE_REASON_BYTES
-from scenario_engine.language.loader import UsageError
 from scenario_engine.runtime.admin import MAX_BODY
 from scenario_engine.runtime.background import BackgroundServer
 
@@ -258,7 +258,8 @@ def test_reset_closes_everyone_with_1012_and_clears_rooms_and_journal(
                 ws.recv(timeout=BOUND)
             assert ws.close_code == 1012
     assert mock.connections() == []
-    assert all(len(rooms) == 0 for rooms in mock.server.engine.rooms)
+    engine = mock.server.engine
+    assert not any(engine.rooms.names(route.index) for route in engine.program.routes)
     assert mock.journal.events() == []
 
 

@@ -28,7 +28,7 @@ TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:  # conftest is importable with or without tests/__init__.py
     sys.path.insert(0, str(TESTS))
 
-from conftest import UNIT, ServedMock  # noqa: E402
+from support import UNIT, ServedMock  # noqa: E402
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(

@@ -28,7 +28,7 @@ TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:  # conftest is importable with or without tests/__init__.py
     sys.path.insert(0, str(TESTS))
 
-from conftest import UNIT, ServedMock, start_mock  # noqa: E402
+from support import UNIT, ServedMock, start_mock  # noqa: E402
 
 BOUND = 5 * UNIT
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3

@@ -25,7 +25,7 @@ TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:  # conftest is importable with or without tests/__init__.py
     sys.path.insert(0, str(TESTS))
 
-from conftest import ROOT, SCENARIOS, UNIT  # noqa: E402
+from support import ROOT, SCENARIOS, UNIT  # noqa: E402
 
 BACKEND = Path(__file__).parent / "backends" / "chat_backend.py"
 

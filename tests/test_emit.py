@@ -19,7 +19,8 @@ for entry in (str(ROOT), str(Path(__file__).resolve().parent)):
 
 from strategies import ir_documents  # noqa: E402
 
-from scenario_engine.language.emit import EmitError, emit_mock, emit_yaml  # noqa: E402
+from scenario_engine.errors import EmitError  # noqa: E402
+from scenario_engine.language.emit import emit_mock, emit_yaml  # noqa: E402
 from scenario_engine.language.mock_frontend import parse_mock  # noqa: E402
 from scenario_engine.language.source import Source  # noqa: E402
 

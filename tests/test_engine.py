@@ -8,26 +8,26 @@ from typing import Any
 
 import pytest
 
+from scenario_engine.errors import ActionError
+from scenario_engine.language.ir import Loaded
 from scenario_engine.language.limits import MAX_CLOSE_REASON_BYTES, MAX_CONTROL_PAYLOAD
 from scenario_engine.language.loader import load_paths, load_source
 from scenario_engine.language.mock_frontend import parse_mock
 from scenario_engine.language.source import Source
-from scenario_engine.language.validate import Loaded
-from scenario_engine.runtime.compiler import ActionError, compile_program
-from scenario_engine.runtime.engine import (
+from scenario_engine.runtime.compiler import compile_program
+from scenario_engine.runtime.connection import Connection, Request
+from scenario_engine.runtime.effects import (
     Accepted,
     Broadcast,
     Close,
-    Connection,
     Effect,
-    Engine,
     Log,
     Ping,
     Pong,
     Rejected,
-    Request,
     Send,
 )
+from scenario_engine.runtime.engine import Engine
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
@@ -99,7 +99,7 @@ def test_chat_rooms_and_include_self(engine: Engine) -> None:
     assert frames(effects, b) == [{"type": "user-left", "userId": a.id}]
     for conn in (b, c):
         engine.close(conn, 1000, "")
-    assert len(engine.rooms[a.route.index]) == 0
+    assert len(engine.rooms.names(a.route.index)) == 0
 
 
 def test_broadcast_is_encoded_once_for_all_targets(engine: Engine) -> None:
@@ -229,10 +229,10 @@ def test_close_frees_rooms_and_connections(engine: Engine) -> None:
     for i, conn in enumerate(conns):
         engine.message(conn, json.dumps({"type": "join-room", "room": f"r{i % 3}"}))
     route = conns[0].route.index
-    assert len(engine.rooms[route]) == 3
+    assert len(engine.rooms.names(route)) == 3
     for conn in conns:
         engine.close(conn, 1000, "")
-    assert len(engine.rooms[route]) == 0
+    assert len(engine.rooms.names(route)) == 0
     assert not engine.connections[route]
 
 
@@ -310,7 +310,7 @@ def test_leave_rooms_empties_every_room_of_a_connection(engine: Engine) -> None:
     route = conns[0].route.index
     engine.leave_rooms(conns[0])
     assert conns[0].rooms == set()
-    assert engine.rooms[route].members("a") == engine.rooms[route].members("b") == {conns[1]}
+    assert engine.rooms.members(route, "a") == engine.rooms.members(route, "b") == {conns[1]}
     for conn in conns:
         engine.close(conn, 1000, "")
-    assert len(engine.rooms[route]) == 0
+    assert len(engine.rooms.names(route)) == 0

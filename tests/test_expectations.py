@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from scenario_engine.expr.evaluate import EvaluationError
+from scenario_engine.errors import EvaluationError
 from scenario_engine.testing.expectations import compile_expectation, mismatches, show
 
 

@@ -8,14 +8,10 @@ from typing import Any
 
 import pytest
 
-from scenario_engine.expr.evaluate import (
-    MAX_STRING,
-    EvaluationError,
-    compile_expression,
-    compile_template,
-    to_text,
-)
-from scenario_engine.expr.parse import ExpressionSyntaxError, parse_expression
+from scenario_engine.errors import EvaluationError, ExpressionSyntaxError
+from scenario_engine.expr.evaluate import compile_expression, compile_template
+from scenario_engine.expr.parse import parse_expression
+from scenario_engine.expr.values import MAX_STRING, to_text
 
 CTX: dict[str, Any] = {
     "msg": {"type": "chat", "n": 3, "items": [1, 2, 3], "name": "Al", "user": None},

@@ -117,7 +117,8 @@ def test_huge_file_is_parsed_or_rejected_without_crashing() -> None:
 def check_converts_or_says_why(name: str, text: str) -> None:
     """A file check accepts converts to the other spelling, or convert reports a ScenarioError
     (an EmitError at a pointer), never an internal error; what it writes reads back clean."""
-    from scenario_engine.language.emit import EmitError, emit_mock, emit_yaml
+    from scenario_engine.errors import EmitError
+    from scenario_engine.language.emit import emit_mock, emit_yaml
 
     loaded, _ = load_source(Source(name, text))
     if loaded is None:

@@ -73,7 +73,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import UNIT, ServedMock, start_mock
+from support import UNIT, ServedMock, start_mock
 from test_server_e2e import (
     BOUND,
     RawClient,
@@ -930,7 +930,7 @@ async def test_engine_forgets_every_connection_and_room(tmp_path: Path) -> None:
         async with many(url, 200) as clients:
             await join_rooms(clients)
             assert len(server.engine.connections[index]) == 200
-            assert len(server.engine.rooms[index]) == SHARED_ROOMS + 200 * OWN_ROOMS
+            assert len(server.engine.rooms.names(index)) == SHARED_ROOMS + 200 * OWN_ROOMS
             for ws in clients[::2]:
                 ws.transport.abort()
         host, port = server.host, server.port
@@ -943,7 +943,7 @@ async def test_engine_forgets_every_connection_and_room(tmp_path: Path) -> None:
         while any(server.engine.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.05 * UNIT)
         assert [len(c) for c in server.engine.connections] == [0, 0]
-        assert [len(r) for r in server.engine.rooms] == [0, 0]
+        assert [len(server.engine.rooms.names(i)) for i in (0, 1)] == [0, 0]
     finally:
         await server.close()
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import UNIT, ServedMock
+from support import UNIT, ServedMock
 
 NODE_DIR = Path(__file__).parent / "node"
 

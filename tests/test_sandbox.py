@@ -30,12 +30,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, UNIT, ServedMock, start_mock
+from support import ROOT, UNIT, ServedMock, start_mock
 from test_server_e2e import BOUND, async_test, closed, line_of, recv, recv_json
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from scenario_engine.expr.evaluate import MAX_STRING
+from scenario_engine.expr.values import MAX_STRING
 from scenario_engine.language.loader import load_source
 from scenario_engine.language.source import Source
 from scenario_engine.runtime.compiler import _size_is_bounded

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, SCENARIOS, UNIT, LogTail, ServedMock, start_mock
+from support import ROOT, SCENARIOS, UNIT, LogTail, ServedMock, start_mock
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..errors import ScenarioError
+from ..errors import ScenarioError, UsageError
 from ..expr.syntax import name_regex
-from ..language.loader import UsageError, load_file, load_paths, scenario_files
+from ..language.ir import Loaded
+from ..language.loader import load_file, load_paths, scenario_files
 from ..language.schema import schema_text
-from ..language.validate import Loaded
 
 __all__ = ["main"]
 
@@ -259,7 +259,8 @@ def _positive_float(text: str) -> float:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from ..language.emit import EmitError, emit_mock, emit_yaml
+    from ..errors import EmitError
+    from ..language.emit import emit_mock, emit_yaml
     from ..language.validate import error_at
 
     loaded = _load_one(args.file)

@@ -12,29 +12,15 @@ import ssl
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
-from pathlib import Path
 from typing import TextIO
 
-from ..errors import ScenarioErrors
-from ..language.loader import UsageError, load_paths
+from ..errors import ScenarioErrors, UsageError
 from ..runtime.admin import ADMIN_PREFIX, LOOPBACK, Network
-from ..runtime.compiler import Program, compile_program
+from ..runtime.compiler import load_program
 from ..runtime.journal import DEFAULT_LIMIT, Journal
 from ..runtime.server import OPEN_TIMEOUT, ScenarioServer
 
-__all__ = ["load_program", "serve_files"]
-
-
-def load_program(paths: Sequence[str | Path]) -> Program:
-    """Load, validate and compile the scenarios named by ``paths`` into one Program.
-
-    Raises ScenarioErrors (every error of every file) or UsageError (a path that is not a
-    scenario). Validation has evaluated the files' constants, so compiling cannot fail.
-    """
-    loaded, errors, _ = load_paths(paths)
-    if errors:
-        raise ScenarioErrors(errors)
-    return compile_program(loaded)
+__all__ = ["serve_files"]
 
 
 def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import ScenarioErrors
-from ..language.loader import UsageError, load_paths
+from ..errors import ScenarioErrors, UsageError
+from ..language.loader import load_paths
 from ..testing.reports import (
     failure_annotation,
     failure_report,

@@ -10,12 +10,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from lark.exceptions import UnexpectedInput
 
-from ..language.source import escape_pointer
-from .strings import Piece, StringSyntaxError, split_literal, split_template
+from ..errors import ExpressionSyntaxError, StringSyntaxError
+from .strings import Piece, split_literal, split_template
 from .syntax import (
     ArrayLit,
     Binary,
@@ -33,24 +32,12 @@ from .syntax_errors import MAX_NESTING, describe_syntax_error, max_nesting
 
 __all__ = [
     "Embedded",
-    "ExpressionSyntaxError",
     "children",
     "embedded_expressions",
     "parse_expression",
     "walk",
     "walk_located",
 ]
-
-
-class ExpressionSyntaxError(ValueError):
-    """A syntax error in an expression; ``start``/``end`` are offsets in the text parsed."""
-
-    def __init__(self, message: str, hint: str | None, start: int, end: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.start = start
-        self.end = end
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,17 +180,3 @@ def embedded_expressions(text: str) -> list[Embedded]:
                                             part.offset + err.end) from None
             found.append(Embedded(expr, part.offset, whole))
     return found
-
-
-def template_strings(value: Any, pointer: str) -> Iterator[tuple[str, str]]:
-    """(pointer, string) for every string inside a template value that embeds an expression."""
-    stack: list[tuple[Any, str]] = [(value, pointer)]
-    while stack:
-        item, ptr = stack.pop()
-        if isinstance(item, str):
-            if "${" in item:
-                yield ptr, item
-        elif isinstance(item, dict):
-            stack.extend((v, f"{ptr}/{escape_pointer(k)}") for k, v in reversed(item.items()))
-        elif isinstance(item, list):
-            stack.extend((v, f"{ptr}/{i}") for i, v in reversed(list(enumerate(item))))

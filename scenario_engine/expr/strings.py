@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import StringSyntaxError
+
 __all__ = [
     "Piece",
-    "StringSyntaxError",
     "find_closing_brace",
     "join_template",
     "split_literal",
@@ -26,14 +27,6 @@ class Piece:
 
     text: str
     offset: int
-
-
-class StringSyntaxError(ValueError):
-    def __init__(self, message: str, offset: int, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.offset = offset
-        self.hint = hint
 
 
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n",

@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from ..errors import ScenarioEngineError
-from ..expr.parse import ExpressionSyntaxError, parse_expression
-from ..expr.strings import Piece, StringSyntaxError, split_literal, split_template
+from ..errors import EmitError, ExpressionSyntaxError, StringSyntaxError
+from ..expr.parse import parse_expression
+from ..expr.strings import Piece, split_literal, split_template
 from ..expr.syntax import (
     ArrayLit,
     Expr,
@@ -38,7 +38,7 @@ from ..expr.syntax import (
 )
 from .source import escape_pointer
 
-__all__ = ["EmitError", "emit_mock", "emit_yaml"]
+__all__ = ["emit_mock", "emit_yaml"]
 
 #: Lines longer than this have their object and array literals broken across lines.
 WIDTH = 90
@@ -47,15 +47,6 @@ _INDENT = "  "
 _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b",
                   "\f": "\\f"}
 _EVENTS = ("connect", "message", "close", "error")
-
-
-class EmitError(ScenarioEngineError, ValueError):
-    """The IR cannot be written: it is malformed (not an IR per docs/ir.md) at ``pointer``."""
-
-    def __init__(self, pointer: str, message: str) -> None:
-        super().__init__(f"{pointer or '/'}: {message}")
-        self.pointer = pointer
-        self.message = message
 
 
 # ---- .mock ------------------------------------------------------------------------------------

@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import ScenarioEngineError, ScenarioError
+from ..errors import ScenarioError, UsageError
+from .ir import Loaded
 from .mock_frontend import parse_mock
 from .source import Source, escape_pointer, locate
-from .validate import Loaded, check_duplicate_routes, validate
+from .validate import check_duplicate_routes, validate
 from .yaml_frontend import load_yaml
 
 __all__ = [
     "SCENARIO_SUFFIXES",
-    "UsageError",
     "load_file",
     "load_paths",
     "load_source",
@@ -29,10 +29,6 @@ __all__ = [
 #: a mistaken path (a log, a binary) from costing minutes.
 MAX_FILE_BYTES = 16 * 1024 * 1024
 SCENARIO_SUFFIXES = (".mock", ".yaml", ".yml")
-
-
-class UsageError(ScenarioEngineError):
-    """A command was given something that is not a scenario to read (exit status 2)."""
 
 
 def scenario_files(paths: Iterable[str | Path]) -> list[Path]:

@@ -17,8 +17,8 @@ from typing import Any
 from lark import Token
 from lark.exceptions import UnexpectedInput
 
-from ..errors import ScenarioError
-from ..expr.strings import StringSyntaxError, join_template, split_literal, unquote
+from ..errors import ScenarioError, StringSyntaxError
+from ..expr.strings import join_template, split_literal, unquote
 from ..expr.syntax import (
     ArrayLit,
     Expr,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from ..errors import QuantityError
+
 __all__ = ["DURATION_UNITS", "SIZE_UNITS", "parse_duration", "parse_size"]
 
 #: Seconds per unit.
@@ -17,21 +19,21 @@ _QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)\Z")
 def _split(text: str, what: str, example: str) -> tuple[float, str]:
     match = _QUANTITY.match(text)
     if match is None:
-        raise ValueError(f"'{text}' is not a {what}; write for example {example}")
+        raise QuantityError(f"'{text}' is not a {what}; write for example {example}")
     return float(match.group(1)), match.group(2)
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``30s``; ValueError with a readable message otherwise."""
+    """Seconds in a duration such as ``30s``; QuantityError with a readable message otherwise."""
     number, unit = _split(text, "duration", "30s or 500ms")
     if unit not in DURATION_UNITS:
-        raise ValueError(f"unknown unit '{unit}' in duration '{text}'; use ms, s, m or h")
+        raise QuantityError(f"unknown unit '{unit}' in duration '{text}'; use ms, s, m or h")
     return number * DURATION_UNITS[unit]
 
 
 def parse_size(text: str) -> int:
-    """Bytes in a size such as ``64KB``; ValueError with a readable message otherwise."""
+    """Bytes in a size such as ``64KB``; QuantityError with a readable message otherwise."""
     number, unit = _split(text, "size", "64KB or 1MB")
     if unit not in SIZE_UNITS:
-        raise ValueError(f"unknown unit '{unit}' in size '{text}'; use B, KB, MB or GB")
+        raise QuantityError(f"unknown unit '{unit}' in size '{text}'; use B, KB, MB or GB")
     return int(number * SIZE_UNITS[unit])

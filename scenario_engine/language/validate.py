@@ -10,29 +10,22 @@ longer than the protocol allows, and routes defined twice, also across files.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ScenarioError, did_you_mean
-from ..expr.evaluate import ConstantError, evaluate_constants
-from ..expr.functions import SIGNATURES, Signature
-from ..expr.parse import (
-    Embedded,
-    ExpressionSyntaxError,
-    embedded_expressions,
-    parse_expression,
-    template_strings,
-    walk_located,
-)
+from ..errors import ConstantError, ExpressionSyntaxError, ScenarioError, did_you_mean
+from ..expr.evaluate import evaluate_constants
+from ..expr.functions import ANY, FUNCTIONS, MATCHERS, Signature, pattern_error
+from ..expr.parse import Embedded, embedded_expressions, parse_expression, walk_located
 from ..expr.syntax import Call, Expr, Member, Name, StringLit, keywords, name_regex
-from ..testing.expectations import ANY, MATCHER_SIGNATURES, pattern_error
+from .ir import Loaded, template_strings
 from .limits import MAX_CLOSE_REASON_BYTES
 from .schema import schema_errors
-from .source import Source, SourceMap, Span, locate
+from .source import Span, locate
 from .units import parse_duration, parse_size
 
-__all__ = ["CONN_FIELDS", "Loaded", "check_duplicate_routes", "error_at", "route_key",
+__all__ = ["CONN_FIELDS", "check_duplicate_routes", "error_at", "route_key",
            "validate"]
 
 #: Properties of ``conn`` an expression may read.
@@ -72,22 +65,6 @@ _CONTEXT_TEXT = {"constant": "a top-level let", "auth": "the auth block",
                  "capture": "a capture"}
 
 _PARAM = re.compile(r":([^/]*)")
-
-
-@dataclass
-class Loaded:
-    """A scenario file after its front end: the IR and the map back to the file."""
-
-    source: Source
-    ir: dict[str, Any]
-    source_map: SourceMap = field(default_factory=dict)
-    #: The top-level lets' values, once validation has evaluated them.
-    constants: dict[str, Any] | None = None
-
-    @property
-    def spelling(self) -> str:
-        """"mock" or "yaml": which front end produced the IR."""
-        return "mock" if self.source.name.endswith(".mock") else "yaml"
 
 
 def validate(loaded: Loaded) -> list[ScenarioError]:
@@ -173,7 +150,7 @@ class _Checker:
     def document(self) -> None:
         for name, value in self.ir.get("let", {}).items():
             pointer = f"/let/{name}"
-            if name in _ALL_ROOTS or name in SIGNATURES:
+            if name in _ALL_ROOTS or name in FUNCTIONS:
                 self.error(pointer + "#key", f"'{name}' is a built-in name",
                            "choose another name for the constant")
             self.template(value, pointer, _Scope("constant", set(self.constants)))
@@ -324,7 +301,7 @@ class _Checker:
     def let(self, body: dict[str, Any], pointer: str, scope: _Scope) -> None:
         name = body["name"]
         self.template(body["value"], pointer + "/value", scope)
-        if name in _ALL_ROOTS or name in SIGNATURES:
+        if name in _ALL_ROOTS or name in FUNCTIONS:
             self.error(pointer + "/name", f"'{name}' is a built-in name", "choose another name")
         elif name in scope.names:
             self.error(pointer + "/name", f"'{name}' is already defined",
@@ -426,7 +403,7 @@ class _Checker:
         top = embedded.expr
         for node, base in walk_located(top):
             is_any = isinstance(node, Name) and node.name == ANY
-            is_call = isinstance(node, Call) and node.name in MATCHER_SIGNATURES
+            is_call = isinstance(node, Call) and node.name in MATCHERS
             if not (is_any or is_call):
                 continue
             if node is not top or not embedded.whole:
@@ -466,8 +443,8 @@ class _Checker:
 
     def names(self, expr: Expr, offset: int, text: str, pointer: str, scope: _Scope) -> None:
         visible = set(_ROOTS_BY_CONTEXT[scope.context]) | scope.names
-        functions: dict[str, Signature] = (
-            {**SIGNATURES, **MATCHER_SIGNATURES} if scope.context == "expect" else SIGNATURES)
+        functions: Mapping[str, Signature] = (
+            {**FUNCTIONS, **MATCHERS} if scope.context == "expect" else FUNCTIONS)
 
         def report(at: int, start: int, end: int, message: str, hint: str | None) -> None:
             self.error(pointer, message, hint, at + start, end - start, text)
@@ -494,7 +471,7 @@ class _Checker:
                 if signature is None:
                     hint = (did_you_mean(node.name, functions)
                             or "the functions are " + ", ".join(sorted(functions)))
-                    if node.name in MATCHER_SIGNATURES:
+                    if node.name in MATCHERS:
                         hint = f"{node.name}() is only for expected messages (expect steps)"
                     report(at, node.start, name_end, f"unknown function '{node.name}'", hint)
                 elif not signature.min_args <= len(node.args) <= signature.max_args:

@@ -20,9 +20,9 @@ import http
 import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from websockets.datastructures import Headers
@@ -31,28 +31,23 @@ from websockets.frames import EXTERNAL_CLOSE_CODES
 from websockets.http11 import Request, Response, parse_headers, parse_line
 from websockets.streams import StreamReader
 
-from ..errors import ScenarioEngineError
-from ..expr.evaluate import EvaluationError
+from ..errors import AdminError, EvaluationError
+from ..expr.values import encode
 from ..language.limits import MAX_CLOSE_REASON_BYTES
-from .compiler import Route, encode
-from .engine import Connection
+from .connection import Connection
+from .engine import Engine
 from .journal import Journal, timestamp
-
-if TYPE_CHECKING:
-    from websockets.asyncio.server import ServerConnection
-
-    from .server import ScenarioServer
+from .program import Route
 
 __all__ = [
     "ADMIN_PREFIX",
     "LOOPBACK",
     "MAX_BODY",
     "Admin",
-    "AdminError",
     "AdminRequest",
     "Network",
+    "Served",
     "is_admin_path",
-    "peer_ip",
 ]
 
 ADMIN_PREFIX = "/__admin"
@@ -76,21 +71,25 @@ def is_admin_path(path: str) -> bool:
     return path == ADMIN_PREFIX or path.startswith((ADMIN_PREFIX + "/", ADMIN_PREFIX + "?"))
 
 
-def peer_ip(connection: ServerConnection) -> str | None:
-    """The IP address of the client on the other end of a connection; None if unknown."""
-    address = connection.remote_address
-    if isinstance(address, tuple) and address:
-        return str(address[0])
-    return None
+class Served(Protocol):
+    """What the admin API acts on: a running server (the connection layer implements it)."""
 
+    engine: Engine
+    journal: Journal | None
+    open_timeout: float
 
-class AdminError(ScenarioEngineError):
-    """A request the admin API refuses: the HTTP status and what to say."""
+    def deliver(self, targets: Collection[Connection], data: str | bytes) -> int:
+        """Write one message to each target; the number written to."""
+        ...
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+    def connected_at(self, conn: Connection) -> float:
+        """When the connection opened (time.time()); 0.0 once it is closed."""
+        ...
+
+    async def close_connections(self, conns: Iterable[Connection], code: int, reason: str,
+                                within: float) -> None:
+        """Close these connections, waiting up to ``within`` seconds for them to be closed."""
+        ...
 
 
 @dataclass
@@ -135,7 +134,7 @@ class Admin:
     Every method runs on the server's event loop.
     """
 
-    def __init__(self, server: ScenarioServer, allow: Sequence[Network] = LOOPBACK) -> None:
+    def __init__(self, server: Served, allow: Sequence[Network] = LOOPBACK) -> None:
         self.server = server
         self.allow = tuple(allow)
 
@@ -224,15 +223,14 @@ class Admin:
                 raise AdminError(400, "rooms belong to a route and this server has several: "
                                       "say which with \"route\"")
             chosen = self._route(route) if route is not None else engine.program.routes[0]
-            return list(engine.rooms[chosen.index].members(room))
+            return list(engine.rooms.members(chosen.index, room))
         if route is not None:
             return list(engine.connections[self._route(route).index])
         raise AdminError(400, "say whom to send to: \"connection\", \"room\" or \"route\"")
 
     # ---- HTTP ------------------------------------------------------------------------------
-    async def respond(self, connection: ServerConnection, request: AdminRequest) -> Response:
-        """The answer to one admin request."""
-        peer = peer_ip(connection)
+    async def respond(self, peer: str | None, request: AdminRequest) -> Response:
+        """The answer to one admin request from the client at IP address ``peer``."""
         result: tuple[int, object, Sequence[str]]
         if not self._allowed(peer):
             result = 403, {"error": f"the admin API is not open to {peer}"}, ()

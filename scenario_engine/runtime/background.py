@@ -22,10 +22,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ..cli.serve import load_program
 from .admin import Admin
-from .compiler import Program
+from .compiler import load_program
 from .journal import DEFAULT_LIMIT, Journal
+from .program import Program
 from .server import ScenarioServer
 
 __all__ = ["BackgroundServer"]
@@ -57,7 +57,7 @@ class BackgroundServer:
 
     @classmethod
     def from_paths(cls, paths: Sequence[str | Path], **options: Any) -> BackgroundServer:
-        """Load, validate and compile scenario files (raising as ``serve.load_program``)."""
+        """Load, validate and compile scenario files (raising as ``compiler.load_program``)."""
         return cls(load_program(paths), **options)
 
     # ---- lifecycle -------------------------------------------------------------------------

@@ -10,61 +10,30 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-from urllib.parse import unquote as url_unquote
 
-from ..expr.evaluate import (
-    MAX_STRING,
-    ConstantError,
-    Context,
-    EvaluationError,
-    Evaluator,
-    compile_expression,
-    compile_template,
-    evaluate_constants,
-    to_json,
-    truthy,
-)
-from ..expr.parse import embedded_expressions, parse_expression, template_strings, walk
+from ..errors import ActionError, ConstantError, EvaluationError, ScenarioErrors
+from ..expr.evaluate import compile_expression, compile_template, evaluate_constants
+from ..expr.parse import embedded_expressions, parse_expression, walk
 from ..expr.syntax import Member, Name, name_regex
+from ..expr.values import MAX_STRING, Context, encode, to_json, truthy
+from ..language.ir import Loaded, template_strings
+from ..language.loader import load_paths
 from ..language.source import locate
 from ..language.units import parse_duration, parse_size
-from ..language.validate import Loaded
+from .program import (
+    DEFAULT_THRESHOLD,
+    AuthStep,
+    Compression,
+    MessageHandler,
+    Program,
+    Route,
+    Runtime,
+    Step,
+)
 
-__all__ = [
-    "ActionError",
-    "AuthStep",
-    "Compression",
-    "MessageHandler",
-    "Program",
-    "Route",
-    "Step",
-    "compile_program",
-    "encode",
-]
-
-DEFAULT_THRESHOLD = 1024  # bytes: as Node's ws (and the reference's example)
-
-
-class ActionError(Exception):
-    """An action failed at run time; ``location`` is the scenario's file:line:col."""
-
-    def __init__(self, message: str, location: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.location = location
-
-    def __str__(self) -> str:
-        return f"{self.location}: {self.message}"
-
-
-def encode(value: Any, bounded: bool = False) -> str | bytes:
-    """The frame a value becomes: bytes binary, a string its text, anything else JSON text."""
-    if isinstance(value, str | bytes):
-        return value
-    return to_json(value, bounded)
-
+__all__ = ["compile_program", "load_program"]
 
 #: Names that add little to a frame: the close code, and the close reason (the protocol
 #: allows 123 bytes).
@@ -117,98 +86,6 @@ def _size_is_bounded(template: Any, constants: Context,
                     return False
     return True
 
-
-#: A compiled action: called with the runtime (the engine's side of one event) and the names.
-Step = Callable[[Any, Context], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Compression:
-    enabled: bool = True
-    threshold: int = DEFAULT_THRESHOLD
-
-
-@dataclass(slots=True)
-class MessageHandler:
-    type: str | None
-    where: Evaluator | None
-    binary: bool
-    steps: list[Step]
-    location: str
-
-
-@dataclass(slots=True)
-class AuthStep:
-    kind: str  # "reject", "accept" or "let"
-    location: str
-    condition: Evaluator | None = None
-    negate: bool = False  # reject ... unless
-    code: int | None = None
-    status: int | None = None
-    value: Evaluator | None = None  # reason, accepted value, or let value
-    name: str | None = None
-
-
-@dataclass(slots=True)
-class Route:
-    index: int
-    path: str
-    location: str
-    param_names: tuple[str, ...]
-    matcher: re.Pattern[str] | None
-    heartbeat: float | None = None
-    compression: Compression = field(default_factory=Compression)
-    max_message: int | None = None
-    max_connections: int | None = None
-    origins: frozenset[str] | None = None
-    auth: list[AuthStep] | None = None
-    on_connect: list[Step] = field(default_factory=list)
-    on_close: list[Step] = field(default_factory=list)
-    on_error: list[Step] | None = None
-    handlers: list[MessageHandler] = field(default_factory=list)
-    by_type: dict[str, list[MessageHandler]] = field(default_factory=dict)
-    untyped: list[MessageHandler] = field(default_factory=list)
-    binary: list[MessageHandler] = field(default_factory=list)
-    constants: Context = field(default_factory=dict)  # the top-level lets of its file
-
-    def candidates(self, message: Any, is_binary: bool) -> list[MessageHandler]:
-        """The handlers that may take this message, in the order they were written."""
-        if is_binary:
-            return self.binary
-        if isinstance(message, dict):
-            kind = message.get("type")
-            if isinstance(kind, str):
-                return self.by_type.get(kind, self.untyped)
-        return self.untyped
-
-
-@dataclass
-class Program:
-    routes: list[Route]
-    constants: Context
-    _exact: dict[str, Route] = field(default_factory=dict)
-    _patterns: list[Route] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        for route in self.routes:
-            if route.matcher is None:
-                self._exact[route.path] = route
-            else:
-                self._patterns.append(route)
-
-    def resolve(self, path: str) -> tuple[Route, dict[str, str]] | None:
-        """The route serving ``path`` (query string excluded) and its parameters."""
-        if len(path) > 1:
-            path = path.rstrip("/")
-        route = self._exact.get(path)
-        if route is not None:
-            return route, {}
-        for route in self._patterns:
-            assert route.matcher is not None
-            match = route.matcher.fullmatch(path)
-            if match:
-                return route, {k: url_unquote(v) for k, v in match.groupdict().items()}
-        return None
 
 
 # ---- compilation -----------------------------------------------------------------------------
@@ -298,7 +175,7 @@ class _Compiler:
         location = self.location(pointer)
         run = self.action(ir, pointer)
 
-        def step(runtime: Any, ctx: Context) -> None:
+        def step(runtime: Runtime, ctx: Context) -> None:
             try:
                 run(runtime, ctx)
             except EvaluationError as err:
@@ -321,7 +198,7 @@ class _Compiler:
             then = self.steps(ir["then"], pointer + "/then")
             otherwise = self.steps(ir.get("else", []), pointer + "/else")
 
-            def branch(runtime: Any, ctx: Context) -> None:
+            def branch(runtime: Runtime, ctx: Context) -> None:
                 for step in (then if truthy(test(ctx)) else otherwise):
                     step(runtime, ctx)
             return branch
@@ -355,7 +232,7 @@ class _Compiler:
             let_name = body["name"]
             value = compile_template(body["value"])[0]
 
-            def bind(runtime: Any, ctx: Context) -> None:
+            def bind(runtime: Runtime, ctx: Context) -> None:
                 ctx[let_name] = value(ctx)
             return bind
         assert name == "log", name
@@ -400,3 +277,15 @@ def compile_program(files: Sequence[Loaded]) -> Program:
             routes.append(route)
         constants.update(file_constants)
     return Program(routes, constants)
+
+
+def load_program(paths: Sequence[str | Path]) -> Program:
+    """Load, validate and compile the scenarios named by ``paths`` into one Program.
+
+    Raises ScenarioErrors (every error of every file) or UsageError (a path that is not a
+    scenario). Validation has evaluated the files' constants, so compiling cannot fail.
+    """
+    loaded, errors, _ = load_paths(paths)
+    if errors:
+        raise ScenarioErrors(errors)
+    return compile_program(loaded)

@@ -1,218 +1,32 @@
 """The engine: events in, effects out, no I/O.
 
-The server adapter turns bytes into events (a connection opens, a message arrives, a connection
-closes) and calls the engine; the engine runs the scenario's compiled handlers and returns the
-effects to carry out (frames to send, broadcasts, closes, log lines). Rooms are kept per route,
-behind the small ``Rooms`` interface so that a broker-backed implementation can replace the
-in-memory one without touching the language or the compiler.
+The connection layer turns bytes into events (a connection opens, a message arrives, a
+connection closes) and calls the engine; the engine runs the scenario's compiled handlers and
+returns the effects to carry out (frames to send, broadcasts, closes, log lines). Room
+membership is kept behind the ``Rooms`` interface, given to the engine, so that a store shared
+by several processes can replace the in-memory one without touching the language or the
+compiler.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Collection, Iterator
+from typing import Any
 
-from ..expr.evaluate import (
-    Context,
-    EvaluationError,
-    check_size,
-    to_text,
-    truthy,
-    type_name,
-)
+from ..errors import ActionError, EvaluationError
+from ..expr.values import Context, check_size, to_text, truthy, type_name
 from ..language.limits import MAX_CLOSE_REASON_BYTES, MAX_CONTROL_PAYLOAD
-from .compiler import ActionError, Program, Route, Step
+from .connection import Connection, Request, new_connection_id
+from .effects import Accepted, Broadcast, Close, Effect, Log, Ping, Pong, Rejected, Send
+from .program import Program, Route, Step
+from .rooms import MemoryRooms, Rooms
 
-__all__ = [
-    "Accepted",
-    "Broadcast",
-    "Close",
-    "Connection",
-    "Effect",
-    "Engine",
-    "Log",
-    "MemoryRooms",
-    "Ping",
-    "Pong",
-    "Rejected",
-    "Request",
-    "Rooms",
-    "Send",
-    "check_close_reason",
-]
+__all__ = ["CLOSE_INTERNAL_ERROR", "CLOSE_UNSUPPORTED_DATA", "Engine", "check_close_reason"]
 
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_INTERNAL_ERROR = 1011
 
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """What the opening handshake told us about the client."""
-
-    path: str
-    query: dict[str, str] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
-    ip: str | None = None
-
-
-class Connection:
-    """One client's state in the engine. ``view`` is what expressions see as ``conn``."""
-
-    __slots__ = ("auth", "base", "id", "params", "request", "rooms", "route", "scratch",
-                 "socket", "view")
-
-    def __init__(self, route: Route, request: Request, params: dict[str, str], auth: Any,
-                 conn_id: str) -> None:
-        self.id = conn_id
-        self.route = route
-        self.request = request
-        self.params = params
-        self.auth = auth
-        self.rooms: set[str] = set()
-        self.view = ConnectionView(self)
-        # The names every event of this connection starts from, built once.
-        self.base: Context = {**route.constants, "conn": self.view, "auth": auth,
-                              "query": request.query, "headers": request.headers,
-                              "params": params}
-        # The names of one message event, reused from message to message: events of a
-        # connection run one at a time, and a let is always assigned before it is read.
-        self.scratch: Context = dict(self.base)
-        #: The server adapter's handle for this client (the engine never touches it).
-        self.socket: Any = None
-
-    def __repr__(self) -> str:
-        return f"<Connection {self.id} {self.request.path}>"
-
-
-_CONN_FIELDS: dict[str, Callable[[Connection], Any]] = {
-    "id": lambda c: c.id,
-    "rooms": lambda c: sorted(c.rooms),
-    "ip": lambda c: c.request.ip,
-    "path": lambda c: c.request.path,
-    "query": lambda c: c.request.query,
-    "headers": lambda c: c.request.headers,
-    "params": lambda c: c.params,
-}
-
-
-class ConnectionView(Mapping[str, Any]):
-    """``conn`` in expressions: read-only, and only these keys (never Python attributes)."""
-
-    __slots__ = ("_conn",)
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-
-    def __getitem__(self, key: str) -> Any:
-        return _CONN_FIELDS[key](self._conn)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        field = _CONN_FIELDS.get(key)
-        return default if field is None else field(self._conn)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_CONN_FIELDS)
-
-    def __len__(self) -> int:
-        return len(_CONN_FIELDS)
-
-
-# ---- effects ---------------------------------------------------------------------------------
-# (Plain, not frozen, dataclasses: one is made per message sent, and frozen ones cost twice.)
-
-@dataclass(slots=True)
-class Send:
-    conn: Connection
-    data: str | bytes
-
-
-@dataclass(slots=True)
-class Broadcast:
-    data: str | bytes
-    targets: list[Connection]
-
-
-@dataclass(slots=True)
-class Close:
-    conn: Connection
-    code: int
-    reason: str
-
-
-@dataclass(slots=True)
-class Ping:
-    conn: Connection
-    data: bytes
-
-
-@dataclass(slots=True)
-class Pong:
-    conn: Connection
-    data: bytes
-
-
-@dataclass(slots=True)
-class Log:
-    conn: Connection | None
-    message: str
-    location: str
-    error: bool = False
-
-
-Effect = Send | Broadcast | Close | Ping | Pong | Log
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    auth: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """Refuse the connection: with a close ``code`` after the handshake, or an HTTP ``status``."""
-
-    reason: str
-    code: int | None = None
-    status: int | None = None
-
-
-# ---- rooms -----------------------------------------------------------------------------------
-
-class Rooms(Protocol):
-    """Room membership of one route."""
-
-    def join(self, room: str, conn: Connection) -> None: ...
-    def leave(self, room: str, conn: Connection) -> None: ...
-    def members(self, room: str) -> set[Connection]: ...
-
-
-class MemoryRooms:
-    """Rooms in this process's memory; an empty room is forgotten."""
-
-    def __init__(self) -> None:
-        self._rooms: dict[str, set[Connection]] = {}
-
-    def join(self, room: str, conn: Connection) -> None:
-        self._rooms.setdefault(room, set()).add(conn)
-
-    def leave(self, room: str, conn: Connection) -> None:
-        members = self._rooms.get(room)
-        if members is not None:
-            members.discard(conn)
-            if not members:
-                del self._rooms[room]
-
-    def members(self, room: str) -> set[Connection]:
-        return self._rooms.get(room, set())
-
-    def __len__(self) -> int:
-        return len(self._rooms)
-
-
-# ---- the engine ------------------------------------------------------------------------------
 
 class _Runtime:
     """What compiled actions act on during one event: the connection, and the effects so far."""
@@ -229,16 +43,16 @@ class _Runtime:
 
     def broadcast(self, data: str | bytes, rooms: list[Any] | None, include_self: bool) -> None:
         engine, conn = self.engine, self.conn
-        members: set[Connection]
+        members: Collection[Connection]
         if rooms is None:
             members = engine.connections[conn.route.index]
         else:
             names = list(_room_names(rooms))
-            room_sets = engine.rooms[conn.route.index]
+            route = conn.route.index
             if len(names) == 1:
-                members = room_sets.members(names[0])
+                members = engine.rooms.members(route, names[0])
             else:
-                members = set().union(*(room_sets.members(name) for name in names))
+                members = set().union(*(engine.rooms.members(route, name) for name in names))
         if include_self or conn not in members:
             targets = list(members)
         else:
@@ -249,12 +63,12 @@ class _Runtime:
     def join(self, room: Any) -> None:
         for name in _room_names([room]):
             self.conn.rooms.add(name)
-            self.engine.rooms[self.conn.route.index].join(name, self.conn)
+            self.engine.rooms.join(self.conn.route.index, name, self.conn)
 
     def leave(self, room: Any) -> None:
         for name in _room_names([room]):
             self.conn.rooms.discard(name)
-            self.engine.rooms[self.conn.route.index].leave(name, self.conn)
+            self.engine.rooms.leave(self.conn.route.index, name, self.conn)
 
     def close(self, code: int, reason: Any) -> None:
         text = to_text(reason)
@@ -301,12 +115,15 @@ def _room_names(rooms: list[Any]) -> Iterator[str]:
 
 
 class Engine:
-    """Runs a Program: one instance serves every connection of every route."""
+    """Runs a Program: one instance serves every connection of every route.
 
-    def __init__(self, program: Program) -> None:
+    ``rooms``: where room membership is kept (in this process's memory unless given).
+    """
+
+    def __init__(self, program: Program, rooms: Rooms | None = None) -> None:
         self.program = program
         self.connections: list[set[Connection]] = [set() for _ in program.routes]
-        self.rooms: list[MemoryRooms] = [MemoryRooms() for _ in program.routes]
+        self.rooms: Rooms = MemoryRooms() if rooms is None else rooms
 
     # ---- handshake -------------------------------------------------------------------------
     def resolve(self, path: str) -> tuple[Route, dict[str, str]] | None:
@@ -405,9 +222,9 @@ class Engine:
 
     def leave_rooms(self, conn: Connection) -> None:
         """Take the connection out of every room it is in."""
-        rooms = self.rooms[conn.route.index]
+        route = conn.route.index
         for room in conn.rooms:
-            rooms.leave(room, conn)
+            self.rooms.leave(route, room, conn)
         conn.rooms.clear()
 
     # ---- running handlers ------------------------------------------------------------------
@@ -440,7 +257,3 @@ class Engine:
 
 #: The decoder json.loads uses, without its per-call checks.
 _decode_json = json.JSONDecoder().decode
-
-
-def new_connection_id() -> str:
-    return uuid.uuid4().hex[:12]

@@ -24,47 +24,31 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-import os
 import socket
 import time
 import weakref
-from collections.abc import Awaitable, Collection, Coroutine, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import websockets
-from websockets.asyncio import messages as websockets_messages
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed, InvalidMessage
-from websockets.frames import Frame, Opcode
-from websockets.http11 import MAX_LINE_LENGTH, Response
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
+from websockets.http11 import Response
 from websockets.protocol import State
-from websockets.server import ServerProtocol
-from websockets.streams import StreamReader
 
-from ..language.loader import UsageError
-from .admin import ADMIN_PREFIX, LOOPBACK, Admin, AdminRequest, Network, is_admin_path, peer_ip
-from .compiler import Program, Route
+from ..errors import UsageError
+from .admin import ADMIN_PREFIX, LOOPBACK, Admin, AdminRequest, Network, is_admin_path
 from .compression import ThresholdDeflateFactory
-from .engine import (
-    Accepted,
-    Broadcast,
-    Close,
-    Connection,
-    Effect,
-    Engine,
-    Log,
-    Ping,
-    Pong,
-    Rejected,
-    Request,
-    Send,
-    new_connection_id,
-)
+from .connection import Connection, Request, new_connection_id
+from .effects import Accepted, Broadcast, Close, Effect, Log, Ping, Pong, Rejected, Send
+from .engine import Engine
 from .journal import Journal, payload_fields
+from .program import Program, Route
+from .wire import AdminConnection, ScenarioConnection, peer_ip, raise_fragment_limit
 
 __all__ = ["DEFAULT_MAX_MESSAGE", "LISTEN_BACKLOG", "ScenarioServer"]
 
@@ -86,103 +70,6 @@ MAX_PENDING_OUTPUT = 1024 * 1024
 #: How long a client closed for being too slow gets to read the close frame.
 SLOW_CLOSE_TIMEOUT = 2.0
 CLOSE_POLICY_VIOLATION = 1008
-#: Most frames one incoming message may come in. websockets 17 stops at 4096 and closes with
-#: 1009 "too many fragments" (a guard against floods of empty continuation frames, which the
-#: size limit does not count), so it refuses a 4 MiB message sent in 1 KiB fragments, which the
-#: RFC allows (Autobahn|Testsuite 9.3.3). 2**17 empty fragments cost a connection ~30 MB at
-#: most (measured), the order of DEFAULT_MAX_MESSAGE. WEBSOCKETS_MAX_FRAGMENTS, if set, wins.
-MAX_FRAGMENTS = 2**17
-
-
-class _ServerProtocol(ServerProtocol):
-    """websockets' server protocol, except for a close frame between the fragments of a message.
-
-    RFC 6455 §5.4 lets control frames, close included, come between the fragments of a message,
-    and calls that no error. websockets fails the connection there with 1002 ("incomplete
-    fragmented message"); here the unfinished message is dropped and the closing handshake goes
-    on as for any close frame: the client's code is echoed (Autobahn|Testsuite case 7.1.5).
-    """
-
-    def recv_frame(self, frame: Frame) -> None:
-        if frame.opcode is Opcode.CLOSE and self.current_size is not None:
-            self.current_size = None
-        super().recv_frame(frame)
-
-
-class _AdminServerProtocol(_ServerProtocol):
-    """``_ServerProtocol``, which also reads requests to the admin API.
-
-    websockets' parser takes only requests without a body. A request whose target is under the
-    admin prefix is read by ``AdminRequest.read`` instead (any method, a bounded body); every
-    other request goes to websockets' parser untouched, so WebSocket handshakes are read
-    exactly as without the admin API.
-    """
-
-    def parse(self) -> Generator[None, None, None]:
-        if self.state is State.CONNECTING:
-            target = yield from _peek_request_target(self.reader)
-            if target is not None and is_admin_path(target):
-                yield from self._parse_admin_request()
-                return
-        yield from super().parse()
-
-    def _parse_admin_request(self) -> Generator[None, None, None]:
-        try:
-            request = yield from AdminRequest.read(self.reader)
-        except Exception as exc:
-            # As websockets does with a request it cannot parse: no answer, end of connection.
-            self.handshake_exc = InvalidMessage("did not receive a valid HTTP request")
-            self.handshake_exc.__cause__ = exc
-            self.send_eof()
-            self.parser = self.discard()
-            next(self.parser)
-            yield
-            return
-        self.events.append(request)
-        # What follows the request is read as websockets does after a handshake request; the
-        # response (never 101) then discards it.
-        yield from super(ServerProtocol, self).parse()
-
-
-def _peek_request_target(reader: StreamReader) -> Generator[None, None, str | None]:
-    """The target of the request line once it is buffered, consuming nothing; None when the
-    line is too long, malformed or cut short (websockets' parser then says so)."""
-    while True:
-        end = reader.buffer.find(b"\n", 0, MAX_LINE_LENGTH)
-        if end >= 0:
-            break
-        if len(reader.buffer) >= MAX_LINE_LENGTH or reader.eof:
-            return None
-        yield
-    parts = bytes(reader.buffer[:end]).split(b" ", 2)
-    if len(parts) != 3:
-        return None
-    try:
-        return parts[1].decode("ascii")
-    except UnicodeDecodeError:
-        return None
-
-
-class _ServerConnection(ServerConnection):
-    """The connection websockets creates, on a ``_ServerProtocol``."""
-
-    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
-        # websockets.serve() builds the ServerProtocol itself and takes no class for it; the
-        # subclass adds no state, so switching the class of the new instance is safe.
-        protocol.__class__ = _ServerProtocol
-        super().__init__(protocol, *args, **kwargs)
-
-
-class _AdminServerConnection(ServerConnection):
-    """The connection websockets creates, on an ``_AdminServerProtocol``."""
-
-    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
-        protocol.__class__ = _AdminServerProtocol
-        # The protocol's parser, started when it was built, is websockets' own: start ours
-        # instead (nothing has been received yet).
-        protocol.parser = protocol.parse()
-        next(protocol.parser)
-        super().__init__(protocol, *args, **kwargs)
 
 
 @dataclass(slots=True)
@@ -198,8 +85,10 @@ class _Admitted:
 
 @dataclass(slots=True)
 class _Live:
-    """An open connection's handler task (to wait for its end) and when it opened."""
+    """An open connection's socket, its handler task (to wait for its end) and when it
+    opened."""
 
+    socket: ServerConnection
     task: asyncio.Future[Any]
     since: float
 
@@ -244,15 +133,15 @@ class ScenarioServer:
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        _raise_fragment_limit()
+        raise_fragment_limit()
         self._server = await websockets.serve(
             self._handle,
             self.host,
             self.port,
             process_request=self._process_request,
             process_response=self._process_response,
-            create_connection=(_ServerConnection if self.admin is None
-                               else _AdminServerConnection),
+            create_connection=(ScenarioConnection if self.admin is None
+                               else AdminConnection),
             # Per-route settings are applied in _process_request; these are the defaults.
             extensions=[],
             compression=None,
@@ -294,7 +183,7 @@ class ScenarioServer:
                          ) -> Response | Awaitable[Response] | None:
         if isinstance(http_request, AdminRequest):  # only made when the admin API is on
             assert self.admin is not None
-            return self.admin.respond(connection, http_request)
+            return self.admin.respond(peer_ip(connection), http_request)
         target = urlsplit(http_request.path)
         resolved = self.engine.resolve(target.path)
         if resolved is None:
@@ -391,10 +280,9 @@ class ScenarioServer:
         engine = self.engine
         conn = engine.open(admitted.route, admitted.request, admitted.params, outcome.auth,
                            admitted.conn_id)
-        conn.socket = ws
         task = asyncio.current_task()
         assert task is not None
-        self._live[conn] = _Live(task, time.time())
+        self._live[conn] = _Live(ws, task, time.time())
         logger.info("connect %s %s (%s)", conn.id, conn.request.path, conn.request.ip)
         if journal is not None:
             request = conn.request
@@ -413,7 +301,6 @@ class ScenarioServer:
         except ConnectionClosed:
             pass
         finally:
-            conn.socket = None
             del self._live[conn]
             # The close code the client saw: ours if we closed first, else theirs.
             sent = ws.protocol.close_sent
@@ -471,9 +358,13 @@ class ScenarioServer:
         ready: list[tuple[Connection, ServerConnection]] | None = (
             None if journal is None else [])
         count = 0
+        lives = self._live
         for conn in targets:
-            ws: ServerConnection | None = conn.socket
-            if ws is None or ws.protocol.state is not State.OPEN:
+            live = lives.get(conn)
+            if live is None:
+                continue
+            ws = live.socket
+            if ws.protocol.state is not State.OPEN:
                 continue
             # ``paused`` is set past websockets' write limit (32 KiB): only then measure.
             if ws.paused and ws.transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
@@ -522,9 +413,9 @@ class ScenarioServer:
         handlers = []
         for conn in conns:
             live = self._live.get(conn)
-            if live is None or conn.socket is None:
+            if live is None:
                 continue
-            self._spawn(conn.socket.close(code, reason))
+            self._spawn(live.socket.close(code, reason))
             handlers.append(live.task)
         if handlers:
             await asyncio.wait(handlers, timeout=within)
@@ -577,13 +468,6 @@ def _log(effect: Log) -> None:
     who = f" [{effect.conn.id}]" if effect.conn is not None else ""
     level = logging.ERROR if effect.error else logging.INFO
     logger.log(level, "%s:%s %s", effect.location, who, effect.message)
-
-
-def _raise_fragment_limit() -> None:
-    """Let messages come in up to MAX_FRAGMENTS frames (a process-wide websockets setting)."""
-    current = getattr(websockets_messages, "MAX_FRAGMENTS", None)  # 17.4 has it, 17.0 not
-    if current is not None and "WEBSOCKETS_MAX_FRAGMENTS" not in os.environ:
-        websockets_messages.MAX_FRAGMENTS = max(current, MAX_FRAGMENTS)
 
 
 def _headers(headers: Headers) -> dict[str, str]:

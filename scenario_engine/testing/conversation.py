@@ -31,10 +31,11 @@ from websockets.exceptions import (
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from ..expr.evaluate import Context, EvaluationError, Evaluator, compile_template, to_text
+from ..errors import EvaluationError
+from ..expr.evaluate import compile_template
+from ..expr.values import Context, Evaluator, encode, to_text
 from ..language.source import escape_pointer
 from ..language.units import parse_duration
-from ..runtime.compiler import encode
 from .expectations import compile_expectation, mismatches, show
 
 __all__ = [

@@ -17,30 +17,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..expr.evaluate import Context, EvaluationError, compile_expression, compile_template, equal
-from ..expr.functions import Signature
+from ..errors import EvaluationError
+from ..expr.evaluate import compile_expression, compile_template
+from ..expr.functions import ANY, MATCHERS
 from ..expr.parse import parse_expression
-from ..expr.strings import Piece, StringSyntaxError, split_template, unquote
+from ..expr.strings import Piece, split_template
 from ..expr.syntax import Call, Name
+from ..expr.values import Context, equal
 
 __all__ = [
-    "ANY",
-    "MATCHER_SIGNATURES",
     "AnyValue",
     "Pattern",
     "compile_expectation",
     "mismatches",
-    "pattern_error",
     "show",
 ]
 
-#: The name that matches any value in an expected message.
-ANY = "any"
-MATCHER_SIGNATURES: dict[str, Signature] = {
-    "matches": Signature("matches", 1, 1, 'matches("^game-")',
-                         "in an expected message: any string the regular expression finds a "
-                         "match in"),
-}
 #: Differences reported per received message: the first few say what is wrong.
 MAX_MISMATCHES = 5
 _SHOWN_CHARS = 300
@@ -67,15 +59,6 @@ ANY_VALUE = AnyValue()
 Expected = Callable[[Context], Any]
 
 
-def pattern_error(raw: str) -> str | None:
-    """Why the string literal ``raw`` (quotes included) is not a valid regular expression."""
-    try:
-        re.compile(unquote(raw))
-    except (re.error, StringSyntaxError) as err:
-        return str(err)
-    return None
-
-
 def compile_expectation(template: Any) -> Expected:
     """A closure building the expected value, with matchers where ``any``/``matches`` are."""
     if isinstance(template, str) and "${" in template:
@@ -84,7 +67,7 @@ def compile_expectation(template: Any) -> Expected:
             expr = parse_expression(parts[0].text)
             if isinstance(expr, Name) and expr.name == ANY:
                 return lambda ctx: ANY_VALUE
-            if isinstance(expr, Call) and expr.name in MATCHER_SIGNATURES:
+            if isinstance(expr, Call) and expr.name in MATCHERS:
                 source = compile_expression(expr.args[0])
                 return lambda ctx: _pattern(source(ctx))
         return compile_template(template)[0]

@@ -8,18 +8,19 @@ where scenario-engine is installed, imports the scenario machinery only when the
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..errors import ScenarioErrors
+from ..errors import ScenarioErrors, ScenarioTestFailed
 from ..language.loader import load_file
-from .pytest_plugin import shown_path
 from .reports import failure_report
 from .runner import RunOptions, TestCase, collect, run_tests
 
-__all__ = ["ScenarioFile", "ScenarioTest"]
+__all__ = ["ScenarioFile", "ScenarioTest", "shown_path"]
 
 
 class ScenarioFile(pytest.File):
@@ -54,5 +55,8 @@ class ScenarioTest(pytest.Item):
         return self.path, line - 1, f"scenario test: {self.case.name}"
 
 
-class ScenarioTestFailed(AssertionError):
-    """A test block failed; the message is its failure report."""
+def shown_path(path: Path) -> Path:
+    """``path`` spelt relative to the working directory when it is below it, as a user types
+    it (errors and reports then name it so)."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else Path(relative)

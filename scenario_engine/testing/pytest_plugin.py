@@ -23,7 +23,6 @@ file:line and the expected and received messages. Only ``.mock`` files are colle
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     from ..runtime.background import BackgroundServer
 
 __all__ = ["pytest_addoption", "pytest_collect_file", "pytest_configure", "scenario_mock",
-           "scenario_server", "shown_path"]
+           "scenario_server"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -108,9 +107,9 @@ def scenario_server(request: pytest.FixtureRequest,
 def _load(rootdir: Path, paths: tuple[str | Path, ...],
           options: dict[str, Any]) -> BackgroundServer:
     """A (not yet started) server for the scenarios; fails the test on scenario errors."""
-    from ..errors import ScenarioErrors
-    from ..language.loader import UsageError
+    from ..errors import ScenarioErrors, UsageError
     from ..runtime.background import BackgroundServer
+    from .pytest_items import shown_path
 
     try:
         return BackgroundServer.from_paths([shown_path(rootdir / p) for p in paths], **options)
@@ -120,10 +119,3 @@ def _load(rootdir: Path, paths: tuple[str | Path, ...],
         message = str(err)
     # Outside the except clause: the report is the errors alone, not a chain of exceptions.
     pytest.fail(message, pytrace=False)
-
-
-def shown_path(path: Path) -> Path:
-    """``path`` spelt relative to the working directory when it is below it, as a user types
-    it (errors and reports then name it so)."""
-    relative = os.path.relpath(path)
-    return path if relative.startswith(os.pardir) else Path(relative)

@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..language.ir import Loaded
 from ..language.source import Span, locate
-from ..language.validate import Loaded
-from ..runtime.compiler import Program, compile_program
+from ..runtime.compiler import compile_program
 from ..runtime.journal import Journal
+from ..runtime.program import Program
 from ..runtime.server import ScenarioServer
 from .conversation import DEFAULT_TEST_TIMEOUT, Failure, Outcome, run_conversation
 
