@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from scenario_engine.cli.main import main
+from scenario_engine.cli import main
 
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:  # conftest is importable with or without tests/__init__.py

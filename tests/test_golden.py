@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scenario_engine.cli.main import main
+from scenario_engine.cli import main
 from scenario_engine.language.loader import load_file
 
 GOLDEN = Path(__file__).parent / "golden"
