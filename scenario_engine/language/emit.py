@@ -17,7 +17,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -51,7 +51,7 @@ _EVENTS = ("connect", "message", "close", "error")
 
 # ---- .mock ------------------------------------------------------------------------------------
 
-def emit_mock(ir: dict[str, Any]) -> str:
+def emit_mock(ir: Mapping[str, Any]) -> str:
     """The canonical `.mock` text of an IR document (raises EmitError on a malformed IR).
 
     Not every IR has a `.mock` spelling; these come back changed but meaning the same:
@@ -79,7 +79,7 @@ class _MockWriter:
         self.flat_memo: dict[tuple[int, bool], str] = {}
 
     # ---- structure -----------------------------------------------------------------------
-    def document(self, ir: dict[str, Any]) -> str:
+    def document(self, ir: Mapping[str, Any]) -> str:
         _expect(ir, dict, "", "a scenario document is an object")
         _only(ir, ("prefix", "let", "routes", "tests"), "")
         sections: list[list[str]] = []
@@ -656,7 +656,7 @@ def _single(value: Any, pointer: str, names: tuple[str, ...]) -> tuple[str, Any]
     return name, body
 
 
-def _only(value: dict[str, Any], keys: tuple[str, ...], pointer: str) -> None:
+def _only(value: Mapping[str, Any], keys: tuple[str, ...], pointer: str) -> None:
     """Refuse unknown keys: writing the rest would silently drop them."""
     for key in value:
         if key not in keys:
@@ -670,7 +670,7 @@ def _expect(value: Any, kind: type, pointer: str, message: str) -> None:
 
 # ---- YAML -------------------------------------------------------------------------------------
 
-def emit_yaml(ir: dict[str, Any]) -> str:
+def emit_yaml(ir: Mapping[str, Any]) -> str:
     """The IR as YAML (block style, keys in IR order), loading back as the same IR with
     ``yaml.safe_load`` and with ``yaml_loader.load_yaml``."""
     return yaml.dump(ir, Dumper=_Dumper, sort_keys=False, allow_unicode=True,

@@ -1,25 +1,354 @@
 """The intermediate representation (IR) both spellings compile to, and a loaded file.
 
-docs/ir.md describes the IR; the JSON Schema (``scenario.schema.json``) is its contract.
-"""
+docs/ir.md describes the IR; the JSON Schema (``scenario.schema.json``) is its contract. The
+TypedDicts below spell that contract for mypy: they describe a *valid* IR, the shape the
+schema guarantees (the `.mock` front end builds it; a YAML document has it once the schema
+accepted it). Code that must cope with a malformed IR (``emit``, the YAML front end, the
+schema check itself) takes plain ``object``/``Any`` values instead.
 
-from __future__ import annotations
+Each action, auth step and test step kind is a ``@final`` TypedDict of its own, and ``Action``,
+``AuthStep`` and ``TestStep`` are their unions: ``"send" in action`` narrows an ``Action`` to a
+``SendAction`` (mypy narrows a union with ``in`` only to the members that declare the key, and
+can rule a member out only if it is final, i.e. cannot carry further keys).
+"""
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, Required, TypeAlias, TypedDict, final
 
 from .source import Source, SourceMap, escape_pointer
 
-__all__ = ["Loaded", "template_strings"]
+__all__ = [
+    "AcceptStep",
+    "Action",
+    "AuthStep",
+    "Binding",
+    "BroadcastAction",
+    "BroadcastBody",
+    "ClientStep",
+    "CloseAction",
+    "CloseBody",
+    "CloseStep",
+    "Compression",
+    "ConnectStep",
+    "Document",
+    "Duration",
+    "ExpectCloseStep",
+    "ExpectNoMessageStep",
+    "ExpectStep",
+    "Expression",
+    "Handlers",
+    "IfAction",
+    "JoinAction",
+    "LeaveAction",
+    "Let",
+    "Loaded",
+    "LogAction",
+    "MessageHandler",
+    "PingAction",
+    "PingPongBody",
+    "PongAction",
+    "RejectBody",
+    "RejectStep",
+    "Route",
+    "SendAction",
+    "SendStep",
+    "Size",
+    "Template",
+    "Test",
+    "TestStep",
+    "WaitStep",
+    "template_strings",
+]
 
+# ---- scalars ----------------------------------------------------------------------------------
+
+#: Any JSON value; its strings may embed ``${EXPR}`` (objects and arrays are templates of
+#: templates). Arbitrary JSON, so ``Any``: whoever reads one checks its value.
+Template: TypeAlias = Any
+#: Source text of an expression in the scenario language (``msg.count > 3``).
+Expression: TypeAlias = str
+#: A number and a unit ms, s, m or h (``"30s"``).
+Duration: TypeAlias = str
+#: A number and a unit B, KB, MB or GB (``"64KB"``).
+Size: TypeAlias = str
+
+
+# ---- actions ----------------------------------------------------------------------------------
+
+@final
+class SendAction(TypedDict):
+    """``{"send": TEMPLATE}``: send to this connection."""
+
+    send: Template
+
+
+class BroadcastBody(TypedDict, total=False):
+    """A broadcast's message (``data``), rooms (``to``; none: the route) and ``includeSelf``."""
+
+    data: Required[Template]
+    to: list[Template]
+    includeSelf: bool
+
+
+@final
+class BroadcastAction(TypedDict):
+    """``{"broadcast": {...}}``: send to the route's (or the rooms') other connections."""
+
+    broadcast: BroadcastBody
+
+
+@final
+class JoinAction(TypedDict):
+    """``{"join": TEMPLATE}``: join a room."""
+
+    join: Template
+
+
+@final
+class LeaveAction(TypedDict):
+    """``{"leave": TEMPLATE}``: leave a room."""
+
+    leave: Template
+
+
+class CloseBody(TypedDict, total=False):
+    """A close code and reason, both optional: of a close action, close or expectClose step."""
+
+    code: int
+    reason: Template
+
+
+@final
+class CloseAction(TypedDict):
+    """``{"close": {"code": ..., "reason": ...}}``: close the connection."""
+
+    close: CloseBody
+
+
+class PingPongBody(TypedDict, total=False):
+    """The optional payload of a ping or pong frame."""
+
+    data: Template
+
+
+@final
+class PingAction(TypedDict):
+    """``{"ping": {"data": ...}}``: send a ping frame."""
+
+    ping: PingPongBody
+
+
+@final
+class PongAction(TypedDict):
+    """``{"pong": {"data": ...}}``: send a pong frame."""
+
+    pong: PingPongBody
+
+
+class Binding(TypedDict):
+    """The body of a let: a name bound to a template's value."""
+
+    name: str
+    value: Template
+
+
+@final
+class Let(TypedDict):
+    """``{"let": {"name": ..., "value": ...}}``: an action, an auth step or a test step."""
+
+    let: Binding
+
+
+@final
+class LogAction(TypedDict):
+    """``{"log": TEMPLATE}``: write to the server log."""
+
+    log: Template
+
+
+# The keys of an if action are Python keywords: the functional syntax spells them, and a final
+# class (so that ``"if" in action`` narrows) derives from it.
+_IfKeys = TypedDict("_IfKeys", {"if": Expression, "then": "list[Action]",
+                                "else": NotRequired["list[Action]"]})
+
+
+@final
+class IfAction(_IfKeys):
+    """``{"if": EXPR, "then": [...], "else": [...]}``: ``else`` optional."""
+
+
+Action: TypeAlias = (SendAction | BroadcastAction | JoinAction | LeaveAction | CloseAction
+                     | PingAction | PongAction | Let | LogAction | IfAction)
+
+
+# ---- auth steps -------------------------------------------------------------------------------
+
+#: The body of a reject: ``code`` (a close) or ``status`` (HTTP), a reason, ``if`` or ``unless``.
+RejectBody = TypedDict("RejectBody", {"code": int, "status": int, "reason": Template,
+                                      "if": Expression, "unless": Expression}, total=False)
+
+
+@final
+class RejectStep(TypedDict):
+    """``{"reject": {...}}``: refuse the connection (if/unless a condition holds)."""
+
+    reject: RejectBody
+
+
+@final
+class AcceptStep(TypedDict):
+    """``{"accept": TEMPLATE}``: accept; the value becomes ``auth``."""
+
+    accept: Template
+
+
+AuthStep: TypeAlias = RejectStep | AcceptStep | Let
+
+
+# ---- routes -----------------------------------------------------------------------------------
+
+class MessageHandler(TypedDict, total=False):
+    """Runs ``do`` for a message matching type, where and binary (none of them: every one)."""
+
+    type: str
+    where: Expression
+    binary: bool
+    do: Required[list[Action]]
+
+
+class Handlers(TypedDict, total=False):
+    """A route's ``on``: actions per event, message handlers tried in order."""
+
+    connect: list[Action]
+    message: list[MessageHandler]
+    close: list[Action]
+    error: list[Action]
+
+
+class Compression(TypedDict, total=False):
+    """permessage-deflate settings: enabled (default true), threshold (default 1KB)."""
+
+    enabled: bool
+    threshold: Size
+
+
+class Route(TypedDict, total=False):
+    """One WebSocket endpoint: its path, settings, auth steps and handlers."""
+
+    path: Required[str]
+    heartbeat: Duration
+    compression: Compression
+    maxMessage: Size
+    maxConnections: int
+    origins: list[str]
+    auth: list[AuthStep]
+    on: Handlers
+
+
+# ---- tests ------------------------------------------------------------------------------------
+
+@final
+class ConnectStep(TypedDict, total=False):
+    """Open a connection for a new client (``expectReject``: the handshake must fail)."""
+
+    connect: Required[str]
+    path: Required[Template]
+    query: Template
+    headers: Template
+    protocols: Template
+    within: Duration
+    expectReject: int
+
+
+@final
+class SendStep(TypedDict):
+    """A client sends a message (as a binary frame if ``binary``)."""
+
+    client: str
+    send: Template
+    binary: NotRequired[bool]
+
+
+@final
+class ExpectStep(TypedDict):
+    """A client must receive a matching message (within), binding names from it (capture)."""
+
+    client: str
+    expect: Template
+    within: NotRequired[Duration]
+    capture: NotRequired[dict[str, Template]]
+
+
+@final
+class ExpectNoMessageStep(TypedDict):
+    """A client must receive no message for that long."""
+
+    client: str
+    expectNoMessage: Duration
+
+
+@final
+class ExpectCloseStep(TypedDict):
+    """A client's connection must close (with this code and reason, if given)."""
+
+    client: str
+    expectClose: CloseBody
+    within: NotRequired[Duration]
+
+
+@final
+class CloseStep(TypedDict):
+    """A client closes its connection."""
+
+    client: str
+    close: CloseBody
+
+
+@final
+class WaitStep(TypedDict):
+    """``{"wait": DURATION}``: pause."""
+
+    wait: Duration
+
+
+ClientStep: TypeAlias = (SendStep | ExpectStep | ExpectNoMessageStep | ExpectCloseStep
+                         | CloseStep)
+# Spelled out rather than ``ConnectStep | ClientStep | ...``: mypy does not narrow with ``in``
+# through a union alias nested in a union.
+TestStep: TypeAlias = (ConnectStep | SendStep | ExpectStep | ExpectNoMessageStep
+                       | ExpectCloseStep | CloseStep | WaitStep | Let)
+
+
+class Test(TypedDict, total=False):
+    """A conversation test: its name, whether it is strict, its steps."""
+
+    name: Required[str]
+    strict: bool
+    steps: Required[list[TestStep]]
+
+
+# ---- the document -----------------------------------------------------------------------------
+
+class Document(TypedDict, total=False):
+    """A scenario file: prefix, constants (name → template), routes and tests."""
+
+    prefix: str
+    let: dict[str, Template]
+    routes: list[Route]
+    tests: list[Test]
+
+
+# ---- a loaded file ----------------------------------------------------------------------------
 
 @dataclass
 class Loaded:
     """A scenario file after its front end: the IR and the map back to the file."""
 
     source: Source
-    ir: dict[str, Any]
+    #: The IR, typed as valid: ``validate`` runs the schema before walking it, and ``loader``
+    #: hands out a Loaded only once validation passed.
+    ir: Document
     source_map: SourceMap = field(default_factory=dict)
     #: The top-level lets' values, once validation has evaluated them.
     constants: dict[str, Any] | None = None
@@ -30,9 +359,9 @@ class Loaded:
         return "mock" if self.source.name.endswith(".mock") else "yaml"
 
 
-def template_strings(value: Any, pointer: str) -> Iterator[tuple[str, str]]:
+def template_strings(value: Template, pointer: str) -> Iterator[tuple[str, str]]:
     """(pointer, string) for every string inside a template value that embeds an expression."""
-    stack: list[tuple[Any, str]] = [(value, pointer)]
+    stack: list[tuple[object, str]] = [(value, pointer)]
     while stack:
         item, ptr = stack.pop()
         if isinstance(item, str):

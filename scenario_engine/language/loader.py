@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 from ..errors import ScenarioError, UsageError
-from .ir import Loaded
+from .ir import Document, Loaded
 from .mock_frontend import parse_mock
 from .source import Source, escape_pointer, locate
 from .validate import check_duplicate_routes, validate
@@ -94,7 +95,10 @@ def load_source(source: Source) -> tuple[Loaded | None, list[ScenarioError]]:
         return None, errors
     if not isinstance(ir, dict):
         return None, [source.error(1, 1, "a scenario must be a mapping")]
-    loaded = Loaded(source, ir, source_map)
+    # The trust boundary: a YAML mapping is typed as a Document before its shape is known.
+    # validate() runs the schema first and walks the IR only once the schema accepted it (a
+    # .mock IR has the shape by construction), and only a valid Loaded leaves this function.
+    loaded = Loaded(source, cast(Document, ir), source_map)
     errors = validate(loaded)
     return (loaded if not errors else None), errors
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import bisect
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import TypedDict
 
 from lark import Token
 from lark.exceptions import UnexpectedInput
@@ -23,6 +24,7 @@ from ..expr.syntax import (
     ArrayLit,
     Expr,
     Literal,
+    Node,
     ObjectLit,
     Stmt,
     StringLit,
@@ -31,6 +33,28 @@ from ..expr.syntax import (
     string_literal,
 )
 from ..expr.syntax_errors import MAX_NESTING, brackets_balance, describe_syntax_error, max_nesting
+from .ir import (
+    Action,
+    AuthStep,
+    Binding,
+    BroadcastBody,
+    CloseBody,
+    ConnectStep,
+    Document,
+    ExpectCloseStep,
+    ExpectStep,
+    Expression,
+    Handlers,
+    IfAction,
+    MessageHandler,
+    PingPongBody,
+    RejectBody,
+    Route,
+    SendStep,
+    Template,
+    Test,
+    TestStep,
+)
 from .source import Source, SourceMap, Span, escape_pointer
 
 __all__ = ["parse_mock"]
@@ -42,7 +66,15 @@ class _Abort(Exception):
     """Stops the conversion of a statement whose error has been recorded."""
 
 
-def parse_mock(source: Source) -> tuple[dict[str, Any] | None, SourceMap, list[ScenarioError]]:
+class _Match(TypedDict, total=False):
+    """What a message handler matches on: its keys before ``do`` (built first, in order)."""
+
+    type: str
+    where: Expression
+    binary: bool
+
+
+def parse_mock(source: Source) -> tuple[Document | None, SourceMap, list[ScenarioError]]:
     """Parse a `.mock` file. Returns the IR (None when it has syntax errors), its source map,
     and the errors found."""
     front = _Front(source)
@@ -119,7 +151,7 @@ class _Front:
             origin = (oline, ocol + min(origin_offset, 0))
         return Span(line, col, end_line, end_col, origin)
 
-    def mark(self, pointer: str, node: Any, origin_offset: int | None = None) -> None:
+    def mark(self, pointer: str, node: Node | Token, origin_offset: int | None = None) -> None:
         if isinstance(node, Token):
             start, end = node.start_pos or 0, node.end_pos or 0
         else:
@@ -133,11 +165,11 @@ class _Front:
             line, col, message, hint, end_col if end_line == line and end > start else None))
 
     # ---- document ---------------------------------------------------------------------------
-    def document(self, tree: Stmt) -> dict[str, Any]:
-        ir: dict[str, Any] = {}
-        routes: list[dict[str, Any]] = []
-        tests: list[dict[str, Any]] = []
-        constants: dict[str, Any] = {}
+    def document(self, tree: Stmt) -> Document:
+        ir: Document = {}
+        routes: list[Route] = []
+        tests: list[Test] = []
+        constants: dict[str, Template] = {}
         self.mark("", tree)
         for item in tree.parts:
             try:
@@ -190,11 +222,11 @@ class _Front:
             raise _Abort from None
 
     # ---- routes -----------------------------------------------------------------------------
-    def route(self, node: Stmt, pointer: str) -> dict[str, Any]:
+    def route(self, node: Stmt, pointer: str) -> Route:
         self.mark(pointer, node)
-        route: dict[str, Any] = {"path": self.path(node.parts[0], pointer + "/path")}
-        handlers: dict[str, Any] = {}
-        messages: list[dict[str, Any]] = []
+        route: Route = {"path": self.path(node.parts[0], pointer + "/path")}
+        handlers: dict[str, list[Action]] = {}  # event (connect, close, error) → its actions
+        messages: list[MessageHandler] = []
         seen: dict[str, Stmt] = {}
         for item in node.parts[1:]:
             key = _SETTING_KEYS.get(item.kind, item.kind)
@@ -209,17 +241,22 @@ class _Front:
                 self.route_item(item, route, handlers, messages, pointer)
             except _Abort:
                 continue
+        on: Handlers = {}  # in this order, whatever the order written
+        if "connect" in handlers:
+            on["connect"] = handlers["connect"]
         if messages:
-            handlers["message"] = messages
-        if handlers:
-            ordered = {k: handlers[k] for k in ("connect", "message", "close", "error")
-                       if k in handlers}
-            route["on"] = ordered
+            on["message"] = messages
+        if "close" in handlers:
+            on["close"] = handlers["close"]
+        if "error" in handlers:
+            on["error"] = handlers["error"]
+        if on:
+            route["on"] = on
             self.mark(pointer + "/on", node)
         return route
 
-    def route_item(self, item: Stmt, route: dict[str, Any], handlers: dict[str, Any],
-                   messages: list[dict[str, Any]], pointer: str) -> None:
+    def route_item(self, item: Stmt, route: Route, handlers: dict[str, list[Action]],
+                   messages: list[MessageHandler], pointer: str) -> None:
         kind = item.kind
         if kind == "heartbeat":
             route["heartbeat"] = self.quantity(item.parts[0], pointer + "/heartbeat", "duration")
@@ -268,21 +305,25 @@ class _Front:
             raise _Abort
         return str(token)
 
-    def auth_step(self, node: Stmt, pointer: str) -> dict[str, Any]:
+    def auth_step(self, node: Stmt, pointer: str) -> AuthStep:
         self.mark(pointer, node)
         if node.kind == "accept":
             return {"accept": self.template(node.parts[0], pointer + "/accept")}
         if node.kind == "let_stmt":
             return {"let": self.let(node, pointer + "/let")}
         code_node, reason, condition = node.parts
-        body: dict[str, Any] = {}
-        key = "code" if code_node.kind == "close_code" else "status"
-        body[key] = self.integer(code_node.parts[0], f"{pointer}/reject/{key}")
+        body: RejectBody = {}
+        if code_node.kind == "close_code":
+            body["code"] = self.integer(code_node.parts[0], pointer + "/reject/code")
+        else:
+            body["status"] = self.integer(code_node.parts[0], pointer + "/reject/status")
         if reason is not None:
             body["reason"] = self.template(reason, pointer + "/reject/reason")
         if condition is not None:
-            which = "unless" if condition.kind == "unless" else "if"
-            body[which] = self.expression(condition.parts[0], f"{pointer}/reject/{which}")
+            if condition.kind == "unless":
+                body["unless"] = self.expression(condition.parts[0], pointer + "/reject/unless")
+            else:
+                body["if"] = self.expression(condition.parts[0], pointer + "/reject/if")
         self.mark(pointer + "/reject", node)
         return {"reject": body}
 
@@ -296,26 +337,25 @@ class _Front:
             raise _Abort
         return int(text)
 
-    def message_handler(self, node: Stmt, pointer: str) -> dict[str, Any]:
+    def message_handler(self, node: Stmt, pointer: str) -> MessageHandler:
         binary, msg_type, where, block = node.parts
         self.mark(pointer, node)
-        handler: dict[str, Any] = {}
+        match: _Match = {}
         if msg_type is not None:
             token = msg_type.parts[0]
-            handler["type"] = self.plain_string(token)
+            match["type"] = self.plain_string(token)
             self.mark(pointer + "/type", token)
         if where is not None:
-            handler["where"] = self.expression(where.parts[0], pointer + "/where")
+            match["where"] = self.expression(where.parts[0], pointer + "/where")
         if binary is not None:
-            handler["binary"] = True
+            match["binary"] = True
             self.mark(pointer + "/binary", binary)
-        handler["do"] = self.block(block, pointer + "/do", node)
-        return handler
+        return {**match, "do": self.block(block, pointer + "/do", node)}
 
     # ---- actions ----------------------------------------------------------------------------
-    def block(self, block: Stmt, pointer: str, owner: Stmt) -> list[dict[str, Any]]:
+    def block(self, block: Stmt, pointer: str, owner: Stmt) -> list[Action]:
         self.mark(pointer, owner)
-        actions: list[dict[str, Any]] = []
+        actions: list[Action] = []
         for action in block.parts:
             try:
                 actions.append(self.action(action, f"{pointer}/{len(actions)}"))
@@ -323,14 +363,21 @@ class _Front:
                 continue
         return actions
 
-    def action(self, node: Stmt, pointer: str) -> dict[str, Any]:
+    def action(self, node: Stmt, pointer: str) -> Action:
         self.mark(pointer, node)
         kind = node.kind
         if kind in ("send", "join", "leave", "log"):
-            return {kind: self.template(node.parts[0], f"{pointer}/{kind}")}
+            value = self.template(node.parts[0], f"{pointer}/{kind}")
+            if kind == "send":
+                return {"send": value}
+            if kind == "join":
+                return {"join": value}
+            if kind == "leave":
+                return {"leave": value}
+            return {"log": value}
         if kind == "broadcast":
             data, to, include_self = node.parts
-            body: dict[str, Any] = {"data": self.template(data, pointer + "/broadcast/data")}
+            body: BroadcastBody = {"data": self.template(data, pointer + "/broadcast/data")}
             if to is not None:
                 rooms = to.parts[0]
                 items = rooms.items if isinstance(rooms, ArrayLit) else (rooms,)
@@ -348,18 +395,19 @@ class _Front:
         if kind in ("ping", "pong"):
             (payload,) = node.parts
             self.mark(f"{pointer}/{kind}", node)
-            if payload is None:
-                return {kind: {}}
-            return {kind: {"data": self.template(payload, f"{pointer}/{kind}/data")}}
+            frame: PingPongBody = {}
+            if payload is not None:
+                frame["data"] = self.template(payload, f"{pointer}/{kind}/data")
+            return {"ping": frame} if kind == "ping" else {"pong": frame}
         if kind == "let_stmt":
             return {"let": self.let(node, pointer + "/let")}
         assert kind == "if_stmt", kind
         return self.if_action(node, pointer)
 
-    def if_action(self, node: Stmt, pointer: str) -> dict[str, Any]:
+    def if_action(self, node: Stmt, pointer: str) -> IfAction:
         test, then, otherwise = node.parts
-        action: dict[str, Any] = {"if": self.expression(test, pointer + "/if"),
-                                  "then": self.block(then, pointer + "/then", then)}
+        action: IfAction = {"if": self.expression(test, pointer + "/if"),
+                            "then": self.block(then, pointer + "/then", then)}
         if otherwise is not None:
             branch = otherwise.parts[0]
             if branch.kind == "block":
@@ -369,31 +417,34 @@ class _Front:
                 action["else"] = [self.action(branch, pointer + "/else/0")]
         return action
 
-    def let(self, node: Stmt, pointer: str) -> dict[str, Any]:
+    def let(self, node: Stmt, pointer: str) -> Binding:
         name_token, value = node.parts
         self.mark(pointer, node)
         self.mark(pointer + "/name", name_token)
         return {"name": str(name_token), "value": self.template(value, pointer + "/value")}
 
     # ---- tests ------------------------------------------------------------------------------
-    def test(self, node: Stmt, pointer: str) -> dict[str, Any]:
-        name_token, strict, *steps = node.parts
+    def test(self, node: Stmt, pointer: str) -> Test:
+        name_token, strict, *step_nodes = node.parts
         self.mark(pointer, node)
         self.mark(pointer + "/name", name_token)
-        test: dict[str, Any] = {"name": self.plain_string(name_token)}
+        name = self.plain_string(name_token)
+        steps: list[TestStep] = []
+        test: Test
         if strict is not None:
-            test["strict"] = True
+            test = {"name": name, "strict": True, "steps": steps}
             self.mark(pointer + "/strict", strict)
+        else:
+            test = {"name": name, "steps": steps}
         self.mark(pointer + "/steps", node)
-        test["steps"] = []
-        for step in steps:
+        for step in step_nodes:
             try:
-                test["steps"].append(self.test_step(step, f"{pointer}/steps/{len(test['steps'])}"))
+                steps.append(self.test_step(step, f"{pointer}/steps/{len(steps)}"))
             except _Abort:
                 continue
         return test
 
-    def test_step(self, node: Stmt, pointer: str) -> dict[str, Any]:
+    def test_step(self, node: Stmt, pointer: str) -> TestStep:
         self.mark(pointer, node)
         kind = node.kind
         if kind == "connect":
@@ -402,67 +453,81 @@ class _Front:
             return {"wait": self.quantity(node.parts[0], pointer + "/wait", "duration")}
         if kind == "let_stmt":
             return {"let": self.let(node, pointer + "/let")}
-        client, *rest = node.parts
-        step: dict[str, Any] = {"client": str(client)}
-        self.mark(pointer + "/client", client)
+        client_token, *rest = node.parts
+        client = str(client_token)
+        self.mark(pointer + "/client", client_token)
         if kind == "client_send":
             binary, value = rest
-            step["send"] = self.template(value, pointer + "/send")
+            send: SendStep = {"client": client, "send": self.template(value, pointer + "/send")}
             if binary is not None:
-                step["binary"] = True
+                send["binary"] = True
                 self.mark(pointer + "/binary", binary)
-        elif kind == "client_expect":
+            return send
+        if kind == "client_expect":
             value, *options = rest
-            step["expect"] = self.template(value, pointer + "/expect")
+            expect: ExpectStep = {"client": client,
+                                  "expect": self.template(value, pointer + "/expect")}
             for option in options:
                 if option.kind == "within":
-                    self.once(step, "within", option)
-                    step["within"] = self.quantity(option.parts[0], pointer + "/within",
-                                                   "duration")
+                    self.once(expect, "within", option)
+                    expect["within"] = self.quantity(option.parts[0], pointer + "/within",
+                                                     "duration")
                 else:
-                    self.once(step, "capture", option)
-                    step["capture"] = self.captures(option, pointer + "/capture")
-        elif kind == "client_expect_no_message":
-            step["expectNoMessage"] = self.quantity(rest[0], pointer + "/expectNoMessage",
-                                                    "duration")
-        elif kind == "client_expect_close":
+                    self.once(expect, "capture", option)
+                    expect["capture"] = self.captures(option, pointer + "/capture")
+            return expect
+        if kind == "client_expect_no_message":
+            return {"client": client,
+                    "expectNoMessage": self.quantity(rest[0], pointer + "/expectNoMessage",
+                                                     "duration")}
+        if kind == "client_expect_close":
             code, reason, within = rest
-            step["expectClose"] = self.close_body(code, reason, pointer + "/expectClose", node)
+            expect_close: ExpectCloseStep = {
+                "client": client,
+                "expectClose": self.close_body(code, reason, pointer + "/expectClose", node)}
             if within is not None:
-                step["within"] = self.quantity(within.parts[0], pointer + "/within", "duration")
-        else:
-            assert kind == "client_close", kind
-            code, reason = rest
-            step["close"] = self.close_body(code, reason, pointer + "/close", node)
-        return step
+                expect_close["within"] = self.quantity(within.parts[0], pointer + "/within",
+                                                       "duration")
+            return expect_close
+        assert kind == "client_close", kind
+        code, reason = rest
+        return {"client": client,
+                "close": self.close_body(code, reason, pointer + "/close", node)}
 
-    def connect(self, node: Stmt, pointer: str) -> dict[str, Any]:
+    def connect(self, node: Stmt, pointer: str) -> ConnectStep:
         client, path, *options, reject = node.parts
         self.mark(pointer + "/connect", client)
-        step: dict[str, Any] = {"connect": str(client)}
         token = path.parts[0]
-        step["path"] = (self.string_template(string_literal(token), pointer + "/path")
-                        if token.type == "STRING" else self.path(path, pointer + "/path"))
+        step: ConnectStep = {
+            "connect": str(client),
+            "path": (self.string_template(string_literal(token), pointer + "/path")
+                     if token.type == "STRING" else self.path(path, pointer + "/path"))}
         for option in options:
             key = option.kind
             self.once(step, key, option)
+            where = f"{pointer}/{key}"
             if key == "within":
-                step[key] = self.quantity(option.parts[0], f"{pointer}/{key}", "duration")
+                step["within"] = self.quantity(option.parts[0], where, "duration")
+            elif key == "query":
+                step["query"] = self.template(option.parts[0], where)
+            elif key == "headers":
+                step["headers"] = self.template(option.parts[0], where)
             else:
-                step[key] = self.template(option.parts[0], f"{pointer}/{key}")
+                assert key == "protocols", key
+                step["protocols"] = self.template(option.parts[0], where)
         if reject is not None:
             step["expectReject"] = self.integer(reject.parts[0], pointer + "/expectReject")
         return step
 
-    def once(self, step: dict[str, Any], key: str, node: Stmt) -> None:
+    def once(self, step: Mapping[str, object], key: str, node: Stmt) -> None:
         if key in step:
             self.error(node.start, node.end, f"'{key}' is given twice in this step",
                        "keep one")
             raise _Abort
 
-    def captures(self, node: Stmt, pointer: str) -> dict[str, Any]:
+    def captures(self, node: Stmt, pointer: str) -> dict[str, Template]:
         self.mark(pointer, node)
-        captured: dict[str, Any] = {}
+        captured: dict[str, Template] = {}
         parts = node.parts
         for name_token, value in zip(parts[::2], parts[1::2], strict=True):
             name = str(name_token)
@@ -475,10 +540,10 @@ class _Front:
         return captured
 
     def close_body(self, code: Token | None, reason: Expr | Token | None, pointer: str,
-                   node: Stmt) -> dict[str, Any]:
+                   node: Stmt) -> CloseBody:
         """The body of a close (an action's reason is an expression, a test step's a STRING)."""
         self.mark(pointer, node)
-        body: dict[str, Any] = {}
+        body: CloseBody = {}
         if code is not None:
             body["code"] = self.integer(code, pointer + "/code")
         if reason is not None:
@@ -493,11 +558,11 @@ class _Front:
         self.mark(pointer, node, origin_offset=node.start)
         return self.text[node.start:node.end]
 
-    def template(self, node: Expr, pointer: str) -> Any:
+    def template(self, node: Expr, pointer: str) -> Template:
         """A TEMPLATE slot: literal structure stays structure, any other expression ``${…}``."""
         if isinstance(node, ObjectLit):
             self.mark(pointer, node)
-            obj: dict[str, Any] = {}
+            obj: dict[str, Template] = {}
             for raw_key, kstart, kend, value in node.pairs:
                 key = raw_key if raw_key[0] not in "\"'" else self.plain_string(
                     StringLit(kstart, kend, raw_key))

@@ -10,16 +10,28 @@ longer than the protocol allows, and routes defined twice, also across files.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import ConstantError, ExpressionSyntaxError, ScenarioError, did_you_mean
 from ..expr.evaluate import evaluate_constants
 from ..expr.functions import ANY, FUNCTIONS, MATCHERS, Signature, pattern_error
 from ..expr.parse import Embedded, embedded_expressions, parse_expression, walk_located
 from ..expr.syntax import Call, Expr, Member, Name, StringLit, keywords, name_regex
-from .ir import Loaded, template_strings
+from .ir import (
+    Action,
+    AuthStep,
+    Binding,
+    ClientStep,
+    ConnectStep,
+    Expression,
+    Loaded,
+    MessageHandler,
+    Route,
+    Template,
+    Test,
+    template_strings,
+)
 from .limits import MAX_CLOSE_REASON_BYTES
 from .schema import schema_errors
 from .source import Span, locate
@@ -72,7 +84,8 @@ def validate(loaded: Loaded) -> list[ScenarioError]:
 
     The semantic checks need the IR's shape to be right. The `.mock` grammar guarantees the
     shape (only values can be out of range), so there both kinds are reported together; in YAML
-    a schema error may be structural, and then only the schema's errors are reported.
+    a schema error may be structural, and then only the schema's errors are reported. Either
+    way the checker walks an IR of the shape ``loaded.ir``'s type (``Document``) says.
     """
     errors = schema_errors(loaded.ir, loaded.source, loaded.source_map)
     if errors and loaded.spelling != "mock":
@@ -180,7 +193,7 @@ class _Checker:
             names.setdefault(test["name"], i)
             self.test(test, f"/tests/{i}")
 
-    def route(self, route: dict[str, Any], pointer: str) -> None:
+    def route(self, route: Route, pointer: str) -> None:
         self.path(route["path"], pointer + "/path")
         if "heartbeat" in route:
             self.quantity(route["heartbeat"], pointer + "/heartbeat", parse_duration)
@@ -193,12 +206,17 @@ class _Checker:
         base = self.constants
         if "auth" in route:
             self.auth(route["auth"], pointer + "/auth", _Scope("auth", set(base)))
-        for event, body in route.get("on", {}).items():
+        on = route.get("on", {})
+        for event in on:  # in the order written, so that the findings come in file order
             where = f"{pointer}/on/{event}"
             if event == "message":
-                self.message_handlers(body, where, base)
-            else:
-                self.actions(body, where, _Scope(event, set(base)))
+                self.message_handlers(on["message"], where, base)
+            elif event == "connect":
+                self.actions(on["connect"], where, _Scope(event, set(base)))
+            elif event == "close":
+                self.actions(on["close"], where, _Scope(event, set(base)))
+            elif event == "error":
+                self.actions(on["error"], where, _Scope(event, set(base)))
 
     def path(self, path: str, pointer: str) -> None:
         names = _PARAM.findall(path)
@@ -212,7 +230,8 @@ class _Checker:
         if "//" in path:
             self.error(pointer, "empty segment '//' in path")
 
-    def quantity(self, value: str, pointer: str, parse: Any, allow_zero: bool = False) -> None:
+    def quantity(self, value: str, pointer: str, parse: Callable[[str], float],
+                 allow_zero: bool = False) -> None:
         try:
             amount = parse(value)
         except ValueError:
@@ -220,7 +239,7 @@ class _Checker:
         if amount == 0 and not allow_zero:
             self.error(pointer, f"'{value}' must be more than zero")
 
-    def auth(self, steps: list[dict[str, Any]], pointer: str, scope: _Scope) -> None:
+    def auth(self, steps: list[AuthStep], pointer: str, scope: _Scope) -> None:
         final: int | None = None
         reported = False
         for i, step in enumerate(steps):
@@ -247,7 +266,7 @@ class _Checker:
             else:
                 self.let(step["let"], where + "/let", scope)
 
-    def message_handlers(self, handlers: list[dict[str, Any]], pointer: str,
+    def message_handlers(self, handlers: list[MessageHandler], pointer: str,
                          base: set[str]) -> None:
         catch_all: int | None = None
         types: dict[str, int] = {}
@@ -272,33 +291,41 @@ class _Checker:
                 self.expression(handler["where"], where + "/where", scope)
             self.actions(handler["do"], where + "/do", scope)
 
-    def actions(self, actions: list[dict[str, Any]], pointer: str, scope: _Scope) -> None:
+    def actions(self, actions: list[Action], pointer: str, scope: _Scope) -> None:
         for i, action in enumerate(actions):
             where = f"{pointer}/{i}"
-            name = "if" if "if" in action else next(iter(action))
-            if name in ("send", "join", "leave", "log"):
-                self.template(action[name], f"{where}/{name}", scope)
-            elif name == "broadcast":
-                body = action["broadcast"]
-                self.template(body["data"], where + "/broadcast/data", scope)
-                for j, room in enumerate(body.get("to", [])):
-                    self.template(room, f"{where}/broadcast/to/{j}", scope)
-            elif name == "close":
-                body = action["close"]
-                if "reason" in body:
-                    self.template(body["reason"], where + "/close/reason", scope)
-                    self.reason_length(body["reason"], where + "/close/reason")
-            elif name in ("ping", "pong"):
-                if "data" in action[name]:
-                    self.template(action[name]["data"], f"{where}/{name}/data", scope)
-            elif name == "let":
-                self.let(action["let"], where + "/let", scope)
-            elif name == "if":
+            if "if" in action:
                 self.expression(action["if"], where + "/if", scope)
                 self.actions(action["then"], where + "/then", scope.child())
                 self.actions(action.get("else", []), where + "/else", scope.child())
+            elif "send" in action:
+                self.template(action["send"], where + "/send", scope)
+            elif "join" in action:
+                self.template(action["join"], where + "/join", scope)
+            elif "leave" in action:
+                self.template(action["leave"], where + "/leave", scope)
+            elif "log" in action:
+                self.template(action["log"], where + "/log", scope)
+            elif "broadcast" in action:
+                broadcast = action["broadcast"]
+                self.template(broadcast["data"], where + "/broadcast/data", scope)
+                for j, room in enumerate(broadcast.get("to", [])):
+                    self.template(room, f"{where}/broadcast/to/{j}", scope)
+            elif "close" in action:
+                close = action["close"]
+                if "reason" in close:
+                    self.template(close["reason"], where + "/close/reason", scope)
+                    self.reason_length(close["reason"], where + "/close/reason")
+            elif "ping" in action:
+                if "data" in action["ping"]:
+                    self.template(action["ping"]["data"], where + "/ping/data", scope)
+            elif "pong" in action:
+                if "data" in action["pong"]:
+                    self.template(action["pong"]["data"], where + "/pong/data", scope)
+            elif "let" in action:
+                self.let(action["let"], where + "/let", scope)
 
-    def let(self, body: dict[str, Any], pointer: str, scope: _Scope) -> None:
+    def let(self, body: Binding, pointer: str, scope: _Scope) -> None:
         name = body["name"]
         self.template(body["value"], pointer + "/value", scope)
         if name in _ALL_ROOTS or name in FUNCTIONS:
@@ -308,7 +335,7 @@ class _Checker:
                        "choose another name; a let cannot be redefined")
         scope.names.add(name)
 
-    def reason_length(self, reason: Any, pointer: str) -> None:
+    def reason_length(self, reason: Template, pointer: str) -> None:
         if isinstance(reason, str) and "${" not in reason:
             size = len(reason.encode("utf-8"))
             if size > MAX_CLOSE_REASON_BYTES:
@@ -316,7 +343,7 @@ class _Checker:
                            f"{MAX_CLOSE_REASON_BYTES}", "shorten the reason")
 
     # ---- tests ------------------------------------------------------------------------------
-    def test(self, test: dict[str, Any], pointer: str) -> None:
+    def test(self, test: Test, pointer: str) -> None:
         scope = _Scope("test", set(self.constants))
         # Client name → where it connected; a client is gone once it closed or was rejected.
         connected: dict[str, str] = {}
@@ -331,7 +358,7 @@ class _Checker:
             elif "wait" in step:
                 self.quantity(step["wait"], where + "/wait", parse_duration)
 
-    def connect_step(self, step: dict[str, Any], pointer: str, scope: _Scope,
+    def connect_step(self, step: ConnectStep, pointer: str, scope: _Scope,
                      connected: dict[str, str]) -> None:
         name = step["connect"]
         if name in keywords():
@@ -352,7 +379,7 @@ class _Checker:
         if "expectReject" not in step:
             connected[name] = pointer
 
-    def client_step(self, step: dict[str, Any], pointer: str, scope: _Scope,
+    def client_step(self, step: ClientStep, pointer: str, scope: _Scope,
                     connected: dict[str, str]) -> None:
         name = step["client"]
         if name not in connected:
@@ -382,7 +409,7 @@ class _Checker:
             self.quantity(step["expectNoMessage"], pointer + "/expectNoMessage", parse_duration)
         else:
             key = "close" if "close" in step else "expectClose"
-            body = step[key]
+            body = step["close"] if "close" in step else step["expectClose"]
             if "reason" in body:
                 self.template(body["reason"], f"{pointer}/{key}/reason", scope)
             if key == "close":
@@ -394,7 +421,7 @@ class _Checker:
                     self.reason_length(body["reason"], pointer + "/close/reason")
             connected.pop(name, None)
 
-    def expectation(self, value: Any, pointer: str, scope: _Scope) -> None:
+    def expectation(self, value: Template, pointer: str, scope: _Scope) -> None:
         """An expected message: a template in which 'any' and matches(…) stand for a whole
         value (a key's value or an array item), never for part of one."""
         self.template(value, pointer, _Scope("expect", scope.names), expected=True)
@@ -420,7 +447,7 @@ class _Checker:
                                embedded.offset + base + arg.start, arg.end - arg.start, text)
 
     # ---- expressions ------------------------------------------------------------------------
-    def expression(self, text: str, pointer: str, scope: _Scope) -> None:
+    def expression(self, text: Expression, pointer: str, scope: _Scope) -> None:
         try:
             expr = parse_expression(text)
         except ExpressionSyntaxError as err:
@@ -428,7 +455,8 @@ class _Checker:
             return
         self.names(expr, 0, text, pointer, scope)
 
-    def template(self, value: Any, pointer: str, scope: _Scope, expected: bool = False) -> None:
+    def template(self, value: Template, pointer: str, scope: _Scope,
+                 expected: bool = False) -> None:
         """``expected``: the template is an expected message, where matchers are allowed."""
         for where, text in template_strings(value, pointer):
             try:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from ..errors import ActionError, ConstantError, EvaluationError, ScenarioErrors
 from ..expr.evaluate import compile_expression, compile_template, evaluate_constants
 from ..expr.parse import embedded_expressions, parse_expression, walk
 from ..expr.syntax import Member, Name, name_regex
 from ..expr.values import MAX_STRING, Context, encode, to_json, truthy
-from ..language.ir import Loaded, template_strings
+from ..language.ir import Action, Loaded, PingPongBody, Template, template_strings
+from ..language.ir import AuthStep as AuthStepIR
+from ..language.ir import Route as RouteIR
 from ..language.loader import load_paths
 from ..language.source import locate
 from ..language.units import parse_duration, parse_size
@@ -49,7 +50,7 @@ _TINY = 128
 _MESSAGE_USES = 4
 
 
-def _size_is_bounded(template: Any, constants: Context,
+def _size_is_bounded(template: Template, constants: Context,
                      sizes: dict[str, int] | None = None) -> bool:
     """Whether encoding the template's value needs no measuring walk (``check_size``): true
     when it reads the message at most ``_MESSAGE_USES`` times and everything else it reads
@@ -99,7 +100,7 @@ class _Compiler:
     def location(self, pointer: str) -> str:
         return _location(self.loaded, pointer)
 
-    def route(self, index: int, ir: dict[str, Any], prefix: str, pointer: str) -> Route:
+    def route(self, index: int, ir: RouteIR, prefix: str, pointer: str) -> Route:
         path = (prefix + ir["path"]).rstrip("/") or "/"
         names = tuple(re.findall(f":({name_regex().pattern})", path))
         matcher = None
@@ -151,7 +152,7 @@ class _Compiler:
         route.binary = [h for h in route.handlers
                         if h.binary or (h.type is None and h.where is None)]
 
-    def auth_step(self, ir: dict[str, Any], pointer: str) -> AuthStep:
+    def auth_step(self, ir: AuthStepIR, pointer: str) -> AuthStep:
         location = self.location(pointer)
         if "accept" in ir:
             return AuthStep("accept", location, value=compile_template(ir["accept"])[0])
@@ -168,10 +169,10 @@ class _Compiler:
             code=body.get("code"), status=body.get("status"),
             value=compile_template(body.get("reason", ""))[0])
 
-    def steps(self, actions: Sequence[dict[str, Any]], pointer: str) -> list[Step]:
+    def steps(self, actions: Sequence[Action], pointer: str) -> list[Step]:
         return [self.step(action, f"{pointer}/{i}") for i, action in enumerate(actions)]
 
-    def step(self, ir: dict[str, Any], pointer: str) -> Step:
+    def step(self, ir: Action, pointer: str) -> Step:
         location = self.location(pointer)
         run = self.action(ir, pointer)
 
@@ -182,7 +183,7 @@ class _Compiler:
                 raise ActionError(str(err), location) from None
         return step
 
-    def payload(self, template: Any) -> Callable[[Context], str | bytes]:
+    def payload(self, template: Template) -> Callable[[Context], str | bytes]:
         """A closure giving the frame to send; a constant template is encoded once, here."""
         build, constant = compile_template(template)
         if constant:
@@ -192,7 +193,11 @@ class _Compiler:
             return lambda ctx: encode(build(ctx), bounded=True)
         return lambda ctx: encode(build(ctx))
 
-    def action(self, ir: dict[str, Any], pointer: str) -> Step:
+    def frame_data(self, body: PingPongBody) -> Callable[[Context], str | bytes]:
+        """The payload of a ping or pong frame: empty unless given."""
+        return self.payload(body["data"]) if "data" in body else (lambda ctx: b"")
+
+    def action(self, ir: Action, pointer: str) -> Step:
         if "if" in ir:
             test = compile_expression(parse_expression(ir["if"]))
             then = self.steps(ir["then"], pointer + "/then")
@@ -202,41 +207,44 @@ class _Compiler:
                 for step in (then if truthy(test(ctx)) else otherwise):
                     step(runtime, ctx)
             return branch
-        ((name, body),) = ir.items()
-        if name == "send":
-            frame = self.payload(body)
+        if "send" in ir:
+            frame = self.payload(ir["send"])
             return lambda runtime, ctx: runtime.send(frame(ctx))
-        if name == "broadcast":
-            frame = self.payload(body["data"])
-            rooms = [compile_template(room)[0] for room in body.get("to", [])]
-            include_self = bool(body.get("includeSelf", False))
+        if "broadcast" in ir:
+            broadcast = ir["broadcast"]
+            frame = self.payload(broadcast["data"])
+            rooms = [compile_template(room)[0] for room in broadcast.get("to", [])]
+            include_self = bool(broadcast.get("includeSelf", False))
             if not rooms:
                 return lambda runtime, ctx: runtime.broadcast(frame(ctx), None, include_self)
             return lambda runtime, ctx: runtime.broadcast(
                 frame(ctx), [room(ctx) for room in rooms], include_self)
-        if name in ("join", "leave"):
-            room = compile_template(body)[0]
-            if name == "join":
-                return lambda runtime, ctx: runtime.join(room(ctx))
+        if "join" in ir:
+            room = compile_template(ir["join"])[0]
+            return lambda runtime, ctx: runtime.join(room(ctx))
+        if "leave" in ir:
+            room = compile_template(ir["leave"])[0]
             return lambda runtime, ctx: runtime.leave(room(ctx))
-        if name == "close":
-            code = body.get("code", 1000)
-            reason = compile_template(body.get("reason", ""))[0]
+        if "close" in ir:
+            close = ir["close"]
+            code = close.get("code", 1000)
+            reason = compile_template(close.get("reason", ""))[0]
             return lambda runtime, ctx: runtime.close(code, reason(ctx))
-        if name in ("ping", "pong"):
-            data = self.payload(body["data"]) if "data" in body else (lambda ctx: b"")
-            if name == "ping":
-                return lambda runtime, ctx: runtime.ping(data(ctx))
-            return lambda runtime, ctx: runtime.pong(data(ctx))
-        if name == "let":
-            let_name = body["name"]
-            value = compile_template(body["value"])[0]
+        if "ping" in ir:
+            ping = self.frame_data(ir["ping"])
+            return lambda runtime, ctx: runtime.ping(ping(ctx))
+        if "pong" in ir:
+            pong = self.frame_data(ir["pong"])
+            return lambda runtime, ctx: runtime.pong(pong(ctx))
+        if "let" in ir:
+            let_name = ir["let"]["name"]
+            value = compile_template(ir["let"]["value"])[0]
 
             def bind(runtime: Runtime, ctx: Context) -> None:
                 ctx[let_name] = value(ctx)
             return bind
-        assert name == "log", name
-        message = compile_template(body)[0]
+        assert "log" in ir, ir
+        message = compile_template(ir["log"])[0]
         location = self.location(pointer)
         return lambda runtime, ctx: runtime.log(message(ctx), location)
 

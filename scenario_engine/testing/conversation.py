@@ -34,6 +34,17 @@ from websockets.uri import parse_uri
 from ..errors import EvaluationError
 from ..expr.evaluate import compile_template
 from ..expr.values import Context, Evaluator, encode, to_text
+from ..language.ir import (
+    ClientStep,
+    ConnectStep,
+    ExpectCloseStep,
+    ExpectNoMessageStep,
+    ExpectStep,
+    SendStep,
+    Template,
+    Test,
+    TestStep,
+)
 from ..language.source import escape_pointer
 from ..language.units import parse_duration
 from .expectations import compile_expectation, mismatches, show
@@ -158,7 +169,7 @@ def _decode(message: str | bytes) -> Any:
 
 
 class _Conversation:
-    def __init__(self, test: dict[str, Any], pointer: str, base_url: str,
+    def __init__(self, test: Test, pointer: str, base_url: str,
                  constants: Context, tls: ssl.SSLContext | None) -> None:
         self.test = test
         self.pointer = pointer
@@ -181,7 +192,7 @@ class _Conversation:
         finally:
             await asyncio.gather(*(c.shutdown() for c in self.clients.values()))
 
-    async def step(self, step: dict[str, Any], pointer: str) -> None:
+    async def step(self, step: TestStep, pointer: str) -> None:
         try:
             if "connect" in step:
                 await self.connect(step, pointer)
@@ -199,7 +210,7 @@ class _Conversation:
         return self.compiled[pointer](self.ctx if ctx is None else ctx)
 
     # ---- connect ---------------------------------------------------------------------------
-    async def connect(self, step: dict[str, Any], pointer: str) -> None:
+    async def connect(self, step: ConnectStep, pointer: str) -> None:
         name = step["connect"]
         url = self.url(self.value(pointer + "/path"),
                        self.value(pointer + "/query") if "query" in step else {})
@@ -209,7 +220,7 @@ class _Conversation:
             raise EvaluationError(f"headers must be an object, not {show(headers)}")
         if not isinstance(protocols, list):
             raise EvaluationError(f"protocols must be an array, not {show(protocols)}")
-        timeout = _duration(step, "within", DEFAULT_CONNECT_TIMEOUT)
+        timeout = _within(step, DEFAULT_CONNECT_TIMEOUT)
         expected_status = step.get("expectReject")
         # websockets takes ssl=None as "no TLS", which a wss:// URL refuses: only pass it set.
         tls: dict[str, Any] = {} if self.tls is None else {"ssl": self.tls}
@@ -260,7 +271,7 @@ class _Conversation:
         return url
 
     # ---- client steps ----------------------------------------------------------------------
-    async def client_step(self, step: dict[str, Any], pointer: str) -> None:
+    async def client_step(self, step: ClientStep, pointer: str) -> None:
         # Validation saw to it that the client is connected here.
         client = self.clients[step["client"]]
         if "send" in step:
@@ -277,7 +288,7 @@ class _Conversation:
             del self.clients[client.name]
             await client.shutdown(body.get("code", 1000), reason)
 
-    async def send(self, client: _Client, step: dict[str, Any], pointer: str) -> None:
+    async def send(self, client: _Client, step: SendStep, pointer: str) -> None:
         data = encode(self.value(pointer + "/send"))
         if step.get("binary") and isinstance(data, str):
             data = data.encode()
@@ -293,9 +304,9 @@ class _Conversation:
                                   f"{_seconds(DEFAULT_EXPECT_TIMEOUT)}: the server does not "
                                   "read")) from None
 
-    async def expect(self, client: _Client, step: dict[str, Any], pointer: str) -> None:
+    async def expect(self, client: _Client, step: ExpectStep, pointer: str) -> None:
         expected = self.value(pointer + "/expect")
-        timeout = _duration(step, "within", DEFAULT_EXPECT_TIMEOUT)
+        timeout = _within(step, DEFAULT_EXPECT_TIMEOUT)
         deadline = asyncio.get_running_loop().time() + timeout
         passed_over: list[tuple[Any, list[str]]] = []
         while True:
@@ -322,7 +333,7 @@ class _Conversation:
             self.ctx[name] = self.value(f"{pointer}/capture/{escape_pointer(name)}",
                                         {**self.ctx, "msg": item})
 
-    async def expect_no_message(self, client: _Client, step: dict[str, Any],
+    async def expect_no_message(self, client: _Client, step: ExpectNoMessageStep,
                                 pointer: str) -> None:
         earlier = client.unread()
         if self.strict and earlier:
@@ -342,9 +353,10 @@ class _Conversation:
                               f"{_seconds(period)}, where none was expected",
                               [f"received {show(item)}"]))
 
-    async def expect_close(self, client: _Client, step: dict[str, Any], pointer: str) -> None:
+    async def expect_close(self, client: _Client, step: ExpectCloseStep,
+                           pointer: str) -> None:
         body = step["expectClose"]
-        timeout = _duration(step, "within", DEFAULT_EXPECT_TIMEOUT)
+        timeout = _within(step, DEFAULT_EXPECT_TIMEOUT)
         deadline = asyncio.get_running_loop().time() + timeout
         passed_over: list[tuple[Any, list[str]]] = []
         code: int | None = body.get("code")
@@ -410,7 +422,7 @@ class _Description(str):
     """What a step expects, in words ('close 4001'), shown as it is rather than as a value."""
 
 
-def compile_test(test: dict[str, Any], pointer: str) -> dict[str, Evaluator]:
+def compile_test(test: Test, pointer: str) -> dict[str, Evaluator]:
     """Every template of a test's steps compiled once, before anything connects: IR pointer of
     the template → its evaluator. Expected messages compile with their matchers."""
     compiled: dict[str, Evaluator] = {}
@@ -420,22 +432,28 @@ def compile_test(test: dict[str, Any], pointer: str) -> dict[str, Evaluator]:
     return compiled
 
 
-def _templates(step: dict[str, Any], pointer: str
-               ) -> Iterator[tuple[str, Any, Callable[[Any], Evaluator]]]:
-    def plain(template: Any) -> Evaluator:
+def _templates(step: TestStep, pointer: str
+               ) -> Iterator[tuple[str, Template, Callable[[Template], Evaluator]]]:
+    def plain(template: Template) -> Evaluator:
         return compile_template(template)[0]
 
-    for key in ("path", "query", "headers", "protocols", "send"):
-        if key in step:
-            yield f"{pointer}/{key}", step[key], plain
-    if "expect" in step:
+    if "connect" in step:
+        for key in ("path", "query", "headers", "protocols"):
+            if key in step:
+                yield f"{pointer}/{key}", step[key], plain
+    elif "send" in step:
+        yield f"{pointer}/send", step["send"], plain
+    elif "expect" in step:
         yield f"{pointer}/expect", step["expect"], compile_expectation
-    for name, template in step.get("capture", {}).items():
-        yield f"{pointer}/capture/{escape_pointer(name)}", template, plain
-    for key in ("close", "expectClose"):
-        if "reason" in step.get(key, {}):
-            yield f"{pointer}/{key}/reason", step[key]["reason"], plain
-    if "let" in step:
+        for name, template in step.get("capture", {}).items():
+            yield f"{pointer}/capture/{escape_pointer(name)}", template, plain
+    elif "close" in step:
+        if "reason" in step["close"]:
+            yield f"{pointer}/close/reason", step["close"]["reason"], plain
+    elif "expectClose" in step:
+        if "reason" in step["expectClose"]:
+            yield f"{pointer}/expectClose/reason", step["expectClose"]["reason"], plain
+    elif "let" in step:
         yield f"{pointer}/let/value", step["let"]["value"], plain
 
 
@@ -464,8 +482,8 @@ def shown_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _duration(step: dict[str, Any], key: str, default: float) -> float:
-    return parse_duration(step[key]) if key in step else default
+def _within(step: ConnectStep | ExpectStep | ExpectCloseStep, default: float) -> float:
+    return parse_duration(step["within"]) if "within" in step else default
 
 
 def _seconds(value: float) -> str:
@@ -476,7 +494,7 @@ def _close_text(code: int | None, reason: str | None) -> str:
     return f"code {code}" + (f", reason {json.dumps(reason)}" if reason else "")
 
 
-async def run_conversation(test: dict[str, Any], pointer: str, base_url: str,
+async def run_conversation(test: Test, pointer: str, base_url: str,
                            constants: Context, timeout: float = DEFAULT_TEST_TIMEOUT,
                            tls: ssl.SSLContext | None = None) -> Outcome:
     """Run one test (its IR at ``pointer``) against the server at ``base_url``; ``tls``:

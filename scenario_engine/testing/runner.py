@@ -40,8 +40,7 @@ class TestCase:
 
     @property
     def name(self) -> str:
-        name: str = self.loaded.ir["tests"][self.index]["name"]
-        return name
+        return self.loaded.ir["tests"][self.index]["name"]
 
     @property
     def pointer(self) -> str:
