@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scenario_engine.cli.main import _parser
+from scenario_engine.cli.main import build_parser
 from scenario_engine.language.loader import load_source
 from scenario_engine.language.source import Source
 
@@ -45,7 +45,7 @@ def test_the_workflow_has_the_jobs_the_guide_describes() -> None:
 @pytest.mark.parametrize("command", _commands())
 def test_every_command_of_the_guide_is_accepted(command: str) -> None:
     words = shlex.split(command.split(">", 1)[0].split("#", 1)[0])
-    args = _parser().parse_args(words[1:])  # exits (fails the test) on an unknown option
+    args = build_parser().parse_args(words[1:])  # exits (fails the test) on an unknown option
     assert args.command in {"check", "test", "serve"}
 
 

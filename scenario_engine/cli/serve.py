@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import ctypes
 import ctypes.util
@@ -12,22 +13,60 @@ import ssl
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..errors import ScenarioErrors, UsageError
-from ..runtime.admin import ADMIN_PREFIX, LOOPBACK, Network
-from ..runtime.compiler import load_program
-from ..runtime.journal import DEFAULT_LIMIT, Journal
-from ..runtime.server import OPEN_TIMEOUT, ScenarioServer
+from .arguments import network, positive_float, positive_int
+from .common import Commands
 
-__all__ = ["serve_files"]
+if TYPE_CHECKING:
+    from ..runtime.admin import Network
+    from ..runtime.server import ScenarioServer
+
+__all__ = ["add_parser", "run", "serve_files"]
+
+
+def add_parser(commands: Commands) -> None:
+    parser = commands.add_parser("serve", help="serve scenario files as a WebSocket server")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
+    parser.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8765,
+                       help="port to listen on (default 8765; 0 picks a free one)")
+    parser.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
+    parser.add_argument("--keyfile", help="TLS private key (PEM), with --certfile")
+    parser.add_argument("--max-connections", type=positive_int, metavar="N",
+                       help="at most N clients at once on the whole server (HTTP 503 beyond)")
+    parser.add_argument("--open-timeout", type=positive_float, default=10.0, metavar="SECONDS",
+                       help="time a client has to complete the opening handshake (default 10)")
+    parser.add_argument("--quiet", action="store_true", help="log only errors")
+    parser.add_argument("--journal", metavar="FILE",
+                       help="write every connect, reject, message and close to FILE as JSON "
+                       "lines (- for standard output)")
+    parser.add_argument("--journal-size", type=positive_int, default=10_000, metavar="N",
+                       help="events the journal keeps in memory for the admin API "
+                       "(default 10000)")
+    parser.add_argument("--admin", action="store_true",
+                       help="answer the admin API (HTTP, JSON) under /__admin on the same port")
+    parser.add_argument("--admin-allow", action="append", type=network, metavar="CIDR",
+                       help="networks allowed to use the admin API, instead of the loopback "
+                       "default (repeatable)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return serve_files(args.paths, host=args.host, port=args.port, certfile=args.certfile,
+                       keyfile=args.keyfile, quiet=args.quiet,
+                       max_connections=args.max_connections, open_timeout=args.open_timeout,
+                       journal_file=args.journal, journal_size=args.journal_size,
+                       admin=args.admin, admin_allow=args.admin_allow)
 
 
 def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,
                 certfile: str | None = None, keyfile: str | None = None,
                 quiet: bool = False, max_connections: int | None = None,
-                open_timeout: float = OPEN_TIMEOUT, journal_file: str | None = None,
-                journal_size: int = DEFAULT_LIMIT, admin: bool = False,
+                open_timeout: float | None = None, journal_file: str | None = None,
+                journal_size: int | None = None, admin: bool = False,
                 admin_allow: Sequence[Network] | None = None) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 if the scenarios have errors.
 
@@ -37,6 +76,13 @@ def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,
 
     Raises UsageError for bad options and for a route under the admin API's prefix.
     """
+    # The server and its dependencies load here, not when the command line is parsed: the
+    # other commands (check in an editor, say) start without them.
+    from ..runtime.admin import LOOPBACK
+    from ..runtime.compiler import load_program
+    from ..runtime.journal import DEFAULT_LIMIT, Journal
+    from ..runtime.server import OPEN_TIMEOUT, ScenarioServer
+
     if admin_allow is not None and not admin:
         raise UsageError("--admin-allow needs --admin")
     try:
@@ -64,10 +110,12 @@ def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,
     with ExitStack() as stack:
         sink = _journal_sink(journal_file, stack)
         # Only the admin API reads the journal back: a journal only written keeps nothing.
-        journal = (Journal(journal_size if admin else 0, sink)
-                   if admin or sink is not None else None)
+        kept = DEFAULT_LIMIT if journal_size is None else journal_size
+        journal = Journal(kept if admin else 0, sink) if admin or sink is not None else None
         server = ScenarioServer(program, host, port, ssl=context,
-                                max_connections=max_connections, open_timeout=open_timeout,
+                                max_connections=max_connections,
+                                open_timeout=OPEN_TIMEOUT if open_timeout is None
+                                else open_timeout,
                                 journal=journal, admin=admin,
                                 admin_allow=LOOPBACK if admin_allow is None else admin_allow)
         try:
@@ -113,6 +161,8 @@ def _tune_process() -> None:
 
 
 async def _run(server: ScenarioServer) -> None:
+    from ..runtime.admin import ADMIN_PREFIX
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

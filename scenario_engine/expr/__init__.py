@@ -1,0 +1,1 @@
+"""Expressions: the grammar's parser, expression trees, evaluation, values and functions."""

@@ -1,0 +1,2 @@
+"""Scenario files: the `.mock` and YAML front ends, the IR, its schema and checks, loading
+and writing files."""

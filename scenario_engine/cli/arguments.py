@@ -1,0 +1,61 @@
+"""Types of command-line values: each checks a value and says what it expects."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+from typing import Any
+
+from ..expr.syntax import name_regex
+
+__all__ = ["assignment", "network", "positive_float", "positive_int", "ws_url"]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a network (CIDR, e.g. 10.0.0.0/8): {text!r}"
+                                         ) from None
+
+
+def ws_url(text: str) -> str:
+    if not text.startswith(("ws://", "wss://")):
+        raise argparse.ArgumentTypeError(f"must be a ws:// or wss:// URL, not {text!r}")
+    from ..testing.conversation import check_target
+
+    try:
+        return check_target(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
+
+
+def assignment(text: str) -> tuple[str, Any]:
+    name, equals, value = text.partition("=")
+    if not equals or not name_regex().fullmatch(name):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value  # not JSON: the text itself
