@@ -1,24 +1,130 @@
-"""What the tests share: paths, the time unit, and a real `scenario-engine serve` process on a
-free port."""
+"""What the tests share: paths and the time unit; the command line, in this process or as a real
+one; a real `scenario-engine serve` process on a free port; and the clients, raw or not, that
+talk to servers.
+
+Every wait in the suite is a multiple of UNIT.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import collections
+import contextlib
+import functools
+import io
+import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, NamedTuple, Protocol
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Close, Frame, Opcode
+from websockets.http11 import Response
+from websockets.sync.client import ClientConnection as SyncClientConnection
+from websockets.sync.client import connect as sync_connect
+from websockets.uri import parse_uri
+
+from scenario_engine.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
 #: Every wait in the suite is a multiple of this, so a slow machine can scale them all.
 UNIT = float(os.environ.get("SCENARIO_TEST_UNIT", "1.0"))
+#: The longest any single expected event (a message, a close, an answer) may take to arrive.
+BOUND = 5 * UNIT
+#: The longest a whole test's client side may take.
+TEST_BOUND = 20 * UNIT
 
+
+# ---- the command line ------------------------------------------------------------------------
+
+class CliResult(NamedTuple):
+    """What a command printed, and its exit status."""
+
+    status: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str | Path, cwd: Path = ROOT) -> CliResult:
+    """``scenario-engine ARGS`` in this process, in ``cwd``: its exit status (argparse's own
+    exits included) and what it printed."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with (contextlib.chdir(cwd), contextlib.redirect_stdout(stdout),
+          contextlib.redirect_stderr(stderr)):
+        try:
+            status = main([str(arg) for arg in args])
+        except SystemExit as stop:
+            status = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+    return CliResult(status, stdout.getvalue(), stderr.getvalue())
+
+
+def run_process(*command: str | Path, timeout: float = 60 * UNIT,
+                env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a program in ROOT, its output captured as text."""
+    return subprocess.run([str(part) for part in command], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def run_cli_process(*args: str | Path, timeout: float = 60 * UNIT,
+                    env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m scenario_engine ARGS`` as a process of its own, in ROOT."""
+    return run_process(sys.executable, "-m", "scenario_engine", *args, timeout=timeout, env=env)
+
+
+# ---- waiting ---------------------------------------------------------------------------------
+
+def wait_until(condition: Callable[[], object], within: float = BOUND,
+               step: float = 0.01 * UNIT) -> bool:
+    """Poll ``condition`` until it holds or ``within`` seconds have passed; whether it held."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+async def wait_until_async(condition: Callable[[], object], within: float = BOUND,
+                           step: float = 0.01 * UNIT) -> bool:
+    """``wait_until`` for a test running on an event loop: it sleeps without blocking it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(step)
+    return True
+
+
+def async_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an ``async def`` test with asyncio.run, bounded by TEST_BOUND (no pytest-asyncio)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        async def bounded() -> None:
+            await asyncio.wait_for(fn(*args, **kwargs), TEST_BOUND)
+
+        asyncio.run(bounded())
+
+    return wrapper
+
+
+# ---- a real `scenario-engine serve` ----------------------------------------------------------
 
 class LogTail:
     """Drains a server's stderr in a thread (so its pipe never fills and blocks the server)
@@ -26,6 +132,8 @@ class LogTail:
 
     def __init__(self, stream: IO[str]) -> None:
         self.lines: list[str] = []
+        #: Where the current test's part of the log starts (see ``mark``).
+        self.start = 0
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
         self._thread.start()
@@ -45,6 +153,13 @@ class LogTail:
                        + "\n".join(self.lines[-30:]))
         return found
 
+    def mark(self) -> None:
+        """What is logged from now on is the current test's (a server shared by tests)."""
+        self.start = len(self.lines)
+
+    def since_mark(self) -> list[str]:
+        return self.lines[self.start:]
+
     def join(self) -> None:
         self._thread.join(timeout=10 * UNIT)
 
@@ -60,6 +175,14 @@ class ServedMock:
 
     def url(self, path: str) -> str:
         return self.base + path
+
+    @property
+    def host(self) -> str:
+        return parse_uri(self.base + "/").host
+
+    @property
+    def port(self) -> int:
+        return parse_uri(self.base + "/").port
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10 * UNIT) -> int:
         if self.process.poll() is None:
@@ -94,3 +217,241 @@ def start_mock(*paths: str | Path, extra: tuple[str, ...] = ()) -> ServedMock:
             return ServedMock(process, base, urls, LogTail(process.stderr))
     process.kill()
     raise RuntimeError("serve did not print its routes in time")
+
+
+async def assert_alive(served: ServedMock, path: str = "/alive",
+                       messages: Sequence[str] = ("still alive?", '{"type": "x", "n": [1, 2]}'),
+                       **kwargs: Any) -> None:
+    """The server still runs and a well-behaved client on ``path`` (a route that sends every
+    message back) is served correctly; and nothing logged since ``log.mark()`` is a
+    traceback."""
+    assert served.process.poll() is None, f"the server died:\n{served.stderr_text()[-3000:]}"
+    async with connect(served.url(path), open_timeout=BOUND, **kwargs) as ws:
+        for message in messages:
+            await ws.send(message)
+            assert await recv(ws) == message, "the server stopped serving correctly"
+    log = "\n".join(served.log.since_mark())
+    assert "Traceback" not in log, "the server logged a traceback:\n" + log[-3000:]
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """The process's resident memory (or, with ``VmHWM``, its peak), in MB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def line_of(text: str, marker: str) -> int:
+    """The number of the first line of ``text`` that contains ``marker``."""
+    return next(i for i, line in enumerate(text.splitlines(), 1) if marker in line)
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, and its key: with the openssl command if
+    there is one, else with the cryptography package; the test is skipped without either."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    openssl = shutil.which("openssl")
+    if openssl is not None:
+        subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+             "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+            check=True, capture_output=True, timeout=20 * UNIT)
+        return cert, key
+    try:
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        pytest.skip("neither the openssl command nor the cryptography package is available")
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(private.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+        .sign(private, hashes.SHA256()))
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return cert, key
+
+
+# ---- clients ---------------------------------------------------------------------------------
+
+class HasUrl(Protocol):
+    """A server a test talks to: a ServedMock or a BackgroundServer."""
+
+    def url(self, path: str) -> str: ...
+
+
+def sync_client(server: HasUrl, path: str, **kwargs: Any) -> SyncClientConnection:
+    """A websockets synchronous client of ``path``, its handshake bounded."""
+    return sync_connect(server.url(path), open_timeout=BOUND, **kwargs)
+
+
+async def recv(ws: ClientConnection, within: float = BOUND, what: str = "a message") -> str | bytes:
+    try:
+        return await asyncio.wait_for(ws.recv(), within)
+    except TimeoutError:
+        raise AssertionError(f"expected {what}, got nothing within {within:.1f}s") from None
+    except ConnectionClosed:
+        raise AssertionError(f"expected {what}, but the server closed the connection: "
+                             f"{ws.close_code} {ws.close_reason!r}") from None
+
+
+async def recv_json(ws: ClientConnection, within: float = BOUND, what: str = "a message",
+                    skip: Callable[[Any], bool] | None = None) -> Any:
+    """The next text message, parsed; messages for which ``skip`` is true are passed over."""
+    while True:
+        raw = await recv(ws, within, what)
+        assert isinstance(raw, str), f"expected a text frame, got binary {raw!r}"
+        value = json.loads(raw)
+        if skip is None or not skip(value):
+            return value
+
+
+async def closed(ws: ClientConnection, within: float = BOUND) -> tuple[int | None, str | None]:
+    """Expect the server to close ``ws`` before sending anything else; (code, reason)."""
+    try:
+        message = await asyncio.wait_for(ws.recv(), within)
+    except ConnectionClosed:
+        return ws.close_code, ws.close_reason
+    except TimeoutError:
+        raise AssertionError(f"the server did not close the connection within {within:.1f}s; "
+                             f"state {ws.state.name}") from None
+    raise AssertionError(f"expected the server to close the connection, got {message!r}")
+
+
+async def handshake_status(url: str, **kwargs: Any) -> InvalidStatus:
+    """Connect expecting the handshake to be refused; the refusal."""
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(url, open_timeout=BOUND, **kwargs):
+            pass
+    return info.value
+
+
+def handshake_request(path: str, *, upgrade: bool = True, key: bytes | None = None,
+                      extra: bytes = b"") -> bytes:
+    """The bytes of an opening handshake's HTTP request (``upgrade=False``: a plain GET);
+    ``extra`` are more header lines, each ending in CRLF."""
+    lines = [b"GET " + path.encode() + b" HTTP/1.1", b"Host: 127.0.0.1"]
+    if upgrade:
+        lines += [b"Upgrade: websocket", b"Connection: Upgrade",
+                  b"Sec-WebSocket-Key: " + (key or base64.b64encode(os.urandom(16))),
+                  b"Sec-WebSocket-Version: 13"]
+    return b"\r\n".join(lines) + b"\r\n" + extra + b"\r\n"
+
+
+class RawClient:
+    """websockets' sans-I/O ClientProtocol over asyncio streams.
+
+    It sees every frame, pings and pongs included, and can send what a well-behaved client never
+    would (a text frame that is not UTF-8). With ``answer=False`` it reads and parses but never
+    writes after the handshake: no pong, no closing handshake, as a peer that stopped answering.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 protocol: ClientProtocol, answer: bool) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.protocol = protocol
+        self.answer = answer
+        self.pending: collections.deque[Any] = collections.deque()
+        self.eof = False
+
+    @classmethod
+    async def open(cls, url: str, answer: bool = True, rcvbuf: int | None = None,
+                   max_size: int | None = 2**20) -> RawClient:
+        """Handshake over a fresh socket; ``rcvbuf`` shrinks its receive buffer (a client
+        that does not read then stops the kernel from absorbing what the server sends)."""
+        uri = parse_uri(url)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.wait_for(
+            asyncio.get_running_loop().sock_connect(sock, (uri.host, uri.port)), BOUND)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        protocol = ClientProtocol(uri, max_size=max_size)
+        protocol.send_request(protocol.connect())
+        client = cls(reader, writer, protocol, answer=True)
+        client.flush()
+        response = await client.next_event()
+        assert isinstance(response, Response), response
+        assert response.status_code == 101, f"handshake refused: {response.status_code}"
+        client.answer = answer
+        return client
+
+    def flush(self) -> None:
+        if not self.answer:
+            self.protocol.data_to_send()  # discarded: this peer does not answer
+            return
+        for data in self.protocol.data_to_send():
+            if data:
+                self.writer.write(data)
+            elif self.writer.can_write_eof():
+                self.writer.write_eof()
+
+    async def next_event(self, within: float = BOUND) -> Any:
+        """The next handshake response or frame; EOFError once the server closed TCP."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while not self.pending:
+            if self.eof:
+                raise EOFError("the server closed the TCP connection")
+            remaining = deadline - loop.time()
+            try:
+                data = await asyncio.wait_for(self.reader.read(65536), max(remaining, 0))
+            except TimeoutError:
+                raise AssertionError(f"no frame within {within:.1f}s") from None
+            if data:
+                self.protocol.receive_data(data)
+            else:
+                self.eof = True
+                self.protocol.receive_eof()
+            self.pending.extend(self.protocol.events_received())
+            self.flush()
+        return self.pending.popleft()
+
+    async def next_frame(self, within: float = BOUND) -> Frame:
+        event = await self.next_event(within)
+        assert isinstance(event, Frame), event
+        return event
+
+    def send_raw(self, data: bytes) -> None:
+        """Bytes straight onto the socket, bypassing the protocol (a handcrafted frame)."""
+        self.writer.write(data)
+
+    def send_text_bytes(self, data: bytes) -> None:
+        self.protocol.send_text(data)
+        self.flush()
+
+    async def __aenter__(self) -> RawClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(self.writer.wait_closed(), BOUND)
+
+
+def close_of(frame: Frame) -> Close:
+    assert frame.opcode is Opcode.CLOSE, f"expected a close frame, got {frame}"
+    return Close.parse(frame.data)
+

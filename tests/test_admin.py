@@ -13,23 +13,20 @@ import ipaddress
 import json
 import re
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ROOT, UNIT, ServedMock
+from support import BOUND, UNIT, ServedMock, run_cli_process, sync_client
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
 
 from scenario_engine.errors import UsageError
 from scenario_engine.language.limits import MAX_CLOSE_REASON_BYTES
 from scenario_engine.runtime.admin import MAX_BODY
 from scenario_engine.runtime.background import BackgroundServer
 
-BOUND = 5 * UNIT
+pytestmark = pytest.mark.e2e
 
 SCENARIO = """\
 route /echo {
@@ -86,10 +83,6 @@ def call(port: int, method: str, path: str, body: bytes | str | object = None,
     return response.status, response, data.decode()
 
 
-def client(mock: BackgroundServer, path: str) -> ClientConnection:
-    return connect(mock.url(path), open_timeout=BOUND)
-
-
 def ids_by_path(mock: BackgroundServer) -> dict[str, str]:
     _, _, answer = call(mock.port, "GET", "/__admin/connections")
     return {c["path"]: c["id"] for c in answer["connections"]}
@@ -106,7 +99,7 @@ def test_health_lists_the_routes(mock: BackgroundServer) -> None:
 
 
 def test_connections_describes_every_open_connection(mock: BackgroundServer) -> None:
-    with client(mock, "/echo?user=ann") as echo, client(mock, "/room/blue") as room:
+    with sync_client(mock, "/echo?user=ann") as echo, sync_client(mock, "/room/blue") as room:
         room.send(json.dumps({"type": "join", "room": "lobby"}))
         assert json.loads(room.recv(timeout=BOUND))["type"] == "joined"
         echo.send("hi")
@@ -126,7 +119,7 @@ def test_connections_describes_every_open_connection(mock: BackgroundServer) -> 
 
 def test_journal_pages_filters_and_clears(mock: BackgroundServer) -> None:
     since = mock.journal.last_seq
-    with client(mock, "/echo") as ws:
+    with sync_client(mock, "/echo") as ws:
         for text in ("one", "two"):
             ws.send(text)
             assert ws.recv(timeout=BOUND) == text
@@ -149,7 +142,7 @@ def test_journal_pages_filters_and_clears(mock: BackgroundServer) -> None:
 # ---- pushing ---------------------------------------------------------------------------------
 
 def test_send_to_one_connection_text_json_or_binary(mock: BackgroundServer) -> None:
-    with client(mock, "/echo") as ws:
+    with sync_client(mock, "/echo") as ws:
         conn_id = ids_by_path(mock)["/echo"]
         for body, expected in [
             ({"message": "plain text"}, "plain text"),
@@ -167,7 +160,7 @@ def test_send_to_one_connection_text_json_or_binary(mock: BackgroundServer) -> N
 
 
 def test_send_to_a_room_or_a_whole_route(mock: BackgroundServer) -> None:
-    with client(mock, "/room/a") as ann, client(mock, "/room/b") as bob:
+    with sync_client(mock, "/room/a") as ann, sync_client(mock, "/room/b") as bob:
         ann.send(json.dumps({"type": "join", "room": "lobby"}))
         ann.recv(timeout=BOUND)
         status, _, answer = call(mock.port, "POST", "/__admin/send",
@@ -211,7 +204,7 @@ def test_send_errors(mock: BackgroundServer, body: object, status: int, error: s
 # ---- closing ---------------------------------------------------------------------------------
 
 def test_delete_a_connection_closes_it_with_the_code_and_reason(mock: BackgroundServer) -> None:
-    with client(mock, "/echo") as ws:
+    with sync_client(mock, "/echo") as ws:
         conn_id = ids_by_path(mock)["/echo"]
         status, _, answer = call(mock.port, "DELETE",
                                  f"/__admin/connections/{conn_id}?code=4000&reason=go%20away")
@@ -227,7 +220,7 @@ def test_delete_a_connection_closes_it_with_the_code_and_reason(mock: Background
 
 
 def test_delete_refuses_a_code_that_cannot_be_sent(mock: BackgroundServer) -> None:
-    with client(mock, "/echo"):
+    with sync_client(mock, "/echo"):
         conn_id = ids_by_path(mock)["/echo"]
         for query, error in [("code=1006", "cannot be sent"), ("code=abc", "whole number"),
                              ("reason=" + "x" * 124, "longer than 123 bytes")]:
@@ -239,7 +232,7 @@ def test_delete_refuses_a_code_that_cannot_be_sent(mock: BackgroundServer) -> No
 def test_delete_takes_a_reason_of_the_longest_a_close_frame_carries(
         mock: BackgroundServer) -> None:
     reason = "é" * (MAX_CLOSE_REASON_BYTES // 2) + "x"
-    with client(mock, "/echo") as ws:
+    with sync_client(mock, "/echo") as ws:
         mock.close(ids_by_path(mock)["/echo"], 4000, reason)
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=BOUND)
@@ -248,7 +241,7 @@ def test_delete_takes_a_reason_of_the_longest_a_close_frame_carries(
 
 def test_reset_closes_everyone_with_1012_and_clears_rooms_and_journal(
         mock: BackgroundServer) -> None:
-    with client(mock, "/echo") as echo, client(mock, "/room/a") as room:
+    with sync_client(mock, "/echo") as echo, sync_client(mock, "/room/a") as room:
         room.send(json.dumps({"type": "join", "room": "lobby"}))
         room.recv(timeout=BOUND)
         status, _, answer = call(mock.port, "POST", "/__admin/reset")
@@ -295,17 +288,17 @@ def test_a_malformed_admin_request_is_dropped_like_websockets_does(
 
 def test_admin_paths_are_not_websocket_routes(mock: BackgroundServer) -> None:
     with pytest.raises(InvalidStatus) as info:
-        connect(mock.url("/__admin/connections"), open_timeout=BOUND)
+        sync_client(mock, "/__admin/connections")
     assert info.value.response.status_code == 200  # the JSON answer, never an upgrade
 
 
 def test_admin_requests_do_not_count_as_connections(mock: BackgroundServer) -> None:
     # The server allows 2 connections at once.
-    with client(mock, "/echo"), client(mock, "/echo"):
+    with sync_client(mock, "/echo"), sync_client(mock, "/echo"):
         status, _, answer = call(mock.port, "GET", "/__admin/connections")
         assert status == 200 and len(answer["connections"]) == 2
         with pytest.raises(InvalidStatus) as info:
-            client(mock, "/echo")
+            sync_client(mock, "/echo")
         assert info.value.response.status_code == 503
 
 
@@ -315,27 +308,23 @@ def test_peers_outside_the_allow_list_get_403(scenario: Path) -> None:
         status, _, answer = call(mock.port, "GET", "/__admin/health")
         assert status == 403
         assert answer == {"error": "the admin API is not open to 127.0.0.1"}
-        with client(mock, "/echo") as ws:  # WebSocket routes are not restricted
+        with sync_client(mock, "/echo") as ws:  # WebSocket routes are not restricted
             ws.send("still served")
             assert ws.recv(timeout=BOUND) == "still served"
 
 
 # ---- the serve command's flags ---------------------------------------------------------------
 
-def http_port(served: ServedMock) -> int:
-    return int(served.base.rsplit(":", 1)[1])
-
-
 def test_serve_admin_allow_replaces_loopback(serve: Any, scenario: Path) -> None:
     served: ServedMock = serve(scenario, extra=("--admin", "--admin-allow", "10.0.0.0/8",
                                                 "--admin-allow", "192.168.0.0/16"))
-    status, _, answer = call(http_port(served), "GET", "/__admin/health")
+    status, _, answer = call(served.port, "GET", "/__admin/health")
     assert status == 403 and "not open to 127.0.0.1" in answer["error"]
     assert served.stop() == 0
 
 
 def test_without_admin_its_paths_are_unknown(mock_server: ServedMock) -> None:
-    status, response, text = call(http_port(mock_server), "GET", "/__admin/health")
+    status, response, text = call(mock_server.port, "GET", "/__admin/health")
     assert status == 404 and text == "No WebSocket route at /__admin/health\n"
     assert response.getheader("Content-Type", "").startswith("text/plain")
 
@@ -349,9 +338,7 @@ def test_serve_usage_errors(tmp_path: Path, scenario_text: str, flags: tuple[str
                             error: str) -> None:
     path = tmp_path / "s.mock"
     path.write_text(scenario_text, encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "scenario_engine", "serve", str(path),
-                             "--port", "0", *flags], cwd=ROOT, capture_output=True, text=True,
-                            timeout=20 * UNIT)
+    result = run_cli_process("serve", path, "--port", "0", *flags, timeout=20 * UNIT)
     assert result.returncode == 2, result.stderr
     assert error in result.stderr
 
@@ -365,19 +352,17 @@ def test_a_route_under_the_admin_prefix_names_its_line(tmp_path: Path) -> None:
                         r"admin API reserves: serve without --admin, or move the route",
                         str(info.value)), str(info.value)
     BackgroundServer.from_paths([path])  # without the admin API, the route is the scenario's
-    result = subprocess.run([sys.executable, "-m", "scenario_engine", "serve", str(path),
-                             "--port", "0", "--admin"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=20 * UNIT)
+    result = run_cli_process("serve", path, "--port", "0", "--admin", timeout=20 * UNIT)
     assert result.returncode == 2
     assert result.stderr == f"scenario-engine: error: {info.value}\n"
 
 
 def test_serve_admin_answers_on_the_websocket_port(serve: Any, scenario: Path) -> None:
     served: ServedMock = serve(scenario, extra=("--admin", "--quiet"))
-    with connect(served.url("/echo"), open_timeout=BOUND) as ws:
-        _, _, answer = call(http_port(served), "GET", "/__admin/connections")
+    with sync_client(served, "/echo") as ws:
+        _, _, answer = call(served.port, "GET", "/__admin/connections")
         conn_id = answer["connections"][0]["id"]
-        status, _, answer = call(http_port(served), "POST", "/__admin/send",
+        status, _, answer = call(served.port, "POST", "/__admin/send",
                                  {"connection": conn_id, "message": {"hello": "cli"}})
         assert (status, answer) == (200, {"delivered": 1})
         assert ws.recv(timeout=BOUND) == '{"hello":"cli"}'

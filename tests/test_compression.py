@@ -16,21 +16,15 @@ import contextlib
 import hashlib
 import json
 import os
-import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from support import BOUND, ServedMock, async_test, handshake_request, start_mock
 
-TESTS = Path(__file__).resolve().parent
-if str(TESTS) not in sys.path:  # conftest is importable with or without tests/__init__.py
-    sys.path.insert(0, str(TESTS))
+pytestmark = pytest.mark.e2e
 
-from support import UNIT, ServedMock, start_mock  # noqa: E402
-
-BOUND = 5 * UNIT
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 OFFER = "permessage-deflate; client_max_window_bits"
 TEXT, BINARY, CLOSE, PING = 0x1, 0x2, 0x8, 0x9
@@ -102,12 +96,8 @@ class Wire:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port),
                                                 BOUND)
         key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
-                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
-                 "Sec-WebSocket-Version: 13"]
-        if offer is not None:
-            lines.append(f"Sec-WebSocket-Extensions: {offer}")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        extension = b"" if offer is None else f"Sec-WebSocket-Extensions: {offer}\r\n".encode()
+        writer.write(handshake_request(path, key=key.encode(), extra=extension))
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), BOUND)
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         headers = {}
@@ -188,14 +178,6 @@ class Wire:
             await asyncio.wait_for(self.writer.wait_closed(), BOUND)
 
 
-def run(coro: object) -> None:
-    asyncio.run(asyncio.wait_for(coro, 20 * UNIT))  # type: ignore[arg-type]
-
-
-def port_of(served: ServedMock) -> int:
-    return int(served.base.rsplit(":", 1)[1])
-
-
 def parameters(extension_header: str) -> dict[str, str | None]:
     name, *params = (p.strip() for p in extension_header.split(";"))
     assert name == "permessage-deflate", extension_header
@@ -205,128 +187,110 @@ def parameters(extension_header: str) -> dict[str, str | None]:
 
 # ---- the tests -------------------------------------------------------------------------------
 
-def test_handshake_accepts_permessage_deflate(server: ServedMock) -> None:
-    async def main() -> None:
-        async with await Wire.open(port_of(server), "/default") as wire:
-            assert wire.status == 101, wire.status
-            accepted = wire.headers.get("sec-websocket-extensions")
-            assert accepted is not None, f"permessage-deflate not accepted: {wire.headers}"
-            params = parameters(accepted)
-            # The client offered client_max_window_bits without a value: the server may choose one.
-            bits = params.get("client_max_window_bits")
-            assert bits is None or 8 <= int(bits) <= 15, params
-
-    run(main())
+@async_test
+async def test_handshake_accepts_permessage_deflate(server: ServedMock) -> None:
+    async with await Wire.open(server.port, "/default") as wire:
+        assert wire.status == 101, wire.status
+        accepted = wire.headers.get("sec-websocket-extensions")
+        assert accepted is not None, f"permessage-deflate not accepted: {wire.headers}"
+        params = parameters(accepted)
+        # The client offered client_max_window_bits without a value: the server may choose one.
+        bits = params.get("client_max_window_bits")
+        assert bits is None or 8 <= int(bits) <= 15, params
 
 
 @pytest.mark.parametrize(("kind", "compressed"), [
     ("small", False), ("below", False), ("at", True), ("above", True), ("big", True),
 ])
-def test_default_threshold_is_1kb(server: ServedMock, kind: str, compressed: bool) -> None:
+@async_test
+async def test_default_threshold_is_1kb(server: ServedMock, kind: str, compressed: bool) -> None:
     """Below 1024 bytes RSV1 is clear; from 1024 bytes on (as Node's ws: ``>= threshold``) it
     is set."""
     expected = text_of(SIZES[kind]).encode()
-
-    async def main() -> None:
-        async with await Wire.open(port_of(server), "/default") as wire:
-            frame = await wire.ask(kind)
-            assert frame.opcode == TEXT and not frame.masked, frame
-            assert not (frame.rsv2 or frame.rsv3), frame
-            assert frame.rsv1 is compressed, \
-                f"{len(expected)}-byte message: RSV1 {'set' if frame.rsv1 else 'clear'}"
-            if compressed:
-                assert len(frame.payload) < len(expected), "a compressed payload is smaller"
-                assert wire.inflate(frame) == expected
-            else:
-                assert frame.payload == expected
-
-    run(main())
+    async with await Wire.open(server.port, "/default") as wire:
+        frame = await wire.ask(kind)
+        assert frame.opcode == TEXT and not frame.masked, frame
+        assert not (frame.rsv2 or frame.rsv3), frame
+        assert frame.rsv1 is compressed, \
+            f"{len(expected)}-byte message: RSV1 {'set' if frame.rsv1 else 'clear'}"
+        if compressed:
+            assert len(frame.payload) < len(expected), "a compressed payload is smaller"
+            assert wire.inflate(frame) == expected
+        else:
+            assert frame.payload == expected
 
 
-def test_compressed_messages_share_one_context(server: ServedMock) -> None:
+@async_test
+async def test_compressed_messages_share_one_context(server: ServedMock) -> None:
     """Small messages between big ones do not disturb the compression context."""
-    async def main() -> None:
-        async with await Wire.open(port_of(server), "/default") as wire:
-            sizes = []
-            for kind in ("big", "small", "big", "below", "above", "big"):
-                frame = await wire.ask(kind)
-                expected = text_of(SIZES[kind]).encode()
-                data = wire.inflate(frame) if frame.rsv1 else frame.payload
-                assert data == expected, kind
-                assert frame.rsv1 is (len(expected) >= 1024), kind
-                if kind == "big":
-                    sizes.append(len(frame.payload))
-            assert sizes[-1] < sizes[0], f"context takeover makes repeats cheaper: {sizes}"
-
-    run(main())
+    async with await Wire.open(server.port, "/default") as wire:
+        sizes = []
+        for kind in ("big", "small", "big", "below", "above", "big"):
+            frame = await wire.ask(kind)
+            expected = text_of(SIZES[kind]).encode()
+            data = wire.inflate(frame) if frame.rsv1 else frame.payload
+            assert data == expected, kind
+            assert frame.rsv1 is (len(expected) >= 1024), kind
+            if kind == "big":
+                sizes.append(len(frame.payload))
+        assert sizes[-1] < sizes[0], f"context takeover makes repeats cheaper: {sizes}"
 
 
-def test_threshold_counts_utf8_bytes_not_characters(server: ServedMock) -> None:
-    async def main() -> None:
-        async with await Wire.open(port_of(server), "/default") as wire:
-            frame = await wire.ask("wide")
-            assert frame.rsv1, "600 characters but 1200 bytes: above the 1 KB threshold"
-            assert wire.inflate(frame).decode() == WIDE
-
-    run(main())
+@async_test
+async def test_threshold_counts_utf8_bytes_not_characters(server: ServedMock) -> None:
+    async with await Wire.open(server.port, "/default") as wire:
+        frame = await wire.ask("wide")
+        assert frame.rsv1, "600 characters but 1200 bytes: above the 1 KB threshold"
+        assert wire.inflate(frame).decode() == WIDE
 
 
 @pytest.mark.parametrize(("kind", "compressed"), [
     ("s99", False), ("s100", True), ("s101", True), ("big", True),
 ])
-def test_threshold_setting_moves_the_cutoff(server: ServedMock, kind: str,
-                                            compressed: bool) -> None:
+@async_test
+async def test_threshold_setting_moves_the_cutoff(server: ServedMock, kind: str,
+                                                  compressed: bool) -> None:
     expected = text_of(SIZES[kind]).encode()
+    async with await Wire.open(server.port, "/low") as wire:
+        assert "sec-websocket-extensions" in wire.headers, wire.headers
+        frame = await wire.ask(kind)
+        assert frame.rsv1 is compressed, \
+            f"threshold 100B, {len(expected)}-byte message: RSV1 {frame.rsv1}"
+        assert (wire.inflate(frame) if frame.rsv1 else frame.payload) == expected
 
-    async def main() -> None:
-        async with await Wire.open(port_of(server), "/low") as wire:
-            assert "sec-websocket-extensions" in wire.headers, wire.headers
+
+@async_test
+async def test_compression_off_declines_the_extension(server: ServedMock) -> None:
+    async with await Wire.open(server.port, "/off") as wire:
+        assert wire.status == 101, wire.status
+        assert "sec-websocket-extensions" not in wire.headers, \
+            f"compression off must not accept permessage-deflate: {wire.headers}"
+        for kind in ("small", "big"):
             frame = await wire.ask(kind)
-            assert frame.rsv1 is compressed, \
-                f"threshold 100B, {len(expected)}-byte message: RSV1 {frame.rsv1}"
-            assert (wire.inflate(frame) if frame.rsv1 else frame.payload) == expected
-
-    run(main())
+            assert not frame.rsv1, f"{kind}: RSV1 set with compression off"
+            assert frame.payload == text_of(SIZES[kind]).encode()
 
 
-def test_compression_off_declines_the_extension(server: ServedMock) -> None:
-    async def main() -> None:
-        async with await Wire.open(port_of(server), "/off") as wire:
-            assert wire.status == 101, wire.status
-            assert "sec-websocket-extensions" not in wire.headers, \
-                f"compression off must not accept permessage-deflate: {wire.headers}"
-            for kind in ("small", "big"):
-                frame = await wire.ask(kind)
-                assert not frame.rsv1, f"{kind}: RSV1 set with compression off"
-                assert frame.payload == text_of(SIZES[kind]).encode()
-
-    run(main())
+@async_test
+async def test_client_without_the_offer_gets_plain_frames(server: ServedMock) -> None:
+    async with await Wire.open(server.port, "/default", offer=None) as wire:
+        assert "sec-websocket-extensions" not in wire.headers, wire.headers
+        frame = await wire.ask("big")
+        assert not frame.rsv1 and frame.payload == text_of(2048).encode()
 
 
-def test_client_without_the_offer_gets_plain_frames(server: ServedMock) -> None:
-    async def main() -> None:
-        async with await Wire.open(port_of(server), "/default", offer=None) as wire:
-            assert "sec-websocket-extensions" not in wire.headers, wire.headers
-            frame = await wire.ask("big")
-            assert not frame.rsv1 and frame.payload == text_of(2048).encode()
-
-    run(main())
-
-
-def test_server_inflates_compressed_client_messages(server: ServedMock) -> None:
+@async_test
+async def test_server_inflates_compressed_client_messages(server: ServedMock) -> None:
     """A compressed frame from the client is inflated; the echo is compressed by size."""
-    async def main() -> None:
-        async with await Wire.open(port_of(server), "/default") as wire:
-            params = parameters(wire.headers["sec-websocket-extensions"])
-            bits = int(params.get("client_max_window_bits") or 15)
-            deflater = zlib.compressobj(wbits=-bits)
-            for size in (2000, 10, 3000):
-                message = ("echo " + text_of(size)).encode()
-                payload = deflater.compress(message) + deflater.flush(zlib.Z_SYNC_FLUSH)
-                assert payload.endswith(b"\x00\x00\xff\xff")
-                wire.send_frame(TEXT, payload[:-4], rsv1=True)
-                frame = await wire.read_message()
-                assert frame.rsv1 is (len(message) >= 1024), size
-                assert (wire.inflate(frame) if frame.rsv1 else frame.payload) == message, size
-
-    run(main())
+    async with await Wire.open(server.port, "/default") as wire:
+        params = parameters(wire.headers["sec-websocket-extensions"])
+        bits = int(params.get("client_max_window_bits") or 15)
+        deflater = zlib.compressobj(wbits=-bits)
+        for size in (2000, 10, 3000):
+            message = ("echo " + text_of(size)).encode()
+            payload = deflater.compress(message) + deflater.flush(zlib.Z_SYNC_FLUSH)
+            assert payload.endswith(b"\x00\x00\xff\xff")
+            wire.send_frame(TEXT, payload[:-4], rsv1=True)
+            frame = await wire.read_message()
+            assert frame.rsv1 is (len(message) >= 1024), size
+            assert (wire.inflate(frame) if frame.rsv1 else frame.payload) == message, size

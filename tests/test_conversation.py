@@ -6,7 +6,6 @@ backend in a subprocess, a socket that never answers), and so are the clients th
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -18,14 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from scenario_engine.cli import main
-
-TESTS = Path(__file__).resolve().parent
-if str(TESTS) not in sys.path:  # conftest is importable with or without tests/__init__.py
-    sys.path.insert(0, str(TESTS))
-
-from support import ROOT, SCENARIOS, UNIT  # noqa: E402
+from support import SCENARIOS, UNIT, run_cli, run_cli_process, self_signed_certificate
 
 BACKEND = Path(__file__).parent / "backends" / "chat_backend.py"
 
@@ -41,16 +33,10 @@ route /ws/chat {
 """
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scenario_engine", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120 * UNIT)
-
-
-def run_tests(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """The test command in this process (faster than a subprocess for the detailed cases)."""
-    status = main(["test", *args])
-    captured = capsys.readouterr()
-    return status, captured.out + captured.err
+def run_tests(*args: str) -> tuple[int, str]:
+    """The test command in this process: its exit status, and stdout and stderr together."""
+    status, out, err = run_cli("test", *args)
+    return status, out + err
 
 
 def scenario(tmp_path: Path, text: str, name: str = "t.mock") -> str:
@@ -76,9 +62,10 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
 
 # ---- the examples and the "done when" of the feature -------------------------------------
 
+@pytest.mark.e2e
 def test_every_example_scenario_has_tests_and_they_pass() -> None:
-    result = cli("test", "scenarios")
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_cli("test", "scenarios")
+    assert result.status == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
     assert all(line.startswith("PASS") for line in lines), result.stdout
     files = {re.match(r"PASS  (\S+)::", line).group(1) for line in lines}  # type: ignore[union-attr]
@@ -87,6 +74,7 @@ def test_every_example_scenario_has_tests_and_they_pass() -> None:
     assert result.stdout.endswith(f"\n{len(lines)} passed, 0 failed\n")
 
 
+@pytest.mark.e2e
 def test_a_wrong_expectation_fails_with_a_diff_and_exit_1(tmp_path: Path) -> None:
     path = scenario(tmp_path, CHAT_ROUTE + """
 test "right" {
@@ -102,8 +90,8 @@ test "wrong" {
   alice expect { type: "user-joined", username: "Alicia" } within 300ms
 }
 """)
-    result = cli("test", path)
-    assert result.returncode == 1
+    result = run_cli("test", path)
+    assert result.status == 1
     out = result.stdout
     assert re.search(r"^PASS  .*t\.mock::right  \(\d+ ms\)$", out, re.M)
     assert re.search(r"^FAIL  .*t\.mock::wrong  \(\d+ ms\)$", out, re.M)
@@ -116,31 +104,33 @@ test "wrong" {
     assert re.search(r"^ran 2 tests in \d+\.\d\ds\n1 passed, 1 failed\n\Z", out, re.M)
 
 
+@pytest.mark.e2e
 def test_the_chat_tests_pass_against_a_backend_that_implements_chat(backend: str) -> None:
-    result = cli("test", "scenarios/chat.mock", "--target", backend)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_cli("test", "scenarios/chat.mock", "--target", backend)
+    assert result.status == 0, result.stdout + result.stderr
     assert re.search(r"^5 passed, 0 failed", result.stdout, re.M)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("backend", [True], indirect=True, ids=["differs"])
 def test_the_chat_tests_fail_against_a_backend_that_differs(backend: str) -> None:
-    result = cli("test", "scenarios/chat.mock", "--target", backend)
-    assert result.returncode == 1
+    result = run_cli("test", "scenarios/chat.mock", "--target", backend)
+    assert result.status == 1
     out = result.stdout
     assert "FAIL  scenarios/chat.mock::joining is announced to the others in the chat" in out
     assert '      at msg.username: missing (expected "Bob")' in out
     assert re.search(r"^3 passed, 2 failed", out, re.M)
 
 
-def test_github_format_annotates_the_failing_step(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_github_format_annotates_the_failing_step(tmp_path: Path) -> None:
     path = scenario(tmp_path, CHAT_ROUTE + """
 test "bad" {
   connect a to /ws/chat
   a expect { type: "nope" } within 100ms
 }
 """)
-    status, out = run_tests(capsys, path, "--format", "github")
+    status, out = run_tests(path, "--format", "github")
     assert status == 1
     (annotation,) = [line for line in out.splitlines() if line.startswith("::error ")]
     assert annotation.startswith(f"::error file={path},line=13,col=3,endColumn=41::a did not "
@@ -148,14 +138,14 @@ test "bad" {
                                  'expected {"type": "nope"}%0Areceived {"type": "connected"')
 
 
-def test_junit_xml_lists_every_test_with_its_failure(tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_junit_xml_lists_every_test_with_its_failure(tmp_path: Path) -> None:
     path = scenario(tmp_path, CHAT_ROUTE + """
 test "ok" { connect a to /ws/chat  a expect { type: "connected" } }
 test "bad" { connect a to /ws/chat  a expect { type: "nope" } within 100ms }
 """)
     report = tmp_path / "reports" / "junit.xml"  # the folder is made
-    status, _ = run_tests(capsys, path, "--junit", str(report))
+    status, _ = run_tests(path, "--junit", str(report))
     assert status == 1
     root = ET.parse(report).getroot()
     assert (root.tag, root.get("tests"), root.get("failures")) == ("testsuites", "2", "1")
@@ -172,8 +162,8 @@ test "bad" { connect a to /ws/chat  a expect { type: "nope" } within 100ms }
 
 # ---- steps ---------------------------------------------------------------------------------
 
-def test_capture_feeds_later_steps_and_paths(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_capture_feeds_later_steps_and_paths(tmp_path: Path) -> None:
     path = scenario(tmp_path, """
 route /ws/game/:gameId {
   on connect { send { type: "in-game", game: params.gameId, token: query.token } }
@@ -188,12 +178,12 @@ test "join the game the lobby created" strict {
   player expect { type: "in-game", game: gameId, token: "t-${gameId}" }
 }
 """)
-    status, out = run_tests(capsys, path)
+    status, out = run_tests(path)
     assert status == 0, out
 
 
-def test_headers_and_subprotocols_reach_the_server(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_headers_and_subprotocols_reach_the_server(tmp_path: Path) -> None:
     path = scenario(tmp_path, """
 route /ws {
   origins ["http://app.test"]
@@ -207,12 +197,12 @@ test "other origin" {
   connect a to /ws headers { Origin: "http://evil.test" } expect reject 403
 }
 """)
-    status, out = run_tests(capsys, path)
+    status, out = run_tests(path)
     assert status == 0, out
 
 
-def test_close_codes_and_reasons_are_checked(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_close_codes_and_reasons_are_checked(tmp_path: Path) -> None:
     path = scenario(tmp_path, """
 route /ws {
   auth { reject 4001 "No token" unless query.token  accept {} }
@@ -238,7 +228,7 @@ test "no close" {
   a expect close within 200ms
 }
 """)
-    status, out = run_tests(capsys, path)
+    status, out = run_tests(path)
     assert status == 1
     assert "PASS  " + path + "::right" in out
     assert "a's connection closed (code 4001, reason \"No token\"), not as expected" in out
@@ -248,8 +238,8 @@ test "no close" {
     assert "1 passed, 3 failed" in out
 
 
-def test_a_client_can_close_and_others_see_it(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_a_client_can_close_and_others_see_it(tmp_path: Path) -> None:
     path = scenario(tmp_path, """
 route /ws {
   on connect { join "all" }
@@ -262,11 +252,12 @@ test "close with a code" {
   b expect { type: "left", code: 4100, reason: "done" }
 }
 """)
-    status, out = run_tests(capsys, path)
+    status, out = run_tests(path)
     assert status == 0, out
 
 
-def test_http_rejections(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_http_rejections(tmp_path: Path) -> None:
     path = scenario(tmp_path, """
 route /ws {
   auth { reject http 401 "Login first" unless query.token  accept {} }
@@ -276,7 +267,7 @@ test "other status" { connect a to /ws expect reject 403 }
 test "not rejected" { connect a to /ws query { token: "t" } expect reject 401 }
 test "unexpectedly rejected" { connect a to /ws }
 """)
-    status, out = run_tests(capsys, path)
+    status, out = run_tests(path)
     assert status == 1
     assert "    expected HTTP 403, got HTTP 401 'Login first'" in out
     assert "a connected, but the server was expected to refuse the handshake with HTTP 401" in out
@@ -284,8 +275,8 @@ test "unexpectedly rejected" { connect a to /ws }
     assert "1 passed, 3 failed" in out
 
 
-def test_a_failure_says_what_went_wrong_in_the_mock(tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_a_failure_says_what_went_wrong_in_the_mock(tmp_path: Path) -> None:
     path = scenario(tmp_path, """
 route /ws {
   on message type "deep" { send { v: msg.a.b } }
@@ -296,7 +287,7 @@ test "handler fails" {
   a expect { v: 1 }
 }
 """)
-    status, out = run_tests(capsys, path)
+    status, out = run_tests(path)
     assert status == 1
     assert ('a\'s connection closed (code 1011, reason "Internal error") before the expected '
             "message came") in out
@@ -305,8 +296,8 @@ test "handler fails" {
     assert out.count("handler failed") == 1  # in the report, not also as a log line
 
 
-def test_strict_tests_allow_no_unexpected_message(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_strict_tests_allow_no_unexpected_message(tmp_path: Path) -> None:
     body = """
 test "skips" {
   connect a to /ws/chat
@@ -327,7 +318,7 @@ test "left unread" strict {
   wait 100ms
 }
 """
-    status, out = run_tests(capsys, scenario(tmp_path, CHAT_ROUTE + body))
+    status, out = run_tests(scenario(tmp_path, CHAT_ROUTE + body))
     assert status == 1
     assert "PASS  " in out and "::skips" in out
     assert "a received another message than expected (strict test)" in out
@@ -337,7 +328,8 @@ test "left unread" strict {
     assert "1 passed, 2 failed" in out
 
 
-def test_expect_no_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_expect_no_message(tmp_path: Path) -> None:
     body = """
 test "quiet" {
   connect a to /ws/chat
@@ -351,15 +343,15 @@ test "not quiet" {
   a expect no message for 300ms
 }
 """
-    status, out = run_tests(capsys, scenario(tmp_path, CHAT_ROUTE + body))
+    status, out = run_tests(scenario(tmp_path, CHAT_ROUTE + body))
     assert status == 1
     assert "a received a message within 300ms, where none was expected" in out
     assert '    received {"type": "hi"}' in out
     assert "1 passed, 1 failed" in out
 
 
-def test_set_replaces_constants_as_the_tests_see_them(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_set_replaces_constants_as_the_tests_see_them(tmp_path: Path) -> None:
     path = scenario(tmp_path, """
 let users = { "alice-token": { name: "Alice" }, "bob-token": { name: "Bob" } }
 let token = "alice-token"
@@ -373,21 +365,22 @@ test "the token's user" {
   a expect { user: who }
 }
 """)
-    status, out = run_tests(capsys, path)
+    status, out = run_tests(path)
     assert status == 0, out
-    status, out = run_tests(capsys, path, "--set", "token=bob-token",
+    status, out = run_tests(path, "--set", "token=bob-token",
                             "--set", 'who={"name": "Bob"}')
     assert status == 0, out
-    status, out = run_tests(capsys, path, "--set", "token=bob-token")
+    status, out = run_tests(path, "--set", "token=bob-token")
     assert status == 1
     assert '      at msg.user.name: expected "Alice", received "Bob"' in out
-    assert main(["test", path, "--set", "tokn=x"]) == 2
-    assert "--set tokn: no file defines a constant 'tokn'" in capsys.readouterr().err
+    status, _, err = run_cli("test", path, "--set", "tokn=x")
+    assert status == 2
+    assert "--set tokn: no file defines a constant 'tokn'" in err
 
 
-def test_insecure_accepts_a_self_signed_target(tmp_path: Path, serve: Any) -> None:
-    from test_hostile import self_signed_certificate
-
+@pytest.mark.e2e
+def test_insecure_accepts_a_self_signed_target(tmp_path: Path, serve: Any,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     cert, key = self_signed_certificate(tmp_path)
     path = scenario(tmp_path, CHAT_ROUTE + """
 test "over TLS" {
@@ -396,21 +389,19 @@ test "over TLS" {
 }
 """)
     served = serve(path, extra=("--certfile", str(cert), "--keyfile", str(key)))
-    refused = cli("test", path, "--target", served.base)
-    assert refused.returncode == 1
+    refused = run_cli("test", path, "--target", served.base)
+    assert refused.status == 1
     assert "CERTIFICATE_VERIFY_FAILED" in refused.stdout
-    assert cli("test", path, "--target", served.base, "--insecure").returncode == 0
-    trusted = subprocess.run(
-        [sys.executable, "-m", "scenario_engine", "test", path, "--target", served.base],
-        cwd=ROOT, capture_output=True, text=True, timeout=120 * UNIT,
-        env={**os.environ, "SSL_CERT_FILE": str(cert)})
-    assert trusted.returncode == 0, trusted.stdout
+    assert run_cli("test", path, "--target", served.base, "--insecure").status == 0
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    trusted = run_cli("test", path, "--target", served.base)
+    assert trusted.status == 0, trusted.stdout
 
 
 # ---- servers that misbehave ----------------------------------------------------------------
 
-def test_a_server_that_never_answers_fails_at_the_timeout(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_a_server_that_never_answers_fails_at_the_timeout(tmp_path: Path) -> None:
     """A socket that listens and never accepts: TCP connects, the handshake never ends."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
@@ -421,7 +412,7 @@ test "hangs" { connect a to /ws within 300ms }
 test "also hangs" { connect a to /ws within 300ms }
 """)
         started = time.monotonic()
-        status, out = run_tests(capsys, path, "--target", f"ws://127.0.0.1:{port}",
+        status, out = run_tests(path, "--target", f"ws://127.0.0.1:{port}",
                                 "--jobs", "2")
         elapsed = time.monotonic() - started
     assert status == 1
@@ -430,26 +421,26 @@ test "also hangs" { connect a to /ws within 300ms }
     assert elapsed < 10 * UNIT
 
 
-def test_the_whole_test_is_bounded_by_timeout(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_the_whole_test_is_bounded_by_timeout(tmp_path: Path) -> None:
     path = scenario(tmp_path, CHAT_ROUTE + 'test "slow" { wait 10s }\n')
-    status, out = run_tests(capsys, path, "--timeout", "0.3")
+    status, out = run_tests(path, "--timeout", "0.3")
     assert status == 1
     assert "the test did not finish within 300ms" in out
 
 
-def test_nothing_listening(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_nothing_listening(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # bound, not listening: connections are refused
         path = scenario(tmp_path, 'test "t" { connect a to /ws }\n')
-        status, out = run_tests(capsys, path, "--target", f"ws://127.0.0.1:{port}")
+        status, out = run_tests(path, "--target", f"ws://127.0.0.1:{port}")
     assert status == 1
     assert f"a could not connect to ws://127.0.0.1:{port}/ws:" in out
 
 
-def test_tests_run_concurrently_each_against_a_fresh_mock(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_tests_run_concurrently_each_against_a_fresh_mock(tmp_path: Path) -> None:
     """Eight strict tests join the same room: with a mock each they cannot hear one another,
     and side by side they take about as long as one."""
     tests = "\n".join(f"""
@@ -464,7 +455,7 @@ test "t{i}" strict {{
   wait 500ms
 }}""" for i in range(8))
     started = time.monotonic()
-    status, out = run_tests(capsys, scenario(tmp_path, CHAT_ROUTE + tests))
+    status, out = run_tests(scenario(tmp_path, CHAT_ROUTE + tests))
     elapsed = time.monotonic() - started
     assert status == 0, out
     assert "8 passed, 0 failed" in out
@@ -473,24 +464,24 @@ test "t{i}" strict {{
 
 # ---- the command itself --------------------------------------------------------------------
 
-def test_filter_selects_tests(capsys: pytest.CaptureFixture[str]) -> None:
-    status, out = run_tests(capsys, "scenarios", "-k", "token")
+@pytest.mark.e2e
+def test_filter_selects_tests() -> None:
+    status, out = run_tests("scenarios", "-k", "token")
     assert status == 0, out
     assert "3 passed, 0 failed" in out
     assert all("private.mock::" in line for line in out.splitlines()
                if line.startswith("PASS"))
 
 
-def test_no_tests_is_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, out = run_tests(capsys, scenario(tmp_path, CHAT_ROUTE))
+def test_no_tests_is_a_failure(tmp_path: Path) -> None:
+    status, out = run_tests(scenario(tmp_path, CHAT_ROUTE))
     assert status == 1
     assert "no tests in 1 file" in out
 
 
-def test_a_file_with_errors_is_not_run(tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_file_with_errors_is_not_run(tmp_path: Path) -> None:
     path = scenario(tmp_path, CHAT_ROUTE + 'test "t" { bob send 1 }\n')
-    status, out = run_tests(capsys, path)
+    status, out = run_tests(path)
     assert status == 1
     assert f"{path}:10:12: error: client 'bob' is not connected here" in out
     assert "not testing: 1 error" in out
@@ -509,23 +500,23 @@ tests:
 """
 
 
-def test_a_file_of_tests_only_runs_against_a_target(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str) -> None:
+@pytest.mark.e2e
+def test_a_file_of_tests_only_runs_against_a_target(tmp_path: Path, backend: str) -> None:
     path = scenario(tmp_path, CONTRACT, "contract.yaml")
-    assert cli("check", path).stdout == "ok: 1 file, 0 routes, 1 test\n"
-    status, out = run_tests(capsys, path, "--target", backend)
+    assert run_cli("check", path).stdout == "ok: 1 file, 0 routes, 1 test\n"
+    status, out = run_tests(path, "--target", backend)
     assert status == 0, out
-    status, out = run_tests(capsys, path)
+    status, out = run_tests(path)
     assert status == 1
     assert "this file has no routes to test: run its tests against a server with --target" in out
-    served = cli("serve", path, "--port", "0")
+    served = run_cli_process("serve", path, "--port", "0", timeout=20 * UNIT)
     assert served.returncode == 1
     assert "not serving: the files define no routes" in served.stderr
 
 
 def test_target_must_be_a_websocket_url() -> None:
-    result = cli("test", "scenarios", "--target", "http://localhost:8080")
-    assert result.returncode == 2
+    result = run_cli("test", "scenarios", "--target", "http://localhost:8080")
+    assert result.status == 2
     assert "must be a ws:// or wss:// URL" in result.stderr
 
 
@@ -535,47 +526,45 @@ def test_target_must_be_a_websocket_url() -> None:
     ("ws://h/base?x=1", "a target has no query or fragment"),
 ])
 def test_a_bad_target_stops_the_command(target: str, problem: str) -> None:
-    result = cli("test", "scenarios", "--target", target)
-    assert result.returncode == 2
+    result = run_cli("test", "scenarios", "--target", target)
+    assert result.status == 2
     assert problem in result.stderr
     assert "PASS" not in result.stdout and "FAIL" not in result.stdout
 
 
-def test_an_unwritable_junit_file_stops_the_command_before_the_run(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unwritable_junit_file_stops_the_command_before_the_run(tmp_path: Path) -> None:
     blocker = tmp_path / "afile"
     blocker.write_text("", encoding="utf-8")
-    status = main(["test", "scenarios", "--junit", str(blocker / "x.xml")])
-    captured = capsys.readouterr()
+    status, out, err = run_cli("test", "scenarios", "--junit", blocker / "x.xml")
     assert status == 2
-    assert "cannot write it: a file stands where its folder should be" in captured.err
-    assert "PASS" not in captured.out
+    assert "cannot write it: a file stands where its folder should be" in err
+    assert "PASS" not in out
 
 
-def test_a_test_out_of_time_points_at_the_step_it_was_on(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_a_test_out_of_time_points_at_the_step_it_was_on(tmp_path: Path) -> None:
     path = scenario(tmp_path, CHAT_ROUTE + """
 test "slow" {
   connect a to /ws/chat
   wait 10s
 }
 """)
-    status, out = run_tests(capsys, path, "--timeout", "0.3")
+    status, out = run_tests(path, "--timeout", "0.3")
     assert status == 1
     assert f"{path}:13:3: error: the test did not finish within 300ms" in out
 
 
-def test_a_subprotocol_the_handshake_cannot_carry_fails_its_step(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_a_subprotocol_the_handshake_cannot_carry_fails_its_step(tmp_path: Path) -> None:
     path = scenario(tmp_path, CHAT_ROUTE + 'test "t" { connect a to /ws/chat protocols ["a b"] }\n')
-    status, out = run_tests(capsys, path)
+    status, out = run_tests(path)
     assert status == 1
     assert f"{path}:10:12: error: a could not connect to ws://127.0.0.1:" in out
     assert "/ws/chat: invalid subprotocol: a b" in out
 
 
-def test_junit_xml_stays_xml_with_control_characters(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.e2e
+def test_junit_xml_stays_xml_with_control_characters(tmp_path: Path) -> None:
     path = scenario(tmp_path, CHAT_ROUTE + """
 test "bell \\u0007 name" {
   connect a to /ws/chat
@@ -583,18 +572,17 @@ test "bell \\u0007 name" {
 }
 """)
     report = tmp_path / "junit.xml"
-    assert run_tests(capsys, path, "--junit", str(report))[0] == 1
+    assert run_tests(path, "--junit", str(report))[0] == 1
     (case,) = ET.parse(report).getroot().iter("testcase")
     assert case.get("name") == "bell \\x07 name"
 
 
-def test_a_password_in_the_target_is_not_printed(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_password_in_the_target_is_not_printed(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
         path = scenario(tmp_path, 'test "t" { connect a to /ws }\n')
-        status, out = run_tests(capsys, path, "--target", f"ws://user:s3cret@127.0.0.1:{port}")
+        status, out = run_tests(path, "--target", f"ws://user:s3cret@127.0.0.1:{port}")
     assert status == 1
     assert f"ws://user:***@127.0.0.1:{port}/ws" in out
     assert "s3cret" not in out

@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
+from strategies import ir_documents
+from support import SCENARIOS
 
-ROOT = Path(__file__).resolve().parent.parent
-# Runnable as plain `pytest` without an installed package, and with or without tests/__init__.
-for entry in (str(ROOT), str(Path(__file__).resolve().parent)):
-    if entry not in sys.path:
-        sys.path.insert(0, entry)
+from scenario_engine.errors import EmitError
+from scenario_engine.language.emit import emit_mock, emit_yaml
+from scenario_engine.language.mock_frontend import parse_mock
+from scenario_engine.language.source import Source
 
-from strategies import ir_documents  # noqa: E402
-
-from scenario_engine.errors import EmitError  # noqa: E402
-from scenario_engine.language.emit import emit_mock, emit_yaml  # noqa: E402
-from scenario_engine.language.mock_frontend import parse_mock  # noqa: E402
-from scenario_engine.language.source import Source  # noqa: E402
-
-SCENARIOS = sorted((ROOT / "scenarios").glob("*.mock"))
+MOCK_FILES = sorted(SCENARIOS.glob("*.mock"))
 
 # Every construct of the language (the sample the brief names, plus the corners).
 SAMPLES = {
@@ -116,7 +109,7 @@ def _assert_round_trips(ir: dict[str, Any]) -> None:
 
 # ---- round trips of real scenarios --------------------------------------------------------
 
-@pytest.mark.parametrize("path", SCENARIOS, ids=[p.name for p in SCENARIOS])
+@pytest.mark.parametrize("path", MOCK_FILES, ids=[p.name for p in MOCK_FILES])
 def test_scenario_files_round_trip(path: Path) -> None:
     _assert_round_trips(_parse(path.read_text("utf-8")))
 
@@ -128,7 +121,7 @@ def test_samples_round_trip(name: str) -> None:
 
 def test_yaml_scenarios_round_trip_through_mock() -> None:
     yaml_loader = pytest.importorskip("scenario_engine.language.yaml_frontend")
-    files = sorted((ROOT / "scenarios").glob("*.y*ml"))
+    files = sorted(SCENARIOS.glob("*.y*ml"))
     for path in files:
         ir, _, errors = yaml_loader.load_yaml(Source(path.name, path.read_text("utf-8")))
         assert not errors and isinstance(ir, dict)
@@ -377,6 +370,7 @@ _PROPERTY = settings(max_examples=300, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
+@pytest.mark.slow
 @_PROPERTY
 @given(ir_documents())
 def test_mock_round_trip_property(ir: dict[str, Any]) -> None:
@@ -387,6 +381,7 @@ def test_mock_round_trip_property(ir: dict[str, Any]) -> None:
     assert emit_mock(back) == text
 
 
+@pytest.mark.slow
 @_PROPERTY
 @given(ir_documents())
 def test_yaml_round_trip_property(ir: dict[str, Any]) -> None:

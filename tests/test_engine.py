@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from support import SCENARIOS
 
 from scenario_engine.errors import ActionError
 from scenario_engine.language.ir import Loaded
@@ -28,8 +28,6 @@ from scenario_engine.runtime.effects import (
     Send,
 )
 from scenario_engine.runtime.engine import Engine
-
-SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,16 @@ deleted, duplicated, replaced; lines swapped; keywords and brackets inserted).
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import SCENARIOS
 
 from scenario_engine.errors import ScenarioError
 from scenario_engine.language.loader import load_source
 from scenario_engine.language.source import Source
 
-SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.*"))
-TEXTS = {p.name: p.read_text(encoding="utf-8") for p in SCENARIOS}
+TEXTS = {p.name: p.read_text(encoding="utf-8") for p in sorted(SCENARIOS.glob("*.*"))}
 FRAGMENTS = ["{", "}", "[", "]", "(", ")", '"', "'", "${", "$${", "\\", ":", ",", "\n", "#",
              "on", "message", "type", "route", "send", "broadcast", "to", "include self",
              "reject", "accept", "auth", "let", "=", "==", "msg.", "conn.", "&&", "!", "- ",
@@ -61,6 +60,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, str]:
     return name, text
 
 
+@pytest.mark.slow
 @fuzz_settings
 @given(mutated())
 def test_mutated_scenarios_only_produce_scenario_errors(case: tuple[str, str]) -> None:
@@ -74,6 +74,7 @@ def test_random_text_only_produces_scenario_errors(text: str, name: str) -> None
     check_never_crashes(name, text)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
                     lambda inner: st.lists(inner, max_size=3)
@@ -106,6 +107,7 @@ def test_long_operator_chains_are_an_error_not_a_recursion_error() -> None:
     assert errors and "nested too deeply" in errors[0].message
 
 
+@pytest.mark.slow
 def test_huge_file_is_parsed_or_rejected_without_crashing() -> None:
     handlers = "".join(f'  on message type "t{i}" {{ send {{ n: {i} }} }}\n'
                        for i in range(20_000))
@@ -132,6 +134,7 @@ def check_converts_or_says_why(name: str, text: str) -> None:
     assert load_source(Source("converted.yaml", emit_yaml(loaded.ir)))[1] == []
 
 
+@pytest.mark.slow
 @fuzz_settings
 @given(mutated())
 def test_mutated_scenarios_that_check_clean_convert(case: tuple[str, str]) -> None:

@@ -11,12 +11,11 @@ import os
 from pathlib import Path
 
 import pytest
+from support import SCENARIOS, run_cli
 
-from scenario_engine.cli import main
 from scenario_engine.language.loader import load_file
 
 GOLDEN = Path(__file__).parent / "golden"
-SCENARIOS = Path(__file__).parent.parent / "scenarios"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 scenario_files = sorted(p for p in SCENARIOS.iterdir() if p.suffix in (".mock", ".yaml"))
@@ -47,11 +46,7 @@ def test_chat_yaml_and_chat_mock_compile_to_the_identical_ir() -> None:
 
 
 @pytest.mark.parametrize("path", broken_files, ids=lambda p: p.name)
-def test_broken_scenario_reports_its_golden_errors(
-    path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(path.parent)
-    status = main(["check", path.name])
-    out = capsys.readouterr().out
+def test_broken_scenario_reports_its_golden_errors(path: Path) -> None:
+    status, out, _ = run_cli("check", path.name, cwd=path.parent)
     assert status == 1, out
     _compare(path.with_name(path.name + ".expected"), out)

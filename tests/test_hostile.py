@@ -57,12 +57,9 @@ read after the clients leave.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
-import os
 import re
-import shutil
 import ssl
 import statistics
 import subprocess
@@ -73,24 +70,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import UNIT, ServedMock, start_mock
-from test_server_e2e import (
+from support import (
     BOUND,
+    UNIT,
     RawClient,
+    ServedMock,
+    assert_alive,
     async_test,
     close_of,
     closed,
+    handshake_request,
     handshake_status,
     recv,
     recv_json,
+    rss_mb,
+    self_signed_certificate,
+    start_mock,
+    wait_until_async,
 )
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.frames import Opcode
 from websockets.typing import Origin
-from websockets.uri import parse_uri
 
 from scenario_engine.runtime.server import MAX_PENDING_OUTPUT, SLOW_CLOSE_TIMEOUT
+
+pytestmark = pytest.mark.e2e
 
 #: ``--open-timeout`` of the shared server: the slowloris bound.
 OPEN_TIMEOUT = 1.0 * UNIT
@@ -130,40 +135,11 @@ route /sink { on message { broadcast raw to "nobody" } }
 
 # ---- helpers ---------------------------------------------------------------------------------
 
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    """The process's resident memory (or, with ``VmHWM``, its peak), in MB."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
-
-
-#: Per shared server, how many log lines it had when the current test started: a test checks
-#: only its own part of the log for tracebacks.
-LOG_MARK: dict[int, int] = {}
-
-
 @pytest.fixture(autouse=True)
 def mark_log(request: pytest.FixtureRequest) -> None:
+    """A test checks only its own part of the shared server's log for tracebacks."""
     if "hostile" in request.fixturenames:
-        served = request.getfixturevalue("hostile")
-        LOG_MARK[id(served)] = len(served.log.lines)
-
-
-def no_traceback(served: ServedMock) -> None:
-    log = "\n".join(served.log.lines[LOG_MARK.get(id(served), 0):])
-    assert "Traceback" not in log, "the server logged a traceback:\n" + log[-3000:]
-
-
-async def assert_alive(served: ServedMock, path: str = "/alive", **kwargs: Any) -> None:
-    """A well-behaved client is still served correctly, and nothing crashed."""
-    assert served.process.poll() is None, f"the server died: {served.stderr_text()[-2000:]}"
-    async with connect(served.url(path), open_timeout=BOUND, **kwargs) as ws:
-        for message in ("still alive?", '{"type": "x", "n": [1, 2]}'):
-            await ws.send(message)
-            assert await recv(ws) == message, "the server stopped serving correctly"
-    no_traceback(served)
+        request.getfixturevalue("hostile").log.mark()
 
 
 async def exchange_bytes(host: str, port: int, data: bytes, within: float,
@@ -214,21 +190,6 @@ async def exchange_bytes(host: str, port: int, data: bytes, within: float,
 def status_of(response: bytes) -> int | None:
     match = re.match(rb"HTTP/1\.1 (\d{3}) ", response)
     return int(match.group(1)) if match else None
-
-
-def handshake_request(path: str, *, upgrade: bool = True, key: bytes | None = None,
-                      extra: bytes = b"") -> bytes:
-    lines = [b"GET " + path.encode() + b" HTTP/1.1", b"Host: 127.0.0.1"]
-    if upgrade:
-        lines += [b"Upgrade: websocket", b"Connection: Upgrade",
-                  b"Sec-WebSocket-Key: " + (key or base64.b64encode(os.urandom(16))),
-                  b"Sec-WebSocket-Version: 13"]
-    return b"\r\n".join(lines) + b"\r\n" + extra + b"\r\n"
-
-
-def host_port(served: ServedMock) -> tuple[str, int]:
-    uri = parse_uri(served.base + "/")
-    return uri.host, uri.port
 
 
 @contextlib.asynccontextmanager
@@ -370,7 +331,7 @@ NOT_A_HANDSHAKE: dict[str, tuple[bytes, int | None]] = {
 async def test_not_a_handshake_gets_an_http_error_or_is_dropped(
         hostile: ServedMock, case: str) -> None:
     data, expected = NOT_A_HANDSHAKE[case]
-    host, port = host_port(hostile)
+    host, port = hostile.host, hostile.port
     received, elapsed, how = await exchange_bytes(host, port, data, OPEN_TIMEOUT + BOUND)
     print(f"\n{case}: {received[:60]!r} after {elapsed:.2f}s ({how})")
     assert status_of(received) == expected, f"{case}: got {received[:200]!r}"
@@ -381,7 +342,7 @@ async def test_not_a_handshake_gets_an_http_error_or_is_dropped(
 
 @async_test
 async def test_tls_client_hello_on_the_plain_port_is_dropped(hostile: ServedMock) -> None:
-    host, port = host_port(hostile)
+    host, port = hostile.host, hostile.port
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -646,7 +607,7 @@ async def round_trips(ws: ClientConnection, count: int, window: float | None = N
 @pytest.mark.parametrize("target", ["/alive", "/sink"], ids=["echo", "broadcast"])
 @async_test
 async def test_flooding_client_does_not_starve_others(hostile: ServedMock, target: str) -> None:
-    host, port = host_port(hostile)
+    host, port = hostile.host, hostile.port
     async with connect(hostile.url("/ping"), compression=None) as ws:
         await round_trips(ws, 10)  # warm up
         idle = await round_trips(ws, 50)
@@ -685,7 +646,7 @@ async def test_flooding_client_does_not_starve_others(hostile: ServedMock, targe
 @async_test
 async def test_slowloris_handshakes_are_dropped_after_the_open_timeout(
         hostile: ServedMock) -> None:
-    host, port = host_port(hostile)
+    host, port = hostile.host, hostile.port
     within = OPEN_TIMEOUT + BOUND
     partial = handshake_request("/alive")[:-2]  # every header, but never the blank line
     await assert_alive(hostile)
@@ -771,7 +732,7 @@ async def test_failed_handshakes_do_not_hold_max_connections_slots(hostile: Serv
     last ran, so it is not tested: this test would pass or fail by chance."""
     path = "/limited-stale"
     request_bytes = handshake_request(path, upgrade=False)
-    host, port = host_port(hostile)
+    host, port = hostile.host, hostile.port
     for _ in range(2):
         received, _, _ = await exchange_bytes(host, port, request_bytes, BOUND)
         assert status_of(received) == 426, received[:100]
@@ -939,9 +900,7 @@ async def test_engine_forgets_every_connection_and_room(tmp_path: Path) -> None:
                     handshake_request("/crowd")[:-2]]  # never finished: open timeout
         await asyncio.gather(*(exchange_bytes(host, port, request, BOUND)
                                for request in requests * 3))
-        deadline = time.monotonic() + BOUND
-        while any(server.engine.connections) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05 * UNIT)
+        await wait_until_async(lambda: not any(server.engine.connections), step=0.05 * UNIT)
         assert [len(c) for c in server.engine.connections] == [0, 0]
         assert [len(server.engine.rooms.names(i)) for i in (0, 1)] == [0, 0]
     finally:
@@ -949,47 +908,6 @@ async def test_engine_forgets_every_connection_and_room(tmp_path: Path) -> None:
 
 
 # ---- 8. TLS ----------------------------------------------------------------------------------
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and localhost, and its key: with the openssl command if
-    there is one, else with the cryptography package; the test is skipped without either."""
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    openssl = shutil.which("openssl")
-    if openssl is not None:
-        subprocess.run(
-            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-             "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-            check=True, capture_output=True, timeout=20 * UNIT)
-        return cert, key
-    try:
-        import datetime
-        import ipaddress
-
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-    except ImportError:
-        pytest.skip("neither the openssl command nor the cryptography package is available")
-    private = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(private.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
-        .sign(private, hashes.SHA256()))
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(private.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    return cert, key
-
 
 @async_test
 async def test_tls(serve: Callable[..., ServedMock], tmp_path: Path) -> None:
@@ -1017,7 +935,7 @@ async def test_tls(serve: Callable[..., ServedMock], tmp_path: Path) -> None:
                 pass
         outcomes.append(f"{what}: {type(info.value).__name__}: {info.value} "
                         f"({time.monotonic() - start:.2f}s)")
-    host, port = host_port(served)
+    host, port = served.host, served.port
     _, silent_for, _ = await exchange_bytes(host, port, b"", OPEN_TIMEOUT + BOUND)
     outcomes.append(f"silent TCP on the TLS port dropped after {silent_for:.2f}s")
     print("\nTLS: " + "; ".join(outcomes))

@@ -12,19 +12,16 @@ import io
 import json
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import UNIT, start_mock
+from support import BOUND, UNIT, start_mock, sync_client, wait_until
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
 
 from scenario_engine.runtime.background import BackgroundServer
 from scenario_engine.runtime.journal import Journal, timestamp
 
-BOUND = 5 * UNIT
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 SCENARIO = """\
@@ -185,13 +182,10 @@ def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServer]
         yield server
 
 
-def client(mock: BackgroundServer, path: str, **kwargs: object) -> ClientConnection:
-    return connect(mock.url(path), open_timeout=BOUND, **kwargs)  # type: ignore[arg-type]
-
-
+@pytest.mark.e2e
 def test_connect_in_out_and_close_are_recorded(mock: BackgroundServer) -> None:
     since = mock.journal.last_seq
-    with client(mock, "/echo?user=ann", additional_headers={"X-Trace": "t1"}) as ws:
+    with sync_client(mock, "/echo?user=ann", additional_headers={"X-Trace": "t1"}) as ws:
         ws.send("hello")
         assert ws.recv(timeout=BOUND) == "hello"
         ws.send(b"\x00\x01")
@@ -214,8 +208,9 @@ def test_connect_in_out_and_close_are_recorded(mock: BackgroundServer) -> None:
     assert mock.journal.messages_in(conn_id) == ["hello", b"\x00\x01"]
 
 
+@pytest.mark.e2e
 def test_a_broadcast_is_one_out_event_naming_every_recipient(mock: BackgroundServer) -> None:
-    with client(mock, "/room") as ann, client(mock, "/room") as bob:
+    with sync_client(mock, "/room") as ann, sync_client(mock, "/room") as bob:
         for ws in (ann, bob):
             ws.send(json.dumps({"type": "join", "room": "r1"}))
             assert json.loads(ws.recv(timeout=BOUND))["type"] == "joined"
@@ -238,17 +233,18 @@ def test_a_broadcast_is_one_out_event_naming_every_recipient(mock: BackgroundSer
         assert (left["event"], left["connections"]) == ("out", [said["connection"]])
 
 
+@pytest.mark.e2e
 def test_rejections_are_recorded_with_their_status_or_code(mock: BackgroundServer) -> None:
     since = mock.journal.last_seq
     for path, headers in [("/nowhere", None), ("/strict", {"Origin": "http://evil.example"}),
                           ("/auth", None)]:
         with pytest.raises(InvalidStatus):
-            client(mock, path, origin=(headers or {}).get("Origin")).close()
-    with client(mock, "/single") as first:
+            sync_client(mock, path, origin=(headers or {}).get("Origin")).close()
+    with sync_client(mock, "/single") as first:
         with pytest.raises(InvalidStatus):
-            client(mock, "/single").close()
+            sync_client(mock, "/single").close()
         first.send("keep")
-    with client(mock, "/auth?token=eve") as banned, pytest.raises(ConnectionClosed):
+    with sync_client(mock, "/auth?token=eve") as banned, pytest.raises(ConnectionClosed):
         banned.recv(timeout=BOUND)
     rejects = [e for e in mock.journal.events(since=since) if e["event"] == "reject"]
     assert [(e["path"], e.get("status"), e.get("code"), e["reason"]) for e in rejects] == [
@@ -260,9 +256,10 @@ def test_rejections_are_recorded_with_their_status_or_code(mock: BackgroundServe
     ]
 
 
+@pytest.mark.e2e
 def test_a_close_reason_too_long_is_an_error_then_a_1011_close(mock: BackgroundServer) -> None:
     since = mock.journal.last_seq
-    with client(mock, "/bye") as ws:
+    with sync_client(mock, "/bye") as ws:
         ws.send("r" * 124)
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=BOUND)
@@ -274,22 +271,21 @@ def test_a_close_reason_too_long_is_an_error_then_a_1011_close(mock: BackgroundS
                                 "allows 123")
 
 
+@pytest.mark.e2e
 def test_serve_journal_writes_json_lines_as_events_happen(tmp_path: Path) -> None:
     scenario = tmp_path / "echo.mock"
     scenario.write_text(SCENARIO, encoding="utf-8")
     out = tmp_path / "journal.jsonl"
     served = start_mock(scenario, extra=("--journal", str(out)))
     try:
-        with connect(served.url("/echo"), open_timeout=BOUND) as ws:
+        with sync_client(served, "/echo") as ws:
             ws.send("ping")
             assert ws.recv(timeout=BOUND) == "ping"
             # Written as it happens: the lines are there while the server still runs.
             lines = out.read_text(encoding="utf-8").splitlines()
             assert [json.loads(line)["event"] for line in lines] == ["connect", "in", "out"]
-        deadline = time.monotonic() + BOUND
-        while len(out.read_text(encoding="utf-8").splitlines()) < 4:
-            assert time.monotonic() < deadline, "the close event was not written"
-            time.sleep(0.01 * UNIT)
+        assert wait_until(lambda: len(out.read_text(encoding="utf-8").splitlines()) >= 4), \
+            "the close event was not written"
     finally:
         assert served.stop() == 0
     events = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]

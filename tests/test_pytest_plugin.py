@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio  # noqa: F401
 
 import pytest
+from support import BOUND
 
 pytest_plugins = ["pytester"]
 
@@ -43,6 +44,7 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
+@pytest.mark.e2e
 def test_the_fixtures_serve_scenarios_to_sync_and_async_tests(suite: pytest.Pytester) -> None:
     suite.makepyfile(test_user="""
         import asyncio
@@ -54,34 +56,35 @@ def test_the_fixtures_serve_scenarios_to_sync_and_async_tests(suite: pytest.Pyte
         def test_factory(scenario_mock):
             mock = scenario_mock("scenarios/echo.mock")
             assert mock.url("/echo") == f"ws://127.0.0.1:{mock.port}/echo"
-            with connect(mock.url("/echo"), open_timeout=5) as ws:
+            with connect(mock.url("/echo"), open_timeout=BOUND) as ws:
                 ws.send("hi")
-                assert ws.recv(timeout=5) == "hi"
+                assert ws.recv(timeout=BOUND) == "hi"
                 (conn,) = mock.connections()
                 assert conn["route"] == "/echo"
                 assert mock.send(connection=conn["id"], message={"pushed": 1}) == 1
-                assert ws.recv(timeout=5) == '{"pushed":1}'
+                assert ws.recv(timeout=BOUND) == '{"pushed":1}'
                 assert mock.send(route="/echo", binary=b"\\x00") == 1
-                assert ws.recv(timeout=5) == b"\\x00"
-            assert mock.journal.wait_for("close", conn["id"])["code"] == 1000
+                assert ws.recv(timeout=BOUND) == b"\\x00"
+            assert mock.journal.wait_for("close", conn["id"], timeout=BOUND)["code"] == 1000
             assert mock.journal.messages_in() == ["hi"]
             assert mock.journal.messages_out(conn["id"]) == ["hi", '{"pushed":1}', b"\\x00"]
 
         @pytest.mark.scenario("scenarios/echo.mock")
         def test_marker(scenario_server):
-            with connect(scenario_server.url("/echo"), open_timeout=5) as ws:
+            with connect(scenario_server.url("/echo"), open_timeout=BOUND) as ws:
                 ws.send("marked")
-                assert ws.recv(timeout=5) == "marked"
+                assert ws.recv(timeout=BOUND) == "marked"
 
         def test_async_client_on_its_own_loop(scenario_mock):
             mock = scenario_mock("scenarios/echo.mock")
 
             async def talk():
-                async with async_connect(mock.url("/echo"), open_timeout=5) as ws:
+                async with async_connect(mock.url("/echo"), open_timeout=BOUND) as ws:
                     await ws.send("async")
-                    return await asyncio.wait_for(ws.recv(), 5)
+                    return await asyncio.wait_for(ws.recv(), BOUND)
 
             assert asyncio.run(talk()) == "async"
+            mock.journal.wait_for("close", timeout=BOUND)
             assert mock.reset() == 0
 
         PORTS = []
@@ -91,9 +94,9 @@ def test_the_fixtures_serve_scenarios_to_sync_and_async_tests(suite: pytest.Pyte
 
         def test_the_server_of_an_ended_test_is_stopped():
             with pytest.raises(OSError):
-                with connect(f"ws://127.0.0.1:{PORTS[0]}/echo", open_timeout=5):
+                with connect(f"ws://127.0.0.1:{PORTS[0]}/echo", open_timeout=BOUND):
                     pass
-    """)
+    """.replace("BOUND", repr(BOUND)))
     result = run(suite)
     result.assert_outcomes(passed=5)
 
@@ -147,6 +150,7 @@ test "expects too much" {
 """
 
 
+@pytest.mark.e2e
 def test_test_blocks_are_collected_when_asked(suite: pytest.Pytester) -> None:
     (suite.path / "scenarios" / "echo.mock").write_text(TESTED_ECHO, encoding="utf-8")
     suite.makeini("[pytest]\nscenario_tests = true\n")

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from support import UNIT, run_process
 
 
 def run_tool(*command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *command], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return run_process(sys.executable, "-m", *command, timeout=300 * UNIT)
 
 
 def test_ruff_is_clean() -> None:

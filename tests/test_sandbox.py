@@ -24,14 +24,25 @@ import asyncio
 import json
 import re
 import resource
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ROOT, UNIT, ServedMock, start_mock
-from test_server_e2e import BOUND, async_test, closed, line_of, recv, recv_json
+from support import (
+    BOUND,
+    UNIT,
+    ServedMock,
+    assert_alive,
+    async_test,
+    closed,
+    line_of,
+    recv,
+    recv_json,
+    rss_mb,
+    run_cli,
+    run_cli_process,
+    start_mock,
+)
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -42,14 +53,6 @@ from scenario_engine.runtime.compiler import _size_is_bounded
 
 #: The sandbox server may not map more than this (a MemoryError instead of a dead machine).
 SERVER_MEMORY = 1024 * 1024 * 1024
-
-
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 # ---- compile time: nothing of Python is reachable by name ------------------------------------
@@ -129,6 +132,7 @@ def test_escapes_in_yaml_are_compile_time_errors() -> None:
         assert any(expected in m for m in messages), messages
 
 
+@pytest.mark.e2e
 def test_check_and_serve_refuse_escapes_and_never_run_them(tmp_path: Path) -> None:
     canary = tmp_path / "canary"
     would_write = [f'open("{canary}", "w")',
@@ -141,22 +145,20 @@ def test_check_and_serve_refuse_escapes_and_never_run_them(tmp_path: Path) -> No
                      for i, e in enumerate(expressions))
     path = tmp_path / "escapes.mock"
     path.write_text(routes, encoding="utf-8")
-    command = [sys.executable, "-m", "scenario_engine"]
-    checked = subprocess.run([*command, "check", str(path)], cwd=ROOT, capture_output=True,
-                             text=True, timeout=30 * UNIT)
-    assert checked.returncode == 1, checked
+    checked = run_cli("check", path)
+    assert checked.status == 1, checked
     reported_lines = {int(n) for n in re.findall(r"escapes\.mock:(\d+):\d+: error:",
                                                  checked.stdout)}
     expected_lines = {5 * i + 3 for i in range(len(expressions))}
     assert expected_lines <= reported_lines, \
         f"no error for lines {sorted(expected_lines - reported_lines)}:\n{checked.stdout}"
-    served = subprocess.run([*command, "serve", str(path), "--port", "0"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=30 * UNIT)
+    served = run_cli_process("serve", path, "--port", "0", timeout=30 * UNIT)
     assert served.returncode == 1, served
     assert "ready" not in served.stdout and "not serving" in served.stderr, served
     assert not canary.exists(), "an expression of a refused scenario ran"
 
 
+@pytest.mark.e2e
 def test_interpolation_inside_an_expression_is_checked_too(tmp_path: Path) -> None:
     """A string with ``${…}`` used as an operand (``where "${…}"``, ``if``, ``1 + "${…}"``) is
     checked like any template: an unknown function there must be reported by ``check``, not
@@ -164,15 +166,12 @@ def test_interpolation_inside_an_expression_is_checked_too(tmp_path: Path) -> No
     path = tmp_path / "inner.mock"
     path.write_text("route /x {\n  on message where \"${open('/etc/passwd')}\" { send 1 }\n}\n",
                     encoding="utf-8")
-    command = [sys.executable, "-m", "scenario_engine"]
-    checked = subprocess.run([*command, "check", str(path)], cwd=ROOT, capture_output=True,
-                             text=True, timeout=30 * UNIT)
-    served = subprocess.run([*command, "serve", str(path), "--port", "0"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=30 * UNIT)
+    checked = run_cli("check", path)
+    served = run_cli_process("serve", path, "--port", "0", timeout=30 * UNIT)
     assert "internal error" not in served.stderr, \
         f"serve crashed (exit {served.returncode}): {served.stderr.strip()}"
     assert served.returncode == 1, served
-    assert checked.returncode == 1, f"check accepted it: {checked.stdout.strip()}"
+    assert checked.status == 1, f"check accepted it: {checked.stdout.strip()}"
     assert "unknown function 'open'" in checked.stdout, checked.stdout
 
 
@@ -342,7 +341,6 @@ class Sandbox:
     def __init__(self, served: ServedMock) -> None:
         self.served = served
         self.pid = served.process.pid
-        self.mark = 0  # log lines before the current test
 
     def url(self, path: str) -> str:
         return self.served.url(path)
@@ -351,13 +349,7 @@ class Sandbox:
         return line_of(SANDBOX, f"# {marker}")
 
     async def assert_alive(self) -> None:
-        assert self.served.process.poll() is None, \
-            f"the server died:\n{self.served.stderr_text()[-3000:]}"
-        async with connect(self.url("/alive"), open_timeout=BOUND) as ws:
-            await ws.send("still alive?")
-            assert await recv(ws) == "still alive?"
-        log = "\n".join(self.served.log.lines[self.mark:])
-        assert "Traceback" not in log, "the server logged a traceback:\n" + log[-3000:]
+        await assert_alive(self.served)
 
 
 @pytest.fixture(scope="module")
@@ -374,10 +366,11 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
 @pytest.fixture
 def sandbox(sandbox_server: Sandbox) -> Sandbox:
     """The sandbox server, its log checked from the start of this test only."""
-    sandbox_server.mark = len(sandbox_server.served.log.lines)
+    sandbox_server.served.log.mark()
     return sandbox_server
 
 
+@pytest.mark.e2e
 @async_test
 async def test_member_access_reads_data_never_python_attributes(sandbox: Sandbox) -> None:
     url = sandbox.url("/dunder")
@@ -418,6 +411,7 @@ RUNTIME_ERRORS = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", list(RUNTIME_ERRORS))
 @async_test
 async def test_runtime_error_closes_1011_and_logs_the_line(sandbox: Sandbox, case: str) -> None:
@@ -432,6 +426,7 @@ async def test_runtime_error_closes_1011_and_logs_the_line(sandbox: Sandbox, cas
     await sandbox.assert_alive()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", list(RUNTIME_ERRORS))
 @async_test
 async def test_runtime_error_runs_on_error_and_stays_open(sandbox: Sandbox, case: str) -> None:
@@ -449,21 +444,23 @@ async def test_runtime_error_runs_on_error_and_stays_open(sandbox: Sandbox, case
 
 # ---- bounded work ----------------------------------------------------------------------------
 
+@pytest.mark.e2e
 @async_test
 async def test_doubling_a_string_hits_the_cap(sandbox: Sandbox) -> None:
-    peak = peak_rss_mb(sandbox.pid)
+    peak = rss_mb(sandbox.pid, "VmHWM")
     async with connect(sandbox.url("/double"), compression=None) as ws:
         await ws.send(json.dumps({"s": "x" * 100_000}))
         assert await closed(ws) == (1011, "Internal error")
     logged = sandbox.served.log.wait_for(
         rf"sandbox\.mock:{sandbox.line('DOUBLE') + 3}:\d+: .*handler failed: string too long")
     assert f"the limit is {MAX_STRING:,}" in logged, logged
-    growth = peak_rss_mb(sandbox.pid) - peak
+    growth = rss_mb(sandbox.pid, "VmHWM") - peak
     print(f"\nstring doubling: {logged.split('handler failed: ')[1]}; peak RSS +{growth:.1f} MB")
     assert growth < 50, f"the server's peak RSS grew by {growth:.0f} MB"
     await sandbox.assert_alive()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("path", ["/nest-array", "/nest-object"])
 @async_test
 async def test_nesting_a_value_in_itself_is_bounded_too(sandbox: Sandbox, path: str) -> None:
@@ -471,7 +468,7 @@ async def test_nesting_a_value_in_itself_is_bounded_too(sandbox: Sandbox, path: 
     objects are not capped, and ``send``/``broadcast`` encode without a cap, so each level of
     nesting doubles what the server builds: 13 levels made an 819 MB frame (12 s of a blocked
     server); 25 would need 3 TB."""
-    peak = peak_rss_mb(sandbox.pid)
+    peak = rss_mb(sandbox.pid, "VmHWM")
     async with connect(sandbox.url(path), compression=None, max_size=None) as ws:
         await ws.send(json.dumps({"s": "x" * 100_000}))
         try:
@@ -484,11 +481,12 @@ async def test_nesting_a_value_in_itself_is_bounded_too(sandbox: Sandbox, path: 
                 f"a 100 KB one (the cap is {MAX_STRING:,} characters): the size of what "
                 f"send/broadcast encode is not bounded")
     assert (code, reason) == (1011, "Internal error")
-    growth = peak_rss_mb(sandbox.pid) - peak
+    growth = rss_mb(sandbox.pid, "VmHWM") - peak
     assert growth < 50, f"the server's peak RSS grew by {growth:.0f} MB"
     await sandbox.assert_alive()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("path", ["/nest-string", "/nest-constant"])
 @async_test
 async def test_repeating_a_value_is_measured_before_it_is_sent(sandbox: Sandbox,
@@ -497,7 +495,7 @@ async def test_repeating_a_value_is_measured_before_it_is_sent(sandbox: Sandbox,
     (``"${str("${raw}")}"``), or of a 128 KB constant: 5 MB or more, past MAX_STRING. The
     check that lets a template go unmeasured must see the names in nested strings, and count
     what constants add, or the server sends what it would refuse to build otherwise."""
-    peak = peak_rss_mb(sandbox.pid)
+    peak = rss_mb(sandbox.pid, "VmHWM")
     async with connect(sandbox.url(path), compression=None, max_size=None) as ws:
         await ws.send(json.dumps({"s": "x" * 100_000}))
         try:
@@ -511,7 +509,7 @@ async def test_repeating_a_value_is_measured_before_it_is_sent(sandbox: Sandbox,
     marker = path.removeprefix("/").upper()
     sandbox.served.log.wait_for(
         rf"sandbox\.mock:{sandbox.line(marker)}:\d+: .*handler failed: value too large to send")
-    assert peak_rss_mb(sandbox.pid) - peak < 50
+    assert rss_mb(sandbox.pid, "VmHWM") - peak < 50
     await sandbox.assert_alive()
 
 
@@ -543,24 +541,26 @@ DEEP_MESSAGES = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kind", list(DEEP_MESSAGES))
 @async_test
 async def test_deeply_nested_16mb_message_does_not_crash_the_server(
         sandbox: Sandbox, kind: str) -> None:
     text = DEEP_MESSAGES[kind]
     assert len(text) <= 16 * 1024 * 1024
-    peak = peak_rss_mb(sandbox.pid)
+    peak = rss_mb(sandbox.pid, "VmHWM")
     async with connect(sandbox.url("/parsed"), compression=None, max_size=None) as ws:
         await ws.send(text)
         # Too deep to be data: the message is a string (so `on message` sends it back).
         reply = await recv(ws, within=BOUND * 2)
         assert reply == text, f"{kind}: got {str(reply)[:80]!r}…"
-    growth = peak_rss_mb(sandbox.pid) - peak
+    growth = rss_mb(sandbox.pid, "VmHWM") - peak
     print(f"\ndeep {kind}: answered as text; peak RSS +{growth:.1f} MB")
     assert growth < 200, f"the server's peak RSS grew by {growth:.0f} MB"
     await sandbox.assert_alive()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("path", "handled"), [("/compare", False), ("/compare-handled", True)])
 @async_test
 async def test_comparing_a_deep_message_is_an_ordinary_runtime_error(
