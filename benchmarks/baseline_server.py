@@ -72,12 +72,21 @@ async def chat(ws: ServerConnection) -> None:
                 room.add(ws)
                 joined.add("chat")
                 others = [member for member in room if member is not ws]
-                websockets.broadcast(others, dumps(
-                    {"type": "user-joined", "username": msg.get("username")}))
+                websockets.broadcast(
+                    others, dumps({"type": "user-joined", "username": msg.get("username")})
+                )
             elif kind == "message":
-                websockets.broadcast(ROOMS.get("chat", ()), dumps(
-                    {"type": "chat-message", "username": msg.get("username"),
-                     "message": msg.get("message"), "timestamp": now_ms()}))
+                websockets.broadcast(
+                    ROOMS.get("chat", ()),
+                    dumps(
+                        {
+                            "type": "chat-message",
+                            "username": msg.get("username"),
+                            "message": msg.get("message"),
+                            "timestamp": now_ms(),
+                        }
+                    ),
+                )
     finally:
         for name in joined:
             room = ROOMS.get(name)
@@ -92,8 +101,9 @@ async def ping(ws: ServerConnection) -> None:
     async for message in ws:
         msg = parse(message)
         if msg is not None and msg.get("type") == "ping":
-            await ws.send(dumps({"type": "pong", "seq": msg.get("seq"), "id": conn_id,
-                                 "timestamp": now_ms()}))
+            await ws.send(
+                dumps({"type": "pong", "seq": msg.get("seq"), "id": conn_id, "timestamp": now_ms()})
+            )
 
 
 async def idle(ws: ServerConnection) -> None:
@@ -120,21 +130,29 @@ async def main(port: int, backlog: int, compression: str | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with websockets.serve(handler, "127.0.0.1", port, process_request=process_request,
-                                compression=compression, ping_interval=None,
-                                max_size=16 * 1024 * 1024, backlog=backlog) as server:
+    async with websockets.serve(
+        handler,
+        "127.0.0.1",
+        port,
+        process_request=process_request,
+        compression=compression,
+        ping_interval=None,
+        max_size=16 * 1024 * 1024,
+        backlog=backlog,
+    ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
-        print(f"ready: 127.0.0.1:{port} (backlog {backlog}, compression {compression})",
-              flush=True)
+        print(f"ready: 127.0.0.1:{port} (backlog {backlog}, compression {compression})", flush=True)
         await stop.wait()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--backlog", type=int, default=4096)
     parser.add_argument("--compression", choices=("deflate", "none"), default="deflate")
     args = parser.parse_args()
-    asyncio.run(main(args.port, args.backlog,
-                     None if args.compression == "none" else args.compression))
+    asyncio.run(
+        main(args.port, args.backlog, None if args.compression == "none" else args.compression)
+    )

@@ -27,8 +27,7 @@ def route_bodies() -> list[tuple[str, str]]:
 
 
 def generate(lines: int) -> str:
-    header = ['let users = { "alice-token": { name: "Alice" }, "bob-token": { name: "Bob" } }',
-              ""]
+    header = ['let users = { "alice-token": { name: "Alice" }, "bob-token": { name: "Bob" } }', ""]
     out = list(header)
     bodies = route_bodies()
     n = 0

@@ -81,8 +81,9 @@ def summarize(collapsed: Path, top: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("workload", choices=sorted(PATHS))
     parser.add_argument("--server", choices=("engine", "baseline"), default="engine")
     parser.add_argument("--duration", type=float, default=8.0)
@@ -90,9 +91,11 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--out", help="folder for the collapsed stacks")
-    parser.add_argument("--nonblocking", action="store_true",
-                        help="do not pause the server for each sample (less overhead, but "
-                             "stacks may be torn)")
+    parser.add_argument(
+        "--nonblocking",
+        action="store_true",
+        help="do not pause the server for each sample (less overhead, but stacks may be torn)",
+    )
     args = parser.parse_args()
     if shutil.which("py-spy") is None:
         sys.exit("profile.py needs py-spy: pip install py-spy")
@@ -116,11 +119,24 @@ def main() -> None:
             for event in load.events():
                 if event["event"] == "start":
                     spy = subprocess.Popen(
-                        ["py-spy", "record", "--pid", str(server.pid), "--rate", str(args.rate),
-                         "--duration", str(int(seconds + 0.999)), "--format", "raw",
-                         "--output", str(collapsed),
-                         *(["--nonblocking"] if args.nonblocking else [])],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                        [
+                            "py-spy",
+                            "record",
+                            "--pid",
+                            str(server.pid),
+                            "--rate",
+                            str(args.rate),
+                            "--duration",
+                            str(int(seconds + 0.999)),
+                            "--format",
+                            "raw",
+                            "--output",
+                            str(collapsed),
+                            *(["--nonblocking"] if args.nonblocking else []),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                    )
                     time.sleep(0.3)  # py-spy attaches
                 elif event["event"] == "end" and spy is not None and args.workload == "accept":
                     spy.send_signal(2)  # SIGINT: py-spy writes what it has

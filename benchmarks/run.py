@@ -92,17 +92,18 @@ CLIENT_SATURATED = 0.85
 
 # ---- /proc -------------------------------------------------------------------------------------
 
+
 def proc_cpu(pid: int) -> float:
     """User + system CPU seconds of a process (its threads included)."""
     text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2:].split()
+    fields = text[text.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
 def proc_minflt(pid: int) -> int:
     """Minor page faults of a process (field 10 of /proc/PID/stat)."""
     text = Path(f"/proc/{pid}/stat").read_text()
-    return int(text[text.rindex(")") + 2:].split()[7])
+    return int(text[text.rindex(")") + 2 :].split()[7])
 
 
 def proc_rss_kb(pid: int) -> int:
@@ -121,8 +122,11 @@ def machine_busy() -> float:
 
 def tcp_counters() -> dict[str, int]:
     """TcpExt counters of /proc/net/netstat (this network namespace: server and clients)."""
-    lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines()
-             if line.startswith("TcpExt:")]
+    lines = [
+        line.split()
+        for line in Path("/proc/net/netstat").read_text().splitlines()
+        if line.startswith("TcpExt:")
+    ]
     return dict(zip(lines[0][1:], (int(v) for v in lines[1][1:]), strict=True))
 
 
@@ -138,8 +142,12 @@ def wait_for_quiet(limit: float, threshold: float = 0.3) -> float:
         if busy < threshold or time.monotonic() >= deadline:
             return busy
         if not told:
-            print(f"… waiting for the machine to be quieter (other processes use {busy:.0%} of "
-                  f"a core; up to {limit:.0f} s)", file=sys.stderr, flush=True)
+            print(
+                f"… waiting for the machine to be quieter (other processes use {busy:.0%} of "
+                f"a core; up to {limit:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
             told = True
 
 
@@ -164,8 +172,13 @@ class Snapshot:
 
     @classmethod
     def take(cls, pid: int) -> Snapshot:
-        return cls(time.perf_counter(), proc_cpu(pid), machine_busy(), proc_preempted(pid),
-                   proc_minflt(pid))
+        return cls(
+            time.perf_counter(),
+            proc_cpu(pid),
+            machine_busy(),
+            proc_preempted(pid),
+            proc_minflt(pid),
+        )
 
 
 # ---- processes ---------------------------------------------------------------------------------
@@ -189,21 +202,44 @@ class Server:
     def __init__(self, kind: str, backlog: int = 4096, compression: str = "deflate") -> None:
         self.kind = kind
         if kind == "engine":
-            command = [sys.executable, "-m", "scenario_engine", "serve",
-                       str(HERE / "fanout.mock"), str(HERE / "reqreply.mock"),
-                       "--port", "0", "--quiet"]
+            command = [
+                sys.executable,
+                "-m",
+                "scenario_engine",
+                "serve",
+                str(HERE / "fanout.mock"),
+                str(HERE / "reqreply.mock"),
+                "--port",
+                "0",
+                "--quiet",
+            ]
         else:
-            command = [sys.executable, str(HERE / "baseline_server.py"), "--port", "0",
-                       "--backlog", str(backlog), "--compression", compression]
+            command = [
+                sys.executable,
+                str(HERE / "baseline_server.py"),
+                "--port",
+                "0",
+                "--backlog",
+                str(backlog),
+                "--compression",
+                compression,
+            ]
         self.command = command
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
         env = dict(os.environ)
         if MALLOC_PINNED:
             env["GLIBC_TUNABLES"] = ":".join(
-                filter(None, [env.get("GLIBC_TUNABLES"), MALLOC_TUNABLES]))
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
-                                        stderr=self.stderr, text=True, env=env,
-                                        preexec_fn=pin_to(SERVER_CPU))
+                filter(None, [env.get("GLIBC_TUNABLES"), MALLOC_TUNABLES])
+            )
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            env=env,
+            preexec_fn=pin_to(SERVER_CPU),
+        )
         self.pid = self.process.pid
         self.port = self._wait_ready()
 
@@ -214,8 +250,9 @@ class Server:
             if match:
                 return int(match.group(1))
         self.stderr.seek(0)
-        raise RuntimeError(f"{self.kind} server did not start: "
-                           f"{self.stderr.read().decode(errors='replace')}")
+        raise RuntimeError(
+            f"{self.kind} server did not start: {self.stderr.read().decode(errors='replace')}"
+        )
 
     def url(self, path: str) -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
@@ -247,8 +284,13 @@ class Load:
         command = ["node", str(LOAD), mode, "--url", url]
         for name, value in options.items():
             command += [f"--{name}", str(value)]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True, preexec_fn=pin_to(LOAD_CPU))
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=pin_to(LOAD_CPU),
+        )
         self.pid = self.process.pid
 
     def events(self) -> Iterator[dict[str, Any]]:
@@ -282,13 +324,20 @@ def ensure_node() -> None:
     if shutil.which("node") is None:
         sys.exit("benchmarks/run.py: node is needed for the load generator (Node 18 or newer)")
     if not (NODE_DIR / "node_modules" / "ws").is_dir():
-        print("installing the load generator's dependencies (npm ci in benchmarks/node)…",
-              file=sys.stderr)
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True,
-                       stdout=subprocess.DEVNULL)
+        print(
+            "installing the load generator's dependencies (npm ci in benchmarks/node)…",
+            file=sys.stderr,
+        )
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"],
+            cwd=NODE_DIR,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
 
 # ---- workloads ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Window:
@@ -330,8 +379,14 @@ def measure(server: Server, load: Load) -> Window:
     seconds = end.time - start.time
     server_cpu = end.server_cpu - start.server_cpu
     other = (end.machine - start.machine) - server_cpu - result["client_cpu_seconds"]
-    return Window(result, seconds, server_cpu, max(0.0, other), end.preempted - start.preempted,
-                  end.minflt - start.minflt)
+    return Window(
+        result,
+        seconds,
+        server_cpu,
+        max(0.0, other),
+        end.preempted - start.preempted,
+        end.minflt - start.minflt,
+    )
 
 
 #: Other processes using more than this share of a core during a window make it noisy: the run
@@ -349,21 +404,27 @@ def least_noisy(attempt: Any, noise: Any) -> Any:
             best = result
         if noise(result) <= NOISY:
             break
-        print(f"… noisy run (other processes used {noise(result):.0%} of a core): "
-              f"{'again' if n < RETRIES else 'keeping the least noisy'}", file=sys.stderr,
-              flush=True)
+        print(
+            f"… noisy run (other processes used {noise(result):.0%} of a core): "
+            f"{'again' if n < RETRIES else 'keeping the least noisy'}",
+            file=sys.stderr,
+            flush=True,
+        )
     return best
 
 
-def run_throughput(kind: str, mode: str, path: str, duration: float, warmup: float,
-                   **options: Any) -> Window:
+def run_throughput(
+    kind: str, mode: str, path: str, duration: float, warmup: float, **options: Any
+) -> Window:
     attempts = 0
 
     def attempt() -> Window:
         nonlocal attempts
         attempts += 1
-        with Server(kind) as server, Load(mode, server.url(path), duration=duration,
-                                          warmup=warmup, **options) as load:
+        with (
+            Server(kind) as server,
+            Load(mode, server.url(path), duration=duration, warmup=warmup, **options) as load,
+        ):
             return measure(server, load)
 
     window: Window = least_noisy(attempt, lambda w: w.other_share)
@@ -378,8 +439,9 @@ class Storm:
 
 
 def run_accept(kind: str, clients: int, backlog: int = 4096) -> Storm:
-    storm: Storm = least_noisy(lambda: accept_storm(kind, clients, backlog),
-                               lambda s: s.window.other_share)
+    storm: Storm = least_noisy(
+        lambda: accept_storm(kind, clients, backlog), lambda s: s.window.other_share
+    )
     return storm
 
 
@@ -393,8 +455,7 @@ def accept_storm(kind: str, clients: int, backlog: int) -> Storm:
         with Load("accept", server.url("/ws/idle"), clients=clients) as load:
             window = measure(server, load)
         after = tcp_counters()
-    names = ("TCPSynRetrans", "ListenOverflows", "ListenDrops", "TCPReqQFullDrop",
-             "SyncookiesSent")
+    names = ("TCPSynRetrans", "ListenOverflows", "ListenDrops", "TCPReqQFullDrop", "SyncookiesSent")
     return Storm(window, {name: after.get(name, 0) - before.get(name, 0) for name in names})
 
 
@@ -455,22 +516,34 @@ def bench_compile(runs: int) -> tuple[int, list[float]]:
 
 # ---- report ------------------------------------------------------------------------------------
 
+
 @dataclass
 class Table:
     rows: list[tuple[str, ...]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, metric: str, engine: float | str | None, baseline: float | str | None,
-            fmt: str = "{:,.1f}", target: str = "", ok: bool | None = None,
-            ratio: bool = True) -> None:
+    def add(
+        self,
+        metric: str,
+        engine: float | str | None,
+        baseline: float | str | None,
+        fmt: str = "{:,.1f}",
+        target: str = "",
+        ok: bool | None = None,
+        ratio: bool = True,
+    ) -> None:
         def show(value: float | str | None) -> str:
             if value is None:
                 return "—"
             return value if isinstance(value, str) else fmt.format(value)
 
         r = ""
-        if ratio and isinstance(engine, int | float) and isinstance(baseline, int | float) \
-                and baseline:
+        if (
+            ratio
+            and isinstance(engine, int | float)
+            and isinstance(baseline, int | float)
+            and baseline
+        ):
             r = f"{engine / baseline:.2f}x"
         status = "" if ok is None else ("met" if ok else "MISSED")
         self.rows.append((metric, show(engine), show(baseline), r, target, status))
@@ -478,8 +551,7 @@ class Table:
     def print(self) -> None:
         header = ("metric", "engine", "baseline", "ratio", "target", "")
         widths = [max(len(row[i]) for row in [header, *self.rows]) for i in range(6)]
-        line = "  ".join(f"{{:<{widths[0]}}}" if i == 0 else f"{{:>{widths[i]}}}"
-                         for i in range(6))
+        line = "  ".join(f"{{:<{widths[0]}}}" if i == 0 else f"{{:>{widths[i]}}}" for i in range(6))
         print(line.format(*header).rstrip())
         print("  ".join("-" * w for w in widths))
         for row in self.rows:
@@ -496,7 +568,8 @@ def versions() -> dict[str, str]:
             break
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     ws_version = json.loads((NODE_DIR / "node_modules" / "ws" / "package.json").read_text())[
-        "version"]
+        "version"
+    ]
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpus": str(os.cpu_count()),
@@ -513,17 +586,22 @@ def versions() -> dict[str, str]:
 
 def load_line(engine: list[Window], baseline: list[Window]) -> str:
     """Who used the CPUs during the measured windows (shares of one core, averaged)."""
+
     def shares(windows: list[Window]) -> tuple[float, float, float]:
         seconds = sum(w.seconds for w in windows)
-        return (sum(w.server_cpu for w in windows) / seconds,
-                sum(w.result["client_cpu_seconds"] for w in windows) / seconds,
-                sum(w.other_cpu for w in windows) / seconds)
+        return (
+            sum(w.server_cpu for w in windows) / seconds,
+            sum(w.result["client_cpu_seconds"] for w in windows) / seconds,
+            sum(w.other_cpu for w in windows) / seconds,
+        )
 
     def one(windows: list[Window]) -> str:
         server, client, other = shares(windows)
         preempted = sum(w.preempted for w in windows) / sum(w.seconds for w in windows)
-        return (f"server {server:.0%} of a core (preempted {preempted:,.0f}/s), load generator "
-                f"{client:.0%}, other processes {other:.0%}")
+        return (
+            f"server {server:.0%} of a core (preempted {preempted:,.0f}/s), load generator "
+            f"{client:.0%}, other processes {other:.0%}"
+        )
 
     note = f"engine runs: {one(engine)}; baseline runs: {one(baseline)}"
     if max(w.client_share for w in engine + baseline) > CLIENT_SATURATED:
@@ -535,36 +613,72 @@ def load_line(engine: list[Window], baseline: list[Window]) -> str:
 
 def main() -> None:
     global QUIET_WAIT, RETRIES, MALLOC_PINNED, PIN, SERVER_CPU, LOAD_CPU
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join(WORKLOADS),
-                        help=f"comma-separated workloads (default: all of {','.join(WORKLOADS)})")
-    parser.add_argument("--duration", type=float, default=8.0,
-                        help="measured seconds per throughput run (default 8)")
-    parser.add_argument("--warmup", type=float, default=2.0,
-                        help="seconds of load before the measured window (default 2)")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="fanout, reqreply: engine/baseline runs each, alternating "
-                             "which goes first (default 2)")
-    parser.add_argument("--fanout-client", choices=("raw", "ws"), default="raw",
-                        help="fanout's clients: a minimal frame splitter on raw sockets "
-                             "(default, ~10%% less CPU per delivery) or Node's ws")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(WORKLOADS),
+        help=f"comma-separated workloads (default: all of {','.join(WORKLOADS)})",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=8.0,
+        help="measured seconds per throughput run (default 8)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="seconds of load before the measured window (default 2)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="fanout, reqreply: engine/baseline runs each, alternating "
+        "which goes first (default 2)",
+    )
+    parser.add_argument(
+        "--fanout-client",
+        choices=("raw", "ws"),
+        default="raw",
+        help="fanout's clients: a minimal frame splitter on raw sockets "
+        "(default, ~10%% less CPU per delivery) or Node's ws",
+    )
     parser.add_argument("--storm-clients", type=int, default=5000)
     parser.add_argument("--idle-clients", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=7, help="compile: timed runs (default 7)")
-    parser.add_argument("--quiet-wait", type=float, default=QUIET_WAIT,
-                        help="before each run, wait up to this many seconds for other "
-                             "processes to use < 30%% of a core (default 30; 0: do not wait)")
-    parser.add_argument("--retries", type=int, default=RETRIES,
-                        help="runs made again when other processes used > 30%% of a core "
-                             "during the measured window (default 2)")
-    parser.add_argument("--malloc", choices=("pinned", "default"), default="pinned",
-                        help="pinned (default): both servers run with glibc's malloc "
-                             "thresholds fixed (GLIBC_TUNABLES, see MALLOC_TUNABLES); default: "
-                             "glibc's dynamic thresholds (CPU per message varies run to run)")
-    parser.add_argument("--pin", choices=("on", "off"), default="on",
-                        help="on (default, with 2+ CPUs): server on CPU 0, load generator on "
-                             "CPU 1; off: where the scheduler puts them")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=QUIET_WAIT,
+        help="before each run, wait up to this many seconds for other "
+        "processes to use < 30%% of a core (default 30; 0: do not wait)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=RETRIES,
+        help="runs made again when other processes used > 30%% of a core "
+        "during the measured window (default 2)",
+    )
+    parser.add_argument(
+        "--malloc",
+        choices=("pinned", "default"),
+        default="pinned",
+        help="pinned (default): both servers run with glibc's malloc "
+        "thresholds fixed (GLIBC_TUNABLES, see MALLOC_TUNABLES); default: "
+        "glibc's dynamic thresholds (CPU per message varies run to run)",
+    )
+    parser.add_argument(
+        "--pin",
+        choices=("on", "off"),
+        default="on",
+        help="on (default, with 2+ CPUs): server on CPU 0, load generator on "
+        "CPU 1; off: where the scheduler puts them",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
     args = parser.parse_args()
     only = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -582,12 +696,22 @@ def main() -> None:
     print(f"command: {shlex.join(['python', 'benchmarks/run.py', *sys.argv[1:]])}")
     print(f"date: {info['date']}   load average before: {info['loadavg']}")
     print(f"machine: {info['cpus']} CPUs, {info['cpu']}, Linux {info['kernel']}")
-    print(f"software: Python {info['python']}, websockets {info['websockets']}, "
-          f"Node {info['node']}, ws {info['ws']}, {info['libc']}")
-    print("placement: " + (f"server on CPU {SERVER_CPU}, load generator on CPU {LOAD_CPU}"
-                           if PIN else "not pinned"))
-    print("servers' malloc: " + (f"GLIBC_TUNABLES={MALLOC_TUNABLES}" if MALLOC_PINNED
-                                  else "glibc defaults (dynamic mmap threshold)"))
+    print(
+        f"software: Python {info['python']}, websockets {info['websockets']}, "
+        f"Node {info['node']}, ws {info['ws']}, {info['libc']}"
+    )
+    print(
+        "placement: "
+        + (f"server on CPU {SERVER_CPU}, load generator on CPU {LOAD_CPU}" if PIN else "not pinned")
+    )
+    print(
+        "servers' malloc: "
+        + (
+            f"GLIBC_TUNABLES={MALLOC_TUNABLES}"
+            if MALLOC_PINNED
+            else "glibc defaults (dynamic mmap threshold)"
+        )
+    )
     print()
     table = Table()
     raw: dict[str, Any] = {"machine": info, "args": vars(args)}
@@ -602,8 +726,9 @@ def main() -> None:
         for r in range(args.rounds):
             for kind in ("engine", "baseline") if r % 2 == 0 else ("baseline", "engine"):
                 progress(f"{mode}: {kind} (round {r + 1} of {args.rounds})")
-                runs[kind].append(run_throughput(kind, mode, path, args.duration, args.warmup,
-                                                 **options))
+                runs[kind].append(
+                    run_throughput(kind, mode, path, args.duration, args.warmup, **options)
+                )
         raw[mode] = {k: [vars(w) for w in v] for k, v in runs.items()}
         return runs
 
@@ -619,22 +744,33 @@ def main() -> None:
     def spread(mode: str, runs: dict[str, list[Window]], key: str, item: str) -> str:
         parts = []
         for kind, windows in runs.items():
-            values = [f"{w.result['per_second']:,.0f}/s {w.server_cpu / w.result[key] * 1e6:.2f}"
-                      f" (faults {w.minflt / w.result[key]:.1f}, others {w.other_share:.0%})"
-                      for w in windows]
+            values = [
+                f"{w.result['per_second']:,.0f}/s {w.server_cpu / w.result[key] * 1e6:.2f}"
+                f" (faults {w.minflt / w.result[key]:.1f}, others {w.other_share:.0%})"
+                for w in windows
+            ]
             parts.append(f"{kind} " + ", ".join(values))
-        return (f"{mode}: each round ({key}/s, server CPU µs and page faults per {item}): "
-                + "; ".join(parts))
+        return (
+            f"{mode}: each round ({key}/s, server CPU µs and page faults per {item}): "
+            + "; ".join(parts)
+        )
 
     if "fanout" in only:
         runs = throughput("fanout", "/ws/chat", client=args.fanout_client)
         e, b = runs["engine"], runs["baseline"]
         e_rate, b_rate = rate(e, "deliveries"), rate(b, "deliveries")
         e_cpu, b_cpu = per_item_us(e, "deliveries"), per_item_us(b, "deliveries")
-        table.add("fan-out: deliveries/s", e_rate, b_rate, "{:,.0f}", "≥ 0.95x",
-                  e_rate >= 0.95 * b_rate)
-        table.add("fan-out: server CPU µs/delivery", e_cpu, b_cpu, "{:.2f}", "≤ 1.1x",
-                  e_cpu <= 1.1 * b_cpu)
+        table.add(
+            "fan-out: deliveries/s", e_rate, b_rate, "{:,.0f}", "≥ 0.95x", e_rate >= 0.95 * b_rate
+        )
+        table.add(
+            "fan-out: server CPU µs/delivery",
+            e_cpu,
+            b_cpu,
+            "{:.2f}",
+            "≤ 1.1x",
+            e_cpu <= 1.1 * b_cpu,
+        )
         table.add("fan-out: latency p50 ms", latency(e, "p50"), latency(b, "p50"), "{:.2f}")
         table.add("fan-out: latency p99 ms", latency(e, "p99"), latency(b, "p99"), "{:.2f}")
         table.notes.append(f"fan-out: {load_line(e, b)}")
@@ -645,12 +781,16 @@ def main() -> None:
         e, b = runs["engine"], runs["baseline"]
         e_cpu, b_cpu = per_item_us(e, "replies"), per_item_us(b, "replies")
         table.add("request-reply: replies/s", rate(e, "replies"), rate(b, "replies"), "{:,.0f}")
-        table.add("request-reply: server CPU µs/reply", e_cpu, b_cpu, "{:.2f}", "≤ 1.15x",
-                  e_cpu <= 1.15 * b_cpu)
-        table.add("request-reply: latency p50 ms", latency(e, "p50"), latency(b, "p50"),
-                  "{:.2f}")
-        table.add("request-reply: latency p99 ms", latency(e, "p99"), latency(b, "p99"),
-                  "{:.2f}")
+        table.add(
+            "request-reply: server CPU µs/reply",
+            e_cpu,
+            b_cpu,
+            "{:.2f}",
+            "≤ 1.15x",
+            e_cpu <= 1.15 * b_cpu,
+        )
+        table.add("request-reply: latency p50 ms", latency(e, "p50"), latency(b, "p50"), "{:.2f}")
+        table.add("request-reply: latency p99 ms", latency(e, "p99"), latency(b, "p99"), "{:.2f}")
         table.notes.append(f"request-reply: {load_line(e, b)}")
         table.notes.append(spread("request-reply", runs, "replies", "reply"))
         for kind, windows in runs.items():
@@ -662,10 +802,12 @@ def main() -> None:
         storms = {}
         for kind, backlog in (("engine", 4096), ("baseline", 4096), ("baseline-100", 100)):
             progress(f"accept: {kind}")
-            storms[kind] = run_accept("engine" if kind == "engine" else "baseline",
-                                      args.storm_clients, backlog)
-        raw["accept"] = {k: {"window": vars(v.window), "kernel": v.counters}
-                         for k, v in storms.items()}
+            storms[kind] = run_accept(
+                "engine" if kind == "engine" else "baseline", args.storm_clients, backlog
+            )
+        raw["accept"] = {
+            k: {"window": vars(v.window), "kernel": v.counters} for k, v in storms.items()
+        }
         e, b, b100 = storms["engine"], storms["baseline"], storms["baseline-100"]
 
         def all_open(storm: Storm) -> float:
@@ -677,59 +819,116 @@ def main() -> None:
         n = args.storm_clients
         for kind, storm in storms.items():
             if storm.window.result["opened"] != n:
-                table.notes.append(f"accept: {kind}: only {storm.window.result['opened']} of "
-                                   f"{n} opened ({storm.window.result['first_error']})")
-        table.add(f"accept {n:,}: all open, s", all_open(e), all_open(b), "{:.2f}", "≤ 1.5x",
-                  all_open(e) <= 1.5 * all_open(b))
-        table.add("accept: SYN retransmits (kernel)", e.counters["TCPSynRetrans"],
-                  b.counters["TCPSynRetrans"], "{:,}", "0", waited(e) == 0, ratio=False)
-        table.add("accept: connects > 1 s (client)", e.window.result["tcp_connect_over_1s"],
-                  b.window.result["tcp_connect_over_1s"], "{:,}", ratio=False)
-        table.add("accept: server CPU µs/connection", e.window.server_cpu / n * 1e6,
-                  b.window.server_cpu / n * 1e6, "{:.0f}")
-        table.add("accept: baseline with backlog 100, s", None, all_open(b100), "{:.2f}",
-                  ratio=False)
-        table.add("  … its SYN retransmits / > 1 s", None,
-                  f"{b100.counters['TCPSynRetrans']:,} / "
-                  f"{b100.window.result['tcp_connect_over_1s']:,}", ratio=False)
+                table.notes.append(
+                    f"accept: {kind}: only {storm.window.result['opened']} of "
+                    f"{n} opened ({storm.window.result['first_error']})"
+                )
+        table.add(
+            f"accept {n:,}: all open, s",
+            all_open(e),
+            all_open(b),
+            "{:.2f}",
+            "≤ 1.5x",
+            all_open(e) <= 1.5 * all_open(b),
+        )
+        table.add(
+            "accept: SYN retransmits (kernel)",
+            e.counters["TCPSynRetrans"],
+            b.counters["TCPSynRetrans"],
+            "{:,}",
+            "0",
+            waited(e) == 0,
+            ratio=False,
+        )
+        table.add(
+            "accept: connects > 1 s (client)",
+            e.window.result["tcp_connect_over_1s"],
+            b.window.result["tcp_connect_over_1s"],
+            "{:,}",
+            ratio=False,
+        )
+        table.add(
+            "accept: server CPU µs/connection",
+            e.window.server_cpu / n * 1e6,
+            b.window.server_cpu / n * 1e6,
+            "{:.0f}",
+        )
+        table.add(
+            "accept: baseline with backlog 100, s", None, all_open(b100), "{:.2f}", ratio=False
+        )
+        table.add(
+            "  … its SYN retransmits / > 1 s",
+            None,
+            f"{b100.counters['TCPSynRetrans']:,} / {b100.window.result['tcp_connect_over_1s']:,}",
+            ratio=False,
+        )
         table.notes.append(
             "accept: server / load generator / other processes, shares of a core over the "
             "storm: "
-            + ", ".join(f"{k} {v.window.server_share:.0%} / {v.window.client_share:.0%} / "
-                        f"{v.window.other_share:.0%}" for k, v in storms.items())
+            + ", ".join(
+                f"{k} {v.window.server_share:.0%} / {v.window.client_share:.0%} / "
+                f"{v.window.other_share:.0%}"
+                for k, v in storms.items()
+            )
             + "; kernel listen overflows "
-            + ", ".join(f"{k} {v.counters['ListenOverflows']}" for k, v in storms.items()))
+            + ", ".join(f"{k} {v.counters['ListenOverflows']}" for k, v in storms.items())
+        )
 
     if "idle" in only:
         idles = {}
-        for kind, compression in (("engine", "deflate"), ("baseline", "deflate"),
-                                  ("baseline-plain", "none")):
+        for kind, compression in (
+            ("engine", "deflate"),
+            ("baseline", "deflate"),
+            ("baseline-plain", "none"),
+        ):
             progress(f"idle: {kind}")
-            idles[kind] = run_idle("engine" if kind == "engine" else "baseline",
-                                   args.idle_clients, compression)
-        raw["idle"] = {k: {**vars(v), "per_connection_kb": v.per_connection_kb}
-                       for k, v in idles.items()}
+            idles[kind] = run_idle(
+                "engine" if kind == "engine" else "baseline", args.idle_clients, compression
+            )
+        raw["idle"] = {
+            k: {**vars(v), "per_connection_kb": v.per_connection_kb} for k, v in idles.items()
+        }
         e, b = idles["engine"], idles["baseline"]
-        table.add(f"idle {args.idle_clients:,}, deflate: KB/connection", e.per_connection_kb,
-                  b.per_connection_kb, "{:.1f}", "≤ 0.5x",
-                  e.per_connection_kb <= 0.5 * b.per_connection_kb)
-        table.add("  … baseline without compression", None,
-                  idles["baseline-plain"].per_connection_kb, "{:.1f}", ratio=False)
+        table.add(
+            f"idle {args.idle_clients:,}, deflate: KB/connection",
+            e.per_connection_kb,
+            b.per_connection_kb,
+            "{:.1f}",
+            "≤ 0.5x",
+            e.per_connection_kb <= 0.5 * b.per_connection_kb,
+        )
+        table.add(
+            "  … baseline without compression",
+            None,
+            idles["baseline-plain"].per_connection_kb,
+            "{:.1f}",
+            ratio=False,
+        )
         for kind, idle in idles.items():
             expected = 0 if kind == "baseline-plain" else idle.clients
             if idle.negotiated != expected:
-                table.notes.append(f"idle: {kind}: compression negotiated on "
-                                   f"{idle.negotiated} of {idle.clients} connections")
+                table.notes.append(
+                    f"idle: {kind}: compression negotiated on "
+                    f"{idle.negotiated} of {idle.clients} connections"
+                )
 
     if "compile" in only:
         progress("compile")
         lines, times = bench_compile(args.runs)
         median = statistics.median(times)
         raw["compile"] = {"lines": lines, "times": times}
-        table.add(f"compile: check {lines:,} lines, s", median, None, "{:.3f}", "< 1 s",
-                  median < 1, ratio=False)
-        table.notes.append(f"compile: min {min(times):.3f} s, max {max(times):.3f} s "
-                           f"over {len(times)} runs")
+        table.add(
+            f"compile: check {lines:,} lines, s",
+            median,
+            None,
+            "{:.3f}",
+            "< 1 s",
+            median < 1,
+            ratio=False,
+        )
+        table.notes.append(
+            f"compile: min {min(times):.3f} s, max {max(times):.3f} s over {len(times)} runs"
+        )
 
     table.print()
     print()

@@ -83,32 +83,94 @@ EMBEDDABLE_EXPRESSIONS = (
 #: Expressions no `.mock` string literal can hold (a line break, or both quote characters):
 #: fine bare and in EXPR slots, never inside a string with other text.
 BARE_ONLY_EXPRESSIONS = (
-    "msg.a == \"it's\"",
+    'msg.a == "it\'s"',
     "msg.a &&\n      msg.b",
 )
 
 ALL_EXPRESSIONS = EMBEDDABLE_EXPRESSIONS + BARE_ONLY_EXPRESSIONS
 
-_SNIPPETS = ("$", "{", "}", '"', "'", "\\", "${", "$${", "$$", "}$", "\n", "\t", "#", " ",
-             "\x00", "\x7f", "\u2028", "é", "ключ", "😀", "${x}", "\\n", "'s")
+_SNIPPETS = (
+    "$",
+    "{",
+    "}",
+    '"',
+    "'",
+    "\\",
+    "${",
+    "$${",
+    "$$",
+    "}$",
+    "\n",
+    "\t",
+    "#",
+    " ",
+    "\x00",
+    "\x7f",
+    "\u2028",
+    "é",
+    "ключ",
+    "😀",
+    "${x}",
+    "\\n",
+    "'s",
+)
 
 expressions = st.sampled_from(ALL_EXPRESSIONS)
 
 # Random text with the characters that need care, no lone surrogates (not text in any file).
 _chars = st.characters(exclude_categories=["Cs"])
-literal_texts = st.lists(st.one_of(st.text(_chars, max_size=6), st.sampled_from(_SNIPPETS)),
-                         max_size=4).map("".join)
+literal_texts = st.lists(
+    st.one_of(st.text(_chars, max_size=6), st.sampled_from(_SNIPPETS)), max_size=4
+).map("".join)
 
 _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
 # Built from plain text strategies: st.from_regex is several times slower to draw from.
-_IDENTIFIERS = st.builds(lambda head, tail: head + tail, st.sampled_from(_ALNUM[:52] + "_"),
-                         st.text(_ALNUM, max_size=7))
-_KEYWORD_NAMES = st.sampled_from(("if", "on", "type", "send", "true", "null", "in", "not",
-                                  "to", "message", "close", "route", "let", "off"))
-keys = st.one_of(_IDENTIFIERS, _KEYWORD_NAMES,
-                 st.sampled_from(("alice-token", "ключ", "a b", "1x", "", '"q"', "a\\b",
-                                  "${x}", "on", "<<", "=", "~", "1e3", "y", "no", "null")),
-                 st.text(_chars, max_size=6))
+_IDENTIFIERS = st.builds(
+    lambda head, tail: head + tail, st.sampled_from(_ALNUM[:52] + "_"), st.text(_ALNUM, max_size=7)
+)
+_KEYWORD_NAMES = st.sampled_from(
+    (
+        "if",
+        "on",
+        "type",
+        "send",
+        "true",
+        "null",
+        "in",
+        "not",
+        "to",
+        "message",
+        "close",
+        "route",
+        "let",
+        "off",
+    )
+)
+keys = st.one_of(
+    _IDENTIFIERS,
+    _KEYWORD_NAMES,
+    st.sampled_from(
+        (
+            "alice-token",
+            "ключ",
+            "a b",
+            "1x",
+            "",
+            '"q"',
+            "a\\b",
+            "${x}",
+            "on",
+            "<<",
+            "=",
+            "~",
+            "1e3",
+            "y",
+            "no",
+            "null",
+        )
+    ),
+    st.text(_chars, max_size=6),
+)
 
 
 def _ir_literal(text: str) -> str:
@@ -136,35 +198,76 @@ template_strings = st.one_of(
     literal_texts.map(_ir_literal),
     expressions.map(lambda e: "${" + e + "}"),
     _interpolations(),
-    st.sampled_from(("", "${ msg.a }", "${a # c}", "hi ${msg.name}!", "US$ ${msg.amount}",
-                     "on", "off", "yes", "1e3", "0o17", "2024-01-01", "1:30", "*x", "&a",
-                     "!tag", "%p", "@u", "`b`", "[x", "{x", "- x", "? x", "a: b", "a #b",
-                     " lead", "trail ", "multi\nline\n", "\n", "x\n\n", " \n x")),
+    st.sampled_from(
+        (
+            "",
+            "${ msg.a }",
+            "${a # c}",
+            "hi ${msg.name}!",
+            "US$ ${msg.amount}",
+            "on",
+            "off",
+            "yes",
+            "1e3",
+            "0o17",
+            "2024-01-01",
+            "1:30",
+            "*x",
+            "&a",
+            "!tag",
+            "%p",
+            "@u",
+            "`b`",
+            "[x",
+            "{x",
+            "- x",
+            "? x",
+            "a: b",
+            "a #b",
+            " lead",
+            "trail ",
+            "multi\nline\n",
+            "\n",
+            "x\n\n",
+            " \n x",
+        )
+    ),
 )
 
 _numbers = st.one_of(
     st.integers(0, 2**64),
     st.floats(min_value=0.0, allow_nan=False, allow_infinity=False).filter(
-        lambda x: math.copysign(1.0, x) > 0),
+        lambda x: math.copysign(1.0, x) > 0
+    ),
 )
 _scalars = st.one_of(st.none(), st.booleans(), _numbers, template_strings)
 
 templates = st.recursive(
     _scalars,
-    lambda children: st.one_of(st.lists(children, max_size=4),
-                               st.dictionaries(keys, children, max_size=4)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(keys, children, max_size=4)
+    ),
     max_leaves=5,
 )
 
 _plain_segment = st.text(_ALNUM + ".~-", min_size=1, max_size=8)
-_segment = st.one_of(_plain_segment, _plain_segment, _IDENTIFIERS.map(lambda name: ":" + name),
-                     # Rarer: segments a bare PATH token cannot hold (written as "…").
-                     st.sampled_from(("*", "a b", "é", "#x", "q\"", "%20")))
+_segment = st.one_of(
+    _plain_segment,
+    _plain_segment,
+    _IDENTIFIERS.map(lambda name: ":" + name),
+    # Rarer: segments a bare PATH token cannot hold (written as "…").
+    st.sampled_from(("*", "a b", "é", "#x", 'q"', "%20")),
+)
 paths = st.lists(_segment, min_size=1, max_size=4).map(lambda s: "/" + "/".join(s))
-durations = st.builds(lambda n, frac, unit: f"{n}{frac}{unit}", st.integers(0, 10**6),
-                      st.sampled_from(("", ".5", ".25")), st.sampled_from(("ms", "s", "m", "h")))
-sizes = st.builds(lambda n, unit: f"{n}{unit}", st.integers(0, 4096),
-                  st.sampled_from(("B", "KB", "MB", "GB")))
+durations = st.builds(
+    lambda n, frac, unit: f"{n}{frac}{unit}",
+    st.integers(0, 10**6),
+    st.sampled_from(("", ".5", ".25")),
+    st.sampled_from(("ms", "s", "m", "h")),
+)
+sizes = st.builds(
+    lambda n, unit: f"{n}{unit}", st.integers(0, 4096), st.sampled_from(("B", "KB", "MB", "GB"))
+)
 names = st.one_of(_IDENTIFIERS, st.sampled_from(("send", "on", "type", "users")))
 
 
@@ -185,14 +288,18 @@ _simple_actions = st.one_of(
     templates.map(lambda t: {"join": t}),
     templates.map(lambda t: {"leave": t}),
     templates.map(lambda t: {"log": t}),
-    st.fixed_dictionaries({"data": templates}, optional={
-        "to": st.lists(templates, max_size=3),
-        "includeSelf": st.just(True),
-    }).map(lambda b: {"broadcast": b}),
+    st.fixed_dictionaries(
+        {"data": templates},
+        optional={
+            "to": st.lists(templates, max_size=3),
+            "includeSelf": st.just(True),
+        },
+    ).map(lambda b: {"broadcast": b}),
     st.one_of(
         st.just({}),
-        st.fixed_dictionaries({"code": st.sampled_from((1000, 3000, 4000, 4999))},
-                              optional={"reason": templates}),
+        st.fixed_dictionaries(
+            {"code": st.sampled_from((1000, 3000, 4000, 4999))}, optional={"reason": templates}
+        ),
     ).map(lambda b: {"close": b}),
     st.fixed_dictionaries({}, optional={"data": templates}).map(lambda b: {"ping": b}),
     st.fixed_dictionaries({}, optional={"data": templates}).map(lambda b: {"pong": b}),
@@ -218,71 +325,103 @@ _blocks = st.lists(actions(), max_size=2)
 
 _auth_steps = st.one_of(
     st.builds(
-        lambda code, reason, cond: {"reject": _without_none({**code, "reason": reason,
-                                                             **(cond or {})})},
-        st.one_of(st.integers(4000, 4999).map(lambda c: {"code": c}),
-                  st.integers(400, 599).map(lambda s: {"status": s})),
+        lambda code, reason, cond: {
+            "reject": _without_none({**code, "reason": reason, **(cond or {})})
+        },
+        st.one_of(
+            st.integers(4000, 4999).map(lambda c: {"code": c}),
+            st.integers(400, 599).map(lambda s: {"status": s}),
+        ),
         _optional(templates),
-        _optional(st.one_of(expressions.map(lambda e: {"if": e}),
-                            expressions.map(lambda e: {"unless": e}))),
+        _optional(
+            st.one_of(
+                expressions.map(lambda e: {"if": e}), expressions.map(lambda e: {"unless": e})
+            )
+        ),
     ),
     templates.map(lambda t: {"accept": t}),
     _let(),
 )
 
-_message_handlers = st.fixed_dictionaries({"do": _blocks}, optional={
-    "type": literal_texts,
-    "where": expressions,
-    "binary": st.just(True),
-})
+_message_handlers = st.fixed_dictionaries(
+    {"do": _blocks},
+    optional={
+        "type": literal_texts,
+        "where": expressions,
+        "binary": st.just(True),
+    },
+)
 
-_handlers = st.fixed_dictionaries({}, optional={
-    "connect": _blocks,
-    "message": st.lists(_message_handlers, min_size=1, max_size=2),
-    "close": _blocks,
-    "error": _blocks,
-}).filter(bool)
+_handlers = st.fixed_dictionaries(
+    {},
+    optional={
+        "connect": _blocks,
+        "message": st.lists(_message_handlers, min_size=1, max_size=2),
+        "close": _blocks,
+        "error": _blocks,
+    },
+).filter(bool)
 
-_compression = st.one_of(st.booleans().map(lambda b: {"enabled": b}),
-                         sizes.map(lambda s: {"threshold": s}))
+_compression = st.one_of(
+    st.booleans().map(lambda b: {"enabled": b}), sizes.map(lambda s: {"threshold": s})
+)
 
-routes = st.fixed_dictionaries({"path": paths}, optional={
-    "heartbeat": durations,
-    "compression": _compression,
-    "maxMessage": sizes,
-    "auth": st.lists(_auth_steps, max_size=2),
-    "on": _handlers,
-})
+routes = st.fixed_dictionaries(
+    {"path": paths},
+    optional={
+        "heartbeat": durations,
+        "compression": _compression,
+        "maxMessage": sizes,
+        "auth": st.lists(_auth_steps, max_size=2),
+        "on": _handlers,
+    },
+)
 
 
 # Client names are never keywords (validation refuses them).
 _clients = st.sampled_from(("alice", "bob", "c1", "player"))
 _close_bodies = st.one_of(
     st.just({}),
-    st.fixed_dictionaries({"code": st.integers(1000, 4999)},
-                          optional={"reason": literal_texts.map(_ir_literal)}),
+    st.fixed_dictionaries(
+        {"code": st.integers(1000, 4999)}, optional={"reason": literal_texts.map(_ir_literal)}
+    ),
 )
 _test_steps = st.one_of(
     st.fixed_dictionaries(
-        {"connect": _clients,
-         "path": st.one_of(paths, st.sampled_from(("/g/${gameId}", "/q?x=${msg.a}&y=1")))},
-        optional={"query": templates, "headers": templates, "protocols": templates,
-                  "within": durations, "expectReject": st.integers(400, 599)}),
-    st.fixed_dictionaries({"client": _clients, "send": templates},
-                          optional={"binary": st.just(True)}),
-    st.fixed_dictionaries({"client": _clients, "expect": templates}, optional={
-        "within": durations,
-        "capture": st.dictionaries(names, templates, min_size=1, max_size=2),
-    }),
+        {
+            "connect": _clients,
+            "path": st.one_of(paths, st.sampled_from(("/g/${gameId}", "/q?x=${msg.a}&y=1"))),
+        },
+        optional={
+            "query": templates,
+            "headers": templates,
+            "protocols": templates,
+            "within": durations,
+            "expectReject": st.integers(400, 599),
+        },
+    ),
+    st.fixed_dictionaries(
+        {"client": _clients, "send": templates}, optional={"binary": st.just(True)}
+    ),
+    st.fixed_dictionaries(
+        {"client": _clients, "expect": templates},
+        optional={
+            "within": durations,
+            "capture": st.dictionaries(names, templates, min_size=1, max_size=2),
+        },
+    ),
     st.fixed_dictionaries({"client": _clients, "expectNoMessage": durations}),
-    st.fixed_dictionaries({"client": _clients, "expectClose": _close_bodies},
-                          optional={"within": durations}),
+    st.fixed_dictionaries(
+        {"client": _clients, "expectClose": _close_bodies}, optional={"within": durations}
+    ),
     st.fixed_dictionaries({"client": _clients, "close": _close_bodies}),
     durations.map(lambda d: {"wait": d}),
     _let(),
 )
-tests = st.fixed_dictionaries({"name": literal_texts, "steps": st.lists(_test_steps, max_size=4)},
-                              optional={"strict": st.just(True)})
+tests = st.fixed_dictionaries(
+    {"name": literal_texts, "steps": st.lists(_test_steps, max_size=4)},
+    optional={"strict": st.just(True)},
+)
 
 
 @st.composite

@@ -52,6 +52,7 @@ TEST_BOUND = 20 * UNIT
 
 # ---- the command line ------------------------------------------------------------------------
 
+
 class CliResult(NamedTuple):
     """What a command printed, and its exit status."""
 
@@ -64,8 +65,11 @@ def run_cli(*args: str | Path, cwd: Path = ROOT) -> CliResult:
     """``scenario-engine ARGS`` in this process, in ``cwd``: its exit status (argparse's own
     exits included) and what it printed."""
     stdout, stderr = io.StringIO(), io.StringIO()
-    with (contextlib.chdir(cwd), contextlib.redirect_stdout(stdout),
-          contextlib.redirect_stderr(stderr)):
+    with (
+        contextlib.chdir(cwd),
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+    ):
         try:
             status = main([str(arg) for arg in args])
         except SystemExit as stop:
@@ -73,23 +77,33 @@ def run_cli(*args: str | Path, cwd: Path = ROOT) -> CliResult:
     return CliResult(status, stdout.getvalue(), stderr.getvalue())
 
 
-def run_process(*command: str | Path, timeout: float = 60 * UNIT,
-                env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_process(
+    *command: str | Path, timeout: float = 60 * UNIT, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a program in ROOT, its output captured as text."""
-    return subprocess.run([str(part) for part in command], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [str(part) for part in command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
-def run_cli_process(*args: str | Path, timeout: float = 60 * UNIT,
-                    env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli_process(
+    *args: str | Path, timeout: float = 60 * UNIT, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``python -m scenario_engine ARGS`` as a process of its own, in ROOT."""
     return run_process(sys.executable, "-m", "scenario_engine", *args, timeout=timeout, env=env)
 
 
 # ---- waiting ---------------------------------------------------------------------------------
 
-def wait_until(condition: Callable[[], object], within: float = BOUND,
-               step: float = 0.01 * UNIT) -> bool:
+
+def wait_until(
+    condition: Callable[[], object], within: float = BOUND, step: float = 0.01 * UNIT
+) -> bool:
     """Poll ``condition`` until it holds or ``within`` seconds have passed; whether it held."""
     deadline = time.monotonic() + within
     while not condition():
@@ -99,8 +113,9 @@ def wait_until(condition: Callable[[], object], within: float = BOUND,
     return True
 
 
-async def wait_until_async(condition: Callable[[], object], within: float = BOUND,
-                           step: float = 0.01 * UNIT) -> bool:
+async def wait_until_async(
+    condition: Callable[[], object], within: float = BOUND, step: float = 0.01 * UNIT
+) -> bool:
     """``wait_until`` for a test running on an event loop: it sleeps without blocking it."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -126,6 +141,7 @@ def async_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., No
 
 # ---- a real `scenario-engine serve` ----------------------------------------------------------
 
+
 class LogTail:
     """Drains a server's stderr in a thread (so its pipe never fills and blocks the server)
     and lets a test wait for a line."""
@@ -148,9 +164,12 @@ class LogTail:
         regex = re.compile(pattern)
         with self._changed:
             found = self._changed.wait_for(
-                lambda: next((x for x in self.lines if regex.search(x)), None), within)
-        assert found, (f"no server log line matching {pattern!r} within {within:.1f}s; log:\n"
-                       + "\n".join(self.lines[-30:]))
+                lambda: next((x for x in self.lines if regex.search(x)), None), within
+            )
+        assert found, (
+            f"no server log line matching {pattern!r} within {within:.1f}s; log:\n"
+            + "\n".join(self.lines[-30:])
+        )
         return found
 
     def mark(self) -> None:
@@ -158,7 +177,7 @@ class LogTail:
         self.start = len(self.lines)
 
     def since_mark(self) -> list[str]:
-        return self.lines[self.start:]
+        return self.lines[self.start :]
 
     def join(self) -> None:
         self._thread.join(timeout=10 * UNIT)
@@ -197,17 +216,21 @@ class ServedMock:
 def start_mock(*paths: str | Path, extra: tuple[str, ...] = ()) -> ServedMock:
     """Start ``serve`` on port 0 and wait until it has printed every route URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "scenario_engine", "serve", *map(str, paths), "--port", "0",
-         *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        [sys.executable, "-m", "scenario_engine", "serve", *map(str, paths), "--port", "0", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     assert process.stdout is not None
     urls: list[str] = []
     deadline = time.monotonic() + 20 * UNIT
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line:
-            raise RuntimeError("serve exited early:\n" + (process.stderr.read()
-                                                          if process.stderr else ""))
+            raise RuntimeError(
+                "serve exited early:\n" + (process.stderr.read() if process.stderr else "")
+            )
         match = re.match(r"serving (wss?://[^/]+)(/\S*)", line)
         if match:
             urls.append(match.group(1) + match.group(2))
@@ -219,9 +242,12 @@ def start_mock(*paths: str | Path, extra: tuple[str, ...] = ()) -> ServedMock:
     raise RuntimeError("serve did not print its routes in time")
 
 
-async def assert_alive(served: ServedMock, path: str = "/alive",
-                       messages: Sequence[str] = ("still alive?", '{"type": "x", "n": [1, 2]}'),
-                       **kwargs: Any) -> None:
+async def assert_alive(
+    served: ServedMock,
+    path: str = "/alive",
+    messages: Sequence[str] = ("still alive?", '{"type": "x", "n": [1, 2]}'),
+    **kwargs: Any,
+) -> None:
     """The server still runs and a well-behaved client on ``path`` (a route that sends every
     message back) is served correctly; and nothing logged since ``log.mark()`` is a
     traceback."""
@@ -255,10 +281,30 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     openssl = shutil.which("openssl")
     if openssl is not None:
         subprocess.run(
-            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-             "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-            check=True, capture_output=True, timeout=20 * UNIT)
+            [
+                openssl,
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=20 * UNIT,
+        )
         return cert, key
     try:
         import datetime
@@ -274,22 +320,34 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(private.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
-        .sign(private, hashes.SHA256()))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(private, hashes.SHA256())
+    )
     cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(private.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert, key
 
 
 # ---- clients ---------------------------------------------------------------------------------
+
 
 class HasUrl(Protocol):
     """A server a test talks to: a ServedMock or a BackgroundServer."""
@@ -308,12 +366,18 @@ async def recv(ws: ClientConnection, within: float = BOUND, what: str = "a messa
     except TimeoutError:
         raise AssertionError(f"expected {what}, got nothing within {within:.1f}s") from None
     except ConnectionClosed:
-        raise AssertionError(f"expected {what}, but the server closed the connection: "
-                             f"{ws.close_code} {ws.close_reason!r}") from None
+        raise AssertionError(
+            f"expected {what}, but the server closed the connection: "
+            f"{ws.close_code} {ws.close_reason!r}"
+        ) from None
 
 
-async def recv_json(ws: ClientConnection, within: float = BOUND, what: str = "a message",
-                    skip: Callable[[Any], bool] | None = None) -> Any:
+async def recv_json(
+    ws: ClientConnection,
+    within: float = BOUND,
+    what: str = "a message",
+    skip: Callable[[Any], bool] | None = None,
+) -> Any:
     """The next text message, parsed; messages for which ``skip`` is true are passed over."""
     while True:
         raw = await recv(ws, within, what)
@@ -330,8 +394,9 @@ async def closed(ws: ClientConnection, within: float = BOUND) -> tuple[int | Non
     except ConnectionClosed:
         return ws.close_code, ws.close_reason
     except TimeoutError:
-        raise AssertionError(f"the server did not close the connection within {within:.1f}s; "
-                             f"state {ws.state.name}") from None
+        raise AssertionError(
+            f"the server did not close the connection within {within:.1f}s; state {ws.state.name}"
+        ) from None
     raise AssertionError(f"expected the server to close the connection, got {message!r}")
 
 
@@ -343,15 +408,19 @@ async def handshake_status(url: str, **kwargs: Any) -> InvalidStatus:
     return info.value
 
 
-def handshake_request(path: str, *, upgrade: bool = True, key: bytes | None = None,
-                      extra: bytes = b"") -> bytes:
+def handshake_request(
+    path: str, *, upgrade: bool = True, key: bytes | None = None, extra: bytes = b""
+) -> bytes:
     """The bytes of an opening handshake's HTTP request (``upgrade=False``: a plain GET);
     ``extra`` are more header lines, each ending in CRLF."""
     lines = [b"GET " + path.encode() + b" HTTP/1.1", b"Host: 127.0.0.1"]
     if upgrade:
-        lines += [b"Upgrade: websocket", b"Connection: Upgrade",
-                  b"Sec-WebSocket-Key: " + (key or base64.b64encode(os.urandom(16))),
-                  b"Sec-WebSocket-Version: 13"]
+        lines += [
+            b"Upgrade: websocket",
+            b"Connection: Upgrade",
+            b"Sec-WebSocket-Key: " + (key or base64.b64encode(os.urandom(16))),
+            b"Sec-WebSocket-Version: 13",
+        ]
     return b"\r\n".join(lines) + b"\r\n" + extra + b"\r\n"
 
 
@@ -363,8 +432,13 @@ class RawClient:
     writes after the handshake: no pong, no closing handshake, as a peer that stopped answering.
     """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 protocol: ClientProtocol, answer: bool) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        protocol: ClientProtocol,
+        answer: bool,
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.protocol = protocol
@@ -373,8 +447,9 @@ class RawClient:
         self.eof = False
 
     @classmethod
-    async def open(cls, url: str, answer: bool = True, rcvbuf: int | None = None,
-                   max_size: int | None = 2**20) -> RawClient:
+    async def open(
+        cls, url: str, answer: bool = True, rcvbuf: int | None = None, max_size: int | None = 2**20
+    ) -> RawClient:
         """Handshake over a fresh socket; ``rcvbuf`` shrinks its receive buffer (a client
         that does not read then stops the kernel from absorbing what the server sends)."""
         uri = parse_uri(url)
@@ -383,7 +458,8 @@ class RawClient:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.setblocking(False)
         await asyncio.wait_for(
-            asyncio.get_running_loop().sock_connect(sock, (uri.host, uri.port)), BOUND)
+            asyncio.get_running_loop().sock_connect(sock, (uri.host, uri.port)), BOUND
+        )
         reader, writer = await asyncio.open_connection(sock=sock)
         protocol = ClientProtocol(uri, max_size=max_size)
         protocol.send_request(protocol.connect())
@@ -454,4 +530,3 @@ class RawClient:
 def close_of(frame: Frame) -> Close:
     assert frame.opcode is Opcode.CLOSE, f"expected a close frame, got {frame}"
     return Close.parse(frame.data)
-

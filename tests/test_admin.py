@@ -66,8 +66,13 @@ def no_connection_left(request: pytest.FixtureRequest) -> Iterator[None]:
         mock.reset()
 
 
-def call(port: int, method: str, path: str, body: bytes | str | object = None,
-         headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPResponse, Any]:
+def call(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | str | object = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, http.client.HTTPResponse, Any]:
     """One HTTP request; (status, response, decoded JSON body)."""
     if body is not None and not isinstance(body, bytes | str):
         body = json.dumps(body)
@@ -89,6 +94,7 @@ def ids_by_path(mock: BackgroundServer) -> dict[str, str]:
 
 
 # ---- reading ---------------------------------------------------------------------------------
+
 
 def test_health_lists_the_routes(mock: BackgroundServer) -> None:
     status, response, answer = call(mock.port, "GET", "/__admin/health")
@@ -131,8 +137,10 @@ def test_journal_pages_filters_and_clears(mock: BackgroundServer) -> None:
     assert answer["last"] >= since + 5
     _, _, answer = call(mock.port, "GET", f"/__admin/journal?connection={conn_id}&since={since}")
     assert [e.get("text") for e in answer["events"] if e["event"] == "in"] == ["one", "two"]
-    assert all(e.get("connection") == conn_id or conn_id in e.get("connections", ())
-               for e in answer["events"])
+    assert all(
+        e.get("connection") == conn_id or conn_id in e.get("connections", ())
+        for e in answer["events"]
+    )
     status, _, answer = call(mock.port, "DELETE", "/__admin/journal")
     assert status == 200 and answer["cleared"] is True
     _, _, answer = call(mock.port, "GET", "/__admin/journal")
@@ -141,18 +149,22 @@ def test_journal_pages_filters_and_clears(mock: BackgroundServer) -> None:
 
 # ---- pushing ---------------------------------------------------------------------------------
 
+
 def test_send_to_one_connection_text_json_or_binary(mock: BackgroundServer) -> None:
     with sync_client(mock, "/echo") as ws:
         conn_id = ids_by_path(mock)["/echo"]
         for body, expected in [
             ({"message": "plain text"}, "plain text"),
-            ({"message": {"type": "pushed", "n": 1.5, "ok": True}},
-             '{"type":"pushed","n":1.5,"ok":true}'),
+            (
+                {"message": {"type": "pushed", "n": 1.5, "ok": True}},
+                '{"type":"pushed","n":1.5,"ok":true}',
+            ),
             ({"message": [1, None]}, "[1,null]"),
             ({"binary": base64.b64encode(b"\x00\xff").decode()}, b"\x00\xff"),
         ]:
-            status, _, answer = call(mock.port, "POST", "/__admin/send",
-                                     {"connection": conn_id, **body})
+            status, _, answer = call(
+                mock.port, "POST", "/__admin/send", {"connection": conn_id, **body}
+            )
             assert (status, answer) == (200, {"delivered": 1})
             assert ws.recv(timeout=BOUND) == expected
     out = [e for e in mock.journal.events(connection=conn_id) if e["event"] == "out"]
@@ -163,37 +175,47 @@ def test_send_to_a_room_or_a_whole_route(mock: BackgroundServer) -> None:
     with sync_client(mock, "/room/a") as ann, sync_client(mock, "/room/b") as bob:
         ann.send(json.dumps({"type": "join", "room": "lobby"}))
         ann.recv(timeout=BOUND)
-        status, _, answer = call(mock.port, "POST", "/__admin/send",
-                                 {"room": "lobby", "route": "/room/:name", "message": "to room"})
+        status, _, answer = call(
+            mock.port,
+            "POST",
+            "/__admin/send",
+            {"room": "lobby", "route": "/room/:name", "message": "to room"},
+        )
         assert (status, answer) == (200, {"delivered": 1})
         assert ann.recv(timeout=BOUND) == "to room"
-        status, _, answer = call(mock.port, "POST", "/__admin/send",
-                                 {"route": "/room/:name", "message": "to all"})
+        status, _, answer = call(
+            mock.port, "POST", "/__admin/send", {"route": "/room/:name", "message": "to all"}
+        )
         assert (status, answer) == (200, {"delivered": 2})
         assert ann.recv(timeout=BOUND) == "to all"
         # Nothing arrived for bob before: "to all" is the first message he gets.
         assert bob.recv(timeout=BOUND) == "to all"
-        status, _, answer = call(mock.port, "POST", "/__admin/send",
-                                 {"room": "lobby", "message": "which route?"})
-        assert status == 400 and "say which with \"route\"" in answer["error"]
-        status, _, answer = call(mock.port, "POST", "/__admin/send",
-                                 {"room": "empty", "route": "/echo", "message": "x"})
+        status, _, answer = call(
+            mock.port, "POST", "/__admin/send", {"room": "lobby", "message": "which route?"}
+        )
+        assert status == 400 and 'say which with "route"' in answer["error"]
+        status, _, answer = call(
+            mock.port, "POST", "/__admin/send", {"room": "empty", "route": "/echo", "message": "x"}
+        )
         assert (status, answer) == (200, {"delivered": 0})
 
 
-@pytest.mark.parametrize(("body", "status", "error"), [
-    ({"connection": "nobody", "message": "x"}, 404, "no open connection 'nobody'"),
-    ({"route": "/nowhere", "message": "x"}, 404, "no route '/nowhere'"),
-    ({"route": "/echo"}, 400, "give either \"message\""),
-    ({"route": "/echo", "message": "x", "binary": ""}, 400, "give either \"message\""),
-    ({"route": "/echo", "binary": "not base64!"}, 400, "not valid base64"),
-    ({"message": "x"}, 400, "say whom to send to"),
-    ({"connection": "a", "route": "/echo", "message": "x"}, 400, "\"connection\" alone"),
-    ({"conection": "a", "message": "x"}, 400, "unknown field 'conection'"),
-    ({"connection": 5, "message": "x"}, 400, "must be a connection id"),
-    ("{not json", 400, "the body is not JSON"),
-    ("[1, 2]", 400, "must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"connection": "nobody", "message": "x"}, 404, "no open connection 'nobody'"),
+        ({"route": "/nowhere", "message": "x"}, 404, "no route '/nowhere'"),
+        ({"route": "/echo"}, 400, 'give either "message"'),
+        ({"route": "/echo", "message": "x", "binary": ""}, 400, 'give either "message"'),
+        ({"route": "/echo", "binary": "not base64!"}, 400, "not valid base64"),
+        ({"message": "x"}, 400, "say whom to send to"),
+        ({"connection": "a", "route": "/echo", "message": "x"}, 400, '"connection" alone'),
+        ({"conection": "a", "message": "x"}, 400, "unknown field 'conection'"),
+        ({"connection": 5, "message": "x"}, 400, "must be a connection id"),
+        ("{not json", 400, "the body is not JSON"),
+        ("[1, 2]", 400, "must be a JSON object"),
+    ],
+)
 def test_send_errors(mock: BackgroundServer, body: object, status: int, error: str) -> None:
     got, response, answer = call(mock.port, "POST", "/__admin/send", body)
     assert got == status
@@ -203,11 +225,13 @@ def test_send_errors(mock: BackgroundServer, body: object, status: int, error: s
 
 # ---- closing ---------------------------------------------------------------------------------
 
+
 def test_delete_a_connection_closes_it_with_the_code_and_reason(mock: BackgroundServer) -> None:
     with sync_client(mock, "/echo") as ws:
         conn_id = ids_by_path(mock)["/echo"]
-        status, _, answer = call(mock.port, "DELETE",
-                                 f"/__admin/connections/{conn_id}?code=4000&reason=go%20away")
+        status, _, answer = call(
+            mock.port, "DELETE", f"/__admin/connections/{conn_id}?code=4000&reason=go%20away"
+        )
         assert (status, answer) == (200, {"closed": conn_id, "code": 4000, "reason": "go away"})
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=BOUND)
@@ -222,15 +246,16 @@ def test_delete_a_connection_closes_it_with_the_code_and_reason(mock: Background
 def test_delete_refuses_a_code_that_cannot_be_sent(mock: BackgroundServer) -> None:
     with sync_client(mock, "/echo"):
         conn_id = ids_by_path(mock)["/echo"]
-        for query, error in [("code=1006", "cannot be sent"), ("code=abc", "whole number"),
-                             ("reason=" + "x" * 124, "longer than 123 bytes")]:
-            status, _, answer = call(mock.port, "DELETE",
-                                     f"/__admin/connections/{conn_id}?{query}")
+        for query, error in [
+            ("code=1006", "cannot be sent"),
+            ("code=abc", "whole number"),
+            ("reason=" + "x" * 124, "longer than 123 bytes"),
+        ]:
+            status, _, answer = call(mock.port, "DELETE", f"/__admin/connections/{conn_id}?{query}")
             assert status == 400 and error in answer["error"]
 
 
-def test_delete_takes_a_reason_of_the_longest_a_close_frame_carries(
-        mock: BackgroundServer) -> None:
+def test_delete_takes_a_reason_of_the_longest_a_close_frame_carries(mock: BackgroundServer) -> None:
     reason = "é" * (MAX_CLOSE_REASON_BYTES // 2) + "x"
     with sync_client(mock, "/echo") as ws:
         mock.close(ids_by_path(mock)["/echo"], 4000, reason)
@@ -240,7 +265,8 @@ def test_delete_takes_a_reason_of_the_longest_a_close_frame_carries(
 
 
 def test_reset_closes_everyone_with_1012_and_clears_rooms_and_journal(
-        mock: BackgroundServer) -> None:
+    mock: BackgroundServer,
+) -> None:
     with sync_client(mock, "/echo") as echo, sync_client(mock, "/room/a") as room:
         room.send(json.dumps({"type": "join", "room": "lobby"}))
         room.recv(timeout=BOUND)
@@ -258,6 +284,7 @@ def test_reset_closes_everyone_with_1012_and_clears_rooms_and_journal(
 
 # ---- HTTP errors and the boundary with WebSocket ---------------------------------------------
 
+
 def test_unknown_endpoint_404_and_wrong_method_405(mock: BackgroundServer) -> None:
     status, _, answer = call(mock.port, "GET", "/__admin/nope")
     assert status == 404 and answer == {"error": "no admin endpoint /__admin/nope"}
@@ -272,15 +299,15 @@ def test_unknown_endpoint_404_and_wrong_method_405(mock: BackgroundServer) -> No
 
 def test_a_body_over_the_limit_is_refused_unread(mock: BackgroundServer) -> None:
     with socket.create_connection(("127.0.0.1", mock.port), timeout=BOUND) as sock:
-        sock.sendall(b"POST /__admin/send HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Length: %d\r\n\r\n" % (MAX_BODY + 1))
+        sock.sendall(
+            b"POST /__admin/send HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1)
+        )
         answer = sock.makefile("rb").read()
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert b"larger than 1048576 bytes" in answer
 
 
-def test_a_malformed_admin_request_is_dropped_like_websockets_does(
-        mock: BackgroundServer) -> None:
+def test_a_malformed_admin_request_is_dropped_like_websockets_does(mock: BackgroundServer) -> None:
     with socket.create_connection(("127.0.0.1", mock.port), timeout=BOUND) as sock:
         sock.sendall(b"POST /__admin/send HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
         assert sock.makefile("rb").read() == b""
@@ -315,9 +342,12 @@ def test_peers_outside_the_allow_list_get_403(scenario: Path) -> None:
 
 # ---- the serve command's flags ---------------------------------------------------------------
 
+
 def test_serve_admin_allow_replaces_loopback(serve: Any, scenario: Path) -> None:
-    served: ServedMock = serve(scenario, extra=("--admin", "--admin-allow", "10.0.0.0/8",
-                                                "--admin-allow", "192.168.0.0/16"))
+    served: ServedMock = serve(
+        scenario,
+        extra=("--admin", "--admin-allow", "10.0.0.0/8", "--admin-allow", "192.168.0.0/16"),
+    )
     status, _, answer = call(served.port, "GET", "/__admin/health")
     assert status == 403 and "not open to 127.0.0.1" in answer["error"]
     assert served.stop() == 0
@@ -329,13 +359,17 @@ def test_without_admin_its_paths_are_unknown(mock_server: ServedMock) -> None:
     assert response.getheader("Content-Type", "").startswith("text/plain")
 
 
-@pytest.mark.parametrize(("scenario_text", "flags", "error"), [
-    ("route /__admin/ws {\n}\n", ("--admin",), "route /__admin/ws is under /__admin"),
-    ("route /ws {\n}\n", ("--admin-allow", "10.0.0.0/8"), "--admin-allow needs --admin"),
-    ("route /ws {\n}\n", ("--admin", "--admin-allow", "nonsense"), "not a network"),
-])
-def test_serve_usage_errors(tmp_path: Path, scenario_text: str, flags: tuple[str, ...],
-                            error: str) -> None:
+@pytest.mark.parametrize(
+    ("scenario_text", "flags", "error"),
+    [
+        ("route /__admin/ws {\n}\n", ("--admin",), "route /__admin/ws is under /__admin"),
+        ("route /ws {\n}\n", ("--admin-allow", "10.0.0.0/8"), "--admin-allow needs --admin"),
+        ("route /ws {\n}\n", ("--admin", "--admin-allow", "nonsense"), "not a network"),
+    ],
+)
+def test_serve_usage_errors(
+    tmp_path: Path, scenario_text: str, flags: tuple[str, ...], error: str
+) -> None:
     path = tmp_path / "s.mock"
     path.write_text(scenario_text, encoding="utf-8")
     result = run_cli_process("serve", path, "--port", "0", *flags, timeout=20 * UNIT)
@@ -348,9 +382,11 @@ def test_a_route_under_the_admin_prefix_names_its_line(tmp_path: Path) -> None:
     path.write_text("route /ws {\n}\n\nroute /__admin/ws {\n}\n", encoding="utf-8")
     with pytest.raises(UsageError) as info:
         BackgroundServer.from_paths([path], admin=True)
-    assert re.fullmatch(r".*s\.mock:4:\d+: route /__admin/ws is under /__admin, which the "
-                        r"admin API reserves: serve without --admin, or move the route",
-                        str(info.value)), str(info.value)
+    assert re.fullmatch(
+        r".*s\.mock:4:\d+: route /__admin/ws is under /__admin, which the "
+        r"admin API reserves: serve without --admin, or move the route",
+        str(info.value),
+    ), str(info.value)
     BackgroundServer.from_paths([path])  # without the admin API, the route is the scenario's
     result = run_cli_process("serve", path, "--port", "0", "--admin", timeout=20 * UNIT)
     assert result.returncode == 2
@@ -362,8 +398,12 @@ def test_serve_admin_answers_on_the_websocket_port(serve: Any, scenario: Path) -
     with sync_client(served, "/echo") as ws:
         _, _, answer = call(served.port, "GET", "/__admin/connections")
         conn_id = answer["connections"][0]["id"]
-        status, _, answer = call(served.port, "POST", "/__admin/send",
-                                 {"connection": conn_id, "message": {"hello": "cli"}})
+        status, _, answer = call(
+            served.port,
+            "POST",
+            "/__admin/send",
+            {"connection": conn_id, "message": {"hello": "cli"}},
+        )
         assert (status, answer) == (200, {"delivered": 1})
         assert ws.recv(timeout=BOUND) == '{"hello":"cli"}'
     assert served.stop() == 0

@@ -25,9 +25,14 @@ import pytest
 from support import UNIT, ServedMock
 
 CHROMIUM = shutil.which("chromium")
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="`chromium` is not on PATH (Debian: apt-get install chromium); browser tests skipped")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="`chromium` is not on PATH (Debian: apt-get install chromium): browser tests "
+        "skipped",
+    ),
+]
 
 #: How long the page may take to run every scenario and report.
 PAGE_BOUND = 15 * UNIT
@@ -190,18 +195,33 @@ def run_page(page_server: PageServer, ws_base: str, profile: Path) -> dict[str, 
     log = profile.parent / "chromium.log"
     with log.open("wb") as output:
         browser = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--disable-dev-shm-usage", "--disable-extensions",
-             "--no-default-browser-check", f"--user-data-dir={profile}", url],
-            stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--disable-extensions",
+                "--no-default-browser-check",
+                f"--user-data-dir={profile}",
+                url,
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             return page_server.results.get(timeout=PAGE_BOUND)  # type: ignore[no-any-return]
         except queue.Empty:
             raise AssertionError(
                 f"the page did not report within {PAGE_BOUND:.0f}s; chromium exit status "
-                f"{browser.poll()}; its log:\n"
-                + log.read_text(errors="replace")[-3000:]) from None
+                f"{browser.poll()}; its log:\n" + log.read_text(errors="replace")[-3000:]
+            ) from None
         finally:
             # Chromium starts helper processes in its own session: end that group (ours).
             if browser.poll() is None:
@@ -213,8 +233,9 @@ def run_page(page_server: PageServer, ws_base: str, profile: Path) -> dict[str, 
                     browser.wait(timeout=5 * UNIT)
 
 
-def test_browser_websocket_chat_and_private(mock_server: ServedMock, page_server: PageServer,
-                                            tmp_path: Path) -> None:
+def test_browser_websocket_chat_and_private(
+    mock_server: ServedMock, page_server: PageServer, tmp_path: Path
+) -> None:
     results = run_page(page_server, mock_server.base, tmp_path / "profile")
     assert "fatal" not in results, results
     assert "Chrome/" in results["userAgent"], results["userAgent"]
@@ -226,12 +247,15 @@ def test_browser_websocket_chat_and_private(mock_server: ServedMock, page_server
     message = chat["chatMessage"]
     assert message["username"] == "Chromium" and message["message"] == "hi from a browser", chat
     assert isinstance(message["timestamp"], int | float), chat
-    assert abs(message["timestamp"] - chat["now"]) < 60_000 * UNIT, \
+    assert abs(message["timestamp"] - chat["now"]) < 60_000 * UNIT, (
         "timestamp is epoch milliseconds"
+    )
     assert chat["closed"]["code"] == 1000 and chat["closed"]["wasClean"], chat
 
-    for name, code, reason in (("noToken", 4001, "No token provided"),
-                               ("badToken", 4002, "Invalid token")):
+    for name, code, reason in (
+        ("noToken", 4001, "No token provided"),
+        ("badToken", 4002, "Invalid token"),
+    ):
         outcome = results[name]
         assert "error" not in outcome, f"{name}: {outcome}"
         closed = outcome["closed"]

@@ -25,8 +25,9 @@ def test_check_invalid_file_exits_1_with_compiler_style_errors(tmp_path: Path) -
     result = run_cli("check", str(bad))
     assert result.status == 1
     assert result.stdout.startswith(f"{bad}:3:5: error: unknown action 'sned'\n")
-    assert '    3 |     sned "hi"\n      |     ^^^^\n  hint: did you mean \'send\'?' in (
-        result.stdout)
+    assert "    3 |     sned \"hi\"\n      |     ^^^^\n  hint: did you mean 'send'?" in (
+        result.stdout
+    )
     assert "Traceback" not in result.stdout + result.stderr
 
 
@@ -63,10 +64,15 @@ def test_check_json_format(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["files"] == 1
     (error,) = report["errors"]
-    assert error == {"file": str(bad), "line": 1, "column": 32, "endColumn": 36,
-                     "severity": "error",
-                     "message": "close code 1006 is not allowed here: use 1000 or 3000–4999",
-                     "hint": None}
+    assert error == {
+        "file": str(bad),
+        "line": 1,
+        "column": 32,
+        "endColumn": 36,
+        "severity": "error",
+        "message": "close code 1006 is not allowed here: use 1000 or 3000–4999",
+        "hint": None,
+    }
 
 
 def test_check_github_format_prints_annotations(tmp_path: Path) -> None:
@@ -74,8 +80,10 @@ def test_check_github_format_prints_annotations(tmp_path: Path) -> None:
     bad.write_text("route /ws { on connect { sned 1 } }\n")
     result = run_cli("check", "--format", "github", str(bad))
     assert result.status == 1
-    assert result.stdout == (f"::error file={bad},line=1,col=26,endColumn=30::"
-                             "unknown action 'sned' (did you mean 'send'?)\n")
+    assert result.stdout == (
+        f"::error file={bad},line=1,col=26,endColumn=30::"
+        "unknown action 'sned' (did you mean 'send'?)\n"
+    )
 
 
 def test_compile_prints_the_ir_and_the_source_map() -> None:
@@ -83,7 +91,8 @@ def test_compile_prints_the_ir_and_the_source_map() -> None:
     assert result.status == 0
     ir = json.loads(result.stdout)
     assert ir["routes"][0]["auth"][0] == {
-        "reject": {"code": 4001, "reason": "No token provided", "unless": "query.token"}}
+        "reject": {"code": 4001, "reason": "No token provided", "unless": "query.token"}
+    }
     mapped = json.loads(run_cli("compile", "--source-map", "scenarios/private.mock").stdout)
     assert mapped["ir"] == ir
     assert mapped["sourceMap"]["/routes/0/auth/0"][:2] == [12, 5]
@@ -132,35 +141,47 @@ def test_one_file_commands_refuse_directories_and_unwritable_outputs(tmp_path: P
     result = run_cli("compile", "scenarios")
     assert result.status == 2
     assert "a directory; this command takes one scenario file" in result.stderr
-    result = run_cli("convert", "scenarios/echo.mock", "--to", "yaml", "-o",
-                 str(tmp_path / "missing" / "echo.yaml"))
+    result = run_cli(
+        "convert",
+        "scenarios/echo.mock",
+        "--to",
+        "yaml",
+        "-o",
+        str(tmp_path / "missing" / "echo.yaml"),
+    )
     assert result.status == 2
     assert "No such file or directory" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_convert_of_a_valid_file_with_no_mock_spelling_is_an_error_of_the_file(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     scenario = tmp_path / "quotes.yaml"
-    scenario.write_text("routes:\n  - path: /x\ntests:\n  - name: t\n    steps:\n"
-                        "      - {connect: a, path: /x}\n"
-                        "      - client: a\n"
-                        "        close: {code: 4000, reason: \"${\\\"'\\\" + '\\\"'}\"}\n")
+    scenario.write_text(
+        "routes:\n  - path: /x\ntests:\n  - name: t\n    steps:\n"
+        "      - {connect: a, path: /x}\n"
+        "      - client: a\n"
+        '        close: {code: 4000, reason: "${\\"\'\\" + \'\\"\'}"}\n'
+    )
     assert run_cli("check", str(scenario)).status == 0
     result = run_cli("convert", str(scenario), "--to", "mock")
     assert result.status == 1, result.stderr
     assert result.stdout == ""
     assert result.stderr.startswith(
         f"{scenario}:8:37: error: cannot convert to .mock: no .mock string literal can hold "
-        "this reason"), result.stderr
+        "this reason"
+    ), result.stderr
     assert "internal error" not in result.stderr
 
 
 def test_convert_writes_a_test_close_reason_without_a_code_with_1000(tmp_path: Path) -> None:
     scenario = tmp_path / "close.yaml"
-    scenario.write_text("routes:\n  - path: /x\ntests:\n  - name: t\n    steps:\n"
-                        "      - {connect: a, path: /x}\n"
-                        "      - {client: a, close: {reason: bye}}\n")
+    scenario.write_text(
+        "routes:\n  - path: /x\ntests:\n  - name: t\n    steps:\n"
+        "      - {connect: a, path: /x}\n"
+        "      - {client: a, close: {reason: bye}}\n"
+    )
     result = run_cli("convert", str(scenario), "--to", "mock")
     assert result.status == 0, result.stderr
     assert '  a close 1000 "bye"\n' in result.stdout
@@ -180,7 +201,8 @@ def test_the_executables_exit_with_the_commands_status(tmp_path: Path) -> None:
     with the status it returns, argparse's usage errors included."""
     try:
         (entry,) = metadata.distribution("scenario-engine").entry_points.select(
-            group="console_scripts", name="scenario-engine")
+            group="console_scripts", name="scenario-engine"
+        )
     except metadata.PackageNotFoundError:
         pytest.skip("scenario-engine is not installed here (pip install -e .)")
     assert entry.value == "scenario_engine.cli:main"

@@ -37,17 +37,28 @@ def text_of(size: int) -> str:
 
 
 #: The messages each route sends, by request type: every one is a literal in the scenario.
-SIZES = {"small": 1, "below": 1023, "at": 1024, "above": 1025, "big": 2048,
-         "s99": 99, "s100": 100, "s101": 101}
+SIZES = {
+    "small": 1,
+    "below": 1023,
+    "at": 1024,
+    "above": 1025,
+    "big": 2048,
+    "s99": 99,
+    "s100": 100,
+    "s101": 101,
+}
 WIDE = "é" * 600  # 600 characters, 1200 bytes: the threshold counts bytes
 
 
 def route(path: str, setting: str) -> str:
-    handlers = "\n".join(f'  on message type "{name}" {{ send "{text_of(size)}" }}'
-                         for name, size in SIZES.items())
-    return (f"route {path} {{\n  {setting}\n{handlers}\n"
-            f'  on message type "wide" {{ send "{WIDE}" }}\n'
-            "  on message { send raw }\n}\n")
+    handlers = "\n".join(
+        f'  on message type "{name}" {{ send "{text_of(size)}" }}' for name, size in SIZES.items()
+    )
+    return (
+        f"route {path} {{\n  {setting}\n{handlers}\n"
+        f'  on message type "wide" {{ send "{WIDE}" }}\n'
+        "  on message { send raw }\n}\n"
+    )
 
 
 SCENARIO = (
@@ -69,6 +80,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedMock]:
 
 # ---- a WebSocket client made of bytes --------------------------------------------------------
 
+
 @dataclass
 class WireFrame:
     fin: bool
@@ -83,8 +95,13 @@ class WireFrame:
 class Wire:
     """One raw connection: the handshake's response headers, then frames in and out."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 status: int, headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        status: int,
+        headers: dict[str, str],
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.status = status
@@ -93,8 +110,7 @@ class Wire:
 
     @classmethod
     async def open(cls, port: int, path: str, offer: str | None = OFFER) -> Wire:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port),
-                                                BOUND)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), BOUND)
         key = base64.b64encode(os.urandom(16)).decode()
         extension = b"" if offer is None else f"Sec-WebSocket-Extensions: {offer}\r\n".encode()
         writer.write(handshake_request(path, key=key.encode(), extra=extension))
@@ -125,9 +141,15 @@ class Wire:
         payload = await exactly(length)
         if masked:
             payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        return WireFrame(fin=bool(first & 0x80), rsv1=bool(first & 0x40),
-                         rsv2=bool(first & 0x20), rsv3=bool(first & 0x10),
-                         opcode=first & 0x0F, masked=masked, payload=payload)
+        return WireFrame(
+            fin=bool(first & 0x80),
+            rsv1=bool(first & 0x40),
+            rsv2=bool(first & 0x20),
+            rsv3=bool(first & 0x10),
+            opcode=first & 0x0F,
+            masked=masked,
+            payload=payload,
+        )
 
     async def read_message(self) -> WireFrame:
         """The next data frame (the server sends every message in one frame)."""
@@ -181,11 +203,11 @@ class Wire:
 def parameters(extension_header: str) -> dict[str, str | None]:
     name, *params = (p.strip() for p in extension_header.split(";"))
     assert name == "permessage-deflate", extension_header
-    return {k.strip(): (v.strip() if v else None)
-            for k, _, v in (p.partition("=") for p in params)}
+    return {k.strip(): (v.strip() if v else None) for k, _, v in (p.partition("=") for p in params)}
 
 
 # ---- the tests -------------------------------------------------------------------------------
+
 
 @async_test
 async def test_handshake_accepts_permessage_deflate(server: ServedMock) -> None:
@@ -199,9 +221,16 @@ async def test_handshake_accepts_permessage_deflate(server: ServedMock) -> None:
         assert bits is None or 8 <= int(bits) <= 15, params
 
 
-@pytest.mark.parametrize(("kind", "compressed"), [
-    ("small", False), ("below", False), ("at", True), ("above", True), ("big", True),
-])
+@pytest.mark.parametrize(
+    ("kind", "compressed"),
+    [
+        ("small", False),
+        ("below", False),
+        ("at", True),
+        ("above", True),
+        ("big", True),
+    ],
+)
 @async_test
 async def test_default_threshold_is_1kb(server: ServedMock, kind: str, compressed: bool) -> None:
     """Below 1024 bytes RSV1 is clear; from 1024 bytes on (as Node's ws: ``>= threshold``) it
@@ -211,8 +240,9 @@ async def test_default_threshold_is_1kb(server: ServedMock, kind: str, compresse
         frame = await wire.ask(kind)
         assert frame.opcode == TEXT and not frame.masked, frame
         assert not (frame.rsv2 or frame.rsv3), frame
-        assert frame.rsv1 is compressed, \
+        assert frame.rsv1 is compressed, (
             f"{len(expected)}-byte message: RSV1 {'set' if frame.rsv1 else 'clear'}"
+        )
         if compressed:
             assert len(frame.payload) < len(expected), "a compressed payload is smaller"
             assert wire.inflate(frame) == expected
@@ -244,18 +274,26 @@ async def test_threshold_counts_utf8_bytes_not_characters(server: ServedMock) ->
         assert wire.inflate(frame).decode() == WIDE
 
 
-@pytest.mark.parametrize(("kind", "compressed"), [
-    ("s99", False), ("s100", True), ("s101", True), ("big", True),
-])
+@pytest.mark.parametrize(
+    ("kind", "compressed"),
+    [
+        ("s99", False),
+        ("s100", True),
+        ("s101", True),
+        ("big", True),
+    ],
+)
 @async_test
-async def test_threshold_setting_moves_the_cutoff(server: ServedMock, kind: str,
-                                                  compressed: bool) -> None:
+async def test_threshold_setting_moves_the_cutoff(
+    server: ServedMock, kind: str, compressed: bool
+) -> None:
     expected = text_of(SIZES[kind]).encode()
     async with await Wire.open(server.port, "/low") as wire:
         assert "sec-websocket-extensions" in wire.headers, wire.headers
         frame = await wire.ask(kind)
-        assert frame.rsv1 is compressed, \
+        assert frame.rsv1 is compressed, (
             f"threshold 100B, {len(expected)}-byte message: RSV1 {frame.rsv1}"
+        )
         assert (wire.inflate(frame) if frame.rsv1 else frame.payload) == expected
 
 
@@ -263,8 +301,9 @@ async def test_threshold_setting_moves_the_cutoff(server: ServedMock, kind: str,
 async def test_compression_off_declines_the_extension(server: ServedMock) -> None:
     async with await Wire.open(server.port, "/off") as wire:
         assert wire.status == 101, wire.status
-        assert "sec-websocket-extensions" not in wire.headers, \
+        assert "sec-websocket-extensions" not in wire.headers, (
             f"compression off must not accept permessage-deflate: {wire.headers}"
+        )
         for kind in ("small", "big"):
             frame = await wire.ask(kind)
             assert not frame.rsv1, f"{kind}: RSV1 set with compression off"

@@ -49,8 +49,9 @@ def scenario(tmp_path: Path, text: str, name: str = "t.mock") -> str:
 def backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """The hand-written chat backend (``--differ`` if the test is parametrized so)."""
     extra = ["--differ"] if getattr(request, "param", False) else []
-    process = subprocess.Popen([sys.executable, str(BACKEND), *extra], stdout=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(BACKEND), *extra], stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     match = re.match(r"ready (\d+)", line)
@@ -61,6 +62,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 # ---- the examples and the "done when" of the feature -------------------------------------
+
 
 @pytest.mark.e2e
 def test_every_example_scenario_has_tests_and_they_pass() -> None:
@@ -76,7 +78,10 @@ def test_every_example_scenario_has_tests_and_they_pass() -> None:
 
 @pytest.mark.e2e
 def test_a_wrong_expectation_fails_with_a_diff_and_exit_1(tmp_path: Path) -> None:
-    path = scenario(tmp_path, CHAT_ROUTE + """
+    path = scenario(
+        tmp_path,
+        CHAT_ROUTE
+        + """
 test "right" {
   connect alice to /ws/chat
   alice expect { type: "connected" }
@@ -89,14 +94,14 @@ test "wrong" {
   bob send { type: "join", username: "Bob" }
   alice expect { type: "user-joined", username: "Alicia" } within 300ms
 }
-""")
+""",
+    )
     result = run_cli("test", path)
     assert result.status == 1
     out = result.stdout
     assert re.search(r"^PASS  .*t\.mock::right  \(\d+ ms\)$", out, re.M)
     assert re.search(r"^FAIL  .*t\.mock::wrong  \(\d+ ms\)$", out, re.M)
-    assert (f"{path}:21:3: error: alice did not receive the expected message within 300ms"
-            in out)
+    assert f"{path}:21:3: error: alice did not receive the expected message within 300ms" in out
     assert '   21 |   alice expect { type: "user-joined", username: "Alicia" } within 300ms' in out
     assert '    expected {"type": "user-joined", "username": "Alicia"}' in out
     assert '    received {"type": "user-joined", "username": "Bob"}' in out
@@ -124,26 +129,36 @@ def test_the_chat_tests_fail_against_a_backend_that_differs(backend: str) -> Non
 
 @pytest.mark.e2e
 def test_github_format_annotates_the_failing_step(tmp_path: Path) -> None:
-    path = scenario(tmp_path, CHAT_ROUTE + """
+    path = scenario(
+        tmp_path,
+        CHAT_ROUTE
+        + """
 test "bad" {
   connect a to /ws/chat
   a expect { type: "nope" } within 100ms
 }
-""")
+""",
+    )
     status, out = run_tests(path, "--format", "github")
     assert status == 1
     (annotation,) = [line for line in out.splitlines() if line.startswith("::error ")]
-    assert annotation.startswith(f"::error file={path},line=13,col=3,endColumn=41::a did not "
-                                 "receive the expected message within 100ms%0Ain test: bad%0A"
-                                 'expected {"type": "nope"}%0Areceived {"type": "connected"')
+    assert annotation.startswith(
+        f"::error file={path},line=13,col=3,endColumn=41::a did not "
+        "receive the expected message within 100ms%0Ain test: bad%0A"
+        'expected {"type": "nope"}%0Areceived {"type": "connected"'
+    )
 
 
 @pytest.mark.e2e
 def test_junit_xml_lists_every_test_with_its_failure(tmp_path: Path) -> None:
-    path = scenario(tmp_path, CHAT_ROUTE + """
+    path = scenario(
+        tmp_path,
+        CHAT_ROUTE
+        + """
 test "ok" { connect a to /ws/chat  a expect { type: "connected" } }
 test "bad" { connect a to /ws/chat  a expect { type: "nope" } within 100ms }
-""")
+""",
+    )
     report = tmp_path / "reports" / "junit.xml"  # the folder is made
     status, _ = run_tests(path, "--junit", str(report))
     assert status == 1
@@ -162,9 +177,12 @@ test "bad" { connect a to /ws/chat  a expect { type: "nope" } within 100ms }
 
 # ---- steps ---------------------------------------------------------------------------------
 
+
 @pytest.mark.e2e
 def test_capture_feeds_later_steps_and_paths(tmp_path: Path) -> None:
-    path = scenario(tmp_path, """
+    path = scenario(
+        tmp_path,
+        """
 route /ws/game/:gameId {
   on connect { send { type: "in-game", game: params.gameId, token: query.token } }
 }
@@ -177,14 +195,17 @@ test "join the game the lobby created" strict {
   connect player to "/ws/game/${gameId}" query { token: "t-${gameId}" }
   player expect { type: "in-game", game: gameId, token: "t-${gameId}" }
 }
-""")
+""",
+    )
     status, out = run_tests(path)
     assert status == 0, out
 
 
 @pytest.mark.e2e
 def test_headers_and_subprotocols_reach_the_server(tmp_path: Path) -> None:
-    path = scenario(tmp_path, """
+    path = scenario(
+        tmp_path,
+        """
 route /ws {
   origins ["http://app.test"]
   on connect { send { agent: headers["x-agent"], offered: headers["sec-websocket-protocol"] } }
@@ -196,14 +217,17 @@ test "allowed origin" {
 test "other origin" {
   connect a to /ws headers { Origin: "http://evil.test" } expect reject 403
 }
-""")
+""",
+    )
     status, out = run_tests(path)
     assert status == 0, out
 
 
 @pytest.mark.e2e
 def test_close_codes_and_reasons_are_checked(tmp_path: Path) -> None:
-    path = scenario(tmp_path, """
+    path = scenario(
+        tmp_path,
+        """
 route /ws {
   auth { reject 4001 "No token" unless query.token  accept {} }
   on message { close 4000 "bye" }
@@ -227,11 +251,12 @@ test "no close" {
   connect a to /ws query { token: "x" }
   a expect close within 200ms
 }
-""")
+""",
+    )
     status, out = run_tests(path)
     assert status == 1
     assert "PASS  " + path + "::right" in out
-    assert "a's connection closed (code 4001, reason \"No token\"), not as expected" in out
+    assert 'a\'s connection closed (code 4001, reason "No token"), not as expected' in out
     assert "    expected code 4002, received 4001" in out
     assert '    expected reason "Bad token", received "No token"' in out
     assert "a's connection did not close within 200ms" in out
@@ -240,7 +265,9 @@ test "no close" {
 
 @pytest.mark.e2e
 def test_a_client_can_close_and_others_see_it(tmp_path: Path) -> None:
-    path = scenario(tmp_path, """
+    path = scenario(
+        tmp_path,
+        """
 route /ws {
   on connect { join "all" }
   on close { broadcast { type: "left", code: code, reason: reason } to "all" }
@@ -251,14 +278,17 @@ test "close with a code" {
   a close 4100 "done"
   b expect { type: "left", code: 4100, reason: "done" }
 }
-""")
+""",
+    )
     status, out = run_tests(path)
     assert status == 0, out
 
 
 @pytest.mark.e2e
 def test_http_rejections(tmp_path: Path) -> None:
-    path = scenario(tmp_path, """
+    path = scenario(
+        tmp_path,
+        """
 route /ws {
   auth { reject http 401 "Login first" unless query.token  accept {} }
 }
@@ -266,7 +296,8 @@ test "rejected as expected" { connect a to /ws expect reject 401 }
 test "other status" { connect a to /ws expect reject 403 }
 test "not rejected" { connect a to /ws query { token: "t" } expect reject 401 }
 test "unexpectedly rejected" { connect a to /ws }
-""")
+""",
+    )
     status, out = run_tests(path)
     assert status == 1
     assert "    expected HTTP 403, got HTTP 401 'Login first'" in out
@@ -277,7 +308,9 @@ test "unexpectedly rejected" { connect a to /ws }
 
 @pytest.mark.e2e
 def test_a_failure_says_what_went_wrong_in_the_mock(tmp_path: Path) -> None:
-    path = scenario(tmp_path, """
+    path = scenario(
+        tmp_path,
+        """
 route /ws {
   on message type "deep" { send { v: msg.a.b } }
 }
@@ -286,13 +319,15 @@ test "handler fails" {
   a send { type: "deep" }
   a expect { v: 1 }
 }
-""")
+""",
+    )
     status, out = run_tests(path)
     assert status == 1
-    assert ('a\'s connection closed (code 1011, reason "Internal error") before the expected '
-            "message came") in out
-    assert (f"    the mock reported: {path}:3:28: handler failed: cannot read 'b' of null"
-            in out)
+    assert (
+        'a\'s connection closed (code 1011, reason "Internal error") before the expected '
+        "message came"
+    ) in out
+    assert f"    the mock reported: {path}:3:28: handler failed: cannot read 'b' of null" in out
     assert out.count("handler failed") == 1  # in the report, not also as a log line
 
 
@@ -352,7 +387,9 @@ test "not quiet" {
 
 @pytest.mark.e2e
 def test_set_replaces_constants_as_the_tests_see_them(tmp_path: Path) -> None:
-    path = scenario(tmp_path, """
+    path = scenario(
+        tmp_path,
+        """
 let users = { "alice-token": { name: "Alice" }, "bob-token": { name: "Bob" } }
 let token = "alice-token"
 let who = { name: "Alice" }
@@ -364,11 +401,11 @@ test "the token's user" {
   connect a to /ws query { token: token }
   a expect { user: who }
 }
-""")
+""",
+    )
     status, out = run_tests(path)
     assert status == 0, out
-    status, out = run_tests(path, "--set", "token=bob-token",
-                            "--set", 'who={"name": "Bob"}')
+    status, out = run_tests(path, "--set", "token=bob-token", "--set", 'who={"name": "Bob"}')
     assert status == 0, out
     status, out = run_tests(path, "--set", "token=bob-token")
     assert status == 1
@@ -379,15 +416,20 @@ test "the token's user" {
 
 
 @pytest.mark.e2e
-def test_insecure_accepts_a_self_signed_target(tmp_path: Path, serve: Any,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_insecure_accepts_a_self_signed_target(
+    tmp_path: Path, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cert, key = self_signed_certificate(tmp_path)
-    path = scenario(tmp_path, CHAT_ROUTE + """
+    path = scenario(
+        tmp_path,
+        CHAT_ROUTE
+        + """
 test "over TLS" {
   connect a to /ws/chat
   a expect { type: "connected" }
 }
-""")
+""",
+    )
     served = serve(path, extra=("--certfile", str(cert), "--keyfile", str(key)))
     refused = run_cli("test", path, "--target", served.base)
     assert refused.status == 1
@@ -400,6 +442,7 @@ test "over TLS" {
 
 # ---- servers that misbehave ----------------------------------------------------------------
 
+
 @pytest.mark.e2e
 def test_a_server_that_never_answers_fails_at_the_timeout(tmp_path: Path) -> None:
     """A socket that listens and never accepts: TCP connects, the handshake never ends."""
@@ -407,13 +450,15 @@ def test_a_server_that_never_answers_fails_at_the_timeout(tmp_path: Path) -> Non
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         port = silent.getsockname()[1]
-        path = scenario(tmp_path, """
+        path = scenario(
+            tmp_path,
+            """
 test "hangs" { connect a to /ws within 300ms }
 test "also hangs" { connect a to /ws within 300ms }
-""")
+""",
+        )
         started = time.monotonic()
-        status, out = run_tests(path, "--target", f"ws://127.0.0.1:{port}",
-                                "--jobs", "2")
+        status, out = run_tests(path, "--target", f"ws://127.0.0.1:{port}", "--jobs", "2")
         elapsed = time.monotonic() - started
     assert status == 1
     assert f"a could not connect to ws://127.0.0.1:{port}/ws within 300ms" in out
@@ -443,7 +488,8 @@ def test_nothing_listening(tmp_path: Path) -> None:
 def test_tests_run_concurrently_each_against_a_fresh_mock(tmp_path: Path) -> None:
     """Eight strict tests join the same room: with a mock each they cannot hear one another,
     and side by side they take about as long as one."""
-    tests = "\n".join(f"""
+    tests = "\n".join(
+        f"""
 test "t{i}" strict {{
   connect a to /ws/chat
   a expect {{ type: "connected" }}
@@ -453,7 +499,9 @@ test "t{i}" strict {{
   b send {{ type: "join", username: "b{i}" }}
   a expect {{ type: "user-joined", username: "b{i}" }}
   wait 500ms
-}}""" for i in range(8))
+}}"""
+        for i in range(8)
+    )
     started = time.monotonic()
     status, out = run_tests(scenario(tmp_path, CHAT_ROUTE + tests))
     elapsed = time.monotonic() - started
@@ -464,13 +512,13 @@ test "t{i}" strict {{
 
 # ---- the command itself --------------------------------------------------------------------
 
+
 @pytest.mark.e2e
 def test_filter_selects_tests() -> None:
     status, out = run_tests("scenarios", "-k", "token")
     assert status == 0, out
     assert "3 passed, 0 failed" in out
-    assert all("private.mock::" in line for line in out.splitlines()
-               if line.startswith("PASS"))
+    assert all("private.mock::" in line for line in out.splitlines() if line.startswith("PASS"))
 
 
 def test_no_tests_is_a_failure(tmp_path: Path) -> None:
@@ -520,11 +568,14 @@ def test_target_must_be_a_websocket_url() -> None:
     assert "must be a ws:// or wss:// URL" in result.stderr
 
 
-@pytest.mark.parametrize(("target", "problem"), [
-    ("ws://", "hostname isn't provided"),
-    ("ws://h:99999", "Port out of range"),
-    ("ws://h/base?x=1", "a target has no query or fragment"),
-])
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [
+        ("ws://", "hostname isn't provided"),
+        ("ws://h:99999", "Port out of range"),
+        ("ws://h/base?x=1", "a target has no query or fragment"),
+    ],
+)
 def test_a_bad_target_stops_the_command(target: str, problem: str) -> None:
     result = run_cli("test", "scenarios", "--target", target)
     assert result.status == 2
@@ -543,12 +594,16 @@ def test_an_unwritable_junit_file_stops_the_command_before_the_run(tmp_path: Pat
 
 @pytest.mark.e2e
 def test_a_test_out_of_time_points_at_the_step_it_was_on(tmp_path: Path) -> None:
-    path = scenario(tmp_path, CHAT_ROUTE + """
+    path = scenario(
+        tmp_path,
+        CHAT_ROUTE
+        + """
 test "slow" {
   connect a to /ws/chat
   wait 10s
 }
-""")
+""",
+    )
     status, out = run_tests(path, "--timeout", "0.3")
     assert status == 1
     assert f"{path}:13:3: error: the test did not finish within 300ms" in out
@@ -565,12 +620,16 @@ def test_a_subprotocol_the_handshake_cannot_carry_fails_its_step(tmp_path: Path)
 
 @pytest.mark.e2e
 def test_junit_xml_stays_xml_with_control_characters(tmp_path: Path) -> None:
-    path = scenario(tmp_path, CHAT_ROUTE + """
+    path = scenario(
+        tmp_path,
+        CHAT_ROUTE
+        + """
 test "bell \\u0007 name" {
   connect a to /ws/chat
   a expect { type: "nope" } within 100ms
 }
-""")
+""",
+    )
     report = tmp_path / "junit.xml"
     assert run_tests(path, "--junit", str(report))[0] == 1
     (case,) = ET.parse(report).getroot().iter("testcase")

@@ -31,8 +31,11 @@ def _commands() -> list[str]:
         for job in workflow["jobs"].values():
             for step in job["steps"]:
                 script = step.get("run", "").replace("\\\n", " ")
-                commands += [line.strip() for line in script.splitlines()
-                             if line.strip().startswith("scenario-engine ")]
+                commands += [
+                    line.strip()
+                    for line in script.splitlines()
+                    if line.strip().startswith("scenario-engine ")
+                ]
     return commands
 
 
@@ -62,8 +65,9 @@ def _scenario_snippets(name: str) -> list[tuple[str, str]]:
     return snippets
 
 
-@pytest.mark.parametrize(("name", "text"), [
-    *_scenario_snippets("testing.md"), *_scenario_snippets("language.md")])
+@pytest.mark.parametrize(
+    ("name", "text"), [*_scenario_snippets("testing.md"), *_scenario_snippets("language.md")]
+)
 def test_the_scenario_examples_of_the_docs_check_clean(name: str, text: str) -> None:
     _, errors = load_source(Source(name, text))
     assert errors == [], "\n".join(e.format_text() for e in errors)

@@ -109,6 +109,7 @@ def _assert_round_trips(ir: dict[str, Any]) -> None:
 
 # ---- round trips of real scenarios --------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", MOCK_FILES, ids=[p.name for p in MOCK_FILES])
 def test_scenario_files_round_trip(path: Path) -> None:
     _assert_round_trips(_parse(path.read_text("utf-8")))
@@ -130,9 +131,12 @@ def test_yaml_scenarios_round_trip_through_mock() -> None:
 
 # ---- formatting ---------------------------------------------------------------------------
 
+
 def test_canonical_layout() -> None:
     text = emit_mock(_parse(SAMPLES["all-constructs"]))
-    assert text == """\
+    assert (
+        text
+        == """\
 prefix /api
 
 let users = { "alice-token": { name: "Alice" } }
@@ -176,15 +180,36 @@ route /ws/chat/:id {
   }
 }
 """
+    )
 
 
 def test_long_objects_are_broken_across_lines() -> None:
-    ir = {"routes": [{"path": "/x", "on": {"connect": [{"send": {
-        "type": "chat-message", "username": "${msg.username}", "message": "${msg.message}",
-        "meta": {"timestamp": "${now()}", "room": "${msg.room}", "tags": ["a", "b"]}}}]}}]}
+    ir = {
+        "routes": [
+            {
+                "path": "/x",
+                "on": {
+                    "connect": [
+                        {
+                            "send": {
+                                "type": "chat-message",
+                                "username": "${msg.username}",
+                                "message": "${msg.message}",
+                                "meta": {
+                                    "timestamp": "${now()}",
+                                    "room": "${msg.room}",
+                                    "tags": ["a", "b"],
+                                },
+                            }
+                        }
+                    ]
+                },
+            }
+        ]
+    }
     text = emit_mock(ir)
     assert all(len(line) <= 90 for line in text.splitlines()), text
-    assert "    send {\n      type: \"chat-message\",\n" in text
+    assert '    send {\n      type: "chat-message",\n' in text
     assert _parse(text) == ir
 
 
@@ -198,21 +223,24 @@ def test_deep_templates_are_written_in_linear_time() -> None:
     assert _parse(text) == ir
 
 
-@pytest.mark.parametrize(("template", "written"), [
-    ("${conn.id}", "conn.id"),
-    ("${(a)}", "(a)"),  # parentheses in the IR are kept, not added
-    ("${5}", '"${5}"'),  # bare, 5 would read back as the number
-    ("${[1, 2]}", '"${[1, 2]}"'),
-    ("${ msg.a }", '"${ msg.a }"'),  # blanks are part of the IR text
-    ('${msg.a == "x"}', 'msg.a == "x"'),
-    ('${"x"}', "'${\"x\"}'"),  # a " in the expression: the single-quoted literal
-    ('a ${msg.a == "x"}', "'a ${msg.a == \"x\"}'"),
-    ("Hello ${msg.name}!", '"Hello ${msg.name}!"'),
-    ("$${literal} $5", '"\\${literal} $5"'),
-    ("a \"q\" ${b == 'c'}", '"a \\"q\\" ${b == \'c\'}"'),
-    ("x ${a == \"it's\"}", "\"x \" + (a == \"it's\")"),  # no literal can hold both quotes
-    ("${a}${b}", '"${a}${b}"'),
-])
+@pytest.mark.parametrize(
+    ("template", "written"),
+    [
+        ("${conn.id}", "conn.id"),
+        ("${(a)}", "(a)"),  # parentheses in the IR are kept, not added
+        ("${5}", '"${5}"'),  # bare, 5 would read back as the number
+        ("${[1, 2]}", '"${[1, 2]}"'),
+        ("${ msg.a }", '"${ msg.a }"'),  # blanks are part of the IR text
+        ('${msg.a == "x"}', 'msg.a == "x"'),
+        ('${"x"}', "'${\"x\"}'"),  # a " in the expression: the single-quoted literal
+        ('a ${msg.a == "x"}', "'a ${msg.a == \"x\"}'"),
+        ("Hello ${msg.name}!", '"Hello ${msg.name}!"'),
+        ("$${literal} $5", '"\\${literal} $5"'),
+        ("a \"q\" ${b == 'c'}", '"a \\"q\\" ${b == \'c\'}"'),
+        ('x ${a == "it\'s"}', '"x " + (a == "it\'s")'),  # no literal can hold both quotes
+        ("${a}${b}", '"${a}${b}"'),
+    ],
+)
 def test_template_strings(template: str, written: str) -> None:
     ir = {"routes": [{"path": "/x", "on": {"connect": [{"send": template}]}}]}
     assert f"    send {written}\n" in emit_mock(ir)
@@ -221,28 +249,61 @@ def test_template_strings(template: str, written: str) -> None:
 @pytest.mark.parametrize("template", ["${send}", "${close.x}", "${if}", "${unless}"])
 def test_keywords_in_optional_slots_are_quoted(template: str) -> None:
     # `ping send` would be a ping followed by a send.
-    ir = {"routes": [{"path": "/x", "on": {"connect": [
-        {"ping": {"data": template}}, {"close": {"code": 4000, "reason": template}}]},
-        "auth": [{"reject": {"code": 4001, "reason": template}}]}]}
+    ir = {
+        "routes": [
+            {
+                "path": "/x",
+                "on": {
+                    "connect": [
+                        {"ping": {"data": template}},
+                        {"close": {"code": 4000, "reason": template}},
+                    ]
+                },
+                "auth": [{"reject": {"code": 4001, "reason": template}}],
+            }
+        ]
+    }
     text = emit_mock(ir)
     assert f'ping "{template}"' in text
     assert _parse(text) == ir
 
 
 def test_single_room_that_is_a_list_keeps_its_brackets() -> None:
-    ir = {"routes": [{"path": "/x", "on": {"connect": [
-        {"broadcast": {"data": 1, "to": [["a", "b"]]}},
-        {"broadcast": {"data": 1, "to": ["${rooms}"]}}]}}]}
+    ir = {
+        "routes": [
+            {
+                "path": "/x",
+                "on": {
+                    "connect": [
+                        {"broadcast": {"data": 1, "to": [["a", "b"]]}},
+                        {"broadcast": {"data": 1, "to": ["${rooms}"]}},
+                    ]
+                },
+            }
+        ]
+    }
     text = emit_mock(ir)
     assert 'to [["a", "b"]]' in text and "to rooms\n" in text
     assert _parse(text) == ir
 
 
 def test_unspellable_forms_keep_their_meaning() -> None:
-    ir = {"routes": [{"path": "/x", "compression": {"enabled": True, "threshold": "2KB"},
-                      "on": {"connect": [{"close": {"reason": "bye"}}, {"send": -5},
-                                         {"send": "a\n${b &&\nc}"}],
-                             "message": [{"binary": False, "do": []}]}}]}
+    ir = {
+        "routes": [
+            {
+                "path": "/x",
+                "compression": {"enabled": True, "threshold": "2KB"},
+                "on": {
+                    "connect": [
+                        {"close": {"reason": "bye"}},
+                        {"send": -5},
+                        {"send": "a\n${b &&\nc}"},
+                    ],
+                    "message": [{"binary": False, "do": []}],
+                },
+            }
+        ]
+    }
     text = emit_mock(ir)
     assert "compression threshold 2KB" in text
     assert 'close 1000 "bye"' in text
@@ -254,8 +315,14 @@ def test_unspellable_forms_keep_their_meaning() -> None:
 
 
 def test_negative_numbers_are_numbers_and_a_negated_expression_stays_one() -> None:
-    ir = {"routes": [{"path": "/x", "on": {"connect": [{"send": -5}, {"send": "${-5}"},
-                                                       {"send": "${-msg.n}"}]}}]}
+    ir = {
+        "routes": [
+            {
+                "path": "/x",
+                "on": {"connect": [{"send": -5}, {"send": "${-5}"}, {"send": "${-msg.n}"}]},
+            }
+        ]
+    }
     assert _parse(emit_mock(ir)) == ir
 
 
@@ -268,30 +335,42 @@ def test_a_negated_boolean_is_an_expression_written_bare() -> None:
 
 
 def _test_ir(*steps: dict[str, Any]) -> dict[str, Any]:
-    return {"routes": [{"path": "/x"}],
-            "tests": [{"name": "t", "steps": [{"connect": "a", "path": "/x"}, *steps]}]}
+    return {
+        "routes": [{"path": "/x"}],
+        "tests": [{"name": "t", "steps": [{"connect": "a", "path": "/x"}, *steps]}],
+    }
 
 
 def test_a_test_close_reason_without_a_code_is_written_with_1000() -> None:
     text = emit_mock(_test_ir({"client": "a", "close": {"reason": "bye"}}))
     assert 'a close 1000 "bye"' in text
-    assert _parse(text)["tests"][0]["steps"][1] == {"client": "a",
-                                                    "close": {"code": 1000, "reason": "bye"}}
+    assert _parse(text)["tests"][0]["steps"][1] == {
+        "client": "a",
+        "close": {"code": 1000, "reason": "bye"},
+    }
 
 
-@pytest.mark.parametrize(("step", "pointer"), [
-    # An expected reason is checked against the code too: 1000 would change the test.
-    ({"client": "a", "expectClose": {"reason": "bye"}}, "/tests/0/steps/1/expectClose"),
-    # A test's close reason is a string literal, and none can hold both quotes in a ${…}.
-    ({"client": "a", "close": {"code": 4000, "reason": "${\"'\" + '\"'}"}},
-     "/tests/0/steps/1/close/reason"),
-    # Malformed templates are EmitErrors, not a StringSyntaxError from inside.
-    ({"client": "a", "close": {"code": 4000, "reason": "${unclosed"}},
-     "/tests/0/steps/1/close/reason"),
-    ({"connect": "b", "path": "/x?${unclosed"}, "/tests/0/steps/1/path"),
-])
+@pytest.mark.parametrize(
+    ("step", "pointer"),
+    [
+        # An expected reason is checked against the code too: 1000 would change the test.
+        ({"client": "a", "expectClose": {"reason": "bye"}}, "/tests/0/steps/1/expectClose"),
+        # A test's close reason is a string literal, and none can hold both quotes in a ${…}.
+        (
+            {"client": "a", "close": {"code": 4000, "reason": "${\"'\" + '\"'}"}},
+            "/tests/0/steps/1/close/reason",
+        ),
+        # Malformed templates are EmitErrors, not a StringSyntaxError from inside.
+        (
+            {"client": "a", "close": {"code": 4000, "reason": "${unclosed"}},
+            "/tests/0/steps/1/close/reason",
+        ),
+        ({"connect": "b", "path": "/x?${unclosed"}, "/tests/0/steps/1/path"),
+    ],
+)
 def test_test_steps_without_a_mock_spelling_are_refused_at_their_pointer(
-        step: dict[str, Any], pointer: str) -> None:
+    step: dict[str, Any], pointer: str
+) -> None:
     with pytest.raises(EmitError) as info:
         emit_mock(_test_ir(step))
     assert info.value.pointer == pointer
@@ -302,18 +381,21 @@ def test_a_dollar_before_an_interpolation_keeps_both() -> None:
     assert _parse(emit_mock(ir)) == ir
 
 
-@pytest.mark.parametrize("ir", [
-    {"routes": [{"path": "/x", "heartbeat": "ten seconds"}]},
-    {"routes": [{"path": "/x", "on": {"connect": [{"shout": 1}]}}]},
-    {"routes": [{"path": "/x", "on": {"connect": [{"if": "a b", "then": []}]}}]},
-    {"routes": [{"path": "/x", "on": {"connect": [{"send": "${unclosed"}]}}]},
-    {"routes": [{"path": "/x", "on": {"connect": [{"send": float("nan")}]}}]},
-    {"routes": [{"path": "/x", "on": {"restart": []}}]},
-    {"routes": [{"path": "/x", "auth": [{"reject": {"reason": "no code"}}]}]},
-    {"let": {"not a name": 1}, "routes": []},
-    {"routes": [{"path": "/x", "heartbeet": "10s"}]},  # unknown keys are not dropped silently
-    {"routes": [{"path": "/x", "on": {"connect": [{"close": {"code": 4000, "why": "x"}}]}}]},
-])
+@pytest.mark.parametrize(
+    "ir",
+    [
+        {"routes": [{"path": "/x", "heartbeat": "ten seconds"}]},
+        {"routes": [{"path": "/x", "on": {"connect": [{"shout": 1}]}}]},
+        {"routes": [{"path": "/x", "on": {"connect": [{"if": "a b", "then": []}]}}]},
+        {"routes": [{"path": "/x", "on": {"connect": [{"send": "${unclosed"}]}}]},
+        {"routes": [{"path": "/x", "on": {"connect": [{"send": float("nan")}]}}]},
+        {"routes": [{"path": "/x", "on": {"restart": []}}]},
+        {"routes": [{"path": "/x", "auth": [{"reject": {"reason": "no code"}}]}]},
+        {"let": {"not a name": 1}, "routes": []},
+        {"routes": [{"path": "/x", "heartbeet": "10s"}]},  # unknown keys are not dropped silently
+        {"routes": [{"path": "/x", "on": {"connect": [{"close": {"code": 4000, "why": "x"}}]}}]},
+    ],
+)
 def test_malformed_ir_is_refused(ir: dict[str, Any]) -> None:
     with pytest.raises(EmitError):
         emit_mock(ir)
@@ -321,12 +403,53 @@ def test_malformed_ir_is_refused(ir: dict[str, Any]) -> None:
 
 # ---- YAML ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value", [
-    "on", "off", "yes", "no", "y", "n", "Y", "true", "null", "~", "", "1", "1e3", "0o17",
-    "0x1F", ".5", "1:30", "2024-01-01", "${msg}", "{x", "[x", "*x", "&x", "!x", "%x", "@x",
-    "`x`", "<<", "=", "- x", "a: b", "a #b", " lead", "trail ", "multi\nline\n", "x\n\n",
-    " \n x", "tab\tx", "\u2028", "\x85", "é ✓ 😀",
-])
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "on",
+        "off",
+        "yes",
+        "no",
+        "y",
+        "n",
+        "Y",
+        "true",
+        "null",
+        "~",
+        "",
+        "1",
+        "1e3",
+        "0o17",
+        "0x1F",
+        ".5",
+        "1:30",
+        "2024-01-01",
+        "${msg}",
+        "{x",
+        "[x",
+        "*x",
+        "&x",
+        "!x",
+        "%x",
+        "@x",
+        "`x`",
+        "<<",
+        "=",
+        "- x",
+        "a: b",
+        "a #b",
+        " lead",
+        "trail ",
+        "multi\nline\n",
+        "x\n\n",
+        " \n x",
+        "tab\tx",
+        "\u2028",
+        "\x85",
+        "é ✓ 😀",
+    ],
+)
 def test_yaml_strings_load_back_as_strings(value: str) -> None:
     ir = {"let": {value or "k": value, "on": [value]}, "routes": []}
     text = emit_yaml(ir)
@@ -334,16 +457,19 @@ def test_yaml_strings_load_back_as_strings(value: str) -> None:
 
 
 def test_yaml_quotes_what_other_readers_would_misread() -> None:
-    text = emit_yaml({"let": {k: k for k in ("y", "n", "1e3", "0o17", "${msg}", "on")},
-                      "routes": []})
+    text = emit_yaml(
+        {"let": {k: k for k in ("y", "n", "1e3", "0o17", "${msg}", "on")}, "routes": []}
+    )
     for word in ("y", "n", "1e3", "0o17", "${msg}", "on"):
         assert f"  '{word}': '{word}'\n" in text, text
 
 
 def test_yaml_layout() -> None:
     text = emit_yaml(_parse(SAMPLES["all-constructs"]))
-    assert text.startswith("prefix: /api\nlet:\n  users:\n    alice-token:\n      name: Alice\n"
-                           "routes:\n  - path: /ws/chat/:id\n    heartbeat: 10s\n")
+    assert text.startswith(
+        "prefix: /api\nlet:\n  users:\n    alice-token:\n      name: Alice\n"
+        "routes:\n  - path: /ws/chat/:id\n    heartbeat: 10s\n"
+    )
     assert "    'on':\n      connect:\n        - send:\n            type: connected\n" in text
 
 
@@ -366,8 +492,11 @@ def test_yaml_loads_with_the_scenario_loader() -> None:
 
 # ---- properties ---------------------------------------------------------------------------
 
-_PROPERTY = settings(max_examples=300, deadline=None,
-                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+_PROPERTY = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @pytest.mark.slow

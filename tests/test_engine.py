@@ -61,7 +61,8 @@ def frames(effects: list[Effect], conn: Connection) -> list[Any]:
     out = []
     for effect in effects:
         if (isinstance(effect, Send) and effect.conn is conn) or (
-                isinstance(effect, Broadcast) and conn in effect.targets):
+            isinstance(effect, Broadcast) and conn in effect.targets
+        ):
             out.append(json.loads(effect.data))
     return out
 
@@ -83,8 +84,7 @@ def test_chat_rooms_and_include_self(engine: Engine) -> None:
     effects = engine.message(b, json.dumps({"type": "join", "username": "B"}))
     assert frames(effects, a) == [{"type": "user-joined", "username": "B"}]
     assert frames(effects, b) == []
-    effects = engine.message(a, json.dumps({"type": "message", "username": "A",
-                                            "message": "hi"}))
+    effects = engine.message(a, json.dumps({"type": "message", "username": "A", "message": "hi"}))
     for conn in (a, b):
         (got,) = frames(effects, conn)
         assert got["type"] == "chat-message" and got["message"] == "hi"
@@ -124,18 +124,19 @@ def test_private_auth(engine: Engine) -> None:
     assert outcome({"token": "bob-token"}) == Accepted({"user": {"name": "Bob"}})
     conn = engine.open(route, Request("/api/ws/private"), params, {"user": {"name": "Bob"}})
     assert frames(engine.connect(conn), conn) == [
-        {"type": "authenticated", "user": {"name": "Bob"}}]
+        {"type": "authenticated", "user": {"name": "Bob"}}
+    ]
 
 
 def test_game_flow(engine: Engine) -> None:
     host, guest, idle = (connect(engine, "/api/ws/game") for _ in range(3))
     (created,) = frames(engine.message(host, '{"type": "create-game"}'), host)
     assert created["type"] == "game-created" and created["gameId"].startswith("game-")
-    effects = engine.message(guest, json.dumps({"type": "join-game",
-                                                "gameId": created["gameId"]}))
+    effects = engine.message(guest, json.dumps({"type": "join-game", "gameId": created["gameId"]}))
     assert frames(effects, host) == [{"type": "player-joined", "playerId": guest.id}]
-    effects = engine.message(host, json.dumps({"type": "game-action", "action": "move",
-                                               "gameId": created["gameId"]}))
+    effects = engine.message(
+        host, json.dumps({"type": "game-action", "action": "move", "gameId": created["gameId"]})
+    )
     expected = {"type": "game-update", "action": "move", "playerId": host.id}
     assert frames(effects, host) == frames(effects, guest) == [expected]
     assert frames(effects, idle) == []
@@ -151,7 +152,7 @@ def test_echo_keeps_text_and_bytes_unchanged(engine: Engine) -> None:
 def test_binary_without_a_handler_closes_1003(engine: Engine) -> None:
     conn = connect(engine, "/api/ws/chat")
     assert engine.message(conn, b"\x01") == [Close(conn, 1003, "Unsupported data")]
-    binary = engine_of('route /ws { on message binary { send raw } }')
+    binary = engine_of("route /ws { on message binary { send raw } }")
     conn = connect(binary, "/ws")
     assert binary.message(conn, b"\x01") == [Send(conn, b"\x01")]
     assert binary.message(conn, "text") == []
@@ -169,8 +170,10 @@ def test_handler_error_closes_1011_with_location() -> None:
 
 
 def test_on_error_runs_instead_of_1011() -> None:
-    engine = engine_of('route /ws {\n  on message { send 1 / msg.n }\n'
-                       '  on error { send { type: "error", message: error.message } }\n}\n')
+    engine = engine_of(
+        "route /ws {\n  on message { send 1 / msg.n }\n"
+        '  on error { send { type: "error", message: error.message } }\n}\n'
+    )
     conn = connect(engine, "/ws")
     effects = engine.message(conn, '{"n": 0}')
     assert frames(effects, conn) == [{"type": "error", "message": "division by zero"}]
@@ -197,7 +200,7 @@ route /ws {
 
 
 def test_auth_error_rejects_with_500_and_logs() -> None:
-    engine = engine_of('route /ws { auth { accept { x: query.a.b } } }')
+    engine = engine_of("route /ws { auth { accept { x: query.a.b } } }")
     resolved = engine.resolve("/ws")
     assert resolved is not None
     outcome, effects = engine.authenticate(resolved[0], Request("/ws"), {}, "x")
@@ -206,14 +209,15 @@ def test_auth_error_rejects_with_500_and_logs() -> None:
 
 
 def test_constant_that_fails_at_load_names_its_line() -> None:
-    source = Source("c.mock", 'let a = 1 / 0\nroute /ws { }\n')
+    source = Source("c.mock", "let a = 1 / 0\nroute /ws { }\n")
     # check finds it, as an error of the file ...
     _, errors = load_source(source)
     assert [e.format_text() for e in errors] == [
         "c.mock:1:9: error: constant 'a' cannot be evaluated: division by zero\n"
         "    1 | let a = 1 / 0\n"
         "      |         ^^^^^\n"
-        "  hint: constants are evaluated once, when the scenario is loaded"]
+        "  hint: constants are evaluated once, when the scenario is loaded"
+    ]
     # ... and compiling an unvalidated IR says where too.
     ir, source_map, _ = parse_mock(source)
     assert ir is not None
@@ -255,19 +259,25 @@ def test_control_frames_up_to_the_protocols_limits() -> None:
     reason = "é" * (MAX_CLOSE_REASON_BYTES // 2) + "x"  # the limit counts bytes of UTF-8
     assert len(reason.encode()) == MAX_CLOSE_REASON_BYTES
     assert engine.message(conn, json.dumps({"type": "close", "text": reason})) == [
-        Close(conn, 4000, reason)]
+        Close(conn, 4000, reason)
+    ]
     data = "p" * MAX_CONTROL_PAYLOAD
     assert engine.message(conn, json.dumps({"type": "ping", "text": data})) == [
-        Ping(conn, data.encode())]
+        Ping(conn, data.encode())
+    ]
     assert engine.message(conn, json.dumps({"type": "pong", "text": data})) == [
-        Pong(conn, data.encode())]
+        Pong(conn, data.encode())
+    ]
 
 
-@pytest.mark.parametrize(("kind", "text", "message"), [
-    ("close", "é" * 62, "close reason is 124 bytes; the protocol allows 123"),
-    ("ping", "p" * 126, "ping data is 126 bytes; the protocol allows 125"),
-    ("pong", "p" * 200, "pong data is 200 bytes; the protocol allows 125"),
-])
+@pytest.mark.parametrize(
+    ("kind", "text", "message"),
+    [
+        ("close", "é" * 62, "close reason is 124 bytes; the protocol allows 123"),
+        ("ping", "p" * 126, "ping data is 126 bytes; the protocol allows 125"),
+        ("pong", "p" * 200, "pong data is 200 bytes; the protocol allows 125"),
+    ],
+)
 def test_a_control_frame_too_long_fails_its_action(kind: str, text: str, message: str) -> None:
     """websockets refuses to send such a frame (ProtocolError, away from the scenario's line):
     the action fails instead, as any failed action does, at its file:line."""
@@ -290,7 +300,8 @@ def test_auth_close_reason_too_long_rejects_with_500() -> None:
         return engine.authenticate(resolved[0], Request("/auth", query), {}, "x")
 
     assert authenticate({"r": "r" * MAX_CLOSE_REASON_BYTES})[0] == Rejected(
-        "r" * MAX_CLOSE_REASON_BYTES, code=4001)
+        "r" * MAX_CLOSE_REASON_BYTES, code=4001
+    )
     outcome, effects = authenticate({"r": "r" * 124})
     assert outcome == Rejected("Internal Server Error", status=500)
     (log,) = effects

@@ -11,20 +11,52 @@ import scenario_engine
 
 PUBLIC = {
     # errors
-    "ActionError", "AdminError", "ConstantError", "EmitError", "EvaluationError",
-    "ExpressionSyntaxError", "QuantityError", "ScenarioEngineError", "ScenarioError",
-    "ScenarioErrors", "ScenarioTestFailed", "StringSyntaxError", "UsageError",
+    "ActionError",
+    "AdminError",
+    "ConstantError",
+    "EmitError",
+    "EvaluationError",
+    "ExpressionSyntaxError",
+    "QuantityError",
+    "ScenarioEngineError",
+    "ScenarioError",
+    "ScenarioErrors",
+    "ScenarioTestFailed",
+    "StringSyntaxError",
+    "UsageError",
     # reading, checking and writing scenarios
-    "SCHEMA", "Loaded", "Source", "SourceMap", "Span", "emit_mock", "emit_yaml", "load_file",
-    "load_paths", "load_source", "load_yaml", "parse_mock", "schema_text", "validate",
+    "SCHEMA",
+    "Loaded",
+    "Source",
+    "SourceMap",
+    "Span",
+    "emit_mock",
+    "emit_yaml",
+    "load_file",
+    "load_paths",
+    "load_source",
+    "load_yaml",
+    "parse_mock",
+    "schema_text",
+    "validate",
     # serving them
-    "BackgroundServer", "Journal", "Program", "ScenarioServer", "compile_program",
+    "BackgroundServer",
+    "Journal",
+    "Program",
+    "ScenarioServer",
+    "compile_program",
     "load_program",
 }
 
 #: What a pytest run of someone who has the package installed must not pay for.
-HEAVY = ("lark", "jsonschema", "yaml", "websockets", "scenario_engine.runtime",
-         "scenario_engine.language")
+HEAVY = (
+    "lark",
+    "jsonschema",
+    "yaml",
+    "websockets",
+    "scenario_engine.runtime",
+    "scenario_engine.language",
+)
 
 
 def test_the_public_names_are_exported() -> None:
@@ -51,8 +83,11 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
 
 def test_importing_the_package_and_its_pytest_plugin_loads_nothing_heavy() -> None:
-    code = ("import sys, scenario_engine, scenario_engine.testing.pytest_plugin\n"
-            f"print(sorted(m for m in sys.modules if m.startswith({HEAVY!r})))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=ROOT, check=True)
+    code = (
+        "import sys, scenario_engine, scenario_engine.testing.pytest_plugin\n"
+        f"print(sorted(m for m in sys.modules if m.startswith({HEAVY!r})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     assert result.stdout.strip() == "[]"

@@ -25,52 +25,55 @@ def ev(text: str, ctx: dict[str, Any] | None = None) -> Any:
     return compile_expression(parse_expression(text))(CTX if ctx is None else ctx)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("1 + 2 * 3", 7),
-    ("(1 + 2) * 3", 9),
-    ("7 / 2", 3.5),
-    ("8 / 2", 4),
-    ("7 % 3", 1),
-    ("-msg.n", -3),
-    ('"a" + 1', "a1"),
-    ('"n=" + msg.n', "n=3"),
-    ("[1] + [2]", [1, 2]),
-    ("msg.n == 3.0", True),
-    ('msg.n == "3"', False),
-    ("true == 1", False),
-    ("msg.items == [1, 2, 3]", True),
-    ("{a: 1} == {a: 1}", True),
-    ('"b" > "a"', True),
-    ("msg.n >= 3 && msg.n < 4", True),
-    ("msg.missing", None),
-    ("msg.missing > 1", False),
-    ("msg.missing <= 1", False),
-    ('msg.missing ?? "anon"', "anon"),
-    ('msg.name || "anon"', "Al"),
-    ('"" || "anon"', "anon"),
-    ("0 && 1", 0),
-    ("!msg.user", True),
-    ("!![]", True),
-    ('query.token in users', True),
-    ('"bob" in users', False),
-    ("2 in msg.items", True),
-    ('"l" in msg.name', True),
-    ('"x" not in msg.name', True),
-    ("users[query.token].name", "Alice"),
-    ("msg.items[0]", 1),
-    ("msg.items[9]", None),
-    ('msg["type"]', "chat"),
-    ("msg.n > 2 ? \"big\" : \"small\"", "big"),
-    ('"Hello ${msg.name}, you have ${msg.n} items"', "Hello Al, you have 3 items"),
-    ("len(msg.items)", 3),
-    ('len("héllo")', 5),
-    ("len(users)", 1),
-    ('upper("a") + lower("B")', "Ab"),
-    ('number("42") + 1', 43),
-    ("str(msg.items)", "[1,2,3]"),
-    ("json(msg.name)", '"Al"'),
-    ("keys(users)", ["alice-token"]),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1 + 2 * 3", 7),
+        ("(1 + 2) * 3", 9),
+        ("7 / 2", 3.5),
+        ("8 / 2", 4),
+        ("7 % 3", 1),
+        ("-msg.n", -3),
+        ('"a" + 1', "a1"),
+        ('"n=" + msg.n', "n=3"),
+        ("[1] + [2]", [1, 2]),
+        ("msg.n == 3.0", True),
+        ('msg.n == "3"', False),
+        ("true == 1", False),
+        ("msg.items == [1, 2, 3]", True),
+        ("{a: 1} == {a: 1}", True),
+        ('"b" > "a"', True),
+        ("msg.n >= 3 && msg.n < 4", True),
+        ("msg.missing", None),
+        ("msg.missing > 1", False),
+        ("msg.missing <= 1", False),
+        ('msg.missing ?? "anon"', "anon"),
+        ('msg.name || "anon"', "Al"),
+        ('"" || "anon"', "anon"),
+        ("0 && 1", 0),
+        ("!msg.user", True),
+        ("!![]", True),
+        ("query.token in users", True),
+        ('"bob" in users', False),
+        ("2 in msg.items", True),
+        ('"l" in msg.name', True),
+        ('"x" not in msg.name', True),
+        ("users[query.token].name", "Alice"),
+        ("msg.items[0]", 1),
+        ("msg.items[9]", None),
+        ('msg["type"]', "chat"),
+        ('msg.n > 2 ? "big" : "small"', "big"),
+        ('"Hello ${msg.name}, you have ${msg.n} items"', "Hello Al, you have 3 items"),
+        ("len(msg.items)", 3),
+        ('len("héllo")', 5),
+        ("len(users)", 1),
+        ('upper("a") + lower("B")', "Ab"),
+        ('number("42") + 1', 43),
+        ("str(msg.items)", "[1,2,3]"),
+        ("json(msg.name)", '"Al"'),
+        ("keys(users)", ["alice-token"]),
+    ],
+)
 def test_expression_values(text: str, expected: Any) -> None:
     result = ev(text)
     assert result == expected
@@ -88,20 +91,23 @@ def test_functions_that_make_fresh_values() -> None:
     assert 0 <= ev("random()") < 1
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("msg.user.name", "cannot read 'name' of null"),
-    ("msg.n.x", "cannot read 'x' of a number"),
-    ("1 / 0", "division by zero"),
-    ("5 % 0", "division by zero"),
-    ('"a" - 1', "'-' needs numbers, not a string and a number"),
-    ("{} + 1", "cannot add an object and a number"),
-    ('1 < "2"', "cannot compare a number and a string with '<'"),
-    ("1 in 2", "'in' needs an object, array or string on its right, not a number"),
-    ('msg.items["x"]', "an index into an array must be a whole number, not a string"),
-    ("len(3)", "len() needs a string, array or object, not a number"),
-    ('number("x")', "not a number: 'x'"),
-    ("-msg.name", "cannot negate a string"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("msg.user.name", "cannot read 'name' of null"),
+        ("msg.n.x", "cannot read 'x' of a number"),
+        ("1 / 0", "division by zero"),
+        ("5 % 0", "division by zero"),
+        ('"a" - 1', "'-' needs numbers, not a string and a number"),
+        ("{} + 1", "cannot add an object and a number"),
+        ('1 < "2"', "cannot compare a number and a string with '<'"),
+        ("1 in 2", "'in' needs an object, array or string on its right, not a number"),
+        ('msg.items["x"]', "an index into an array must be a whole number, not a string"),
+        ("len(3)", "len() needs a string, array or object, not a number"),
+        ('number("x")', "not a number: 'x'"),
+        ("-msg.name", "cannot negate a string"),
+    ],
+)
 def test_runtime_errors(text: str, message: str) -> None:
     with pytest.raises(EvaluationError, match=re.escape(message)):
         ev(text)
@@ -109,8 +115,14 @@ def test_runtime_errors(text: str, message: str) -> None:
 
 def test_python_internals_are_unreachable() -> None:
     # Member access is a key lookup in JSON data; there is no attribute access at all.
-    for text in ("msg.__class__", "msg.__dict__", "msg._private", "users.__class__.__bases__",
-                 "msg.items.__len__", 'msg["__class__"]'):
+    for text in (
+        "msg.__class__",
+        "msg.__dict__",
+        "msg._private",
+        "users.__class__.__bases__",
+        "msg.items.__len__",
+        'msg["__class__"]',
+    ):
         # Reading a key of an array is an error, never an attribute.
         with contextlib.suppress(EvaluationError):
             assert ev(text) is None, text
@@ -127,8 +139,9 @@ def test_operators_cannot_build_huge_values() -> None:
 
 
 def test_templates_keep_types_and_prebuild_constants() -> None:
-    build, constant = compile_template({"type": "x", "n": "${msg.n}", "t": "n=${msg.n}",
-                                        "lit": "$${not} an expression"})
+    build, constant = compile_template(
+        {"type": "x", "n": "${msg.n}", "t": "n=${msg.n}", "lit": "$${not} an expression"}
+    )
     assert not constant
     assert build(CTX) == {"type": "x", "n": 3, "t": "n=3", "lit": "${not} an expression"}
     value = {"type": "welcome", "items": [1, {"a": None}]}
@@ -138,4 +151,11 @@ def test_templates_keep_types_and_prebuild_constants() -> None:
 
 def test_text_of_values() -> None:
     assert [to_text(v) for v in (None, True, 1.0, 1.5, "s", [1, "a"], {"a": 1})] == [
-        "null", "true", "1", "1.5", "s", '[1,"a"]', '{"a":1}']
+        "null",
+        "true",
+        "1",
+        "1.5",
+        "s",
+        '[1,"a"]',
+        '{"a":1}',
+    ]

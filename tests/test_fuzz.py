@@ -16,13 +16,55 @@ from scenario_engine.language.loader import load_source
 from scenario_engine.language.source import Source
 
 TEXTS = {p.name: p.read_text(encoding="utf-8") for p in sorted(SCENARIOS.glob("*.*"))}
-FRAGMENTS = ["{", "}", "[", "]", "(", ")", '"', "'", "${", "$${", "\\", ":", ",", "\n", "#",
-             "on", "message", "type", "route", "send", "broadcast", "to", "include self",
-             "reject", "accept", "auth", "let", "=", "==", "msg.", "conn.", "&&", "!", "- ",
-             "  ", "\t", "routes:", "do:", "\x00", "\ufeff", "é", "1e999", "99999999999999999"]
+FRAGMENTS = [
+    "{",
+    "}",
+    "[",
+    "]",
+    "(",
+    ")",
+    '"',
+    "'",
+    "${",
+    "$${",
+    "\\",
+    ":",
+    ",",
+    "\n",
+    "#",
+    "on",
+    "message",
+    "type",
+    "route",
+    "send",
+    "broadcast",
+    "to",
+    "include self",
+    "reject",
+    "accept",
+    "auth",
+    "let",
+    "=",
+    "==",
+    "msg.",
+    "conn.",
+    "&&",
+    "!",
+    "- ",
+    "  ",
+    "\t",
+    "routes:",
+    "do:",
+    "\x00",
+    "\ufeff",
+    "é",
+    "1e999",
+    "99999999999999999",
+]
 
-fuzz_settings = settings(max_examples=400, deadline=None,
-                         suppress_health_check=[HealthCheck.too_slow])
+fuzz_settings = settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def check_never_crashes(name: str, text: str) -> None:
@@ -68,20 +110,48 @@ def test_mutated_scenarios_only_produce_scenario_errors(case: tuple[str, str]) -
 
 
 @fuzz_settings
-@given(st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=3), max_size=60).map("".join),
-       st.sampled_from(["x.mock", "x.yaml"]))
+@given(
+    st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=3), max_size=60).map("".join),
+    st.sampled_from(["x.mock", "x.yaml"]),
+)
 def test_random_text_only_produces_scenario_errors(text: str, name: str) -> None:
     check_never_crashes(name, text)
 
 
 @pytest.mark.slow
 @settings(max_examples=200, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=3)
-                    | st.dictionaries(st.sampled_from(
-                        ["routes", "path", "on", "message", "do", "send", "type", "auth",
-                         "reject", "code", "prefix", "let", "where", "broadcast", "to"]),
-                        inner, max_size=4), max_leaves=20))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "routes",
+                        "path",
+                        "on",
+                        "message",
+                        "do",
+                        "send",
+                        "type",
+                        "auth",
+                        "reject",
+                        "code",
+                        "prefix",
+                        "let",
+                        "where",
+                        "broadcast",
+                        "to",
+                    ]
+                ),
+                inner,
+                max_size=4,
+            )
+        ),
+        max_leaves=20,
+    )
+)
 def test_random_yaml_documents_only_produce_scenario_errors(document: object) -> None:
     import yaml
 
@@ -90,27 +160,29 @@ def test_random_yaml_documents_only_produce_scenario_errors(document: object) ->
 
 def test_deep_nesting_is_an_error_not_a_recursion_error() -> None:
     for depth in (150, 10_000, 200_000):
-        check_never_crashes("deep.mock", "route /ws { on connect { send " + "[" * depth
-                            + "1" + "]" * depth + " } }")
+        check_never_crashes(
+            "deep.mock", "route /ws { on connect { send " + "[" * depth + "1" + "]" * depth + " } }"
+        )
         check_never_crashes("deep.mock", "let x = " + "(" * depth + "1" + ")" * depth)
         check_never_crashes("deep.yaml", "routes: " + "[" * depth + "]" * depth)
-        check_never_crashes("deep.yaml", "a:\n" + "".join(" " * i + "- \n" for i in
-                                                           range(min(depth, 3000))))
+        check_never_crashes(
+            "deep.yaml", "a:\n" + "".join(" " * i + "- \n" for i in range(min(depth, 3000)))
+        )
 
 
 def test_long_operator_chains_are_an_error_not_a_recursion_error() -> None:
     chain = " + ".join(["1"] * 5000)
     _, errors = load_source(Source("chain.mock", f"route /ws {{ on connect {{ send {chain} }} }}"))
     assert errors and "nested too deeply" in errors[0].message
-    _, errors = load_source(Source("bang.mock", "route /ws { on connect { send "
-                                   + "!" * 5000 + "true } }"))
+    _, errors = load_source(
+        Source("bang.mock", "route /ws { on connect { send " + "!" * 5000 + "true } }")
+    )
     assert errors and "nested too deeply" in errors[0].message
 
 
 @pytest.mark.slow
 def test_huge_file_is_parsed_or_rejected_without_crashing() -> None:
-    handlers = "".join(f'  on message type "t{i}" {{ send {{ n: {i} }} }}\n'
-                       for i in range(20_000))
+    handlers = "".join(f'  on message type "t{i}" {{ send {{ n: {i} }} }}\n' for i in range(20_000))
     loaded, errors = load_source(Source("huge.mock", f"route /ws {{\n{handlers}}}\n"))
     assert errors == [] and loaded is not None
     assert len(loaded.ir["routes"][0]["on"]["message"]) == 20_000

@@ -135,6 +135,7 @@ route /sink { on message { broadcast raw to "nobody" } }
 
 # ---- helpers ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(autouse=True)
 def mark_log(request: pytest.FixtureRequest) -> None:
     """A test checks only its own part of the shared server's log for tracebacks."""
@@ -142,8 +143,9 @@ def mark_log(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("hostile").log.mark()
 
 
-async def exchange_bytes(host: str, port: int, data: bytes, within: float,
-                         drip: float | None = None) -> tuple[bytes, float, str]:
+async def exchange_bytes(
+    host: str, port: int, data: bytes, within: float, drip: float | None = None
+) -> tuple[bytes, float, str]:
     """Send ``data`` (all at once, or a byte every ``drip`` seconds) and read until the server
     closes: (everything received, seconds until the close, how it closed)."""
     loop = asyncio.get_running_loop()
@@ -157,7 +159,7 @@ async def exchange_bytes(host: str, port: int, data: bytes, within: float,
             writer.write(data)
             return
         for i in range(len(data)):
-            writer.write(data[i:i + 1])
+            writer.write(data[i : i + 1])
             await asyncio.sleep(drip)
 
     sender = asyncio.create_task(send())
@@ -165,8 +167,10 @@ async def exchange_bytes(host: str, port: int, data: bytes, within: float,
         while True:
             remaining = start + within - loop.time()
             if remaining <= 0:
-                raise AssertionError(f"the server kept the connection open {within:.1f}s; "
-                                     f"received {bytes(received[:200])!r}")
+                raise AssertionError(
+                    f"the server kept the connection open {within:.1f}s; "
+                    f"received {bytes(received[:200])!r}"
+                )
             try:
                 chunk = await asyncio.wait_for(reader.read(65536), remaining)
             except TimeoutError:
@@ -199,8 +203,12 @@ async def many(url: str, count: int, **kwargs: Any) -> AsyncIterator[list[Client
     clients: list[ClientConnection] = []
     async with stack:
         for start in range(0, count, 100):
-            batch = await asyncio.gather(*(connect(url, open_timeout=BOUND, **kwargs)
-                                           for _ in range(start, min(count, start + 100))))
+            batch = await asyncio.gather(
+                *(
+                    connect(url, open_timeout=BOUND, **kwargs)
+                    for _ in range(start, min(count, start + 100))
+                )
+            )
             for ws in batch:
                 clients.append(await stack.enter_async_context(ws))
         yield clients
@@ -223,6 +231,7 @@ async def connect_when_free(url: str, within: float = BOUND, **kwargs: Any) -> C
 
 # ---- the shared server -----------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedMock]:
     path = tmp_path_factory.mktemp("hostile") / "hostile.mock"
@@ -235,10 +244,12 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedMock]:
 
 # ---- 1. frames and bytes the server must refuse ----------------------------------------------
 
+
 @pytest.mark.parametrize("how", ["fragments", "deflate-bomb-1KB", "deflate-bomb-16MiB"])
 @async_test
 async def test_fragmented_or_compressed_oversize_message_closes_1009(
-        hostile: ServedMock, how: str) -> None:
+    hostile: ServedMock, how: str
+) -> None:
     pid = hostile.process.pid
     peak_before = rss_mb(pid, "VmHWM")
     code: int | None
@@ -254,8 +265,9 @@ async def test_fragmented_or_compressed_oversize_message_closes_1009(
         code, reason = close.code, close.reason
     else:
         # permessage-deflate: a few KB on the wire that inflate past the limit.
-        path, size = (("/limited", 64 * 1024) if how == "deflate-bomb-1KB"
-                      else ("/alive", 64 * 1024 * 1024))
+        path, size = (
+            ("/limited", 64 * 1024) if how == "deflate-bomb-1KB" else ("/alive", 64 * 1024 * 1024)
+        )
         async with connect(hostile.url(path), max_size=None) as ws:
             assert ws.protocol.extensions, "permessage-deflate was not negotiated"
             await ws.send(b"\0" * size)
@@ -263,18 +275,24 @@ async def test_fragmented_or_compressed_oversize_message_closes_1009(
     print(f"\n{how}: close {code} {reason!r}")
     assert code == 1009, (code, reason)
     peak_growth = rss_mb(pid, "VmHWM") - peak_before
-    assert peak_growth < 40, f"inflating the bomb raised the server's peak RSS by " \
-                             f"{peak_growth:.0f} MB"
+    assert peak_growth < 40, (
+        f"inflating the bomb raised the server's peak RSS by {peak_growth:.0f} MB"
+    )
     await assert_alive(hostile)
 
 
-@pytest.mark.parametrize(("fragments", "what"), [
-    ([b"caf\xc3", b"\xa9 ok", b" \xff"], "an invalid byte in the last fragment"),
-    ([b"caf\xc3", b"\xa9 \xe2\x82"], "a character cut off at the end of the message"),
-], ids=["invalid-byte", "truncated"])
+@pytest.mark.parametrize(
+    ("fragments", "what"),
+    [
+        ([b"caf\xc3", b"\xa9 ok", b" \xff"], "an invalid byte in the last fragment"),
+        ([b"caf\xc3", b"\xa9 \xe2\x82"], "a character cut off at the end of the message"),
+    ],
+    ids=["invalid-byte", "truncated"],
+)
 @async_test
 async def test_invalid_utf8_across_fragments_closes_1007(
-        hostile: ServedMock, fragments: list[bytes], what: str) -> None:
+    hostile: ServedMock, fragments: list[bytes], what: str
+) -> None:
     async with await RawClient.open(hostile.url("/alive")) as raw:
         # A character split across fragments is valid: the echo proves it.
         raw.protocol.send_text(b"caf\xc3", fin=False)
@@ -308,16 +326,21 @@ NOT_A_HANDSHAKE: dict[str, tuple[bytes, int | None]] = {
     "no-upgrade-headers": (handshake_request("/alive", upgrade=False), 426),
     "bad-sec-websocket-key": (handshake_request("/alive", key=b"bad"), 400),
     "wrong-websocket-version": (
-        handshake_request("/alive").replace(b"Version: 13", b"Version: 8"), 400),
+        handshake_request("/alive").replace(b"Version: 13", b"Version: 8"),
+        400,
+    ),
     "http-1.0": (handshake_request("/alive").replace(b"HTTP/1.1", b"HTTP/1.0"), 505),
     "post": (b"POST" + handshake_request("/alive")[3:], 405),
-    "huge-header-100KB": (handshake_request("/alive", extra=b"X-Big: " + b"a" * 100_000
-                                            + b"\r\n"), 431),
-    "300-headers": (handshake_request("/alive", extra=b"".join(
-        b"X-H%d: v\r\n" % i for i in range(300))), 431),
+    "huge-header-100KB": (
+        handshake_request("/alive", extra=b"X-Big: " + b"a" * 100_000 + b"\r\n"),
+        431,
+    ),
+    "300-headers": (
+        handshake_request("/alive", extra=b"".join(b"X-H%d: v\r\n" % i for i in range(300))),
+        431,
+    ),
     "request-line-9KB": (handshake_request("/alive?q=" + "a" * 9000), 414),
-    "request-body": (handshake_request("/alive", extra=b"Content-Length: 5\r\n") + b"hello",
-                     None),
+    "request-body": (handshake_request("/alive", extra=b"Content-Length: 5\r\n") + b"hello", None),
     "garbage-lines": (b"\x00\xff" * 100 + b"\r\n\r\n", None),
     # The start of a TLS ClientHello: no line ending, so the server waits for one until the
     # open timeout.
@@ -329,7 +352,8 @@ NOT_A_HANDSHAKE: dict[str, tuple[bytes, int | None]] = {
 @pytest.mark.parametrize("case", list(NOT_A_HANDSHAKE))
 @async_test
 async def test_not_a_handshake_gets_an_http_error_or_is_dropped(
-        hostile: ServedMock, case: str) -> None:
+    hostile: ServedMock, case: str
+) -> None:
     data, expected = NOT_A_HANDSHAKE[case]
     host, port = hostile.host, hostile.port
     received, elapsed, how = await exchange_bytes(host, port, data, OPEN_TIMEOUT + BOUND)
@@ -348,10 +372,13 @@ async def test_tls_client_hello_on_the_plain_port_is_dropped(hostile: ServedMock
     context.verify_mode = ssl.CERT_NONE
     start = time.monotonic()
     with pytest.raises((ssl.SSLError, OSError, EOFError)) as info:
-        await asyncio.wait_for(asyncio.open_connection(host, port, ssl=context),
-                               OPEN_TIMEOUT + BOUND)
-    print(f"\nTLS to the plain port: {type(info.value).__name__}: {info.value} after "
-          f"{time.monotonic() - start:.2f}s")
+        await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context), OPEN_TIMEOUT + BOUND
+        )
+    print(
+        f"\nTLS to the plain port: {type(info.value).__name__}: {info.value} after "
+        f"{time.monotonic() - start:.2f}s"
+    )
     await assert_alive(hostile)
 
 
@@ -374,15 +401,18 @@ SLOW_BROADCASTS = 200
 
 @async_test
 async def test_slow_reader_is_closed_1008_and_others_keep_receiving(
-        serve: Callable[..., ServedMock], tmp_path: Path) -> None:
+    serve: Callable[..., ServedMock], tmp_path: Path
+) -> None:
     path = tmp_path / "fanout.mock"
     path.write_text(FANOUT, encoding="utf-8")
     served = serve(path)
     pid = served.process.pid
     url = served.url("/fanout")
-    async with connect(url, max_size=None, compression=None) as producer, \
-            connect(url, max_size=None, compression=None) as fast1, \
-            connect(url, max_size=None, compression=None) as fast2:
+    async with (
+        connect(url, max_size=None, compression=None) as producer,
+        connect(url, max_size=None, compression=None) as fast1,
+        connect(url, max_size=None, compression=None) as fast2,
+    ):
         for ws in (producer, fast1, fast2):
             assert (await recv_json(ws))["type"] == "hello"
         seq = 0
@@ -396,8 +426,9 @@ async def test_slow_reader_is_closed_1008_and_others_keep_receiving(
             await producer.send(text)
             for ws in (fast1, fast2):
                 got = await recv(ws, what=f"broadcast {seq}")
-                assert isinstance(got, str) and got[:8] == f"{seq:08d}", \
+                assert isinstance(got, str) and got[:8] == f"{seq:08d}", (
                     f"expected broadcast {seq}, got {got[:8]!r}: a broadcast was lost"
+                )
             return time.perf_counter() - start
 
         baseline = [await broadcast_once() for _ in range(BASELINE_BROADCASTS)]
@@ -414,8 +445,9 @@ async def test_slow_reader_is_closed_1008_and_others_keep_receiving(
         drains_id, dead_id = ids
 
         async def drain_when_told() -> tuple[int, Any]:
-            await asyncio.to_thread(served.log.wait_for,
-                                    rf"closing {drains_id} /fanout: client too slow", BOUND * 4)
+            await asyncio.to_thread(
+                served.log.wait_for, rf"closing {drains_id} /fanout: client too slow", BOUND * 4
+            )
             frames = 0
             while True:
                 frame = await drains.next_frame()
@@ -434,8 +466,7 @@ async def test_slow_reader_is_closed_1008_and_others_keep_receiving(
         frames, close = await asyncio.wait_for(drainer, BOUND)
         assert (close.code, close.reason) == (1008, "Client too slow"), close
         await drains.aclose()
-        await asyncio.to_thread(served.log.wait_for,
-                                rf"closing {dead_id} /fanout: client too slow")
+        await asyncio.to_thread(served.log.wait_for, rf"closing {dead_id} /fanout: client too slow")
         await asyncio.to_thread(served.log.wait_for, rf"close {drains_id} /fanout code=1008")
 
         # The fast readers still get every broadcast, at their usual speed.
@@ -443,11 +474,13 @@ async def test_slow_reader_is_closed_1008_and_others_keep_receiving(
         await asyncio.sleep(0.5 * UNIT)
         rss_after = rss_mb(pid)
     base_median, during_median = statistics.median(baseline), statistics.median(during)
-    report = (f"broadcast latency median {base_median * 1e3:.2f} ms before, "
-              f"{during_median * 1e3:.2f} ms with slow readers (max {max(during) * 1e3:.1f} ms), "
-              f"{statistics.median(after) * 1e3:.2f} ms after; RSS {rss_before:.1f} MB before, "
-              f"peak {rss_peak:.1f} MB during, {rss_after:.1f} MB after; the draining reader "
-              f"read {frames} broadcasts then close 1008")
+    report = (
+        f"broadcast latency median {base_median * 1e3:.2f} ms before, "
+        f"{during_median * 1e3:.2f} ms with slow readers (max {max(during) * 1e3:.1f} ms), "
+        f"{statistics.median(after) * 1e3:.2f} ms after; RSS {rss_before:.1f} MB before, "
+        f"peak {rss_peak:.1f} MB during, {rss_after:.1f} MB after; the draining reader "
+        f"read {frames} broadcasts then close 1008"
+    )
     print("\n" + report)
     assert during_median <= max(5 * base_median, base_median + 0.02 * UNIT), report
     assert max(during) < BOUND / 2, report
@@ -461,7 +494,8 @@ async def test_slow_reader_is_closed_1008_and_others_keep_receiving(
 
 @async_test
 async def test_reader_that_never_reads_is_dropped(
-        serve: Callable[..., ServedMock], tmp_path: Path) -> None:
+    serve: Callable[..., ServedMock], tmp_path: Path
+) -> None:
     """docs/close-codes.md: a client closed for being too slow is dropped SLOW_CLOSE_TIMEOUT
     later if it still does not read. Its queue, socket and connection slot must not be kept."""
     path = tmp_path / "fanout.mock"
@@ -482,14 +516,16 @@ async def test_reader_that_never_reads_is_dropped(
             await asyncio.to_thread(served.log.wait_for, warning)
             warned = time.monotonic()
             try:
-                await asyncio.to_thread(served.log.wait_for, rf"close {dead_id} /fanout",
-                                        SLOW_CLOSE_TIMEOUT + BOUND)
+                await asyncio.to_thread(
+                    served.log.wait_for, rf"close {dead_id} /fanout", SLOW_CLOSE_TIMEOUT + BOUND
+                )
             except AssertionError:
                 raise AssertionError(
                     f"a client that never reads was not dropped within "
                     f"{SLOW_CLOSE_TIMEOUT + BOUND:.0f}s of 'client too slow' (the server's "
                     f"close() waits in drain() for the client to read before its close "
-                    f"timeout starts)") from None
+                    f"timeout starts)"
+                ) from None
             dropped_after = time.monotonic() - warned
             outcome = "open"
             try:
@@ -502,8 +538,10 @@ async def test_reader_that_never_reads_is_dropped(
                 outcome = "RST"
         finally:
             await dead.aclose()
-    print(f"\nnever-reading client: dropped {dropped_after:.2f}s after the warning; its "
-          f"socket then saw {outcome}")
+    print(
+        f"\nnever-reading client: dropped {dropped_after:.2f}s after the warning; its "
+        f"socket then saw {outcome}"
+    )
     assert outcome in ("EOF", "RST"), outcome
     assert dropped_after <= SLOW_CLOSE_TIMEOUT + 0.5 * UNIT, dropped_after
     await assert_alive(served)
@@ -511,7 +549,8 @@ async def test_reader_that_never_reads_is_dropped(
 
 @async_test
 async def test_with_a_journal_a_slow_reader_leaves_the_out_events_once_closed(
-        serve: Callable[..., ServedMock], tmp_path: Path) -> None:
+    serve: Callable[..., ServedMock], tmp_path: Path
+) -> None:
     """With a journal, a broadcast's ``out`` event names exactly the clients it is written to:
     a reader too slow to be written to is closed (1008) and named no more."""
     path = tmp_path / "fanout.mock"
@@ -519,8 +558,10 @@ async def test_with_a_journal_a_slow_reader_leaves_the_out_events_once_closed(
     journal = tmp_path / "journal.jsonl"
     served = serve(path, extra=("--journal", str(journal)))
     url = served.url("/fanout")
-    async with connect(url, max_size=None, compression=None) as producer, \
-            connect(url, max_size=None, compression=None) as fast:
+    async with (
+        connect(url, max_size=None, compression=None) as producer,
+        connect(url, max_size=None, compression=None) as fast,
+    ):
         assert (await recv_json(producer))["type"] == "hello"
         fast_id = (await recv_json(fast))["id"]
         dead = await RawClient.open(url, rcvbuf=4096)
@@ -535,13 +576,17 @@ async def test_with_a_journal_a_slow_reader_leaves_the_out_events_once_closed(
                 assert (await recv(fast))[:8] == f"{sent - 1:08d}"
             await producer.send("after")
             assert await recv(fast) == "after"
-            await asyncio.to_thread(served.log.wait_for, rf"close {dead_id} /fanout",
-                                    SLOW_CLOSE_TIMEOUT + BOUND)
+            await asyncio.to_thread(
+                served.log.wait_for, rf"close {dead_id} /fanout", SLOW_CLOSE_TIMEOUT + BOUND
+            )
         finally:
             await dead.aclose()
     events = [json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines()]
-    outs = [e["connections"] for e in events
-            if e["event"] == "out" and e.get("text", "")[:8] != "{\"type\":"]
+    outs = [
+        e["connections"]
+        for e in events
+        if e["event"] == "out" and e.get("text", "")[:8] != '{"type":'
+    ]
     assert len(outs) == sent + 1, "one out event per broadcast"
     assert all(fast_id in names and len(names) == len(set(names)) for names in outs)
     named = [dead_id in names for names in outs]
@@ -613,7 +658,9 @@ async def test_flooding_client_does_not_starve_others(hostile: ServedMock, targe
         idle = await round_trips(ws, 50)
         flooder = subprocess.Popen(
             [sys.executable, "-c", FLOODER, host, str(port), target, str(10 * UNIT)],
-            stdout=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert flooder.stdout is not None
             ready = await asyncio.wait_for(asyncio.to_thread(flooder.stdout.readline), BOUND)
@@ -632,10 +679,12 @@ async def test_flooding_client_does_not_starve_others(hostile: ServedMock, targe
         settled = time.perf_counter() - settle_start
     idle_median, busy_median = statistics.median(idle), statistics.median(busy)
     ratio = busy_median / idle_median
-    report = (f"flood on {target}: round trip median {idle_median * 1e3:.3f} ms idle, "
-              f"{busy_median * 1e3:.3f} ms during the flood ({len(busy)} round trips in "
-              f"{sum(busy):.2f}s, max {max(busy) * 1e3:.1f} ms): {ratio:.1f}x; fast again "
-              f"{settled:.2f}s after the flooder was killed")
+    report = (
+        f"flood on {target}: round trip median {idle_median * 1e3:.3f} ms idle, "
+        f"{busy_median * 1e3:.3f} ms during the flood ({len(busy)} round trips in "
+        f"{sum(busy):.2f}s, max {max(busy) * 1e3:.1f} ms): {ratio:.1f}x; fast again "
+        f"{settled:.2f}s after the flooder was killed"
+    )
     print("\n" + report)
     assert busy_median <= max(FLOOD_FACTOR * idle_median, 0.005 * UNIT), report
     await assert_alive(hostile)
@@ -643,9 +692,9 @@ async def test_flooding_client_does_not_starve_others(hostile: ServedMock, targe
 
 # ---- 4. slowloris ----------------------------------------------------------------------------
 
+
 @async_test
-async def test_slowloris_handshakes_are_dropped_after_the_open_timeout(
-        hostile: ServedMock) -> None:
+async def test_slowloris_handshakes_are_dropped_after_the_open_timeout(hostile: ServedMock) -> None:
     host, port = hostile.host, hostile.port
     within = OPEN_TIMEOUT + BOUND
     partial = handshake_request("/alive")[:-2]  # every header, but never the blank line
@@ -654,8 +703,11 @@ async def test_slowloris_handshakes_are_dropped_after_the_open_timeout(
         [exchange_bytes(host, port, b"", within) for _ in range(10)]  # silent TCP
         + [exchange_bytes(host, port, partial, within) for _ in range(20)]
         # A byte every 100 ms: always sending, never finishing the request.
-        + [exchange_bytes(host, port, handshake_request("/alive"), within, drip=0.1 * UNIT)
-           for _ in range(20)])
+        + [
+            exchange_bytes(host, port, handshake_request("/alive"), within, drip=0.1 * UNIT)
+            for _ in range(20)
+        ]
+    )
     attack = asyncio.gather(*attackers)
     await asyncio.sleep(0.2 * UNIT)  # every attacker is connected and waiting
     start = time.perf_counter()
@@ -665,10 +717,12 @@ async def test_slowloris_handshakes_are_dropped_after_the_open_timeout(
     served_in = time.perf_counter() - start
     results = await attack
     times = sorted(elapsed for _, elapsed, _ in results)
-    print(f"\nslowloris: a normal client served in {served_in * 1e3:.1f} ms during the "
-          f"attack; {len(results)} attackers dropped after {times[0]:.2f}..{times[-1]:.2f}s "
-          f"(open timeout {OPEN_TIMEOUT:.1f}s); answers: "
-          f"{sorted({r[:12] for r, _, _ in results})}, {sorted({h for _, _, h in results})}")
+    print(
+        f"\nslowloris: a normal client served in {served_in * 1e3:.1f} ms during the "
+        f"attack; {len(results)} attackers dropped after {times[0]:.2f}..{times[-1]:.2f}s "
+        f"(open timeout {OPEN_TIMEOUT:.1f}s); answers: "
+        f"{sorted({r[:12] for r, _, _ in results})}, {sorted({h for _, _, h in results})}"
+    )
     assert served_in < 0.5 * UNIT, served_in
     assert all(received == b"" for received, _, _ in results), "an attacker got an answer"
     assert times[0] >= 0.9 * OPEN_TIMEOUT, times
@@ -678,6 +732,7 @@ async def test_slowloris_handshakes_are_dropped_after_the_open_timeout(
 
 # ---- 5. connection limits --------------------------------------------------------------------
 
+
 @async_test
 async def test_route_max_connections(hostile: ServedMock) -> None:
     url = hostile.url("/limited2")
@@ -685,15 +740,17 @@ async def test_route_max_connections(hostile: ServedMock) -> None:
     async with connect(url, open_timeout=BOUND) as second:
         refused = await handshake_status(url)
         assert refused.response.status_code == 503
-        assert refused.response.body == b"Too many connections on this route\n", \
+        assert refused.response.body == b"Too many connections on this route\n", (
             refused.response.body
+        )
         await first.close()
         async with await connect_when_free(url) as third:
             for ws in (second, third):
                 await ws.send("both served")
                 assert await recv(ws) == "both served"
-            assert (await handshake_status(url)).response.status_code == 503, \
+            assert (await handshake_status(url)).response.status_code == 503, (
                 "the limit still holds after a slot was reused"
+            )
     async with connect(hostile.url("/alive")) as other:  # other routes are not limited
         await other.send("x")
         assert await recv(other) == "x"
@@ -703,11 +760,14 @@ async def test_route_max_connections(hostile: ServedMock) -> None:
 @async_test
 async def test_serve_max_connections(serve: Callable[..., ServedMock], tmp_path: Path) -> None:
     path = tmp_path / "two.mock"
-    path.write_text("route /alive { on message { send raw } }\n"
-                    "route /other { on message { send raw } }\n", encoding="utf-8")
+    path.write_text(
+        "route /alive { on message { send raw } }\nroute /other { on message { send raw } }\n",
+        encoding="utf-8",
+    )
     served = serve(path, extra=("--max-connections", "3"))
-    clients = [await connect(served.url(p), open_timeout=BOUND)
-               for p in ("/alive", "/other", "/other")]
+    clients = [
+        await connect(served.url(p), open_timeout=BOUND) for p in ("/alive", "/other", "/other")
+    ]
     try:
         for p in ("/alive", "/other"):
             refused = await handshake_status(served.url(p))
@@ -742,7 +802,8 @@ async def test_failed_handshakes_do_not_hold_max_connections_slots(hostile: Serv
         raise AssertionError(
             f"HTTP {refused.response.status_code}: two answered, closed handshakes still hold "
             f"both slots of `max connections 2` (they stay counted as pending until the "
-            f"garbage collector frees their connection objects)") from None
+            f"garbage collector frees their connection objects)"
+        ) from None
     async with ws:
         await ws.send("served")
         assert await recv(ws) == "served"
@@ -751,15 +812,22 @@ async def test_failed_handshakes_do_not_hold_max_connections_slots(hostile: Serv
 
 # ---- 6. origins ------------------------------------------------------------------------------
 
+
 @async_test
 async def test_origins(hostile: ServedMock) -> None:
     url = hostile.url("/origins")
-    for origin in ("http://evil.example", "http://good.example.evil.example",
-                   "https://good.example", "http://good.example:8080", "null"):
+    for origin in (
+        "http://evil.example",
+        "http://good.example.evil.example",
+        "https://good.example",
+        "http://good.example:8080",
+        "null",
+    ):
         refused = await handshake_status(url, origin=Origin(origin))
         assert refused.response.status_code == 403, origin
-        assert refused.response.body == f"Origin not allowed: {origin}\n".encode(), \
+        assert refused.response.body == f"Origin not allowed: {origin}\n".encode(), (
             refused.response.body
+        )
     # No Origin header (a non-browser client) is refused too: the route lists origins.
     refused = await handshake_status(url)
     assert refused.response.status_code == 403
@@ -770,8 +838,10 @@ async def test_origins(hostile: ServedMock) -> None:
     async with connect(hostile.url("/alive"), origin=Origin("http://evil.example")) as ws:
         await ws.send("any origin on a route without origins")
         assert await recv(ws) == "any origin on a route without origins"
-    hostile.log.wait_for(r"refused 127\.0\.0\.1 /origins: HTTP 403 Origin not allowed: "
-                         r"http://evil\.example")
+    hostile.log.wait_for(
+        r"refused 127\.0\.0\.1 /origins: HTTP 403 Origin not allowed: "
+        r"http://evil\.example"
+    )
     await assert_alive(hostile)
 
 
@@ -820,9 +890,11 @@ async def census(url: str, within: float = BOUND) -> float:
                 return loop.time() - start
         except InvalidStatus as err:
             if err.response.status_code != 503 or loop.time() - start > within:
-                raise AssertionError(f"{CROWD_SIZE} new clients could not all connect within "
-                                     f"{within:.1f}s: the server still counts some of the "
-                                     f"ones that left") from None
+                raise AssertionError(
+                    f"{CROWD_SIZE} new clients could not all connect within "
+                    f"{within:.1f}s: the server still counts some of the "
+                    f"ones that left"
+                ) from None
         await asyncio.sleep(0.1 * UNIT)
 
 
@@ -841,7 +913,8 @@ async def crowd_cycle(url: str, pid: int) -> tuple[float, float]:
 
 @async_test
 async def test_many_clients_leave_no_connections_behind(
-        serve: Callable[..., ServedMock], tmp_path: Path) -> None:
+    serve: Callable[..., ServedMock], tmp_path: Path
+) -> None:
     """The census is the deterministic check. Memory: the allocator keeps the heap the first
     crowd grew (RSS does not go back to what an idle server uses, measured: ~38 MB idle, ~75 MB
     after the first crowd); what must hold is that a second, identical crowd reuses it instead
@@ -858,10 +931,12 @@ async def test_many_clients_leave_no_connections_behind(
     rss_during, census_took = await crowd_cycle(url, pid)
     await asyncio.sleep(0.3 * UNIT)
     rss_after = rss_mb(pid)
-    report = (f"{CROWD_SIZE} clients in {SHARED_ROOMS + OWN_ROOMS} rooms each: RSS idle "
-              f"{rss_idle:.1f} MB; first crowd {rss_first:.1f} MB; after it left "
-              f"{rss_before:.1f} MB; second crowd {rss_during:.1f} MB; after it left "
-              f"{rss_after:.1f} MB; census: route empty {census_took:.2f}s after they left")
+    report = (
+        f"{CROWD_SIZE} clients in {SHARED_ROOMS + OWN_ROOMS} rooms each: RSS idle "
+        f"{rss_idle:.1f} MB; first crowd {rss_first:.1f} MB; after it left "
+        f"{rss_before:.1f} MB; second crowd {rss_during:.1f} MB; after it left "
+        f"{rss_after:.1f} MB; census: route empty {census_took:.2f}s after they left"
+    )
     print("\n" + report)
     assert rss_first - rss_idle > 5, f"{report}: the clients should have cost memory"
     assert rss_after - rss_before < 8, report
@@ -895,11 +970,14 @@ async def test_engine_forgets_every_connection_and_room(tmp_path: Path) -> None:
             for ws in clients[::2]:
                 ws.transport.abort()
         host, port = server.host, server.port
-        requests = [handshake_request("/crowd", upgrade=False),  # refused: 426
-                    handshake_request("/crowd", key=b"bad"),  # refused: 400
-                    handshake_request("/crowd")[:-2]]  # never finished: open timeout
-        await asyncio.gather(*(exchange_bytes(host, port, request, BOUND)
-                               for request in requests * 3))
+        requests = [
+            handshake_request("/crowd", upgrade=False),  # refused: 426
+            handshake_request("/crowd", key=b"bad"),  # refused: 400
+            handshake_request("/crowd")[:-2],
+        ]  # never finished: open timeout
+        await asyncio.gather(
+            *(exchange_bytes(host, port, request, BOUND) for request in requests * 3)
+        )
         await wait_until_async(lambda: not any(server.engine.connections), step=0.05 * UNIT)
         assert [len(c) for c in server.engine.connections] == [0, 0]
         assert [len(server.engine.rooms.names(i)) for i in (0, 1)] == [0, 0]
@@ -909,13 +987,16 @@ async def test_engine_forgets_every_connection_and_room(tmp_path: Path) -> None:
 
 # ---- 8. TLS ----------------------------------------------------------------------------------
 
+
 @async_test
 async def test_tls(serve: Callable[..., ServedMock], tmp_path: Path) -> None:
     cert, key = self_signed_certificate(tmp_path)
     path = tmp_path / "tls.mock"
     path.write_text(HOSTILE, encoding="utf-8")
-    served = serve(path, extra=("--certfile", str(cert), "--keyfile", str(key),
-                                "--open-timeout", str(OPEN_TIMEOUT)))
+    served = serve(
+        path,
+        extra=("--certfile", str(cert), "--keyfile", str(key), "--open-timeout", str(OPEN_TIMEOUT)),
+    )
     assert served.base.startswith("wss://"), served.base
     trusting = ssl.create_default_context(cafile=str(cert))
     async with connect(served.url("/ping"), ssl=trusting, open_timeout=BOUND) as ws:
@@ -926,15 +1007,17 @@ async def test_tls(serve: Callable[..., ServedMock], tmp_path: Path) -> None:
     outcomes = []
     untrusting = ssl.create_default_context()
     attempts: tuple[tuple[str, str, dict[str, Any]], ...] = (
-            ("plain ws://", plain, {}),
-            ("wss:// not trusting the certificate", served.url("/alive"), {"ssl": untrusting}))
+        ("plain ws://", plain, {}),
+        ("wss:// not trusting the certificate", served.url("/alive"), {"ssl": untrusting}),
+    )
     for what, url, kwargs in attempts:
         start = time.monotonic()
         with pytest.raises((InvalidHandshake, ssl.SSLError, OSError, EOFError)) as info:
             async with connect(url, open_timeout=BOUND, **kwargs):
                 pass
-        outcomes.append(f"{what}: {type(info.value).__name__}: {info.value} "
-                        f"({time.monotonic() - start:.2f}s)")
+        outcomes.append(
+            f"{what}: {type(info.value).__name__}: {info.value} ({time.monotonic() - start:.2f}s)"
+        )
     host, port = served.host, served.port
     _, silent_for, _ = await exchange_bytes(host, port, b"", OPEN_TIMEOUT + BOUND)
     outcomes.append(f"silent TCP on the TLS port dropped after {silent_for:.2f}s")

@@ -67,6 +67,7 @@ route /bye {
 
 # ---- the journal on its own ------------------------------------------------------------------
 
+
 def test_events_are_numbered_timed_and_bounded() -> None:
     journal = Journal(limit=3)
     for n in range(5):
@@ -138,8 +139,10 @@ def test_wait_for_looks_after_since_only() -> None:
     assert journal.wait_for("in", since=0)["seq"] == 3
     assert journal.wait_for("in", since=4)["seq"] == 5
     assert journal.wait_for("in", "b", since=3)["seq"] == 5
-    timer = threading.Timer(0.05 * UNIT, lambda: [journal.record("out", connections=["b"],
-                                                                 text=str(n)) for n in range(3)])
+    timer = threading.Timer(
+        0.05 * UNIT,
+        lambda: [journal.record("out", connections=["b"], text=str(n)) for n in range(3)],
+    )
     timer.start()
     try:
         # Woken by the first of the three at least: the later ones are still looked at.
@@ -153,8 +156,9 @@ def test_wait_for_looks_after_since_only() -> None:
 def test_wait_for_sees_events_recorded_by_another_thread() -> None:
     journal = Journal()
     journal.record("close", connection="old", code=1000, reason="")
-    timer = threading.Timer(0.05 * UNIT, lambda: journal.record(
-        "close", connection="new", code=1001, reason=""))
+    timer = threading.Timer(
+        0.05 * UNIT, lambda: journal.record("close", connection="new", code=1001, reason="")
+    )
     timer.start()
     try:
         event = journal.wait_for("close", "new", timeout=BOUND)
@@ -173,6 +177,7 @@ def test_binary_messages_are_base64_and_come_back_as_bytes() -> None:
 
 
 # ---- what a server records -------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServer]:
@@ -236,8 +241,11 @@ def test_a_broadcast_is_one_out_event_naming_every_recipient(mock: BackgroundSer
 @pytest.mark.e2e
 def test_rejections_are_recorded_with_their_status_or_code(mock: BackgroundServer) -> None:
     since = mock.journal.last_seq
-    for path, headers in [("/nowhere", None), ("/strict", {"Origin": "http://evil.example"}),
-                          ("/auth", None)]:
+    for path, headers in [
+        ("/nowhere", None),
+        ("/strict", {"Origin": "http://evil.example"}),
+        ("/auth", None),
+    ]:
         with pytest.raises(InvalidStatus):
             sync_client(mock, path, origin=(headers or {}).get("Origin")).close()
     with sync_client(mock, "/single") as first:
@@ -267,8 +275,9 @@ def test_a_close_reason_too_long_is_an_error_then_a_1011_close(mock: BackgroundS
     assert (closed["code"], closed["reason"]) == (1011, "Internal error")
     error = mock.journal.wait_for("error", closed["connection"], since=since, timeout=BOUND)
     assert re.search(r"journal\.mock:\d+:\d+$", error["location"]), error
-    assert error["message"] == ("handler failed: close reason is 124 bytes; the protocol "
-                                "allows 123")
+    assert error["message"] == (
+        "handler failed: close reason is 124 bytes; the protocol allows 123"
+    )
 
 
 @pytest.mark.e2e
@@ -284,8 +293,9 @@ def test_serve_journal_writes_json_lines_as_events_happen(tmp_path: Path) -> Non
             # Written as it happens: the lines are there while the server still runs.
             lines = out.read_text(encoding="utf-8").splitlines()
             assert [json.loads(line)["event"] for line in lines] == ["connect", "in", "out"]
-        assert wait_until(lambda: len(out.read_text(encoding="utf-8").splitlines()) >= 4), \
+        assert wait_until(lambda: len(out.read_text(encoding="utf-8").splitlines()) >= 4), (
             "the close event was not written"
+        )
     finally:
         assert served.stop() == 0
     events = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]

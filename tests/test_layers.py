@@ -76,7 +76,8 @@ def graph(root: Path) -> dict[str, set[str]]:
     edges: dict[str, set[str]] = {}
     for path in sorted(root.rglob("*.py")):
         edges.setdefault(module_name(path, root), set()).update(
-            target for _, target in imports(path, root))
+            target for _, target in imports(path, root)
+        )
     return edges
 
 
@@ -87,8 +88,10 @@ def layering_violations(root: Path) -> list[str]:
         importer = module_name(path, root)
         for line, target in imports(path, root):
             if rank(importer) > rank(target):
-                found.append(f"{path.relative_to(root.parent)}:{line}: {importer} "
-                             f"({layer(importer)}) imports {target} ({layer(target)})")
+                found.append(
+                    f"{path.relative_to(root.parent)}:{line}: {importer} "
+                    f"({layer(importer)}) imports {target} ({layer(target)})"
+                )
     return found
 
 
@@ -151,8 +154,11 @@ def test_no_module_imports_itself_through_others() -> None:
 
 
 def test_every_module_is_in_a_layer() -> None:
-    loose = [module_name(p, PACKAGE) for p in PACKAGE.glob("*.py")
-             if p.stem not in ("__init__", "__main__", "errors")]
+    loose = [
+        module_name(p, PACKAGE)
+        for p in PACKAGE.glob("*.py")
+        if p.stem not in ("__init__", "__main__", "errors")
+    ]
     assert loose == []
 
 
@@ -168,20 +174,23 @@ def write_package(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_the_check_fails_on_a_reversed_import(tmp_path: Path) -> None:
-    package = write_package(tmp_path, {
-        "errors.py": "",
-        "expr/values.py": "from ..errors import ScenarioEngineError\n",
-        "runtime/engine.py": "from ..expr import values\n",
-        # The reversed arrow, hidden where a quick look would miss it.
-        "expr/evaluate.py": """
+    package = write_package(
+        tmp_path,
+        {
+            "errors.py": "",
+            "expr/values.py": "from ..errors import ScenarioEngineError\n",
+            "runtime/engine.py": "from ..expr import values\n",
+            # The reversed arrow, hidden where a quick look would miss it.
+            "expr/evaluate.py": """
             from typing import TYPE_CHECKING
             if TYPE_CHECKING:
                 from ..runtime.engine import Engine
             def run():
                 from scenario_engine.testing import runner
         """,
-        "testing/runner.py": "",
-    })
+            "testing/runner.py": "",
+        },
+    )
     assert layering_violations(package) == [
         "scenario_engine/expr/evaluate.py:4: scenario_engine.expr.evaluate (expr) imports "
         "scenario_engine.runtime.engine (runtime)",
@@ -191,12 +200,20 @@ def test_the_check_fails_on_a_reversed_import(tmp_path: Path) -> None:
 
 
 def test_the_check_finds_a_cycle_within_a_layer(tmp_path: Path) -> None:
-    package = write_package(tmp_path, {
-        "runtime/server.py": "from .admin import Admin\n",
-        "runtime/admin.py": "from . import journal\n",
-        "runtime/journal.py": "from .server import Server\n",
-        "runtime/compression.py": "from .journal import Journal\n",
-    })
+    package = write_package(
+        tmp_path,
+        {
+            "runtime/server.py": "from .admin import Admin\n",
+            "runtime/admin.py": "from . import journal\n",
+            "runtime/journal.py": "from .server import Server\n",
+            "runtime/compression.py": "from .journal import Journal\n",
+        },
+    )
     assert layering_violations(package) == []
-    assert cycles(package) == [["scenario_engine.runtime.admin", "scenario_engine.runtime.journal",
-                                "scenario_engine.runtime.server"]]
+    assert cycles(package) == [
+        [
+            "scenario_engine.runtime.admin",
+            "scenario_engine.runtime.journal",
+            "scenario_engine.runtime.server",
+        ]
+    ]

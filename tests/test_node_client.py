@@ -15,9 +15,13 @@ from support import UNIT, ServedMock, run_process
 
 NODE_DIR = Path(__file__).parent / "node"
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
-    shutil.which("node") is None or not (NODE_DIR / "node_modules" / "ws").exists(),
-    reason="needs node and `npm ci --prefix tests/node`")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        shutil.which("node") is None or not (NODE_DIR / "node_modules" / "ws").exists(),
+        reason="needs node and `npm ci --prefix tests/node`",
+    ),
+]
 
 
 def test_node_ws_client_sees_every_promise_of_the_reference(mock_server: ServedMock) -> None:

@@ -46,7 +46,8 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
 
 @pytest.mark.e2e
 def test_the_fixtures_serve_scenarios_to_sync_and_async_tests(suite: pytest.Pytester) -> None:
-    suite.makepyfile(test_user="""
+    suite.makepyfile(
+        test_user="""
         import asyncio
 
         import pytest
@@ -96,46 +97,58 @@ def test_the_fixtures_serve_scenarios_to_sync_and_async_tests(suite: pytest.Pyte
             with pytest.raises(OSError):
                 with connect(f"ws://127.0.0.1:{PORTS[0]}/echo", open_timeout=BOUND):
                     pass
-    """.replace("BOUND", repr(BOUND)))
+    """.replace("BOUND", repr(BOUND))
+    )
     result = run(suite)
     result.assert_outcomes(passed=5)
 
 
 def test_a_broken_scenario_fails_the_test_with_its_file_line_and_column(
-        suite: pytest.Pytester) -> None:
+    suite: pytest.Pytester,
+) -> None:
     (suite.path / "scenarios" / "broken.mock").write_text(BROKEN, encoding="utf-8")
-    suite.makepyfile(test_user="""
+    suite.makepyfile(
+        test_user="""
         def test_uses_broken(scenario_mock):
             scenario_mock("scenarios/broken.mock")
-    """)
+    """
+    )
     result = run(suite)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        "*scenarios/broken.mock:3:5: error: unknown action 'sned'",
-        "*3 |     sned \"hi\"",
-        "*hint: did you mean 'send'?",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*scenarios/broken.mock:3:5: error: unknown action 'sned'",
+            '*3 |     sned "hi"',
+            "*hint: did you mean 'send'?",
+        ]
+    )
     assert "Traceback" not in result.stdout.str()
     assert "another exception occurred" not in result.stdout.str()
 
 
 def test_the_marker_fixture_says_what_it_needs(suite: pytest.Pytester) -> None:
-    suite.makepyfile(test_user="""
+    suite.makepyfile(
+        test_user="""
         def test_without_marker(scenario_server):
             pass
 
         def test_missing_file(scenario_mock):
             scenario_mock("scenarios/nope.mock")
-    """)
+    """
+    )
     result = run(suite)
     result.assert_outcomes(errors=1, failed=1)
-    result.stdout.fnmatch_lines([
-        "*the scenario_server fixture needs @pytest.mark.scenario(PATH, ...)*",
-        "*scenarios/nope.mock: no such file or directory*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*the scenario_server fixture needs @pytest.mark.scenario(PATH, ...)*",
+            "*scenarios/nope.mock: no such file or directory*",
+        ]
+    )
 
 
-TESTED_ECHO = ECHO + """
+TESTED_ECHO = (
+    ECHO
+    + """
 test "echoes" {
   connect c to /echo
   c send { n: 1 }
@@ -148,6 +161,7 @@ test "expects too much" {
   c expect { n: 2 } within 200ms
 }
 """
+)
 
 
 @pytest.mark.e2e
@@ -156,13 +170,15 @@ def test_test_blocks_are_collected_when_asked(suite: pytest.Pytester) -> None:
     suite.makeini("[pytest]\nscenario_tests = true\n")
     result = run(suite)
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines([
-        "scenarios/echo.mock:16:3: error: c did not receive the expected message within 200ms",
-        "   16 |   c expect { n: 2 } within 200ms",
-        '*    expected {"n": 2}',
-        '*    received {"n": 1}',
-        "*      at msg.n: expected 2, received 1",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "scenarios/echo.mock:16:3: error: c did not receive the expected message within 200ms",
+            "   16 |   c expect { n: 2 } within 200ms",
+            '*    expected {"n": 2}',
+            '*    received {"n": 1}',
+            "*      at msg.n: expected 2, received 1",
+        ]
+    )
     assert "Traceback" not in result.stdout.str()
 
 
@@ -174,14 +190,22 @@ def test_test_blocks_are_not_collected_by_default(suite: pytest.Pytester) -> Non
 
 def test_test_blocks_of_a_broken_file_are_a_collection_error(suite: pytest.Pytester) -> None:
     (suite.path / "scenarios" / "broken.mock").write_text(BROKEN, encoding="utf-8")
-    result = suite.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-                             "--scenario-tests")
+    result = suite.runpytest(
+        "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--scenario-tests"
+    )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*scenarios/broken.mock:3:5: error: unknown action 'sned'*"])
 
 
 def test_a_bad_scenario_target_is_a_usage_error(suite: pytest.Pytester) -> None:
-    result = suite.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-                             "--scenario-tests", "--scenario-target", "localhost:1")
+    result = suite.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:hypothesispytest",
+        "--scenario-tests",
+        "--scenario-target",
+        "localhost:1",
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--scenario-target 'localhost:1': not a WebSocket URL*"])

@@ -19,6 +19,12 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_code_is_in_ruff_format() -> None:
+    pytest.importorskip("ruff")
+    result = run_tool("ruff", "format", "--check", "scenario_engine", "tests", "benchmarks")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_mypy_strict_is_clean() -> None:
     pytest.importorskip("mypy")
     result = run_tool("mypy")

@@ -79,17 +79,28 @@ ESCAPES: list[tuple[str, str]] = [
     ("\"${open('/etc/passwd')}\"", "unknown function 'open'"),
 ]
 #: Python syntax that is not the language's: a syntax error (its wording depends on where).
-SYNTAX_ESCAPES = ["msg.__class__()", "msg.s.upper()", "(lambda: 1)()", "[x for x in msg]",
-                  "msg[0:2]", "`id`", "msg; os", "@msg", '"${msg[0:2]}"', '"${lambda: 1}"',
-                  '"${msg if msg else os}"']
+SYNTAX_ESCAPES = [
+    "msg.__class__()",
+    "msg.s.upper()",
+    "(lambda: 1)()",
+    "[x for x in msg]",
+    "msg[0:2]",
+    "`id`",
+    "msg; os",
+    "@msg",
+    '"${msg[0:2]}"',
+    '"${lambda: 1}"',
+    '"${msg if msg else os}"',
+]
 
 
 def compile_errors(text: str, name: str = "escape.mock") -> list[tuple[int, str]]:
     try:
         loaded, errors = load_source(Source(name, text))
     except Exception as err:
-        raise AssertionError(f"the checker crashed ({type(err).__name__}: {err}) on:\n"
-                             f"{text}") from err
+        raise AssertionError(
+            f"the checker crashed ({type(err).__name__}: {err}) on:\n{text}"
+        ) from err
     assert (loaded is None) == bool(errors)
     return [(e.line, e.message) for e in errors]
 
@@ -111,47 +122,60 @@ POSITIONS = {
     ("position", "expression", "error"),
     [(p, e, error) for p in POSITIONS for e, error in ESCAPES]
     + [(p, e, "") for p in ("send", "where", "constant") for e in SYNTAX_ESCAPES],
-    ids=lambda value: str(value)[:40])
+    ids=lambda value: str(value)[:40],
+)
 def test_escape_is_a_compile_time_error(position: str, expression: str, error: str) -> None:
     template, line = POSITIONS[position]
     if position == "constant" and re.search(r"\b(msg|conn|ctx)\b", expression):
         error = ""  # msg and conn do not exist at the top level either: any error will do
     errors = compile_errors(template.replace("EXPR", expression))
     assert errors, f"{expression!r} in {position} compiled"
-    assert any(found_line == line and error in message for found_line, message in errors), \
+    assert any(found_line == line and error in message for found_line, message in errors), (
         f"{expression!r} in {position}: {errors}"
+    )
 
 
 def test_escapes_in_yaml_are_compile_time_errors() -> None:
     text = "routes:\n  - path: /x\n    on:\n      connect:\n" + "".join(
         f"        - send: {json.dumps('${' + e + '}')}\n"
-        for e in ("open('/etc/passwd')", "__import__", "os.environ", "eval('1')"))
+        for e in ("open('/etc/passwd')", "__import__", "os.environ", "eval('1')")
+    )
     messages = [m for _, m in compile_errors(text, "escape.yaml")]
-    for expected in ("unknown function 'open'", "unknown name '__import__'",
-                     "unknown name 'os'", "unknown function 'eval'"):
+    for expected in (
+        "unknown function 'open'",
+        "unknown name '__import__'",
+        "unknown name 'os'",
+        "unknown function 'eval'",
+    ):
         assert any(expected in m for m in messages), messages
 
 
 @pytest.mark.e2e
 def test_check_and_serve_refuse_escapes_and_never_run_them(tmp_path: Path) -> None:
     canary = tmp_path / "canary"
-    would_write = [f'open("{canary}", "w")',
-                   f"\"${{__import__('os').system('touch {canary}')}}\"",
-                   f'exec("open(\'{canary}\', \'w\')")']
+    would_write = [
+        f'open("{canary}", "w")',
+        f"\"${{__import__('os').system('touch {canary}')}}\"",
+        f"exec(\"open('{canary}', 'w')\")",
+    ]
     expressions = [e for e, _ in ESCAPES] + would_write
     # Five lines per route, the expression on the third. (Syntax errors are left out: the
     # parser stops at them, and they are covered above.)
-    routes = "".join(f"route /r{i} {{\n  on connect {{\n    send {e}\n  }}\n}}\n"
-                     for i, e in enumerate(expressions))
+    routes = "".join(
+        f"route /r{i} {{\n  on connect {{\n    send {e}\n  }}\n}}\n"
+        for i, e in enumerate(expressions)
+    )
     path = tmp_path / "escapes.mock"
     path.write_text(routes, encoding="utf-8")
     checked = run_cli("check", path)
     assert checked.status == 1, checked
-    reported_lines = {int(n) for n in re.findall(r"escapes\.mock:(\d+):\d+: error:",
-                                                 checked.stdout)}
+    reported_lines = {
+        int(n) for n in re.findall(r"escapes\.mock:(\d+):\d+: error:", checked.stdout)
+    }
     expected_lines = {5 * i + 3 for i in range(len(expressions))}
-    assert expected_lines <= reported_lines, \
+    assert expected_lines <= reported_lines, (
         f"no error for lines {sorted(expected_lines - reported_lines)}:\n{checked.stdout}"
+    )
     served = run_cli_process("serve", path, "--port", "0", timeout=30 * UNIT)
     assert served.returncode == 1, served
     assert "ready" not in served.stdout and "not serving" in served.stderr, served
@@ -164,12 +188,15 @@ def test_interpolation_inside_an_expression_is_checked_too(tmp_path: Path) -> No
     checked like any template: an unknown function there must be reported by ``check``, not
     crash ``serve`` when it compiles the handler."""
     path = tmp_path / "inner.mock"
-    path.write_text("route /x {\n  on message where \"${open('/etc/passwd')}\" { send 1 }\n}\n",
-                    encoding="utf-8")
+    path.write_text(
+        "route /x {\n  on message where \"${open('/etc/passwd')}\" { send 1 }\n}\n",
+        encoding="utf-8",
+    )
     checked = run_cli("check", path)
     served = run_cli_process("serve", path, "--port", "0", timeout=30 * UNIT)
-    assert "internal error" not in served.stderr, \
+    assert "internal error" not in served.stderr, (
         f"serve crashed (exit {served.returncode}): {served.stderr.strip()}"
+    )
     assert served.returncode == 1, served
     assert checked.status == 1, f"check accepted it: {checked.stdout.strip()}"
     assert "unknown function 'open'" in checked.stdout, checked.stdout
@@ -377,10 +404,18 @@ async def test_member_access_reads_data_never_python_attributes(sandbox: Sandbox
     async with connect(url, additional_headers={"__init__": "a header"}) as ws:
         await ws.send(json.dumps({"type": "read"}))
         assert await recv_json(ws) == {
-            "cls": None, "cls2": None, "init": "a header", "dict": None, "slots": None,
-            "inner": None, "getitem": None,
+            "cls": None,
+            "cls2": None,
+            "init": "a header",
+            "dict": None,
+            "slots": None,
+            "inner": None,
+            "getitem": None,
             "keys": ["id", "rooms", "ip", "path", "query", "headers", "params"],
-            "query": None, "auth": None, "params": None}
+            "query": None,
+            "auth": None,
+            "params": None,
+        }
         await ws.send(json.dumps({"type": "read", "__class__": "just data"}))
         got = await recv_json(ws)
         assert (got["cls"], got["cls2"]) == ("just data", "just data"), got
@@ -390,8 +425,7 @@ async def test_member_access_reads_data_never_python_attributes(sandbox: Sandbox
         await ws.send(json.dumps({"type": "mro"}))
         error = await recv_json(ws)
         assert error["message"] == "cannot read '__mro__' of null", error
-        assert re.fullmatch(rf".*sandbox\.mock:{sandbox.line('MRO')}:\d+", error["location"]), \
-            error
+        assert re.fullmatch(rf".*sandbox\.mock:{sandbox.line('MRO')}:\d+", error["location"]), error
         await ws.send("raw")  # not JSON: msg and raw are the string; no type, no handler
         await ws.send(json.dumps({"type": "raw"}))
         error = await recv_json(ws)
@@ -404,10 +438,14 @@ RUNTIME_ERRORS = {
     "missing": ({"type": "missing"}, "cannot read 'b' of null"),
     "wrong-type": ({"type": "wrong-type", "n": 1}, "'-' needs numbers, not a number and a string"),
     "zero": ({"type": "zero", "n": 1, "d": 0}, "division by zero"),
-    "bad-index": ({"type": "bad-index", "items": [1], "i": "0"},
-                  "an index into an array must be a whole number, not a string"),
-    "bad-room": ({"type": "bad-room", "room": {"a": 1}}, "a room name must be a string, "
-                 "not an object"),
+    "bad-index": (
+        {"type": "bad-index", "items": [1], "i": "0"},
+        "an index into an array must be a whole number, not a string",
+    ),
+    "bad-room": (
+        {"type": "bad-room", "room": {"a": 1}},
+        "a room name must be a string, not an object",
+    ),
 }
 
 
@@ -421,7 +459,8 @@ async def test_runtime_error_closes_1011_and_logs_the_line(sandbox: Sandbox, cas
         assert await closed(ws) == (1011, "Internal error")
     line = sandbox.line(case.upper())
     logged = sandbox.served.log.wait_for(
-        rf"sandbox\.mock:{line}:\d+: \[[0-9a-f]+\] handler failed: ")
+        rf"sandbox\.mock:{line}:\d+: \[[0-9a-f]+\] handler failed: "
+    )
     assert logged.endswith(error), logged
     await sandbox.assert_alive()
 
@@ -435,14 +474,16 @@ async def test_runtime_error_runs_on_error_and_stays_open(sandbox: Sandbox, case
         await ws.send(json.dumps(message))
         reply = await recv_json(ws)
         assert reply["type"] == "error" and reply["message"] == error, reply
-        assert re.fullmatch(rf".*sandbox\.mock:{sandbox.line('H-' + case.upper())}:\d+",
-                            reply["location"]), reply
+        assert re.fullmatch(
+            rf".*sandbox\.mock:{sandbox.line('H-' + case.upper())}:\d+", reply["location"]
+        ), reply
         await ws.send(json.dumps({"type": "ok"}))
         assert await recv(ws) == "ok"
     await sandbox.assert_alive()
 
 
 # ---- bounded work ----------------------------------------------------------------------------
+
 
 @pytest.mark.e2e
 @async_test
@@ -452,7 +493,8 @@ async def test_doubling_a_string_hits_the_cap(sandbox: Sandbox) -> None:
         await ws.send(json.dumps({"s": "x" * 100_000}))
         assert await closed(ws) == (1011, "Internal error")
     logged = sandbox.served.log.wait_for(
-        rf"sandbox\.mock:{sandbox.line('DOUBLE') + 3}:\d+: .*handler failed: string too long")
+        rf"sandbox\.mock:{sandbox.line('DOUBLE') + 3}:\d+: .*handler failed: string too long"
+    )
     assert f"the limit is {MAX_STRING:,}" in logged, logged
     growth = rss_mb(sandbox.pid, "VmHWM") - peak
     print(f"\nstring doubling: {logged.split('handler failed: ')[1]}; peak RSS +{growth:.1f} MB")
@@ -479,7 +521,8 @@ async def test_nesting_a_value_in_itself_is_bounded_too(sandbox: Sandbox, path: 
             raise AssertionError(
                 f"{path}: the server built and sent a {len(reply):,}-character message from "
                 f"a 100 KB one (the cap is {MAX_STRING:,} characters): the size of what "
-                f"send/broadcast encode is not bounded")
+                f"send/broadcast encode is not bounded"
+            )
     assert (code, reason) == (1011, "Internal error")
     growth = rss_mb(sandbox.pid, "VmHWM") - peak
     assert growth < 50, f"the server's peak RSS grew by {growth:.0f} MB"
@@ -489,8 +532,7 @@ async def test_nesting_a_value_in_itself_is_bounded_too(sandbox: Sandbox, path: 
 @pytest.mark.e2e
 @pytest.mark.parametrize("path", ["/nest-string", "/nest-constant"])
 @async_test
-async def test_repeating_a_value_is_measured_before_it_is_sent(sandbox: Sandbox,
-                                                               path: str) -> None:
+async def test_repeating_a_value_is_measured_before_it_is_sent(sandbox: Sandbox, path: str) -> None:
     """50 copies of the 100 KB message, each inside a string embedded in an expression
     (``"${str("${raw}")}"``), or of a 128 KB constant: 5 MB or more, past MAX_STRING. The
     check that lets a template go unmeasured must see the names in nested strings, and count
@@ -503,33 +545,40 @@ async def test_repeating_a_value_is_measured_before_it_is_sent(sandbox: Sandbox,
         except ConnectionClosed:
             code, reason = ws.close_code, ws.close_reason
         else:
-            raise AssertionError(f"{path}: the server sent a {len(reply):,}-character message "
-                                 f"(the cap is {MAX_STRING:,} characters) without measuring it")
+            raise AssertionError(
+                f"{path}: the server sent a {len(reply):,}-character message "
+                f"(the cap is {MAX_STRING:,} characters) without measuring it"
+            )
     assert (code, reason) == (1011, "Internal error")
     marker = path.removeprefix("/").upper()
     sandbox.served.log.wait_for(
-        rf"sandbox\.mock:{sandbox.line(marker)}:\d+: .*handler failed: value too large to send")
+        rf"sandbox\.mock:{sandbox.line(marker)}:\d+: .*handler failed: value too large to send"
+    )
     assert rss_mb(sandbox.pid, "VmHWM") - peak < 50
     await sandbox.assert_alive()
 
 
-@pytest.mark.parametrize(("template", "constants", "bounded"), [
-    (["${raw}"] * 4, {}, True),
-    (["${raw}"] * 5, {}, False),
-    (['${str("${raw}")}'] * 50, {}, False),  # names inside nested strings count too
-    (['${"${msg.a}" + "${msg.b}" + "${msg.c}"}'] * 2, {}, False),
-    ({"a": "${big}"}, {"big": "x" * 600_000}, True),
-    ({"a": "${big}", "b": "${big}"}, {"big": "x" * 600_000}, False),  # 1.2 MB of constant
-    ({"a": "${small}", "b": "${small}"}, {"small": "x" * 10}, True),
-    ("${conn.id}", {}, True),
-    ("${conn.rooms}", {}, False),  # grows with every room joined
-    ("${conn}", {}, False),
-    ("${[auth, auth]}", {}, False),  # each up to MAX_STRING
-    ("${[code, reason, msg]}", {}, True),
-    ("${x}", {}, False),  # a let: values may share parts and grow exponentially
-])
-def test_which_templates_are_sent_unmeasured(template: object, constants: dict[str, object],
-                                             bounded: bool) -> None:
+@pytest.mark.parametrize(
+    ("template", "constants", "bounded"),
+    [
+        (["${raw}"] * 4, {}, True),
+        (["${raw}"] * 5, {}, False),
+        (['${str("${raw}")}'] * 50, {}, False),  # names inside nested strings count too
+        (['${"${msg.a}" + "${msg.b}" + "${msg.c}"}'] * 2, {}, False),
+        ({"a": "${big}"}, {"big": "x" * 600_000}, True),
+        ({"a": "${big}", "b": "${big}"}, {"big": "x" * 600_000}, False),  # 1.2 MB of constant
+        ({"a": "${small}", "b": "${small}"}, {"small": "x" * 10}, True),
+        ("${conn.id}", {}, True),
+        ("${conn.rooms}", {}, False),  # grows with every room joined
+        ("${conn}", {}, False),
+        ("${[auth, auth]}", {}, False),  # each up to MAX_STRING
+        ("${[code, reason, msg]}", {}, True),
+        ("${x}", {}, False),  # a let: values may share parts and grow exponentially
+    ],
+)
+def test_which_templates_are_sent_unmeasured(
+    template: object, constants: dict[str, object], bounded: bool
+) -> None:
     assert _size_is_bounded(template, constants) is bounded
 
 
@@ -545,7 +594,8 @@ DEEP_MESSAGES = {
 @pytest.mark.parametrize("kind", list(DEEP_MESSAGES))
 @async_test
 async def test_deeply_nested_16mb_message_does_not_crash_the_server(
-        sandbox: Sandbox, kind: str) -> None:
+    sandbox: Sandbox, kind: str
+) -> None:
     text = DEEP_MESSAGES[kind]
     assert len(text) <= 16 * 1024 * 1024
     peak = rss_mb(sandbox.pid, "VmHWM")
@@ -564,7 +614,8 @@ async def test_deeply_nested_16mb_message_does_not_crash_the_server(
 @pytest.mark.parametrize(("path", "handled"), [("/compare", False), ("/compare-handled", True)])
 @async_test
 async def test_comparing_a_deep_message_is_an_ordinary_runtime_error(
-        sandbox: Sandbox, path: str, handled: bool) -> None:
+    sandbox: Sandbox, path: str, handled: bool
+) -> None:
     """A message json parses (DEPTH_FOR_EQUAL levels) but too deep for the evaluator's
     recursive ``==``/``in``: the rule of any runtime error, not a crash of the handler."""
     deep = "[" * DEPTH_FOR_EQUAL + "]" * DEPTH_FOR_EQUAL

@@ -152,8 +152,14 @@ def _keywords(schema: Any, found: set[str]) -> set[str]:
             if keyword in ("properties", "$defs"):
                 for inner in sub.values():
                     _keywords(inner, found)
-            elif keyword not in ("examples", "default", "enum", "const", "required",
-                                 "dependentRequired"):  # these hold data and key names
+            elif keyword not in (
+                "examples",
+                "default",
+                "enum",
+                "const",
+                "required",
+                "dependentRequired",
+            ):  # these hold data and key names
                 _keywords(sub, found)
     elif isinstance(schema, list):
         for inner in schema:
@@ -496,9 +502,11 @@ def test_an_empty_origins_list_says_what_it_needs() -> None:
 
 
 def test_an_expected_close_reason_needs_its_code() -> None:
-    text = ("routes:\n  - path: /ws\ntests:\n  - name: t\n    steps:\n"
-            "      - {connect: a, path: /ws}\n      - client: a\n"
-            "        expectClose: {reason: bye}\n")
+    text = (
+        "routes:\n  - path: /ws\ntests:\n  - name: t\n    steps:\n"
+        "      - {connect: a, path: /ws}\n      - client: a\n"
+        "        expectClose: {reason: bye}\n"
+    )
     assert only_error(text) == (
         "s.yaml:8:23: error: 'reason' without 'code' in expect close\n"
         "    8 |         expectClose: {reason: bye}\n"
@@ -517,15 +525,26 @@ def test_the_validator_says_what_the_shipped_schema_says_about_test_steps() -> N
 
     shipped = Draft202012Validator(SCHEMA)
     steps: list[Any] = [
-        {"connect": "a", "path": "/x"}, {"connect": "a"}, {"connect": "a", "path": "/x", "zz": 1},
-        {"client": "a"}, {"client": "a", "send": 1}, {"client": "a", "send": 1, "expect": 1},
-        {"client": "a", "expectClose": {"reason": "r"}}, {"wait": "1s", "client": "a"},
-        {"let": {"name": "x", "value": 1}}, {"send": 1}, {}, [], "step",
+        {"connect": "a", "path": "/x"},
+        {"connect": "a"},
+        {"connect": "a", "path": "/x", "zz": 1},
+        {"client": "a"},
+        {"client": "a", "send": 1},
+        {"client": "a", "send": 1, "expect": 1},
+        {"client": "a", "expectClose": {"reason": "r"}},
+        {"wait": "1s", "client": "a"},
+        {"let": {"name": "x", "value": 1}},
+        {"send": 1},
+        {},
+        [],
+        "step",
     ]
     for step in steps:
         document = {"tests": [{"name": "t", "steps": [step]}]}
         mine = sorted(e.message for e in _VALIDATOR.iter_errors(document))
         theirs = sorted(e.message for e in shipped.iter_errors(document))
         assert bool(mine) == bool(theirs), (step, mine, theirs)
-    assert "dependentSchemas" in _VALIDATOR.schema["properties"]["tests"]["items"][
-        "properties"]["steps"]["items"]
+    assert (
+        "dependentSchemas"
+        in _VALIDATOR.schema["properties"]["tests"]["items"]["properties"]["steps"]["items"]
+    )

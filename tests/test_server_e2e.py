@@ -61,9 +61,11 @@ def stray_user_left(known: set[str]) -> Callable[[Any], bool]:
 
 # ---- the shipped scenarios -------------------------------------------------------------------
 
+
 @async_test
 async def test_basic_welcomes_and_broadcasts_to_everyone_including_sender(
-        mock_server: ServedMock) -> None:
+    mock_server: ServedMock,
+) -> None:
     url = mock_server.url("/api/ws/basic")
     async with connect(url) as a, connect(url) as b:
         for ws in (a, b):
@@ -81,8 +83,7 @@ async def test_basic_welcomes_and_broadcasts_to_everyone_including_sender(
 
 
 @async_test
-async def test_chat_connected_id_and_join_notifies_only_the_others(
-        mock_server: ServedMock) -> None:
+async def test_chat_connected_id_and_join_notifies_only_the_others(mock_server: ServedMock) -> None:
     url = mock_server.url("/api/ws/chat")
     async with connect(url) as a, connect(url) as b:
         hello_a, hello_b = await recv_json(a), await recv_json(b)
@@ -102,14 +103,16 @@ async def test_chat_connected_id_and_join_notifies_only_the_others(
         assert await recv_json(a, skip=skip) == {"type": "user-joined", "username": "Bob"}
         await b.send(json.dumps({"type": "message", "username": "Bob", "message": "hi"}))
         first_for_b = await recv_json(b, skip=skip)
-        assert first_for_b["type"] == "chat-message", \
+        assert first_for_b["type"] == "chat-message", (
             f"Bob must not be told about his own join: {first_for_b}"
+        )
         assert (await recv_json(a, skip=skip))["message"] == "hi"
 
 
 @async_test
 async def test_chat_message_reaches_the_room_and_sender_but_not_outsiders(
-        mock_server: ServedMock) -> None:
+    mock_server: ServedMock,
+) -> None:
     url = mock_server.url("/api/ws/chat")
     async with connect(url) as a, connect(url) as b, connect(url) as outsider:
         ids = {(await recv_json(ws))["id"] for ws in (a, b, outsider)}
@@ -129,18 +132,21 @@ async def test_chat_message_reaches_the_room_and_sender_but_not_outsiders(
         assert got_a["username"] == "Alice" and got_a["message"] == "hello"
         stamp = got_a["timestamp"]
         assert isinstance(stamp, int | float) and not isinstance(stamp, bool), stamp
-        assert before - 1000 * UNIT <= stamp <= after + 1000 * UNIT, \
+        assert before - 1000 * UNIT <= stamp <= after + 1000 * UNIT, (
             f"timestamp {stamp} is not now in milliseconds ({before:.0f}..{after:.0f})"
+        )
 
         # Sentinel: "typing" reaches everyone on the route but its sender, joined or not.
         await a.send(json.dumps({"type": "typing", "username": "Alice"}))
-        assert await recv_json(outsider, skip=skip) == {"type": "typing", "username": "Alice"}, \
+        assert await recv_json(outsider, skip=skip) == {"type": "typing", "username": "Alice"}, (
             "a client that never joined 'chat' must not get chat-message"
+        )
 
 
 @async_test
 async def test_chat_typing_reaches_everyone_on_the_route_except_the_sender(
-        mock_server: ServedMock) -> None:
+    mock_server: ServedMock,
+) -> None:
     url = mock_server.url("/api/ws/chat")
     async with connect(url) as a, connect(url) as joined, connect(url) as loner:
         ids = {(await recv_json(ws))["id"] for ws in (a, joined, loner)}
@@ -172,21 +178,23 @@ async def test_chat_user_left_carries_the_leavers_connected_id(mock_server: Serv
 
 
 @async_test
-async def test_rooms_join_notifies_members_with_username_and_room(
-        mock_server: ServedMock) -> None:
+async def test_rooms_join_notifies_members_with_username_and_room(mock_server: ServedMock) -> None:
     url = mock_server.url("/api/ws/rooms")
     async with connect(url) as x, connect(url) as y:
         await x.send(json.dumps({"type": "join-room", "room": "red", "username": "Xi"}))
         # x's own message to red proves x's join was processed (and that x got no user-joined).
-        await x.send(json.dumps({"type": "message", "room": "red", "username": "Xi",
-                                 "text": "anyone?"}))
+        await x.send(
+            json.dumps({"type": "message", "room": "red", "username": "Xi", "text": "anyone?"})
+        )
         assert await recv_json(x) == {"type": "chat-message", "from": "Xi", "text": "anyone?"}
         await y.send(json.dumps({"type": "join-room", "room": "red", "username": "Yan"}))
         assert await recv_json(x) == {"type": "user-joined", "username": "Yan", "room": "red"}
-        await y.send(json.dumps({"type": "message", "room": "red", "username": "Yan",
-                                 "text": "me"}))
-        assert await recv_json(y) == {"type": "chat-message", "from": "Yan", "text": "me"}, \
+        await y.send(
+            json.dumps({"type": "message", "room": "red", "username": "Yan", "text": "me"})
+        )
+        assert await recv_json(y) == {"type": "chat-message", "from": "Yan", "text": "me"}, (
             "the joiner is not told about its own join"
+        )
         assert await recv_json(x) == {"type": "chat-message", "from": "Yan", "text": "me"}
 
 
@@ -196,18 +204,23 @@ async def test_rooms_messages_stay_in_their_room(mock_server: ServedMock) -> Non
     async with connect(url) as red, connect(url) as blue:
         await red.send(json.dumps({"type": "join-room", "room": "red", "username": "R"}))
         await blue.send(json.dumps({"type": "join-room", "room": "blue", "username": "B"}))
-        await red.send(json.dumps({"type": "message", "room": "red", "username": "R",
-                                   "text": "red only"}))
+        await red.send(
+            json.dumps({"type": "message", "room": "red", "username": "R", "text": "red only"})
+        )
         assert await recv_json(red) == {"type": "chat-message", "from": "R", "text": "red only"}
         # Sentinel: the same sender now talks to blue (of which it is not a member).
-        await red.send(json.dumps({"type": "message", "room": "blue", "username": "R",
-                                   "text": "to blue"}))
-        assert await recv_json(blue) == {"type": "chat-message", "from": "R", "text": "to blue"}, \
+        await red.send(
+            json.dumps({"type": "message", "room": "blue", "username": "R", "text": "to blue"})
+        )
+        assert await recv_json(blue) == {"type": "chat-message", "from": "R", "text": "to blue"}, (
             "room red's message must not reach room blue"
-        await red.send(json.dumps({"type": "message", "room": "red", "username": "R",
-                                   "text": "again"}))
-        assert await recv_json(red) == {"type": "chat-message", "from": "R", "text": "again"}, \
+        )
+        await red.send(
+            json.dumps({"type": "message", "room": "red", "username": "R", "text": "again"})
+        )
+        assert await recv_json(red) == {"type": "chat-message", "from": "R", "text": "again"}, (
             "include self only includes a sender that is in the room"
+        )
 
 
 @async_test
@@ -217,26 +230,30 @@ async def test_rooms_leave_stops_delivery(mock_server: ServedMock) -> None:
         await speaker.send(json.dumps({"type": "join-room", "room": "red", "username": "S"}))
         for room in ("red", "side"):
             await member.send(json.dumps({"type": "join-room", "room": room, "username": "M"}))
-        assert await recv_json(speaker) == {"type": "user-joined", "username": "M",
-                                            "room": "red"}
-        await speaker.send(json.dumps({"type": "message", "room": "red", "username": "S",
-                                       "text": "both"}))
+        assert await recv_json(speaker) == {"type": "user-joined", "username": "M", "room": "red"}
+        await speaker.send(
+            json.dumps({"type": "message", "room": "red", "username": "S", "text": "both"})
+        )
         assert await recv_json(member) == {"type": "chat-message", "from": "S", "text": "both"}
 
         await member.send(json.dumps({"type": "leave-room", "room": "red"}))
         # member's message to side is processed after its leave: once it arrives, the leave is
         # done.
-        await member.send(json.dumps({"type": "message", "room": "side", "username": "M",
-                                      "text": "left red"}))
-        assert await recv_json(member) == {"type": "chat-message", "from": "M",
-                                           "text": "left red"}
-        await speaker.send(json.dumps({"type": "message", "room": "red", "username": "S",
-                                       "text": "after leave"}))
-        await speaker.send(json.dumps({"type": "message", "room": "side", "username": "S",
-                                       "text": "sentinel"}))
-        assert await recv_json(member) == {"type": "chat-message", "from": "S",
-                                           "text": "sentinel"}, \
-            "after leave-room the client must not get that room's messages"
+        await member.send(
+            json.dumps({"type": "message", "room": "side", "username": "M", "text": "left red"})
+        )
+        assert await recv_json(member) == {"type": "chat-message", "from": "M", "text": "left red"}
+        await speaker.send(
+            json.dumps({"type": "message", "room": "red", "username": "S", "text": "after leave"})
+        )
+        await speaker.send(
+            json.dumps({"type": "message", "room": "side", "username": "S", "text": "sentinel"})
+        )
+        assert await recv_json(member) == {
+            "type": "chat-message",
+            "from": "S",
+            "text": "sentinel",
+        }, "after leave-room the client must not get that room's messages"
 
 
 @async_test
@@ -290,12 +307,14 @@ async def test_game_lobby_create_join_and_actions(mock_server: ServedMock) -> No
 
         await guest.send(json.dumps({"type": "game-action", "gameId": game, "action": "move"}))
         expected = {"type": "game-update", "action": "move", "playerId": guest_id}
-        assert await recv_json(guest) == expected, \
+        assert await recv_json(guest) == expected, (
             "the joiner's first message is its own update (no player-joined for itself)"
+        )
         assert await recv_json(host) == expected, "playerId is the same id player-joined gave"
 
-        await host.send(json.dumps({"type": "game-action", "gameId": game,
-                                    "action": {"x": 1, "y": 2}}))
+        await host.send(
+            json.dumps({"type": "game-action", "gameId": game, "action": {"x": 1, "y": 2}})
+        )
         update = await recv_json(guest)
         assert update["action"] == {"x": 1, "y": 2}, update
         host_id = update["playerId"]
@@ -303,11 +322,13 @@ async def test_game_lobby_create_join_and_actions(mock_server: ServedMock) -> No
         assert await recv_json(host) == update
 
         # Sentinel: an action addressed to the lobby room reaches the lobby-only client.
-        await host.send(json.dumps({"type": "game-action", "gameId": "lobby",
-                                    "action": "sentinel"}))
+        await host.send(
+            json.dumps({"type": "game-action", "gameId": "lobby", "action": "sentinel"})
+        )
         got = await recv_json(lobby_only)
-        assert got == {"type": "game-update", "action": "sentinel", "playerId": host_id}, \
+        assert got == {"type": "game-update", "action": "sentinel", "playerId": host_id}, (
             f"a lobby-only client must not get the game's messages: {got}"
+        )
 
         await lobby_only.send(json.dumps({"type": "create-game"}))
         other = (await recv_json(lobby_only))["gameId"]
@@ -338,7 +359,8 @@ async def test_echo_returns_text_and_binary_unchanged(mock_server: ServedMock) -
 
 @async_test
 async def test_unknown_path_is_http_404_and_the_server_keeps_serving(
-        mock_server: ServedMock) -> None:
+    mock_server: ServedMock,
+) -> None:
     for path in ("/nope", "/api/ws", "/api/ws/chat/extra", "/echo/x"):
         refused = await handshake_status(mock_server.url(path))
         assert refused.response.status_code == 404, (path, refused.response.status_code)
@@ -487,8 +509,12 @@ def features(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Features]:
 async def test_broadcast_to_several_rooms_and_to_all(features: Features) -> None:
     """The reference's "Broadcast to Rooms" (each member once) and "Broadcast to All"."""
     url = features.url("/broadcasts")
-    async with connect(url) as both, connect(url) as dev, connect(url) as none, \
-            connect(url) as sender:
+    async with (
+        connect(url) as both,
+        connect(url) as dev,
+        connect(url) as none,
+        connect(url) as sender,
+    ):
         for ws, rooms in ((both, ["general", "dev"]), (dev, ["dev"])):
             for room in rooms:
                 await ws.send(json.dumps({"type": "join", "room": room}))
@@ -499,23 +525,28 @@ async def test_broadcast_to_several_rooms_and_to_all(features: Features) -> None
         await sender.send(json.dumps({"type": "announce", "text": "to all"}))
         for ws in (both, dev):
             assert await recv_json(ws) == {"type": "room-message", "text": "hello rooms"}
-            assert await recv_json(ws) == {"type": "announcement", "text": "to all"}, \
+            assert await recv_json(ws) == {"type": "announcement", "text": "to all"}, (
                 "a member of two of the rooms gets the message once"
-        assert await recv_json(none) == {"type": "announcement", "text": "to all"}, \
+            )
+        assert await recv_json(none) == {"type": "announcement", "text": "to all"}, (
             "a client in none of the rooms gets only the broadcast to all"
+        )
         await sender.send(json.dumps({"type": "echo-me"}))
-        assert await recv_json(sender) == {"type": "echo"}, \
+        assert await recv_json(sender) == {"type": "echo"}, (
             "a broadcast excludes its sender unless `include self`"
+        )
 
 
 @async_test
 async def test_http_reject_answers_the_handshake_with_401(features: Features) -> None:
     refused = await handshake_status(features.url("/auth401"))
     assert refused.response.status_code == 401
-    assert refused.response.body is not None and b"Unauthorized" in refused.response.body, \
+    assert refused.response.body is not None and b"Unauthorized" in refused.response.body, (
         refused.response.body
-    async with connect(features.url("/auth401"),
-                       additional_headers={"Authorization": "Bearer abc"}) as ws:
+    )
+    async with connect(
+        features.url("/auth401"), additional_headers={"Authorization": "Bearer abc"}
+    ) as ws:
         assert await recv_json(ws) == {"type": "welcome", "token": "Bearer abc"}
     await features.assert_alive()
 
@@ -544,7 +575,8 @@ async def test_close_action_codes_and_reasons(features: Features) -> None:
 
 @async_test
 async def test_handler_error_without_on_error_closes_1011_and_logs_the_line(
-        features: Features) -> None:
+    features: Features,
+) -> None:
     async with connect(features.url("/crash")) as ws:
         await ws.send(json.dumps({"b": 1}))
         code, reason = await closed(ws)
@@ -557,8 +589,7 @@ async def test_handler_error_without_on_error_closes_1011_and_logs_the_line(
 
 
 @async_test
-async def test_handler_error_with_on_error_reports_and_stays_connected(
-        features: Features) -> None:
+async def test_handler_error_with_on_error_reports_and_stays_connected(features: Features) -> None:
     async with connect(features.url("/crash-handled")) as ws:
         await ws.send(json.dumps({"type": "boom"}))
         assert await recv_json(ws) == {"type": "error", "message": "cannot read 'b' of null"}
@@ -600,7 +631,9 @@ async def test_a_close_reason_too_long_runs_on_error(features: Features) -> None
     async with connect(features.url("/close-too-long-handled")) as ws:
         await ws.send(json.dumps({"type": "close", "text": "é" * 62}))
         assert await recv_json(ws) == {
-            "type": "error", "message": "close reason is 124 bytes; the protocol allows 123"}
+            "type": "error",
+            "message": "close reason is 124 bytes; the protocol allows 123",
+        }
         await ws.send(json.dumps({"type": "ok"}))
         assert await recv_json(ws) == {"type": "ok"}, "the connection stays usable"
 
@@ -621,8 +654,10 @@ async def test_an_auth_close_reason_too_long_is_http_500_and_logged(features: Fe
 @async_test
 async def test_an_unknown_path_is_logged_like_other_refusals(features: Features) -> None:
     await handshake_status(features.url("/no-such-route"))
-    features.log.wait_for(r"refused 127\.0\.0\.1 /no-such-route: HTTP 404 No WebSocket route "
-                          r"at /no-such-route$")
+    features.log.wait_for(
+        r"refused 127\.0\.0\.1 /no-such-route: HTTP 404 No WebSocket route "
+        r"at /no-such-route$"
+    )
 
 
 @async_test
@@ -644,8 +679,9 @@ async def test_binary_to_a_route_without_binary_handler_closes_1003(features: Fe
 async def test_max_message_closes_1009(features: Features) -> None:
     async with connect(features.url("/limited")) as ws:
         await ws.send("a" * 1024)
-        assert await recv_json(ws) == {"type": "accepted", "size": 1024}, \
+        assert await recv_json(ws) == {"type": "accepted", "size": 1024}, (
             "a message of exactly the limit is accepted"
+        )
         await ws.send("b" * 2048)
         code, reason = await closed(ws)
         assert code == 1009, (code, reason)
@@ -662,8 +698,9 @@ async def test_default_message_limit_is_16_mib(features: Features) -> None:
         # Only the header of a masked text frame one byte over 16 MiB, and a little payload:
         # the limit is enforced on the header's length.
         length = 16 * 1024 * 1024 + 1
-        raw.send_raw(bytes([0x81, 0x80 | 127]) + length.to_bytes(8, "big") + b"\0\0\0\0"
-                     + b"x" * 100)
+        raw.send_raw(
+            bytes([0x81, 0x80 | 127]) + length.to_bytes(8, "big") + b"\0\0\0\0" + b"x" * 100
+        )
         close = close_of(await raw.next_frame())
         assert close.code == 1009, close
     await features.assert_alive()
@@ -681,11 +718,15 @@ async def test_invalid_utf8_in_a_text_frame_closes_1007(features: Features) -> N
     await features.assert_alive()
 
 
-@pytest.mark.parametrize(("frame", "what"), [
-    (bytes([0x81, 0x02]) + b"hi", "an unmasked client frame"),
-    (bytes([0x83, 0x80]) + b"\0\0\0\0", "a reserved opcode"),
-    (bytes([0xC1, 0x80]) + b"\0\0\0\0", "RSV1 without a negotiated extension"),
-], ids=["unmasked", "reserved-opcode", "rsv1"])
+@pytest.mark.parametrize(
+    ("frame", "what"),
+    [
+        (bytes([0x81, 0x02]) + b"hi", "an unmasked client frame"),
+        (bytes([0x83, 0x80]) + b"\0\0\0\0", "a reserved opcode"),
+        (bytes([0xC1, 0x80]) + b"\0\0\0\0", "RSV1 without a negotiated extension"),
+    ],
+    ids=["unmasked", "reserved-opcode", "rsv1"],
+)
 @async_test
 async def test_protocol_errors_close_1002(features: Features, frame: bytes, what: str) -> None:
     async with await RawClient.open(features.url("/alive")) as raw:
@@ -697,8 +738,11 @@ async def test_protocol_errors_close_1002(features: Features, frame: bytes, what
 
 @async_test
 async def test_path_parameters_are_delivered(features: Features) -> None:
-    for path, name in (("/ws/room/lobby", "lobby"), ("/ws/room/caf%C3%A9", "café"),
-                       ("/ws/room/42/", "42")):
+    for path, name in (
+        ("/ws/room/lobby", "lobby"),
+        ("/ws/room/caf%C3%A9", "café"),
+        ("/ws/room/42/", "42"),
+    ):
         async with connect(features.url(path)) as ws:
             assert await recv_json(ws) == {"room": name}, path
     refused = await handshake_status(features.url("/ws/room/a/b"))
@@ -708,8 +752,9 @@ async def test_path_parameters_are_delivered(features: Features) -> None:
 @async_test
 async def test_request_data_query_headers_ip_and_rooms(features: Features) -> None:
     url = features.url("/info?a=1&b=two%20words&empty=&name=J%C3%BCrgen")
-    async with connect(url, additional_headers={"X-Custom": "custom value"},
-                       user_agent_header="e2e-agent/1.0") as ws:
+    async with connect(
+        url, additional_headers={"X-Custom": "custom value"}, user_agent_header="e2e-agent/1.0"
+    ) as ws:
         info = await recv_json(ws)
         assert info == {
             "type": "info",
@@ -747,8 +792,9 @@ async def test_ping_and_pong_actions(features: Features) -> None:
         assert pong.opcode is Opcode.PONG and pong.data == b"unsolicited", pong
         raw.send_text_bytes(b'{"type": "join", "room": "r"}')
         rooms = await raw.next_frame()
-        assert json.loads(bytes(rooms.data)) == {"type": "rooms", "rooms": ["r"]}, \
+        assert json.loads(bytes(rooms.data)) == {"type": "rooms", "rooms": ["r"]}, (
             "the connection is still open after the ping and pong actions"
+        )
     async with connect(features.url("/info")) as ws:  # websockets answers the ping itself
         await recv_json(ws)
         await ws.send(json.dumps({"type": "ping-me"}))
@@ -804,21 +850,26 @@ async def test_heartbeat_closes_a_client_that_stops_answering(features: Features
     assert kinds[-1] is Opcode.CLOSE, f"expected a close frame before EOF: {kinds}"
     close = close_of(frames[-1])
     assert (close.code, close.reason) == (1011, "keepalive ping timeout"), close
-    assert 1.8 * HEARTBEAT <= elapsed <= 3 * HEARTBEAT + BOUND / 2, \
+    assert 1.8 * HEARTBEAT <= elapsed <= 3 * HEARTBEAT + BOUND / 2, (
         f"TCP closed after {elapsed:.2f}s, heartbeat {HEARTBEAT:.2f}s"
+    )
     await features.assert_alive()
 
 
 # ---- signals and invalid scenarios -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_closes_clients_with_1001_and_exits_0(
-        serve: Callable[..., ServedMock], sig: signal.Signals) -> None:
+    serve: Callable[..., ServedMock], sig: signal.Signals
+) -> None:
     served = serve(SCENARIOS / "echo.mock", SCENARIOS / "chat.mock")
 
     async def clients() -> None:
-        async with connect(served.url("/echo")) as echo, \
-                connect(served.url("/api/ws/chat")) as chat:
+        async with (
+            connect(served.url("/echo")) as echo,
+            connect(served.url("/api/ws/chat")) as chat,
+        ):
             await echo.send("up")
             assert await recv(echo) == "up"
             assert (await recv_json(chat))["type"] == "connected"
@@ -886,8 +937,11 @@ async def test_a_message_may_come_in_65537_fragments(features: Features) -> None
     # 4 MiB in 65537 frames).
     async with await RawClient.open(features.url("/alive")) as raw:
         fragment = Frame(Opcode.CONT, b"x", fin=False).serialize(mask=True)
-        raw.send_raw(Frame(Opcode.TEXT, b"x", fin=False).serialize(mask=True)
-                     + fragment * 65535 + Frame(Opcode.CONT, b"x").serialize(mask=True))
+        raw.send_raw(
+            Frame(Opcode.TEXT, b"x", fin=False).serialize(mask=True)
+            + fragment * 65535
+            + Frame(Opcode.CONT, b"x").serialize(mask=True)
+        )
         frame = await raw.next_frame()
         assert frame.opcode is Opcode.TEXT and frame.data == b"x" * 65537, frame
     await features.assert_alive()

@@ -448,9 +448,7 @@ def test_control_characters_and_binary_garbage(tmp_path: Path) -> None:
 
 # --- no input makes it crash --------------------------------------------------------------------
 
-_YAML_CHARS = st.sampled_from(
-    [*"abc01:-[]{},'\"!&*#|>?%@`\\ \t\n\r.~<=", "on", "yes", "\x00"]
-)
+_YAML_CHARS = st.sampled_from([*"abc01:-[]{},'\"!&*#|>?%@`\\ \t\n\r.~<=", "on", "yes", "\x00"])
 
 
 @settings(max_examples=300, deadline=None)

@@ -36,8 +36,9 @@ def network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a network (CIDR, e.g. 10.0.0.0/8): {text!r}"
-                                         ) from None
+        raise argparse.ArgumentTypeError(
+            f"not a network (CIDR, e.g. 10.0.0.0/8): {text!r}"
+        ) from None
 
 
 def ws_url(text: str) -> str:

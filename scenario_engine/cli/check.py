@@ -16,8 +16,12 @@ __all__ = ["add_parser", "run"]
 def add_parser(commands: Commands) -> None:
     parser = commands.add_parser("check", help="validate scenario files and report every error")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
-    parser.add_argument("--format", choices=("text", "json", "github"), default="text",
-                       help="text (default), json, or github (GitHub Actions annotations)")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text (default), json, or github (GitHub Actions annotations)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -25,8 +29,12 @@ def run(args: argparse.Namespace) -> int:
     loaded, errors, count = load_paths(args.paths)
     errors = sorted(set(errors), key=ScenarioError.sort_key)
     if args.format == "json":
-        json.dump({"files": count, "errors": [e.as_dict() for e in errors]}, sys.stdout,
-                  indent=2, ensure_ascii=False)
+        json.dump(
+            {"files": count, "errors": [e.as_dict() for e in errors]},
+            sys.stdout,
+            indent=2,
+            ensure_ascii=False,
+        )
         print()
     elif args.format == "github":
         for error in errors:

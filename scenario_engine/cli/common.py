@@ -11,8 +11,15 @@ from ..errors import ScenarioError, UsageError
 from ..language.ir import Loaded
 from ..language.loader import load_file, scenario_files
 
-__all__ = ["EXIT_INTERNAL", "EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "Commands", "load_one",
-           "report"]
+__all__ = [
+    "EXIT_INTERNAL",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Commands",
+    "load_one",
+    "report",
+]
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 

@@ -14,8 +14,11 @@ __all__ = ["add_parser", "run"]
 def add_parser(commands: Commands) -> None:
     parser = commands.add_parser("compile", help="print a scenario's IR as JSON")
     parser.add_argument("file", metavar="FILE")
-    parser.add_argument("--source-map", action="store_true",
-                          help="print {ir, sourceMap} with each node's line and column")
+    parser.add_argument(
+        "--source-map",
+        action="store_true",
+        help="print {ir, sourceMap} with each node's line and column",
+    )
     parser.set_defaults(run=run)
 
 

@@ -29,9 +29,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         text = emit_yaml(loaded.ir) if args.to == "yaml" else emit_mock(loaded.ir)
     except EmitError as err:  # valid, but with no spelling in the other language
-        report([error_at(loaded, err.pointer, f"cannot convert to .{args.to}: "
-                          f"{err.message}", "keep this scenario in its own spelling, or "
-                          "write this part another way")], sys.stderr)
+        report(
+            [
+                error_at(
+                    loaded,
+                    err.pointer,
+                    f"cannot convert to .{args.to}: {err.message}",
+                    "keep this scenario in its own spelling, or write this part another way",
+                )
+            ],
+            sys.stderr,
+        )
         return EXIT_INVALID
     if args.output:
         try:

@@ -35,18 +35,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a bug of ours: say so in one line, the traceback on request
         if os.environ.get("SCENARIO_ENGINE_DEBUG"):
             raise
-        print(f"scenario-engine: internal error: {type(err).__name__}: {err}\n"
-              "  this is a bug in scenario-engine, not in your scenario; run again with "
-              "SCENARIO_ENGINE_DEBUG=1 for the details, and please report it", file=sys.stderr)
+        print(
+            f"scenario-engine: internal error: {type(err).__name__}: {err}\n"
+            "  this is a bug in scenario-engine, not in your scenario; run again with "
+            "SCENARIO_ENGINE_DEBUG=1 for the details, and please report it",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
     return status
-
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scenario-engine",
-        description="WebSocket mock servers written as declarative scenario files.")
+        description="WebSocket mock servers written as declarative scenario files.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(commands)

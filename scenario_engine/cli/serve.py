@@ -29,45 +29,92 @@ __all__ = ["add_parser", "run", "serve_files"]
 def add_parser(commands: Commands) -> None:
     parser = commands.add_parser("serve", help="serve scenario files as a WebSocket server")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
-    parser.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=8765,
-                       help="port to listen on (default 8765; 0 picks a free one)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="port to listen on (default 8765; 0 picks a free one)",
+    )
     parser.add_argument("--certfile", help="TLS certificate (PEM): serve wss://")
     parser.add_argument("--keyfile", help="TLS private key (PEM), with --certfile")
-    parser.add_argument("--max-connections", type=positive_int, metavar="N",
-                       help="at most N clients at once on the whole server (HTTP 503 beyond)")
-    parser.add_argument("--open-timeout", type=positive_float, default=10.0, metavar="SECONDS",
-                       help="time a client has to complete the opening handshake (default 10)")
+    parser.add_argument(
+        "--max-connections",
+        type=positive_int,
+        metavar="N",
+        help="at most N clients at once on the whole server (HTTP 503 beyond)",
+    )
+    parser.add_argument(
+        "--open-timeout",
+        type=positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time a client has to complete the opening handshake (default 10)",
+    )
     parser.add_argument("--quiet", action="store_true", help="log only errors")
-    parser.add_argument("--journal", metavar="FILE",
-                       help="write every connect, reject, message and close to FILE as JSON "
-                       "lines (- for standard output)")
-    parser.add_argument("--journal-size", type=positive_int, default=10_000, metavar="N",
-                       help="events the journal keeps in memory for the admin API "
-                       "(default 10000)")
-    parser.add_argument("--admin", action="store_true",
-                       help="answer the admin API (HTTP, JSON) under /__admin on the same port")
-    parser.add_argument("--admin-allow", action="append", type=network, metavar="CIDR",
-                       help="networks allowed to use the admin API, instead of the loopback "
-                       "default (repeatable)")
+    parser.add_argument(
+        "--journal",
+        metavar="FILE",
+        help="write every connect, reject, message and close to FILE as JSON "
+        "lines (- for standard output)",
+    )
+    parser.add_argument(
+        "--journal-size",
+        type=positive_int,
+        default=10_000,
+        metavar="N",
+        help="events the journal keeps in memory for the admin API (default 10000)",
+    )
+    parser.add_argument(
+        "--admin",
+        action="store_true",
+        help="answer the admin API (HTTP, JSON) under /__admin on the same port",
+    )
+    parser.add_argument(
+        "--admin-allow",
+        action="append",
+        type=network,
+        metavar="CIDR",
+        help="networks allowed to use the admin API, instead of the loopback default (repeatable)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return serve_files(args.paths, host=args.host, port=args.port, certfile=args.certfile,
-                       keyfile=args.keyfile, quiet=args.quiet,
-                       max_connections=args.max_connections, open_timeout=args.open_timeout,
-                       journal_file=args.journal, journal_size=args.journal_size,
-                       admin=args.admin, admin_allow=args.admin_allow)
+    return serve_files(
+        args.paths,
+        host=args.host,
+        port=args.port,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        quiet=args.quiet,
+        max_connections=args.max_connections,
+        open_timeout=args.open_timeout,
+        journal_file=args.journal,
+        journal_size=args.journal_size,
+        admin=args.admin,
+        admin_allow=args.admin_allow,
+    )
 
 
-def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,
-                certfile: str | None = None, keyfile: str | None = None,
-                quiet: bool = False, max_connections: int | None = None,
-                open_timeout: float | None = None, journal_file: str | None = None,
-                journal_size: int | None = None, admin: bool = False,
-                admin_allow: Sequence[Network] | None = None) -> int:
+def serve_files(
+    paths: Sequence[str],
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    quiet: bool = False,
+    max_connections: int | None = None,
+    open_timeout: float | None = None,
+    journal_file: str | None = None,
+    journal_size: int | None = None,
+    admin: bool = False,
+    admin_allow: Sequence[Network] | None = None,
+) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 if the scenarios have errors.
 
     ``journal_file``: write every event there as a JSON line (``-``: standard output). With
@@ -92,8 +139,11 @@ def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,
         print(f"not serving: {err.count_text()}", file=sys.stderr)
         return 1
     if not program.routes:
-        print("not serving: the files define no routes (only tests, which "
-              "'scenario-engine test --target URL' runs against a server)", file=sys.stderr)
+        print(
+            "not serving: the files define no routes (only tests, which "
+            "'scenario-engine test --target URL' runs against a server)",
+            file=sys.stderr,
+        )
         return 1
     context = None
     if certfile is not None:
@@ -104,25 +154,35 @@ def serve_files(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8765,
             raise UsageError(f"cannot load TLS certificate: {err}") from None
     elif keyfile is not None:
         raise UsageError("--keyfile needs --certfile")
-    logging.basicConfig(level=logging.ERROR if quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.ERROR if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
     logging.getLogger("scenario_engine.websockets").setLevel(logging.WARNING)
     with ExitStack() as stack:
         sink = _journal_sink(journal_file, stack)
         # Only the admin API reads the journal back: a journal only written keeps nothing.
         kept = DEFAULT_LIMIT if journal_size is None else journal_size
         journal = Journal(kept if admin else 0, sink) if admin or sink is not None else None
-        server = ScenarioServer(program, host, port, ssl=context,
-                                max_connections=max_connections,
-                                open_timeout=OPEN_TIMEOUT if open_timeout is None
-                                else open_timeout,
-                                journal=journal, admin=admin,
-                                admin_allow=LOOPBACK if admin_allow is None else admin_allow)
+        server = ScenarioServer(
+            program,
+            host,
+            port,
+            ssl=context,
+            max_connections=max_connections,
+            open_timeout=OPEN_TIMEOUT if open_timeout is None else open_timeout,
+            journal=journal,
+            admin=admin,
+            admin_allow=LOOPBACK if admin_allow is None else admin_allow,
+        )
         try:
             asyncio.run(_run(server))
         except OSError as err:
-            print(f"scenario-engine: error: cannot listen on {host}:{port}: "
-                  f"{err.strerror or err}", file=sys.stderr)
+            print(
+                f"scenario-engine: error: cannot listen on {host}:{port}: {err.strerror or err}",
+                file=sys.stderr,
+            )
             return 1
     return 0
 
@@ -175,8 +235,11 @@ async def _run(server: ScenarioServer) -> None:
     if server.admin is not None:
         scheme, rest = server.url(ADMIN_PREFIX).split("://", 1)
         print(f"admin API at {'https' if scheme == 'wss' else 'http'}://{rest}", flush=True)
-    print(f"ready: {len(urls)} route{'' if len(urls) == 1 else 's'} on {server.host}:"
-          f"{server.port} (Ctrl+C to stop)", flush=True)
+    print(
+        f"ready: {len(urls)} route{'' if len(urls) == 1 else 's'} on {server.host}:"
+        f"{server.port} (Ctrl+C to stop)",
+        flush=True,
+    )
     await stop.wait()
     print("shutting down: closing connections with 1001 (going away)", flush=True)
     await server.close()

@@ -53,6 +53,7 @@ __all__ = ["compile_expression", "compile_template", "evaluate_constants"]
 
 # ---- operators -------------------------------------------------------------------------------
 
+
 def _add(a: Any, b: Any) -> Any:
     if is_number(a) and is_number(b):
         return a + b
@@ -66,8 +67,9 @@ def _add(a: Any, b: Any) -> Any:
 def _arith(symbol: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     def apply(a: Any, b: Any) -> Any:
         if not (is_number(a) and is_number(b)):
-            raise EvaluationError(f"'{symbol}' needs numbers, not {type_name(a)} and "
-                                  f"{type_name(b)}")
+            raise EvaluationError(
+                f"'{symbol}' needs numbers, not {type_name(a)} and {type_name(b)}"
+            )
         if symbol in "/%" and b == 0:
             raise EvaluationError("division by zero")
         result = fn(a, b)
@@ -76,6 +78,7 @@ def _arith(symbol: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], A
         if symbol == "/" and isinstance(result, float) and result.is_integer():
             return int(result) if abs(result) < 2**53 else result
         return result
+
     return apply
 
 
@@ -87,8 +90,8 @@ def _order(symbol: str, fn: Callable[[Any, Any], bool]) -> Callable[[Any, Any], 
             # A missing field is never greater or smaller than anything: `where msg.n > 10`
             # simply does not match a message without n (as in JavaScript).
             return False
-        raise EvaluationError(f"cannot compare {type_name(a)} and {type_name(b)} with "
-                              f"'{symbol}'")
+        raise EvaluationError(f"cannot compare {type_name(a)} and {type_name(b)} with '{symbol}'")
+
     return apply
 
 
@@ -101,8 +104,9 @@ def _contains(item: Any, container: Any) -> bool:
         if not isinstance(item, str):
             raise EvaluationError(f"cannot look for {type_name(item)} in a string")
         return item in container
-    raise EvaluationError(f"'in' needs an object, array or string on its right, not "
-                          f"{type_name(container)}")
+    raise EvaluationError(
+        f"'in' needs an object, array or string on its right, not {type_name(container)}"
+    )
 
 
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
@@ -137,15 +141,18 @@ def _index(target: Any, key: Any) -> Any:
         return target.get(key)
     if isinstance(target, list | str):
         if not is_number(key) or int(key) != key:
-            raise EvaluationError(f"an index into {type_name(target)} must be a whole number, "
-                                  f"not {type_name(key)}")
+            raise EvaluationError(
+                f"an index into {type_name(target)} must be a whole number, not {type_name(key)}"
+            )
         i = int(key)
         return target[i] if 0 <= i < len(target) else None
     if target is None:
         raise EvaluationError(f"cannot index null with {to_text(key)!r}")
     raise EvaluationError(f"cannot index {type_name(target)}")
 
+
 # ---- compilation -----------------------------------------------------------------------------
+
 
 def compile_expression(expr: Expr) -> Evaluator:
     """A closure computing ``expr`` from a context (name → value)."""
@@ -168,6 +175,7 @@ def compile_expression(expr: Expr) -> Evaluator:
                 if type(value) is dict:
                     return value.get(key)
                 return _member(value, key)
+
             return read_member
         target = compile_expression(expr.target)
         return lambda ctx: _member(target(ctx), key)
@@ -225,11 +233,12 @@ def _compile_pieces(parts: list[str | Piece]) -> Evaluator:
         text = parts[0]
         return lambda ctx: text
     compiled: list[str | Evaluator] = [
-        p if isinstance(p, str) else compile_expression(parse_expression(p.text)) for p in parts]
+        p if isinstance(p, str) else compile_expression(parse_expression(p.text)) for p in parts
+    ]
 
     def interpolate(ctx: Context) -> str:
-        return checked_text("".join(p if isinstance(p, str) else to_text(p(ctx))
-                                     for p in compiled))
+        return checked_text("".join(p if isinstance(p, str) else to_text(p(ctx)) for p in compiled))
+
     return interpolate
 
 
@@ -258,6 +267,7 @@ def compile_template(value: Any) -> tuple[Evaluator, bool]:
         fns = [fn for fn, _ in compiled]
         return (lambda ctx: [fn(ctx) for fn in fns]), False
     return (lambda ctx: value), True
+
 
 def evaluate_constants(templates: Mapping[str, Any]) -> dict[str, Any]:
     """The values of a file's top-level lets, in order (each may use the earlier ones).

@@ -95,6 +95,7 @@ def _text_fn(name: str, fn: Callable[[str], str]) -> Callable[[Any], str]:
         if not isinstance(value, str):
             raise EvaluationError(f"{name}() needs a string, not {type_name(value)}")
         return fn(value)
+
     return apply
 
 
@@ -104,36 +105,75 @@ def _keys(value: Any) -> list[str]:
     raise EvaluationError(f"keys() needs an object, not {type_name(value)}")
 
 
-FUNCTIONS: dict[str, Function] = {f.name: f for f in (
-    Function("now", 0, 0, "now()", "milliseconds since the Unix epoch, like Date.now()",
-             lambda: int(time.time() * 1000)),
-    Function("uuid", 0, 0, "uuid()", "a random UUID (version 4) string",
-             lambda: str(uuid.uuid4())),
-    Function("id", 0, 1, 'id("game")',
-             'a short unique id, with an optional prefix: "game-7f3a9c21"', _short_id),
-    Function("random", 0, 2, "random(1, 6)",
-             "random() a float in [0, 1); random(a, b) an integer from a to b inclusive",
-             _random),
-    Function("len", 1, 1, "len(msg.items)", "length of a string, array or object", _len),
-    Function("str", 1, 1, "str(msg.count)", "a value as text (objects and arrays as JSON)",
-             lambda v: checked_text(to_text(v))),
-    Function("number", 1, 1, 'number("42")', "a string or boolean as a number", _number),
-    Function("lower", 1, 1, "lower(msg.name)", "lower-case text",
-             _text_fn("lower", str.lower)),
-    Function("upper", 1, 1, "upper(msg.name)", "upper-case text",
-             _text_fn("upper", str.upper)),
-    Function("keys", 1, 1, "keys(users)", "the keys of an object, as an array", _keys),
-    Function("json", 1, 1, "json(msg)", "a value encoded as JSON text",
-             lambda v: checked_text(to_json(v))),
-)}
+FUNCTIONS: dict[str, Function] = {
+    f.name: f
+    for f in (
+        Function(
+            "now",
+            0,
+            0,
+            "now()",
+            "milliseconds since the Unix epoch, like Date.now()",
+            lambda: int(time.time() * 1000),
+        ),
+        Function(
+            "uuid", 0, 0, "uuid()", "a random UUID (version 4) string", lambda: str(uuid.uuid4())
+        ),
+        Function(
+            "id",
+            0,
+            1,
+            'id("game")',
+            'a short unique id, with an optional prefix: "game-7f3a9c21"',
+            _short_id,
+        ),
+        Function(
+            "random",
+            0,
+            2,
+            "random(1, 6)",
+            "random() a float in [0, 1); random(a, b) an integer from a to b inclusive",
+            _random,
+        ),
+        Function("len", 1, 1, "len(msg.items)", "length of a string, array or object", _len),
+        Function(
+            "str",
+            1,
+            1,
+            "str(msg.count)",
+            "a value as text (objects and arrays as JSON)",
+            lambda v: checked_text(to_text(v)),
+        ),
+        Function("number", 1, 1, 'number("42")', "a string or boolean as a number", _number),
+        Function("lower", 1, 1, "lower(msg.name)", "lower-case text", _text_fn("lower", str.lower)),
+        Function("upper", 1, 1, "upper(msg.name)", "upper-case text", _text_fn("upper", str.upper)),
+        Function("keys", 1, 1, "keys(users)", "the keys of an object, as an array", _keys),
+        Function(
+            "json",
+            1,
+            1,
+            "json(msg)",
+            "a value encoded as JSON text",
+            lambda v: checked_text(to_json(v)),
+        ),
+    )
+}
 
 #: The name that matches any value in an expected message.
 ANY = "any"
 #: Functions only expected messages may call.
-MATCHERS: dict[str, Signature] = {s.name: s for s in (
-    Signature("matches", 1, 1, 'matches("^game-")',
-              "in an expected message: any string the regular expression finds a match in"),
-)}
+MATCHERS: dict[str, Signature] = {
+    s.name: s
+    for s in (
+        Signature(
+            "matches",
+            1,
+            1,
+            'matches("^game-")',
+            "in an expected message: any string the regular expression finds a match in",
+        ),
+    )
+}
 
 
 def pattern_error(raw: str) -> str | None:

@@ -56,8 +56,12 @@ def parse_expression(text: str) -> Expr:
         raise ExpressionSyntaxError("empty expression", "write an expression", 0, 0)
     depth, where = max_nesting(text)
     if depth > MAX_NESTING:
-        raise ExpressionSyntaxError(f"expression nested too deeply (more than {MAX_NESTING} "
-                                    "levels)", "split it with let", where, where + 1)
+        raise ExpressionSyntaxError(
+            f"expression nested too deeply (more than {MAX_NESTING} levels)",
+            "split it with let",
+            where,
+            where + 1,
+        )
     try:
         # The parser's callbacks build Expr nodes (see syntax._Builder), not lark trees.
         expr: Expr = parser().parse(text, start="expr")  # type: ignore[assignment]
@@ -67,8 +71,12 @@ def parse_expression(text: str) -> Expr:
             message = "the expression ends too early"
         raise ExpressionSyntaxError(message, hint, start, end) from None
     if _depth_exceeds(expr, MAX_NESTING):
-        raise ExpressionSyntaxError(f"expression nested too deeply (more than {MAX_NESTING} "
-                                    "levels)", "split it with let", 0, len(text))
+        raise ExpressionSyntaxError(
+            f"expression nested too deeply (more than {MAX_NESTING} levels)",
+            "split it with let",
+            0,
+            len(text),
+        )
     _check_strings(expr)
     return expr
 
@@ -144,8 +152,11 @@ def _embedded_in_literal(node: StringLit, base: int) -> list[tuple[Expr, int]]:
     """The expressions embedded in a string literal, with where their texts begin."""
     try:
         parts = split_literal(node.raw)
-        return [(parse_expression(piece.text), base + node.start + piece.offset)
-                for piece in parts if isinstance(piece, Piece)]
+        return [
+            (parse_expression(piece.text), base + node.start + piece.offset)
+            for piece in parts
+            if isinstance(piece, Piece)
+        ]
     except (StringSyntaxError, ExpressionSyntaxError):
         return []  # parse_expression has reported it, for any tree it returned
 
@@ -176,7 +187,8 @@ def embedded_expressions(text: str) -> list[Embedded]:
             try:
                 expr = parse_expression(part.text)
             except ExpressionSyntaxError as err:
-                raise ExpressionSyntaxError(err.message, err.hint, part.offset + err.start,
-                                            part.offset + err.end) from None
+                raise ExpressionSyntaxError(
+                    err.message, err.hint, part.offset + err.start, part.offset + err.end
+                ) from None
             found.append(Embedded(expr, part.offset, whole))
     return found

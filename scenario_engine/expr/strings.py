@@ -29,8 +29,19 @@ class Piece:
     offset: int
 
 
-_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n",
-            "r": "\r", "t": "\t", "$": "$", "0": "\0"}
+_ESCAPES = {
+    '"': '"',
+    "'": "'",
+    "\\": "\\",
+    "/": "/",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "$": "$",
+    "0": "\0",
+}
 
 
 def find_closing_brace(text: str, start: int) -> int | None:
@@ -78,8 +89,10 @@ def split_literal(raw: str) -> list[str | Piece]:
             close = find_closing_brace(raw[:end], i + 2)
             if close is None:
                 raise StringSyntaxError(
-                    "unclosed '${' in string", i, "close the expression with '}', or write \\${ "
-                    "for a literal '${'")
+                    "unclosed '${' in string",
+                    i,
+                    "close the expression with '}', or write \\${ for a literal '${'",
+                )
             if buf:
                 parts.append("".join(buf))
                 buf = []
@@ -96,7 +109,7 @@ def split_literal(raw: str) -> list[str | Piece]:
 def _escape(raw: str, i: int, buf: list[str]) -> int:
     nxt = raw[i + 1] if i + 1 < len(raw) - 1 else ""
     if nxt == "u":
-        digits = raw[i + 2:i + 6]
+        digits = raw[i + 2 : i + 6]
         if len(digits) == 4 and all(d in "0123456789abcdefABCDEF" for d in digits):
             buf.append(chr(int(digits, 16)))
             return i + 6
@@ -105,8 +118,10 @@ def _escape(raw: str, i: int, buf: list[str]) -> int:
         buf.append(_ESCAPES[nxt])
         return i + 2
     raise StringSyntaxError(
-        f"unknown escape '\\{nxt}'", i,
-        "use \\\\ for a backslash; the escapes are \\n \\t \\r \\\" \\' \\\\ \\$ \\uXXXX")
+        f"unknown escape '\\{nxt}'",
+        i,
+        "use \\\\ for a backslash; the escapes are \\n \\t \\r \\\" \\' \\\\ \\$ \\uXXXX",
+    )
 
 
 def _piece(text: str, start: int, close: int) -> Piece:
@@ -131,8 +146,10 @@ def split_template(text: str) -> list[str | Piece]:
             close = find_closing_brace(text, i + 2)
             if close is None:
                 raise StringSyntaxError(
-                    "unclosed '${' in string", i,
-                    "close the expression with '}', or write $${ for a literal '${'")
+                    "unclosed '${' in string",
+                    i,
+                    "close the expression with '}', or write $${ for a literal '${'",
+                )
             if buf:
                 parts.append("".join(buf))
                 buf = []

@@ -122,8 +122,19 @@ class ArrayLit(Node):
     items: tuple[Expr, ...]
 
 
-Expr = (Literal | StringLit | Name | Member | Index | Call | Unary | Binary | Conditional
-        | ObjectLit | ArrayLit)
+Expr = (
+    Literal
+    | StringLit
+    | Name
+    | Member
+    | Index
+    | Call
+    | Unary
+    | Binary
+    | Conditional
+    | ObjectLit
+    | ArrayLit
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,5 +349,8 @@ def name_regex() -> re.Pattern[str]:
 def keywords() -> frozenset[str]:
     """Every word that is a keyword somewhere in the grammar."""
     name = name_regex()
-    return frozenset(t.pattern.value for t in parser().terminals
-                     if t.pattern.type == "str" and name.fullmatch(t.pattern.value))
+    return frozenset(
+        t.pattern.value
+        for t in parser().terminals
+        if t.pattern.type == "str" and name.fullmatch(t.pattern.value)
+    )

@@ -78,8 +78,12 @@ def describe_syntax_error(err: UnexpectedInput, text: str) -> tuple[str, str | N
         pos: int = err.pos_in_stream or 0
         char = text[pos] if pos < len(text) else ""
         if char in "\"'":
-            return ("unterminated string", "a string ends on the line it starts, with the same "
-                    "quote it opens with", pos, pos + 1)
+            return (
+                "unterminated string",
+                "a string ends on the line it starts, with the same quote it opens with",
+                pos,
+                pos + 1,
+            )
         shown = repr(char) if char.isprintable() and char != " " else f"U+{ord(char or chr(0)):04X}"
         return (f"unexpected character {shown}", None, pos, pos + 1)
     assert isinstance(err, UnexpectedToken)
@@ -95,18 +99,31 @@ def describe_syntax_error(err: UnexpectedInput, text: str) -> tuple[str, str | N
         hint = None
         if "RBRACE" in expected:
             opened = _unclosed_brace(text)
-            hint = "a '}' is missing" + (f": the block opened on line {opened} is not closed"
-                                        if opened else "")
+            hint = "a '}' is missing" + (
+                f": the block opened on line {opened} is not closed" if opened else ""
+            )
         return ("unexpected end of file", hint, len(text), len(text))
-    for group, what in ((_ACTIONS, "action"), (_ROUTE_ITEMS, "route setting or handler"),
-                        (_AUTH_STEPS, "auth step"), (_EVENTS, "event"),
-                        (_TOP_ITEMS, "top-level statement")):
+    for group, what in (
+        (_ACTIONS, "action"),
+        (_ROUTE_ITEMS, "route setting or handler"),
+        (_AUTH_STEPS, "auth step"),
+        (_EVENTS, "event"),
+        (_TOP_ITEMS, "top-level statement"),
+    ):
         if set(group) <= words:
             if word is not None:
-                return (f"unknown {what} '{word}'", did_you_mean(word, group) or
-                        f"expected one of: {', '.join(group)}", start, end)
-            return (f"expected {_article(what)} {what}, got {got}",
-                    f"expected one of: {', '.join(group)}", start, end)
+                return (
+                    f"unknown {what} '{word}'",
+                    did_you_mean(word, group) or f"expected one of: {', '.join(group)}",
+                    start,
+                    end,
+                )
+            return (
+                f"expected {_article(what)} {what}, got {got}",
+                f"expected one of: {', '.join(group)}",
+                start,
+                end,
+            )
     names = sorted({_terminal_text(n) for n in expected if not n.startswith("__")})
     if {"NAME", "NUMBER", "STRING"} <= set(expected):
         names = ["an expression"]
@@ -122,11 +139,14 @@ def describe_syntax_error(err: UnexpectedInput, text: str) -> tuple[str, str | N
         # The parser took the word before for a client's name, which starts a client step.
         client = _word_before(text, start)
         if client is not None:
-            name = text[client[0]:client[1]]
+            name = text[client[0] : client[1]]
             line_start = text.rfind("\n", 0, client[0]) + 1
-            if _BARE_REASON.search(text[line_start:client[0]]):
-                return (f"unexpected '{name}' after the close code",
-                        f'a close reason in a test is a quoted string: "{name}"', *client)
+            if _BARE_REASON.search(text[line_start : client[0]]):
+                return (
+                    f"unexpected '{name}' after the close code",
+                    f'a close reason in a test is a quoted string: "{name}"',
+                    *client,
+                )
             hint = did_you_mean(name, _TEST_STEPS)
     return (f"unexpected {got}; expected {listing}", hint, start, end)
 
@@ -143,8 +163,7 @@ def _word_before(text: str, offset: int) -> tuple[int, int] | None:
     None."""
     window = max(0, offset - _LOOK_BACK)
     # Possessive: a line of many '#' must not be split into comments in every possible way.
-    before = re.search("(" + name_regex().pattern + r")(?:\s|#[^\n]*+)*+\Z",
-                       text[window:offset])
+    before = re.search("(" + name_regex().pattern + r")(?:\s|#[^\n]*+)*+\Z", text[window:offset])
     if before is None or (before.start() == 0 and window > 0):
         return None
     return window + before.start(1), window + before.end(1)

@@ -42,6 +42,7 @@ MAX_STRING = 1_000_000
 #: Most items an operator or function may put in one array or object.
 MAX_ITEMS = 100_000
 
+
 def type_name(value: Any) -> str:
     if value is None:
         return "null"
@@ -132,8 +133,7 @@ def check_size(value: Any) -> None:
         else:
             budget -= 8
         if budget < 0:
-            raise EvaluationError(f"value too large to send (more than {MAX_STRING:,} "
-                                  "characters)")
+            raise EvaluationError(f"value too large to send (more than {MAX_STRING:,} characters)")
 
 
 def _jsonable(value: Any) -> Any:
@@ -152,8 +152,9 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_
 
 def checked_text(text: str) -> str:
     if len(text) > MAX_STRING:
-        raise EvaluationError(f"string too long ({len(text):,} characters; the limit is "
-                              f"{MAX_STRING:,})")
+        raise EvaluationError(
+            f"string too long ({len(text):,} characters; the limit is {MAX_STRING:,})"
+        )
     return text
 
 
@@ -187,7 +188,6 @@ def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, Mapping):
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     return bool(a == b)
-
 
 
 def encode(value: Any, bounded: bool = False) -> str | bytes:

@@ -44,12 +44,12 @@ __all__ = ["emit_mock", "emit_yaml"]
 WIDTH = 90
 _INDENT = "  "
 
-_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b",
-                  "\f": "\\f"}
+_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 _EVENTS = ("connect", "message", "close", "error")
 
 
 # ---- .mock ------------------------------------------------------------------------------------
+
 
 def emit_mock(ir: Mapping[str, Any]) -> str:
     """The canonical `.mock` text of an IR document (raises EmitError on a malformed IR).
@@ -88,8 +88,12 @@ class _MockWriter:
         constants = ir.get("let") or {}
         _expect(constants, dict, "/let", "'let' is an object of name → value")
         if constants:
-            sections.append([self.let_line(name, value, f"/let/{escape_pointer(name)}", "")
-                             for name, value in constants.items()])
+            sections.append(
+                [
+                    self.let_line(name, value, f"/let/{escape_pointer(name)}", "")
+                    for name, value in constants.items()
+                ]
+            )
         routes = ir.get("routes", [])
         _expect(routes, list, "/routes", "'routes' is a list")
         for i, route in enumerate(routes):
@@ -102,19 +106,34 @@ class _MockWriter:
 
     def route(self, route: dict[str, Any], pointer: str) -> list[str]:
         _expect(route, dict, pointer, "a route is an object")
-        _only(route, ("path", "heartbeat", "compression", "maxMessage", "maxConnections",
-                      "origins", "auth", "on"), pointer)
+        _only(
+            route,
+            (
+                "path",
+                "heartbeat",
+                "compression",
+                "maxMessage",
+                "maxConnections",
+                "origins",
+                "auth",
+                "on",
+            ),
+            pointer,
+        )
         inner = _INDENT
         settings: list[str] = []
         if "heartbeat" in route:
-            settings.append(inner + "heartbeat " + self.quantity(route["heartbeat"],
-                                                                 pointer + "/heartbeat"))
+            settings.append(
+                inner + "heartbeat " + self.quantity(route["heartbeat"], pointer + "/heartbeat")
+            )
         if "compression" in route:
-            settings.append(inner + self.compression(route["compression"],
-                                                     pointer + "/compression"))
+            settings.append(
+                inner + self.compression(route["compression"], pointer + "/compression")
+            )
         if "maxMessage" in route:
-            settings.append(inner + "max message " + self.quantity(route["maxMessage"],
-                                                                   pointer + "/maxMessage"))
+            settings.append(
+                inner + "max message " + self.quantity(route["maxMessage"], pointer + "/maxMessage")
+            )
         if "maxConnections" in route:
             count = route["maxConnections"]
             _expect(count, int, pointer + "/maxConnections", "'maxConnections' is a number")
@@ -122,21 +141,26 @@ class _MockWriter:
         if "origins" in route:
             origins = route["origins"]
             _expect(origins, list, pointer + "/origins", "'origins' is a list of strings")
-            settings.append(inner + "origins [" + ", ".join(_plain_literal(o) for o in origins)
-                            + "]")
+            settings.append(
+                inner + "origins [" + ", ".join(_plain_literal(o) for o in origins) + "]"
+            )
         sections = [settings] if settings else []
         if "auth" in route:
             steps = route["auth"]
             _expect(steps, list, pointer + "/auth", "'auth' is a list of steps")
-            body = [self.auth_step(step, f"{pointer}/auth/{i}", inner + _INDENT)
-                    for i, step in enumerate(steps)]
+            body = [
+                self.auth_step(step, f"{pointer}/auth/{i}", inner + _INDENT)
+                for i, step in enumerate(steps)
+            ]
             sections.append(_block(inner + "auth", body, inner))
         handlers = route.get("on", {})
         _expect(handlers, dict, pointer + "/on", "'on' is an object of event → handlers")
         for event in handlers:
             if event not in _EVENTS:
-                raise EmitError(f"{pointer}/on/{escape_pointer(event)}",
-                                f"unknown event '{event}' (expected one of {', '.join(_EVENTS)})")
+                raise EmitError(
+                    f"{pointer}/on/{escape_pointer(event)}",
+                    f"unknown event '{event}' (expected one of {', '.join(_EVENTS)})",
+                )
         for event in _EVENTS:
             if event not in handlers:
                 continue
@@ -150,8 +174,9 @@ class _MockWriter:
         head = f"route {self.path(route.get('path'), pointer + '/path')}"
         if not sections:
             return [head + " {}"]
-        body = [line for i, section in enumerate(sections)
-                for line in ([""] if i else []) + section]
+        body = [
+            line for i, section in enumerate(sections) for line in ([""] if i else []) + section
+        ]
         return [head + " {", *body, "}"]
 
     def path(self, value: Any, pointer: str) -> str:
@@ -169,13 +194,15 @@ class _MockWriter:
     def compression(self, value: Any, pointer: str) -> str:
         _expect(value, dict, pointer, "'compression' is an object")
         _only(value, ("enabled", "threshold"), pointer)
-        _expect(value.get("enabled", True), bool, pointer + "/enabled",
-                "'enabled' is true or false")
+        _expect(
+            value.get("enabled", True), bool, pointer + "/enabled", "'enabled' is true or false"
+        )
         if value.get("enabled", True) is False:
             return "compression off"  # a threshold means nothing when compression is off
         if "threshold" in value:
-            return "compression threshold " + self.quantity(value["threshold"],
-                                                            pointer + "/threshold")
+            return "compression threshold " + self.quantity(
+                value["threshold"], pointer + "/threshold"
+            )
         return "compression on"
 
     # ---- auth -----------------------------------------------------------------------------
@@ -190,12 +217,16 @@ class _MockWriter:
         _only(body, ("code", "status", "reason", "if", "unless"), where)
         if ("code" in body) == ("status" in body):
             raise EmitError(where, "a reject has either a 'code' or an HTTP 'status'")
-        head = (f"reject {_integer(body['code'], where + '/code')}" if "code" in body
-                else f"reject http {_integer(body['status'], where + '/status')}")
+        head = (
+            f"reject {_integer(body['code'], where + '/code')}"
+            if "code" in body
+            else f"reject http {_integer(body['status'], where + '/status')}"
+        )
         line = indent + head
         if "reason" in body:
-            line += " " + self.template(body["reason"], where + "/reason", len(line) + 1,
-                                        indent, optional=True)
+            line += " " + self.template(
+                body["reason"], where + "/reason", len(line) + 1, indent, optional=True
+            )
         if "if" in body and "unless" in body:
             raise EmitError(where, "a reject has 'if' or 'unless', not both")
         for word in ("if", "unless"):
@@ -231,16 +262,24 @@ class _MockWriter:
         _expect(action, dict, pointer, "an action is an object")
         if "if" in action:
             return self.if_action(action, pointer, indent)
-        name, body = _single(action, pointer, ("send", "broadcast", "join", "leave", "close",
-                                                "ping", "pong", "let", "log"))
+        name, body = _single(
+            action,
+            pointer,
+            ("send", "broadcast", "join", "leave", "close", "ping", "pong", "let", "log"),
+        )
         where = f"{pointer}/{name}"
         if name in ("send", "join", "leave", "log"):
             return [self.statement(indent, name + " ", body, where)]
         if name == "let":
             return [self.let_action(body, where, indent)]
         _expect(body, dict, where, f"'{name}' is an object")
-        _only(body, {"broadcast": ("data", "to", "includeSelf"),
-                     "close": ("code", "reason")}.get(name, ("data",)), where)
+        _only(
+            body,
+            {"broadcast": ("data", "to", "includeSelf"), "close": ("code", "reason")}.get(
+                name, ("data",)
+            ),
+            where,
+        )
         if name == "broadcast":
             return [self.broadcast(body, where, indent)]
         if name == "close":
@@ -250,14 +289,16 @@ class _MockWriter:
             if "reason" in body:
                 if "code" not in body:
                     line += " 1000"  # the grammar has no reason without a code; 1000 is the default
-                line += " " + self.template(body["reason"], where + "/reason", len(line) + 1,
-                                            indent, optional=True)
+                line += " " + self.template(
+                    body["reason"], where + "/reason", len(line) + 1, indent, optional=True
+                )
             return [line]
         # ping / pong
         line = indent + name
         if "data" in body:
-            line += " " + self.template(body["data"], where + "/data", len(line) + 1, indent,
-                                        optional=True)
+            line += " " + self.template(
+                body["data"], where + "/data", len(line) + 1, indent, optional=True
+            )
         return [line]
 
     def broadcast(self, body: dict[str, Any], pointer: str, indent: str) -> str:
@@ -269,8 +310,9 @@ class _MockWriter:
             # list itself; so a single room is written alone only when it is not a list.
             value = rooms[0] if len(rooms) == 1 and not isinstance(rooms[0], list) else rooms
             tail = _last_line(line) + " to "
-            line += " to " + self.template(value, pointer + ("/to/0" if value is not rooms
-                                                             else "/to"), len(tail), indent)
+            line += " to " + self.template(
+                value, pointer + ("/to/0" if value is not rooms else "/to"), len(tail), indent
+            )
         include = body.get("includeSelf", False)
         _expect(include, bool, pointer + "/includeSelf", "'includeSelf' is true or false")
         if include:
@@ -295,15 +337,30 @@ class _MockWriter:
     def let_action(self, body: Any, pointer: str, indent: str) -> str:
         _expect(body, dict, pointer, "'let' is an object with 'name' and 'value'")
         _only(body, ("name", "value"), pointer)
-        return self.let_line(body.get("name"), body.get("value"), pointer, indent,
-                             name_pointer=pointer + "/name", value_pointer=pointer + "/value")
+        return self.let_line(
+            body.get("name"),
+            body.get("value"),
+            pointer,
+            indent,
+            name_pointer=pointer + "/name",
+            value_pointer=pointer + "/value",
+        )
 
-    def let_line(self, name: Any, value: Any, pointer: str, indent: str,
-                 name_pointer: str | None = None, value_pointer: str | None = None) -> str:
+    def let_line(
+        self,
+        name: Any,
+        value: Any,
+        pointer: str,
+        indent: str,
+        name_pointer: str | None = None,
+        value_pointer: str | None = None,
+    ) -> str:
         _expect(name, str, name_pointer or pointer, "a name is a string")
         if not name_regex().fullmatch(name):
-            raise EmitError(name_pointer or pointer, f"'{name}' is not a name "
-                            "(letters, digits and _, not starting with a digit)")
+            raise EmitError(
+                name_pointer or pointer,
+                f"'{name}' is not a name (letters, digits and _, not starting with a digit)",
+            )
         return self.statement(indent, f"let {name} = ", value, value_pointer or pointer)
 
     def statement(self, indent: str, head: str, value: Any, pointer: str) -> str:
@@ -336,8 +393,12 @@ class _MockWriter:
             _only(step, ("let",), pointer)
             return self.let_action(step["let"], pointer + "/let", indent)
         client = step.get("client")
-        _expect(client, str, pointer + "/client", "a step without 'connect', 'wait' or 'let' "
-                "names its 'client'")
+        _expect(
+            client,
+            str,
+            pointer + "/client",
+            "a step without 'connect', 'wait' or 'let' names its 'client'",
+        )
         if not name_regex().fullmatch(client):
             raise EmitError(pointer + "/client", f"'{client}' is not a name")
         line = f"{indent}{client} "
@@ -346,13 +407,15 @@ class _MockWriter:
             binary = step.get("binary", False)
             _expect(binary, bool, pointer + "/binary", "'binary' is true or false")
             line += "send binary " if binary else "send "
-            return line + self.template(step["send"], pointer + "/send", len(line), indent,
-                                        optional=True)
+            return line + self.template(
+                step["send"], pointer + "/send", len(line), indent, optional=True
+            )
         if "expect" in step:
             _only(step, ("client", "expect", "within", "capture"), pointer)
             line += "expect "
-            line += self.template(step["expect"], pointer + "/expect", len(_last_line(line)),
-                                  indent, optional=True)
+            line += self.template(
+                step["expect"], pointer + "/expect", len(_last_line(line)), indent, optional=True
+            )
             if "within" in step:
                 line += " within " + self.quantity(step["within"], pointer + "/within")
             captured = step.get("capture", {})
@@ -368,11 +431,17 @@ class _MockWriter:
             return line
         if "expectNoMessage" in step:
             _only(step, ("client", "expectNoMessage"), pointer)
-            return line + "expect no message for " + self.quantity(
-                step["expectNoMessage"], pointer + "/expectNoMessage")
+            return (
+                line
+                + "expect no message for "
+                + self.quantity(step["expectNoMessage"], pointer + "/expectNoMessage")
+            )
         name = "close" if "close" in step else "expectClose"
-        _only(step, ("client", "close") if name == "close"
-              else ("client", "expectClose", "within"), pointer)
+        _only(
+            step,
+            ("client", "close") if name == "close" else ("client", "expectClose", "within"),
+            pointer,
+        )
         line += "close" if name == "close" else "expect close"
         body = step.get(name)
         where = f"{pointer}/{name}"
@@ -389,32 +458,45 @@ class _MockWriter:
                 line += " 1000"  # the grammar has no reason without a code; 1000 is the default
             literal = _quoted_literal(_template_parts(reason, where + "/reason"))
             if literal is None:
-                raise EmitError(where + "/reason", "no .mock string literal can hold this "
-                                "reason (a test's close reason is a string literal)")
+                raise EmitError(
+                    where + "/reason",
+                    "no .mock string literal can hold this "
+                    "reason (a test's close reason is a string literal)",
+                )
             line += " " + literal
         if "within" in step:
             line += " within " + self.quantity(step["within"], pointer + "/within")
         return line
 
     def connect_step(self, step: dict[str, Any], pointer: str, indent: str) -> str:
-        _only(step, ("connect", "path", "query", "headers", "protocols", "within",
-                     "expectReject"), pointer)
+        _only(
+            step,
+            ("connect", "path", "query", "headers", "protocols", "within", "expectReject"),
+            pointer,
+        )
         client = step["connect"]
         _expect(client, str, pointer + "/connect", "'connect' is a client name")
         if not name_regex().fullmatch(client):
             raise EmitError(pointer + "/connect", f"'{client}' is not a name")
         path: str = step.get("path")  # type: ignore[assignment]
         _expect(path, str, pointer + "/path", "a path is a string")
-        written = (path if terminal_regex("PATH").fullmatch(path)
-                   else _quoted_literal(_template_parts(path, pointer + "/path")))
+        written = (
+            path
+            if terminal_regex("PATH").fullmatch(path)
+            else _quoted_literal(_template_parts(path, pointer + "/path"))
+        )
         if written is None:
             raise EmitError(pointer + "/path", "no .mock string literal can hold this path")
         line = f"{indent}connect {client} to {written}"
         for key in ("query", "headers", "protocols"):
             if key in step:
-                line += f" {key} " + self.template(step[key], f"{pointer}/{key}",
-                                                   len(_last_line(line)) + len(key) + 2,
-                                                   indent, optional=True)
+                line += f" {key} " + self.template(
+                    step[key],
+                    f"{pointer}/{key}",
+                    len(_last_line(line)) + len(key) + 2,
+                    indent,
+                    optional=True,
+                )
         if "within" in step:
             line += " within " + self.quantity(step["within"], pointer + "/within")
         if "expectReject" in step:
@@ -431,10 +513,11 @@ class _MockWriter:
             raise EmitError(pointer, f"not an expression: {text!r}")
         # Blanks or a comment around the expression are dropped: a trailing comment would
         # swallow the rest of the line.
-        return text[span[0]:span[1]]
+        return text[span[0] : span[1]]
 
-    def template(self, value: Any, pointer: str, column: int, indent: str,
-                 optional: bool = False) -> str:
+    def template(
+        self, value: Any, pointer: str, column: int, indent: str, optional: bool = False
+    ) -> str:
         """A TEMPLATE value as a `.mock` expression starting at ``column`` of a line indented
         by ``indent``: on one line if it fits, else with one member per line. ``optional``:
         the slot's expression may be left out (``ping``), so a statement keyword there would
@@ -444,11 +527,15 @@ class _MockWriter:
             return flat
         inner = indent + _INDENT
         if isinstance(value, dict):
-            lines = [f"{inner}{key}: {self.template(v, p, len(inner) + len(key) + 2, inner)},"
-                     for key, v, p in self.members(value, pointer)]
+            lines = [
+                f"{inner}{key}: {self.template(v, p, len(inner) + len(key) + 2, inner)},"
+                for key, v, p in self.members(value, pointer)
+            ]
             return "{\n" + "\n".join(lines) + "\n" + indent + "}"
-        lines = [f"{inner}{self.template(v, f'{pointer}/{i}', len(inner), inner)},"
-                 for i, v in enumerate(value)]
+        lines = [
+            f"{inner}{self.template(v, f'{pointer}/{i}', len(inner), inner)},"
+            for i, v in enumerate(value)
+        ]
         return "[\n" + "\n".join(lines) + "\n" + indent + "]"
 
     def flat(self, value: Any, pointer: str, optional: bool = False) -> str:
@@ -458,12 +545,18 @@ class _MockWriter:
         if memo_key in self.flat_memo:
             return self.flat_memo[memo_key]
         if isinstance(value, dict):
-            text = "{ " + ", ".join(f"{key}: {self.flat(v, p)}"
-                                    for key, v, p in self.members(value, pointer)) + " }"
+            text = (
+                "{ "
+                + ", ".join(
+                    f"{key}: {self.flat(v, p)}" for key, v, p in self.members(value, pointer)
+                )
+                + " }"
+            )
             text = text if value else "{}"
         elif isinstance(value, list):
-            text = "[" + ", ".join(self.flat(v, f"{pointer}/{i}")
-                                   for i, v in enumerate(value)) + "]"
+            text = (
+                "[" + ", ".join(self.flat(v, f"{pointer}/{i}") for i, v in enumerate(value)) + "]"
+            )
         elif isinstance(value, str):
             text = self.string(value, pointer, optional)
         elif value is None or isinstance(value, bool):
@@ -506,9 +599,12 @@ class _MockWriter:
                 continue
             span = _parse_span(part.text)
             if span is None:
-                raise EmitError(pointer, f"cannot write ${{{part.text}}} in a .mock file: it is "
-                                "not an expression, and no string literal can hold it")
-            operands.append("(" + part.text[span[0]:span[1]] + ")")
+                raise EmitError(
+                    pointer,
+                    f"cannot write ${{{part.text}}} in a .mock file: it is "
+                    "not an expression, and no string literal can hold it",
+                )
+            operands.append("(" + part.text[span[0] : span[1]] + ")")
         if len(parts) > 1 and not isinstance(parts[0], str):
             operands.insert(0, '""')
         return " + ".join(operands)
@@ -598,8 +694,7 @@ def _literal(parts: list[str | Piece], quote: str) -> str | None:
     Built, then checked the way the front end will read it (the STRING token, then the
     ``${…}`` split), since a piece copied raw may hold the quote, a line break, or text that
     would end the literal or the piece early."""
-    body = "".join(_escape(p, quote) if isinstance(p, str) else "${" + p.text + "}"
-                   for p in parts)
+    body = "".join(_escape(p, quote) if isinstance(p, str) else "${" + p.text + "}" for p in parts)
     raw = quote + body + quote
     if not terminal_regex("STRING").fullmatch(raw):
         return None
@@ -670,11 +765,18 @@ def _expect(value: Any, kind: type, pointer: str, message: str) -> None:
 
 # ---- YAML -------------------------------------------------------------------------------------
 
+
 def emit_yaml(ir: Mapping[str, Any]) -> str:
     """The IR as YAML (block style, keys in IR order), loading back as the same IR with
     ``yaml.safe_load`` and with ``yaml_loader.load_yaml``."""
-    return yaml.dump(ir, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
-                     default_flow_style=False, width=1 << 30)
+    return yaml.dump(
+        ir,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=1 << 30,
+    )
 
 
 class _Dumper(yaml.SafeDumper):
@@ -694,7 +796,8 @@ class _Dumper(yaml.SafeDumper):
 _YAML12_NON_STRING = re.compile(
     r"[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+"
     r"|[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?"
-    r"|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)")
+    r"|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)"
+)
 _YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"})
 # Starts quoted although a YAML reader would manage them plain: ${ looks like a flow mapping
 # to a person, and the others are YAML indicators (safer quoted for every reader).
@@ -711,8 +814,11 @@ def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
         # A literal block reads best; PyYAML falls back to a quoted style when the text cannot
         # be one (trailing spaces, special characters).
         style = "|"
-    elif (data.lower() in _YAML_WORDS or _YAML12_NON_STRING.fullmatch(data)
-          or data.startswith(_QUOTED_STARTS)):
+    elif (
+        data.lower() in _YAML_WORDS
+        or _YAML12_NON_STRING.fullmatch(data)
+        or data.startswith(_QUOTED_STARTS)
+    ):
         style = "'"  # PyYAML switches to double quotes when single ones cannot hold the text
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 

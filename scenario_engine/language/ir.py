@@ -76,6 +76,7 @@ Size: TypeAlias = str
 
 # ---- actions ----------------------------------------------------------------------------------
 
+
 @final
 class SendAction(TypedDict):
     """``{"send": TEMPLATE}``: send to this connection."""
@@ -169,8 +170,9 @@ class LogAction(TypedDict):
 
 # The keys of an if action are Python keywords: the functional syntax spells them, and a final
 # class (so that ``"if" in action`` narrows) derives from it.
-_IfKeys = TypedDict("_IfKeys", {"if": Expression, "then": "list[Action]",
-                                "else": NotRequired["list[Action]"]})
+_IfKeys = TypedDict(
+    "_IfKeys", {"if": Expression, "then": "list[Action]", "else": NotRequired["list[Action]"]}
+)
 
 
 @final
@@ -178,15 +180,28 @@ class IfAction(_IfKeys):
     """``{"if": EXPR, "then": [...], "else": [...]}``: ``else`` optional."""
 
 
-Action: TypeAlias = (SendAction | BroadcastAction | JoinAction | LeaveAction | CloseAction
-                     | PingAction | PongAction | Let | LogAction | IfAction)
+Action: TypeAlias = (
+    SendAction
+    | BroadcastAction
+    | JoinAction
+    | LeaveAction
+    | CloseAction
+    | PingAction
+    | PongAction
+    | Let
+    | LogAction
+    | IfAction
+)
 
 
 # ---- auth steps -------------------------------------------------------------------------------
 
 #: The body of a reject: ``code`` (a close) or ``status`` (HTTP), a reason, ``if`` or ``unless``.
-RejectBody = TypedDict("RejectBody", {"code": int, "status": int, "reason": Template,
-                                      "if": Expression, "unless": Expression}, total=False)
+RejectBody = TypedDict(
+    "RejectBody",
+    {"code": int, "status": int, "reason": Template, "if": Expression, "unless": Expression},
+    total=False,
+)
 
 
 @final
@@ -207,6 +222,7 @@ AuthStep: TypeAlias = RejectStep | AcceptStep | Let
 
 
 # ---- routes -----------------------------------------------------------------------------------
+
 
 class MessageHandler(TypedDict, total=False):
     """Runs ``do`` for a message matching type, where and binary (none of them: every one)."""
@@ -247,6 +263,7 @@ class Route(TypedDict, total=False):
 
 
 # ---- tests ------------------------------------------------------------------------------------
+
 
 @final
 class ConnectStep(TypedDict, total=False):
@@ -312,12 +329,19 @@ class WaitStep(TypedDict):
     wait: Duration
 
 
-ClientStep: TypeAlias = (SendStep | ExpectStep | ExpectNoMessageStep | ExpectCloseStep
-                         | CloseStep)
+ClientStep: TypeAlias = SendStep | ExpectStep | ExpectNoMessageStep | ExpectCloseStep | CloseStep
 # Spelled out rather than ``ConnectStep | ClientStep | ...``: mypy does not narrow with ``in``
 # through a union alias nested in a union.
-TestStep: TypeAlias = (ConnectStep | SendStep | ExpectStep | ExpectNoMessageStep
-                       | ExpectCloseStep | CloseStep | WaitStep | Let)
+TestStep: TypeAlias = (
+    ConnectStep
+    | SendStep
+    | ExpectStep
+    | ExpectNoMessageStep
+    | ExpectCloseStep
+    | CloseStep
+    | WaitStep
+    | Let
+)
 
 
 class Test(TypedDict, total=False):
@@ -330,6 +354,7 @@ class Test(TypedDict, total=False):
 
 # ---- the document -----------------------------------------------------------------------------
 
+
 class Document(TypedDict, total=False):
     """A scenario file: prefix, constants (name → template), routes and tests."""
 
@@ -340,6 +365,7 @@ class Document(TypedDict, total=False):
 
 
 # ---- a loaded file ----------------------------------------------------------------------------
+
 
 @dataclass
 class Loaded:
@@ -355,7 +381,7 @@ class Loaded:
 
     @property
     def spelling(self) -> str:
-        """"mock" or "yaml": which front end produced the IR."""
+        """ "mock" or "yaml": which front end produced the IR."""
         return "mock" if self.source.name.endswith(".mock") else "yaml"
 
 

@@ -38,8 +38,9 @@ def scenario_files(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            inside = sorted(p for p in path.rglob("*")
-                            if p.suffix in SCENARIO_SUFFIXES and p.is_file())
+            inside = sorted(
+                p for p in path.rglob("*") if p.suffix in SCENARIO_SUFFIXES and p.is_file()
+            )
             if not inside:
                 raise UsageError(f"{raw}: no scenario files (*.mock, *.yaml) in this directory")
             found.extend(inside)
@@ -60,27 +61,40 @@ def read_source(path: Path) -> Source | ScenarioError:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            return ScenarioError(name, 1, 1, f"file is too large ({size:,} bytes; the limit is "
-                                 f"{MAX_FILE_BYTES:,})", "is this really a scenario file?")
+            return ScenarioError(
+                name,
+                1,
+                1,
+                f"file is too large ({size:,} bytes; the limit is {MAX_FILE_BYTES:,})",
+                "is this really a scenario file?",
+            )
         data = path.read_bytes()
     except OSError as err:
         raise UsageError(f"{name}: {err.strerror or err}") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        before = data[:err.start]
+        before = data[: err.start]
         line = before.count(b"\n") + 1
-        col = len(before[before.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
+        col = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", "replace")) + 1
         shown = Source(name, data.decode("utf-8", "replace"))
-        return shown.error(line, col, "file is not valid UTF-8 text",
-                           "scenario files are UTF-8 text; is this a binary file?")
+        return shown.error(
+            line,
+            col,
+            "file is not valid UTF-8 text",
+            "scenario files are UTF-8 text; is this a binary file?",
+        )
     if "\0" in text:
         source = Source(name, text)
         offset = text.index("\0")
         line = text.count("\n", 0, offset) + 1
         col = offset - (text.rfind("\n", 0, offset) + 1) + 1
-        return source.error(line, col, "file contains a NUL character",
-                            "scenario files are text; is this a binary file?")
+        return source.error(
+            line,
+            col,
+            "file contains a NUL character",
+            "scenario files are text; is this a binary file?",
+        )
     return Source(name, text)
 
 
@@ -137,10 +151,14 @@ def load_paths(paths: Iterable[str | Path]) -> tuple[list[Loaded], list[Scenario
 
 def _spellings_differ(one: Loaded, twin: Loaded) -> ScenarioError:
     pointer = _first_difference(one.ir, twin.ir, "")
-    message = (f"this file and {Path(twin.source.name).name} are one scenario in two "
-               "spellings, but they differ here")
-    hint = (f"at {pointer or '/'} of the IR; make them agree (scenario-engine convert "
-            "writes one from the other) or rename one")
+    message = (
+        f"this file and {Path(twin.source.name).name} are one scenario in two "
+        "spellings, but they differ here"
+    )
+    hint = (
+        f"at {pointer or '/'} of the IR; make them agree (scenario-engine convert "
+        "writes one from the other) or rename one"
+    )
     return one.source.error_at(locate(one.source_map, pointer), message, hint)
 
 
@@ -148,8 +166,9 @@ def _first_difference(a: object, b: object, pointer: str) -> str:
     if isinstance(a, dict) and isinstance(b, dict):
         for key in list(a) + [k for k in b if k not in a]:
             if a.get(key) != b.get(key):
-                return _first_difference(a.get(key), b.get(key),
-                                         f"{pointer}/{escape_pointer(str(key))}")
+                return _first_difference(
+                    a.get(key), b.get(key), f"{pointer}/{escape_pointer(str(key))}"
+                )
     elif isinstance(a, list) and isinstance(b, list):
         for i, (x, y) in enumerate(zip(a, b, strict=False)):
             if x != y:

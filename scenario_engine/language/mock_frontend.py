@@ -81,8 +81,18 @@ def parse_mock(source: Source) -> tuple[Document | None, SourceMap, list[Scenari
     depth, where = max_nesting(source.text)
     if depth > MAX_NESTING:
         line, col = front.position(where)
-        return None, {}, [source.error(line, col, f"nesting too deep (more than {MAX_NESTING} "
-                                       "levels of brackets)", "flatten the structure")]
+        return (
+            None,
+            {},
+            [
+                source.error(
+                    line,
+                    col,
+                    f"nesting too deep (more than {MAX_NESTING} levels of brackets)",
+                    "flatten the structure",
+                )
+            ],
+        )
     tree, errors = _parse_with_recovery(source, front)
     if tree is None:
         return None, {}, errors
@@ -90,8 +100,7 @@ def parse_mock(source: Source) -> tuple[Document | None, SourceMap, list[Scenari
     return (ir if not front.errors else None), front.source_map, front.errors
 
 
-def _parse_with_recovery(source: Source,
-                         front: _Front) -> tuple[Stmt | None, list[ScenarioError]]:
+def _parse_with_recovery(source: Source, front: _Front) -> tuple[Stmt | None, list[ScenarioError]]:
     text = source.text
     errors: list[ScenarioError] = []
     for _ in range(_MAX_RECOVERIES):
@@ -101,8 +110,11 @@ def _parse_with_recovery(source: Source,
             message, hint, start, end = describe_syntax_error(err, text)
             line, col = front.position(start)
             end_line, end_col = front.position(end)
-            errors.append(source.error(line, col, message, hint,
-                                       end_col if end_line == line and end > start else None))
+            errors.append(
+                source.error(
+                    line, col, message, hint, end_col if end_line == line and end > start else None
+                )
+            )
             blanked = _blank_line(text, start)
             if blanked is None:
                 return None, errors
@@ -161,8 +173,11 @@ class _Front:
     def error(self, start: int, end: int, message: str, hint: str | None = None) -> None:
         line, col = self.position(start)
         end_line, end_col = self.position(end)
-        self.errors.append(self.source.error(
-            line, col, message, hint, end_col if end_line == line and end > start else None))
+        self.errors.append(
+            self.source.error(
+                line, col, message, hint, end_col if end_line == line and end > start else None
+            )
+        )
 
     # ---- document ---------------------------------------------------------------------------
     def document(self, tree: Stmt) -> Document:
@@ -175,15 +190,23 @@ class _Front:
             try:
                 if item.kind == "prefix":
                     if "prefix" in ir:
-                        self.error(item.start, item.end, "'prefix' is given twice",
-                                   "a file has one prefix, written before its routes")
+                        self.error(
+                            item.start,
+                            item.end,
+                            "'prefix' is given twice",
+                            "a file has one prefix, written before its routes",
+                        )
                         continue
                     ir["prefix"] = self.path(item.parts[0], "/prefix")
                 elif item.kind == "let_stmt":
                     name = str(item.parts[0])
                     if name in constants:
-                        self.error(item.parts[0].start_pos, item.parts[0].end_pos,
-                                   f"'{name}' is already defined", "give each constant one name")
+                        self.error(
+                            item.parts[0].start_pos,
+                            item.parts[0].end_pos,
+                            f"'{name}' is already defined",
+                            "give each constant one name",
+                        )
                         continue
                     pointer = f"/let/{name}"
                     self.mark(pointer + "#key", item.parts[0])
@@ -233,8 +256,12 @@ class _Front:
             if key in seen and key != "on_message":
                 first_line, _ = self.position(seen[key].start)
                 what = _SETTING_NAMES.get(key, key.replace("_", " "))
-                self.error(item.start, item.end, f"'{what}' is given twice in this route",
-                           f"the first is on line {first_line}; keep one")
+                self.error(
+                    item.start,
+                    item.end,
+                    f"'{what}' is given twice in this route",
+                    f"the first is on line {first_line}; keep one",
+                )
                 continue
             seen[key] = item
             try:
@@ -255,8 +282,14 @@ class _Front:
             self.mark(pointer + "/on", node)
         return route
 
-    def route_item(self, item: Stmt, route: Route, handlers: dict[str, list[Action]],
-                   messages: list[MessageHandler], pointer: str) -> None:
+    def route_item(
+        self,
+        item: Stmt,
+        route: Route,
+        handlers: dict[str, list[Action]],
+        messages: list[MessageHandler],
+        pointer: str,
+    ) -> None:
         kind = item.kind
         if kind == "heartbeat":
             route["heartbeat"] = self.quantity(item.parts[0], pointer + "/heartbeat", "duration")
@@ -268,14 +301,19 @@ class _Front:
             self.mark(pointer + "/compression", item)
         elif kind == "compression_threshold":
             route["compression"] = {
-                "threshold": self.quantity(item.parts[0], pointer + "/compression/threshold",
-                                           "size")}
+                "threshold": self.quantity(
+                    item.parts[0], pointer + "/compression/threshold", "size"
+                )
+            }
             self.mark(pointer + "/compression", item)
         elif kind == "max_message":
             route["maxMessage"] = self.quantity(item.parts[0], pointer + "/maxMessage", "size")
         elif kind == "max_connections":
-            route["maxConnections"] = self.integer(item.parts[0], pointer + "/maxConnections",
-                                                   "a connection limit is a whole number like 100")
+            route["maxConnections"] = self.integer(
+                item.parts[0],
+                pointer + "/maxConnections",
+                "a connection limit is a whole number like 100",
+            )
         elif kind == "origins":
             self.mark(pointer + "/origins", item)
             route["origins"] = []
@@ -284,11 +322,11 @@ class _Front:
                 self.mark(f"{pointer}/origins/{i}", token)
         elif kind == "auth":
             self.mark(pointer + "/auth", item)
-            route["auth"] = [self.auth_step(step, f"{pointer}/auth/{i}")
-                             for i, step in enumerate(item.parts)]
+            route["auth"] = [
+                self.auth_step(step, f"{pointer}/auth/{i}") for i, step in enumerate(item.parts)
+            ]
         elif kind == "on_message":
-            messages.append(self.message_handler(
-                item, f"{pointer}/on/message/{len(messages)}"))
+            messages.append(self.message_handler(item, f"{pointer}/on/message/{len(messages)}"))
         else:
             event = kind.removeprefix("on_")
             handlers[event] = self.block(item.parts[0], f"{pointer}/on/{event}", item)
@@ -299,9 +337,14 @@ class _Front:
         if token.type == "NUMBER":
             if what == "size" and str(token).isdigit():
                 return f"{token}B"
-            self.error(token.start_pos, token.end_pos, f"a {what} needs a unit",
-                       "write for example 30s or 500ms" if what == "duration"
-                       else "write for example 64KB or 1MB")
+            self.error(
+                token.start_pos,
+                token.end_pos,
+                f"a {what} needs a unit",
+                "write for example 30s or 500ms"
+                if what == "duration"
+                else "write for example 64KB or 1MB",
+            )
             raise _Abort
         return str(token)
 
@@ -327,13 +370,15 @@ class _Front:
         self.mark(pointer + "/reject", node)
         return {"reject": body}
 
-    def integer(self, token: Token, pointer: str,
-                hint: str = "codes are whole numbers like 4001") -> int:
+    def integer(
+        self, token: Token, pointer: str, hint: str = "codes are whole numbers like 4001"
+    ) -> int:
         self.mark(pointer, token)
         text = str(token)
         if not text.isdigit():
-            self.error(token.start_pos or 0, token.end_pos or 0,
-                       f"'{text}' is not a whole number", hint)
+            self.error(
+                token.start_pos or 0, token.end_pos or 0, f"'{text}' is not a whole number", hint
+            )
             raise _Abort
         return int(text)
 
@@ -382,8 +427,10 @@ class _Front:
                 rooms = to.parts[0]
                 items = rooms.items if isinstance(rooms, ArrayLit) else (rooms,)
                 self.mark(pointer + "/broadcast/to", to)
-                body["to"] = [self.template(room, f"{pointer}/broadcast/to/{i}")
-                              for i, room in enumerate(items)]
+                body["to"] = [
+                    self.template(room, f"{pointer}/broadcast/to/{i}")
+                    for i, room in enumerate(items)
+                ]
             if include_self is not None:
                 body["includeSelf"] = True
                 self.mark(pointer + "/broadcast/includeSelf", include_self)
@@ -406,8 +453,10 @@ class _Front:
 
     def if_action(self, node: Stmt, pointer: str) -> IfAction:
         test, then, otherwise = node.parts
-        action: IfAction = {"if": self.expression(test, pointer + "/if"),
-                            "then": self.block(then, pointer + "/then", then)}
+        action: IfAction = {
+            "if": self.expression(test, pointer + "/if"),
+            "then": self.block(then, pointer + "/then", then),
+        }
         if otherwise is not None:
             branch = otherwise.parts[0]
             if branch.kind == "block":
@@ -465,34 +514,39 @@ class _Front:
             return send
         if kind == "client_expect":
             value, *options = rest
-            expect: ExpectStep = {"client": client,
-                                  "expect": self.template(value, pointer + "/expect")}
+            expect: ExpectStep = {
+                "client": client,
+                "expect": self.template(value, pointer + "/expect"),
+            }
             for option in options:
                 if option.kind == "within":
                     self.once(expect, "within", option)
-                    expect["within"] = self.quantity(option.parts[0], pointer + "/within",
-                                                     "duration")
+                    expect["within"] = self.quantity(
+                        option.parts[0], pointer + "/within", "duration"
+                    )
                 else:
                     self.once(expect, "capture", option)
                     expect["capture"] = self.captures(option, pointer + "/capture")
             return expect
         if kind == "client_expect_no_message":
-            return {"client": client,
-                    "expectNoMessage": self.quantity(rest[0], pointer + "/expectNoMessage",
-                                                     "duration")}
+            return {
+                "client": client,
+                "expectNoMessage": self.quantity(rest[0], pointer + "/expectNoMessage", "duration"),
+            }
         if kind == "client_expect_close":
             code, reason, within = rest
             expect_close: ExpectCloseStep = {
                 "client": client,
-                "expectClose": self.close_body(code, reason, pointer + "/expectClose", node)}
+                "expectClose": self.close_body(code, reason, pointer + "/expectClose", node),
+            }
             if within is not None:
-                expect_close["within"] = self.quantity(within.parts[0], pointer + "/within",
-                                                       "duration")
+                expect_close["within"] = self.quantity(
+                    within.parts[0], pointer + "/within", "duration"
+                )
             return expect_close
         assert kind == "client_close", kind
         code, reason = rest
-        return {"client": client,
-                "close": self.close_body(code, reason, pointer + "/close", node)}
+        return {"client": client, "close": self.close_body(code, reason, pointer + "/close", node)}
 
     def connect(self, node: Stmt, pointer: str) -> ConnectStep:
         client, path, *options, reject = node.parts
@@ -500,8 +554,12 @@ class _Front:
         token = path.parts[0]
         step: ConnectStep = {
             "connect": str(client),
-            "path": (self.string_template(string_literal(token), pointer + "/path")
-                     if token.type == "STRING" else self.path(path, pointer + "/path"))}
+            "path": (
+                self.string_template(string_literal(token), pointer + "/path")
+                if token.type == "STRING"
+                else self.path(path, pointer + "/path")
+            ),
+        }
         for option in options:
             key = option.kind
             self.once(step, key, option)
@@ -521,8 +579,7 @@ class _Front:
 
     def once(self, step: Mapping[str, object], key: str, node: Stmt) -> None:
         if key in step:
-            self.error(node.start, node.end, f"'{key}' is given twice in this step",
-                       "keep one")
+            self.error(node.start, node.end, f"'{key}' is given twice in this step", "keep one")
             raise _Abort
 
     def captures(self, node: Stmt, pointer: str) -> dict[str, Template]:
@@ -532,15 +589,20 @@ class _Front:
         for name_token, value in zip(parts[::2], parts[1::2], strict=True):
             name = str(name_token)
             if name in captured:
-                self.error(name_token.start_pos, name_token.end_pos,
-                           f"'{name}' is captured twice in this step", "capture it once")
+                self.error(
+                    name_token.start_pos,
+                    name_token.end_pos,
+                    f"'{name}' is captured twice in this step",
+                    "capture it once",
+                )
                 raise _Abort
             self.mark(f"{pointer}/{name}#key", name_token)
             captured[name] = self.template(value, f"{pointer}/{name}")
         return captured
 
-    def close_body(self, code: Token | None, reason: Expr | Token | None, pointer: str,
-                   node: Stmt) -> CloseBody:
+    def close_body(
+        self, code: Token | None, reason: Expr | Token | None, pointer: str, node: Stmt
+    ) -> CloseBody:
         """The body of a close (an action's reason is an expression, a test step's a STRING)."""
         self.mark(pointer, node)
         body: CloseBody = {}
@@ -548,15 +610,15 @@ class _Front:
             body["code"] = self.integer(code, pointer + "/code")
         if reason is not None:
             body["reason"] = self.template(
-                string_literal(reason) if isinstance(reason, Token) else reason,
-                pointer + "/reason")
+                string_literal(reason) if isinstance(reason, Token) else reason, pointer + "/reason"
+            )
         return body
 
     # ---- expressions and templates ----------------------------------------------------------
     def expression(self, node: Expr, pointer: str) -> str:
         """An EXPR slot: the expression's source text, verbatim."""
         self.mark(pointer, node, origin_offset=node.start)
-        return self.text[node.start:node.end]
+        return self.text[node.start : node.end]
 
     def template(self, node: Expr, pointer: str) -> Template:
         """A TEMPLATE slot: literal structure stays structure, any other expression ``${…}``."""
@@ -564,8 +626,11 @@ class _Front:
             self.mark(pointer, node)
             obj: dict[str, Template] = {}
             for raw_key, kstart, kend, value in node.pairs:
-                key = raw_key if raw_key[0] not in "\"'" else self.plain_string(
-                    StringLit(kstart, kend, raw_key))
+                key = (
+                    raw_key
+                    if raw_key[0] not in "\"'"
+                    else self.plain_string(StringLit(kstart, kend, raw_key))
+                )
                 if key in obj:
                     self.error(kstart, kend, f"key '{key}' appears twice in this object")
                     raise _Abort
@@ -586,7 +651,7 @@ class _Front:
         if isinstance(node, StringLit):
             return self.string_template(node, pointer)
         self.mark(pointer, node, origin_offset=node.start - 2)
-        return "${" + self.text[node.start:node.end] + "}"
+        return "${" + self.text[node.start : node.end] + "}"
 
     def string_template(self, node: StringLit, pointer: str) -> str:
         try:
@@ -603,8 +668,15 @@ class _Front:
         return value
 
 
-_SETTING_KEYS = {"compression_off": "compression", "compression_on": "compression",
-                 "compression_threshold": "compression"}
-_SETTING_NAMES = {"max_message": "max message", "max_connections": "max connections",
-                  "on_connect": "on connect",
-                  "on_close": "on close", "on_error": "on error"}
+_SETTING_KEYS = {
+    "compression_off": "compression",
+    "compression_on": "compression",
+    "compression_threshold": "compression",
+}
+_SETTING_NAMES = {
+    "max_message": "max message",
+    "max_connections": "max connections",
+    "on_connect": "on connect",
+    "on_close": "on close",
+    "on_error": "on error",
+}

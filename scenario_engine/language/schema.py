@@ -27,13 +27,12 @@ from .source import Source, SourceMap, Span, escape_pointer, locate
 
 __all__ = ["SCHEMA", "schema_errors", "schema_text"]
 
-_SCHEMA_TEXT = (
-    resources.files("scenario_engine.language") / "scenario.schema.json"
-).read_text(encoding="utf-8")
+_SCHEMA_TEXT = (resources.files("scenario_engine.language") / "scenario.schema.json").read_text(
+    encoding="utf-8"
+)
 
 #: The JSON Schema (Draft 2020-12) every scenario IR must satisfy.
 SCHEMA: dict[str, Any] = json.loads(_SCHEMA_TEXT)
-
 
 
 def _without_refs(schema: dict[str, Any]) -> dict[str, Any]:

@@ -37,8 +37,7 @@ from .schema import schema_errors
 from .source import Span, locate
 from .units import parse_duration, parse_size
 
-__all__ = ["CONN_FIELDS", "check_duplicate_routes", "error_at", "route_key",
-           "validate"]
+__all__ = ["CONN_FIELDS", "check_duplicate_routes", "error_at", "route_key", "validate"]
 
 #: Properties of ``conn`` an expression may read.
 CONN_FIELDS = ("id", "rooms", "ip", "path", "query", "headers", "params")
@@ -71,10 +70,17 @@ _WHERE_AVAILABLE = {
     ANY: "'any' stands for any value in an expected message (a test's expect step)",
 }
 _ALL_ROOTS = frozenset(r for roots in _ROOTS_BY_CONTEXT.values() for r in roots)
-_CONTEXT_TEXT = {"constant": "a top-level let", "auth": "the auth block",
-                 "connect": "'on connect'", "message": "'on message'", "close": "'on close'",
-                 "error": "'on error'", "test": "a test", "expect": "an expected message",
-                 "capture": "a capture"}
+_CONTEXT_TEXT = {
+    "constant": "a top-level let",
+    "auth": "the auth block",
+    "connect": "'on connect'",
+    "message": "'on message'",
+    "close": "'on close'",
+    "error": "'on error'",
+    "test": "a test",
+    "expect": "an expected message",
+    "capture": "a capture",
+}
 
 _PARAM = re.compile(r":([^/]*)")
 
@@ -111,11 +117,17 @@ def check_duplicate_routes(files: Sequence[Loaded]) -> list[ScenarioError]:
             if key in seen:
                 other, j = seen[key]
                 where = _locate(other, f"/routes/{j}/path")
-                place = (f"line {where.line}" if other is loaded
-                         else f"{other.source.name}:{where.line}")
-                errors.append(error_at(loaded, f"/routes/{i}/path",
-                                     f"route '{prefix + route['path']}' is already defined",
-                                     f"the first definition is at {place}"))
+                place = (
+                    f"line {where.line}" if other is loaded else f"{other.source.name}:{where.line}"
+                )
+                errors.append(
+                    error_at(
+                        loaded,
+                        f"/routes/{i}/path",
+                        f"route '{prefix + route['path']}' is already defined",
+                        f"the first definition is at {place}",
+                    )
+                )
             else:
                 seen[key] = (loaded, i)
     return errors
@@ -125,9 +137,15 @@ def _locate(loaded: Loaded, pointer: str) -> Span:
     return locate(loaded.source_map, pointer)
 
 
-def error_at(loaded: Loaded, pointer: str, message: str, hint: str | None = None,
-             offset: int | None = None, length: int | None = None,
-             text: str | None = None) -> ScenarioError:
+def error_at(
+    loaded: Loaded,
+    pointer: str,
+    message: str,
+    hint: str | None = None,
+    offset: int | None = None,
+    length: int | None = None,
+    text: str | None = None,
+) -> ScenarioError:
     """An error about the IR node at ``pointer``, placed where it came from in the file:
     at character ``offset`` (``length`` long) of ``text``, the node's string, when given."""
     span = _locate(loaded, pointer)
@@ -154,9 +172,15 @@ class _Checker:
         self.errors: list[ScenarioError] = []
         self.constants: set[str] = set()
 
-    def error(self, pointer: str, message: str, hint: str | None = None,
-              offset: int | None = None, length: int | None = None,
-              text: str | None = None) -> None:
+    def error(
+        self,
+        pointer: str,
+        message: str,
+        hint: str | None = None,
+        offset: int | None = None,
+        length: int | None = None,
+        text: str | None = None,
+    ) -> None:
         self.errors.append(error_at(self.loaded, pointer, message, hint, offset, length, text))
 
     # ---- structure ------------------------------------------------------------------------
@@ -164,8 +188,11 @@ class _Checker:
         for name, value in self.ir.get("let", {}).items():
             pointer = f"/let/{name}"
             if name in _ALL_ROOTS or name in FUNCTIONS:
-                self.error(pointer + "#key", f"'{name}' is a built-in name",
-                           "choose another name for the constant")
+                self.error(
+                    pointer + "#key",
+                    f"'{name}' is a built-in name",
+                    "choose another name for the constant",
+                )
             self.template(value, pointer, _Scope("constant", set(self.constants)))
             self.constants.add(name)
         if not self.errors:
@@ -174,13 +201,19 @@ class _Checker:
             try:
                 self.loaded.constants = evaluate_constants(self.ir.get("let", {}))
             except ConstantError as err:
-                self.error(f"/let/{err.name}", f"constant '{err.name}' cannot be evaluated: {err}",
-                           "constants are evaluated once, when the scenario is loaded")
+                self.error(
+                    f"/let/{err.name}",
+                    f"constant '{err.name}' cannot be evaluated: {err}",
+                    "constants are evaluated once, when the scenario is loaded",
+                )
         if not self.ir.get("routes") and not self.ir.get("tests"):
-            self.error("/routes", "this scenario defines no routes",
-                       "add one, e.g. route /ws { on connect { send \"hello\" } }"
-                       if self.loaded.spelling == "mock" else
-                       "add one, e.g. routes: [{path: /ws, on: {connect: [{send: hello}]}}]")
+            self.error(
+                "/routes",
+                "this scenario defines no routes",
+                'add one, e.g. route /ws { on connect { send "hello" } }'
+                if self.loaded.spelling == "mock"
+                else "add one, e.g. routes: [{path: /ws, on: {connect: [{send: hello}]}}]",
+            )
         for i, route in enumerate(self.ir.get("routes", [])):
             self.route(route, f"/routes/{i}")
         self.errors.extend(check_duplicate_routes([self.loaded]))
@@ -188,8 +221,11 @@ class _Checker:
         for i, test in enumerate(self.ir.get("tests", [])):
             if test["name"] in names:
                 line = _locate(self.loaded, f"/tests/{names[test['name']]}").line
-                self.error(f"/tests/{i}/name", f"test '{test['name']}' is already defined",
-                           f"the first is on line {line}; give each test its own name")
+                self.error(
+                    f"/tests/{i}/name",
+                    f"test '{test['name']}' is already defined",
+                    f"the first is on line {line}; give each test its own name",
+                )
             names.setdefault(test["name"], i)
             self.test(test, f"/tests/{i}")
 
@@ -201,8 +237,12 @@ class _Checker:
             self.quantity(route["maxMessage"], pointer + "/maxMessage", parse_size)
         compression = route.get("compression", {})
         if "threshold" in compression:
-            self.quantity(compression["threshold"], pointer + "/compression/threshold",
-                          parse_size, allow_zero=True)
+            self.quantity(
+                compression["threshold"],
+                pointer + "/compression/threshold",
+                parse_size,
+                allow_zero=True,
+            )
         base = self.constants
         if "auth" in route:
             self.auth(route["auth"], pointer + "/auth", _Scope("auth", set(base)))
@@ -222,16 +262,20 @@ class _Checker:
         names = _PARAM.findall(path)
         for name in names:
             if not name_regex().fullmatch(name):
-                self.error(pointer, f"bad parameter ':{name}' in path",
-                           "a parameter is ':' followed by a name, e.g. /ws/game/:gameId")
+                self.error(
+                    pointer,
+                    f"bad parameter ':{name}' in path",
+                    "a parameter is ':' followed by a name, e.g. /ws/game/:gameId",
+                )
         duplicates = {n for n in names if names.count(n) > 1}
         for name in sorted(duplicates):
             self.error(pointer, f"parameter ':{name}' appears twice in the path")
         if "//" in path:
             self.error(pointer, "empty segment '//' in path")
 
-    def quantity(self, value: str, pointer: str, parse: Callable[[str], float],
-                 allow_zero: bool = False) -> None:
+    def quantity(
+        self, value: str, pointer: str, parse: Callable[[str], float], allow_zero: bool = False
+    ) -> None:
         try:
             amount = parse(value)
         except ValueError:
@@ -245,9 +289,12 @@ class _Checker:
         for i, step in enumerate(steps):
             where = f"{pointer}/{i}"
             if final is not None and not reported:
-                self.error(where, "this auth step can never run",
-                           f"the step on line {_locate(self.loaded, f'{pointer}/{final}').line} "
-                           "always ends authentication")
+                self.error(
+                    where,
+                    "this auth step can never run",
+                    f"the step on line {_locate(self.loaded, f'{pointer}/{final}').line} "
+                    "always ends authentication",
+                )
                 reported = True  # one report is enough; the steps are still checked
             if "reject" in step:
                 body = step["reject"]
@@ -266,22 +313,28 @@ class _Checker:
             else:
                 self.let(step["let"], where + "/let", scope)
 
-    def message_handlers(self, handlers: list[MessageHandler], pointer: str,
-                         base: set[str]) -> None:
+    def message_handlers(
+        self, handlers: list[MessageHandler], pointer: str, base: set[str]
+    ) -> None:
         catch_all: int | None = None
         types: dict[str, int] = {}
         for i, handler in enumerate(handlers):
             where = f"{pointer}/{i}"
             if catch_all is not None:
                 line = _locate(self.loaded, f"{pointer}/{catch_all}").line
-                self.error(where, "this handler can never run",
-                           f"the handler on line {line} matches every message before it; "
-                           "put the catch-all last")
+                self.error(
+                    where,
+                    "this handler can never run",
+                    f"the handler on line {line} matches every message before it; "
+                    "put the catch-all last",
+                )
             elif "type" in handler and "where" not in handler and handler["type"] in types:
                 line = _locate(self.loaded, f"{pointer}/{types[handler['type']]}").line
-                self.error(where, "this handler can never run",
-                           f"the handler on line {line} already handles type "
-                           f"\"{handler['type']}\"")
+                self.error(
+                    where,
+                    "this handler can never run",
+                    f'the handler on line {line} already handles type "{handler["type"]}"',
+                )
             if not ({"type", "where", "binary"} & handler.keys()):
                 catch_all = i if catch_all is None else catch_all
             if "type" in handler and "where" not in handler:
@@ -331,16 +384,23 @@ class _Checker:
         if name in _ALL_ROOTS or name in FUNCTIONS:
             self.error(pointer + "/name", f"'{name}' is a built-in name", "choose another name")
         elif name in scope.names:
-            self.error(pointer + "/name", f"'{name}' is already defined",
-                       "choose another name; a let cannot be redefined")
+            self.error(
+                pointer + "/name",
+                f"'{name}' is already defined",
+                "choose another name; a let cannot be redefined",
+            )
         scope.names.add(name)
 
     def reason_length(self, reason: Template, pointer: str) -> None:
         if isinstance(reason, str) and "${" not in reason:
             size = len(reason.encode("utf-8"))
             if size > MAX_CLOSE_REASON_BYTES:
-                self.error(pointer, f"close reason is {size} bytes long; the protocol allows "
-                           f"{MAX_CLOSE_REASON_BYTES}", "shorten the reason")
+                self.error(
+                    pointer,
+                    f"close reason is {size} bytes long; the protocol allows "
+                    f"{MAX_CLOSE_REASON_BYTES}",
+                    "shorten the reason",
+                )
 
     # ---- tests ------------------------------------------------------------------------------
     def test(self, test: Test, pointer: str) -> None:
@@ -358,19 +418,25 @@ class _Checker:
             elif "wait" in step:
                 self.quantity(step["wait"], where + "/wait", parse_duration)
 
-    def connect_step(self, step: ConnectStep, pointer: str, scope: _Scope,
-                     connected: dict[str, str]) -> None:
+    def connect_step(
+        self, step: ConnectStep, pointer: str, scope: _Scope, connected: dict[str, str]
+    ) -> None:
         name = step["connect"]
         if name in keywords():
             # In a .mock file a step starts with its client's name, and a keyword there would be
             # read as the keyword; YAML follows suit so that both spellings stay convertible.
-            self.error(pointer + "/connect", f"'{name}' is a keyword of the language",
-                       "give the client a name such as 'alice' or 'player'")
+            self.error(
+                pointer + "/connect",
+                f"'{name}' is a keyword of the language",
+                "give the client a name such as 'alice' or 'player'",
+            )
         if name in connected:
             line = _locate(self.loaded, connected[name]).line
-            self.error(pointer + "/connect", f"client '{name}' is already connected",
-                       f"it connected on line {line}; close it first, or give this client "
-                       "another name")
+            self.error(
+                pointer + "/connect",
+                f"client '{name}' is already connected",
+                f"it connected on line {line}; close it first, or give this client another name",
+            )
         for key in ("path", "query", "headers", "protocols"):
             if key in step:
                 self.template(step[key], f"{pointer}/{key}", scope)
@@ -379,13 +445,16 @@ class _Checker:
         if "expectReject" not in step:
             connected[name] = pointer
 
-    def client_step(self, step: ClientStep, pointer: str, scope: _Scope,
-                    connected: dict[str, str]) -> None:
+    def client_step(
+        self, step: ClientStep, pointer: str, scope: _Scope, connected: dict[str, str]
+    ) -> None:
         name = step["client"]
         if name not in connected:
-            self.error(pointer + "/client", f"client '{name}' is not connected here",
-                       did_you_mean(name, connected)
-                       or f"connect it first: connect {name} to /path")
+            self.error(
+                pointer + "/client",
+                f"client '{name}' is not connected here",
+                did_you_mean(name, connected) or f"connect it first: connect {name} to /path",
+            )
         if "within" in step:
             self.quantity(step["within"], pointer + "/within", parse_duration)
         if "send" in step:
@@ -399,11 +468,17 @@ class _Checker:
                 # Function names are allowed: `capture id = msg.id` reads naturally, and a
                 # call `id()` is never mistaken for the name `id`.
                 if key in _ALL_ROOTS:
-                    self.error(f"{pointer}/capture/{key}#key", f"'{key}' is a built-in name",
-                               "choose another name")
+                    self.error(
+                        f"{pointer}/capture/{key}#key",
+                        f"'{key}' is a built-in name",
+                        "choose another name",
+                    )
                 elif key in scope.names:
-                    self.error(f"{pointer}/capture/{key}#key", f"'{key}' is already defined",
-                               "choose another name; a name cannot be redefined")
+                    self.error(
+                        f"{pointer}/capture/{key}#key",
+                        f"'{key}' is already defined",
+                        "choose another name; a name cannot be redefined",
+                    )
                 scope.names.add(key)
         elif "expectNoMessage" in step:
             self.quantity(step["expectNoMessage"], pointer + "/expectNoMessage", parse_duration)
@@ -414,9 +489,11 @@ class _Checker:
                 self.template(body["reason"], f"{pointer}/{key}/reason", scope)
             if key == "close":
                 if "code" in body and not (body["code"] == 1000 or 3000 <= body["code"] <= 4999):
-                    self.error(pointer + "/close/code",
-                               f"a client cannot close with {body['code']}",
-                               "use 1000 or 3000–4999")
+                    self.error(
+                        pointer + "/close/code",
+                        f"a client cannot close with {body['code']}",
+                        "use 1000 or 3000–4999",
+                    )
                 if "reason" in body:
                     self.reason_length(body["reason"], pointer + "/close/reason")
             connected.pop(name, None)
@@ -436,15 +513,26 @@ class _Checker:
             if node is not top or not embedded.whole:
                 what = "'any'" if is_any else "matches()"
                 example = "any" if is_any else 'matches("^g-")'
-                self.error(pointer, f"{what} must be a whole expected value",
-                           f"write it as a key's value, e.g. {{ id: {example} }}",
-                           embedded.offset + base + node.start, node.end - node.start, text)
+                self.error(
+                    pointer,
+                    f"{what} must be a whole expected value",
+                    f"write it as a key's value, e.g. {{ id: {example} }}",
+                    embedded.offset + base + node.start,
+                    node.end - node.start,
+                    text,
+                )
             elif isinstance(node, Call) and node.args and isinstance(node.args[0], StringLit):
                 problem = pattern_error(node.args[0].raw)
                 if problem is not None:
                     arg = node.args[0]
-                    self.error(pointer, f"bad regular expression: {problem}", None,
-                               embedded.offset + base + arg.start, arg.end - arg.start, text)
+                    self.error(
+                        pointer,
+                        f"bad regular expression: {problem}",
+                        None,
+                        embedded.offset + base + arg.start,
+                        arg.end - arg.start,
+                        text,
+                    )
 
     # ---- expressions ------------------------------------------------------------------------
     def expression(self, text: Expression, pointer: str, scope: _Scope) -> None:
@@ -455,8 +543,9 @@ class _Checker:
             return
         self.names(expr, 0, text, pointer, scope)
 
-    def template(self, value: Template, pointer: str, scope: _Scope,
-                 expected: bool = False) -> None:
+    def template(
+        self, value: Template, pointer: str, scope: _Scope, expected: bool = False
+    ) -> None:
         """``expected``: the template is an expected message, where matchers are allowed."""
         for where, text in template_strings(value, pointer):
             try:
@@ -472,7 +561,8 @@ class _Checker:
     def names(self, expr: Expr, offset: int, text: str, pointer: str, scope: _Scope) -> None:
         visible = set(_ROOTS_BY_CONTEXT[scope.context]) | scope.names
         functions: Mapping[str, Signature] = (
-            {**FUNCTIONS, **MATCHERS} if scope.context == "expect" else FUNCTIONS)
+            {**FUNCTIONS, **MATCHERS} if scope.context == "expect" else FUNCTIONS
+        )
 
         def report(at: int, start: int, end: int, message: str, hint: str | None) -> None:
             self.error(pointer, message, hint, at + start, end - start, text)
@@ -485,34 +575,54 @@ class _Checker:
                 if node.name in _ALL_ROOTS:
                     hint = _WHERE_AVAILABLE.get(node.name)
                     if node.name == "msg" and scope.context in ("test", "expect"):
-                        hint = ("in a test, 'msg' is the message an expect step received: use "
-                                "it in that step's capture, e.g. capture gameId = msg.gameId")
-                    report(at, node.start, node.end, f"'{node.name}' is not available in "
-                           f"{_CONTEXT_TEXT[scope.context]}", hint)
+                        hint = (
+                            "in a test, 'msg' is the message an expect step received: use "
+                            "it in that step's capture, e.g. capture gameId = msg.gameId"
+                        )
+                    report(
+                        at,
+                        node.start,
+                        node.end,
+                        f"'{node.name}' is not available in {_CONTEXT_TEXT[scope.context]}",
+                        hint,
+                    )
                 else:
-                    report(at, node.start, node.end, f"unknown name '{node.name}'",
-                           did_you_mean(node.name, sorted(visible))
-                           or _defined_hint(visible))
+                    report(
+                        at,
+                        node.start,
+                        node.end,
+                        f"unknown name '{node.name}'",
+                        did_you_mean(node.name, sorted(visible)) or _defined_hint(visible),
+                    )
             elif isinstance(node, Call):
                 signature = functions.get(node.name)
                 name_end = node.start + len(node.name)
                 if signature is None:
-                    hint = (did_you_mean(node.name, functions)
-                            or "the functions are " + ", ".join(sorted(functions)))
+                    hint = did_you_mean(node.name, functions) or "the functions are " + ", ".join(
+                        sorted(functions)
+                    )
                     if node.name in MATCHERS:
                         hint = f"{node.name}() is only for expected messages (expect steps)"
                     report(at, node.start, name_end, f"unknown function '{node.name}'", hint)
                 elif not signature.min_args <= len(node.args) <= signature.max_args:
-                    report(at, node.start, node.end,
-                           f"{node.name}() takes {signature.arity_text()}, "
-                           f"not {len(node.args)}", f"for example {signature.usage}")
+                    report(
+                        at,
+                        node.start,
+                        node.end,
+                        f"{node.name}() takes {signature.arity_text()}, not {len(node.args)}",
+                        f"for example {signature.usage}",
+                    )
             elif isinstance(node, Member) and isinstance(node.target, Name):
                 fields = {"conn": CONN_FIELDS, "error": ERROR_FIELDS}.get(node.target.name)
                 if fields and node.target.name not in scope.names and node.name not in fields:
-                    report(at, node.name_start, node.end,
-                           f"'{node.target.name}' has no property '{node.name}'",
-                           did_you_mean(node.name, fields)
-                           or f"its properties are {', '.join(fields)}")
+                    report(
+                        at,
+                        node.name_start,
+                        node.end,
+                        f"'{node.target.name}' has no property '{node.name}'",
+                        did_you_mean(node.name, fields)
+                        or f"its properties are {', '.join(fields)}",
+                    )
 
 
 def _defined_hint(visible: Iterable[str]) -> str:

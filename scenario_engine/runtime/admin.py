@@ -55,8 +55,10 @@ ADMIN_PREFIX = "/__admin"
 MAX_BODY = 1024 * 1024
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: Who may use the admin API unless told otherwise: this machine only.
-LOOPBACK: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.0/8"),
-                                 ipaddress.ip_network("::1/128"))
+LOOPBACK: tuple[Network, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
 #: The close code of ``reset``: "service restart", so a client knows to reconnect.
 CLOSE_SERVICE_RESTART = 1012
 #: How long an admin request waits for the connections it closes to finish closing (their
@@ -86,8 +88,9 @@ class Served(Protocol):
         """When the connection opened (time.time()); 0.0 once it is closed."""
         ...
 
-    async def close_connections(self, conns: Iterable[Connection], code: int, reason: str,
-                                within: float) -> None:
+    async def close_connections(
+        self, conns: Iterable[Connection], code: int, reason: str, within: float
+    ) -> None:
         """Close these connections, waiting up to ``within`` seconds for them to be closed."""
         ...
 
@@ -121,8 +124,13 @@ class AdminRequest(Request):
             raise ValueError(f"invalid Content-Length: {sorted(lengths)}")
         length = int(lengths.pop()) if lengths else 0
         body = None if length > MAX_BODY else bytes((yield from reader.read_exact(length)))
-        return cls(raw_path.decode("ascii"), headers, raw_method.decode("ascii"),
-                   raw_protocol.decode("ascii"), body=body)
+        return cls(
+            raw_path.decode("ascii"),
+            headers,
+            raw_method.decode("ascii"),
+            raw_protocol.decode("ascii"),
+            body=body,
+        )
 
 
 _Handler = Callable[[dict[str, str], bytes], Awaitable[tuple[int, object]]]
@@ -146,30 +154,37 @@ class Admin:
         """Every open connection, oldest first."""
         listed = [(self.server.connected_at(conn), conn) for conn in self._all_connections()]
         listed.sort(key=lambda pair: pair[0])
-        return [{
-            "id": conn.id,
-            "route": conn.route.path,
-            "path": conn.request.path,
-            "query": conn.request.query,
-            "ip": conn.request.ip,
-            "rooms": sorted(conn.rooms),
-            "connectedAt": timestamp(since),
-        } for since, conn in listed]
+        return [
+            {
+                "id": conn.id,
+                "route": conn.route.path,
+                "path": conn.request.path,
+                "query": conn.request.query,
+                "ip": conn.request.ip,
+                "rooms": sorted(conn.rooms),
+                "connectedAt": timestamp(since),
+            }
+            for since, conn in listed
+        ]
 
     def send(self, body: Mapping[str, Any]) -> int:
         """Push a message; ``body`` as in ``POST /__admin/send``. The number of clients it was
         written to."""
         unknown = sorted(set(body) - {"message", "binary", "connection", "room", "route"})
         if unknown:
-            raise AdminError(400, f"unknown field {unknown[0]!r} (expected message or binary, "
-                                  "and connection, room or route)")
+            raise AdminError(
+                400,
+                f"unknown field {unknown[0]!r} (expected message or binary, "
+                "and connection, room or route)",
+            )
         return self.server.deliver(self._targets(body), _message(body))
 
     async def close(self, connection: str, code: int = 1000, reason: str = "") -> None:
         """Close one connection with ``code`` and ``reason``."""
         if not (code in EXTERNAL_CLOSE_CODES or 3000 <= code < 5000):
-            raise AdminError(400, f"close code {code} cannot be sent (1000–1003, 1007–1014 "
-                                  "or 3000–4999)")
+            raise AdminError(
+                400, f"close code {code} cannot be sent (1000–1003, 1007–1014 or 3000–4999)"
+            )
         if len(reason.encode()) > MAX_CLOSE_REASON_BYTES:
             raise AdminError(400, f"close reason longer than {MAX_CLOSE_REASON_BYTES} bytes")
         conn = self._connection(connection)
@@ -179,8 +194,9 @@ class Admin:
         """Close every connection with 1012 (service restart), empty every room, clear the
         journal; the number of connections closed."""
         conns = self._all_connections()
-        await self.server.close_connections(conns, CLOSE_SERVICE_RESTART, "Service restart",
-                                            self._close_wait())
+        await self.server.close_connections(
+            conns, CLOSE_SERVICE_RESTART, "Service restart", self._close_wait()
+        )
         for conn in conns:  # those still closing: their rooms must be empty from now on
             self.server.engine.leave_rooms(conn)
         if self.server.journal is not None:
@@ -196,7 +212,7 @@ class Admin:
 
     def _connection(self, conn_id: object) -> Connection:
         if not isinstance(conn_id, str):
-            raise AdminError(400, "\"connection\" must be a connection id (a string)")
+            raise AdminError(400, '"connection" must be a connection id (a string)')
         for conn in self._all_connections():
             if conn.id == conn_id:
                 return conn
@@ -214,19 +230,21 @@ class Admin:
         connection, room, route = body.get("connection"), body.get("room"), body.get("route")
         if connection is not None:
             if room is not None or route is not None:
-                raise AdminError(400, "give \"connection\" alone, or \"room\" and/or \"route\"")
+                raise AdminError(400, 'give "connection" alone, or "room" and/or "route"')
             return [self._connection(connection)]
         if room is not None:
             if not isinstance(room, str):
-                raise AdminError(400, "\"room\" must be a room name (a string)")
+                raise AdminError(400, '"room" must be a room name (a string)')
             if route is None and len(engine.program.routes) > 1:
-                raise AdminError(400, "rooms belong to a route and this server has several: "
-                                      "say which with \"route\"")
+                raise AdminError(
+                    400,
+                    'rooms belong to a route and this server has several: say which with "route"',
+                )
             chosen = self._route(route) if route is not None else engine.program.routes[0]
             return list(engine.rooms.members(chosen.index, room))
         if route is not None:
             return list(engine.connections[self._route(route).index])
-        raise AdminError(400, "say whom to send to: \"connection\", \"room\" or \"route\"")
+        raise AdminError(400, 'say whom to send to: "connection", "room" or "route"')
 
     # ---- HTTP ------------------------------------------------------------------------------
     async def respond(self, peer: str | None, request: AdminRequest) -> Response:
@@ -253,14 +271,20 @@ class Admin:
 
     async def _dispatch(self, request: AdminRequest) -> tuple[int, object, Sequence[str]]:
         target = urlsplit(request.path)
-        segments = [unquote(s) for s in target.path[len(ADMIN_PREFIX):].strip("/").split("/")]
+        segments = [unquote(s) for s in target.path[len(ADMIN_PREFIX) :].strip("/").split("/")]
         methods = self._endpoint(segments)
         if methods is None:
             return 404, {"error": f"no admin endpoint {target.path}"}, ()
         handler = methods.get(request.method)
         if handler is None:
-            return 405, {"error": f"{request.method} not allowed on {target.path}; use "
-                                  f"{' or '.join(methods)}"}, tuple(methods)
+            return (
+                405,
+                {
+                    "error": f"{request.method} not allowed on {target.path}; use "
+                    f"{' or '.join(methods)}"
+                },
+                tuple(methods),
+            )
         if request.body is None:
             return 413, {"error": f"request body larger than {MAX_BODY} bytes"}, ()
         query = dict(parse_qsl(target.query, keep_blank_values=True))
@@ -292,8 +316,9 @@ class Admin:
     async def _get_connections(self, query: dict[str, str], body: bytes) -> tuple[int, object]:
         return 200, {"connections": self.connections()}
 
-    async def _delete_connection(self, conn_id: str, query: dict[str, str],
-                                 body: bytes) -> tuple[int, object]:
+    async def _delete_connection(
+        self, conn_id: str, query: dict[str, str], body: bytes
+    ) -> tuple[int, object]:
         code = _int_param(query, "code")
         code = 1000 if code is None else code
         reason = query.get("reason", "")
@@ -302,9 +327,11 @@ class Admin:
 
     async def _get_journal(self, query: dict[str, str], body: bytes) -> tuple[int, object]:
         journal = self._journal()
-        events = journal.events(since=_int_param(query, "since") or 0,
-                                connection=query.get("connection") or None,
-                                limit=_int_param(query, "limit"))
+        events = journal.events(
+            since=_int_param(query, "since") or 0,
+            connection=query.get("connection") or None,
+            limit=_int_param(query, "limit"),
+        )
         return 200, {"events": events, "last": journal.last_seq}
 
     async def _delete_journal(self, query: dict[str, str], body: bytes) -> tuple[int, object]:
@@ -328,7 +355,7 @@ def _message(body: Mapping[str, Any]) -> str | bytes:
     """The frame to send: ``message`` as the ``send`` action encodes values (a string as it
     is, anything else as JSON), or ``binary`` (base64 text, or bytes from Python)."""
     if ("message" in body) == ("binary" in body):
-        raise AdminError(400, "give either \"message\" (any JSON value) or \"binary\" (base64)")
+        raise AdminError(400, 'give either "message" (any JSON value) or "binary" (base64)')
     if "message" in body:
         try:
             return encode(body["message"])
@@ -338,11 +365,11 @@ def _message(body: Mapping[str, Any]) -> str | bytes:
     if isinstance(binary, bytes):
         return binary
     if not isinstance(binary, str):
-        raise AdminError(400, "\"binary\" must be base64 text")
+        raise AdminError(400, '"binary" must be base64 text')
     try:
         return base64.b64decode(binary, validate=True)
     except binascii.Error:
-        raise AdminError(400, "\"binary\" is not valid base64") from None
+        raise AdminError(400, '"binary" is not valid base64') from None
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -371,13 +398,15 @@ def _is_number(text: str) -> bool:
 
 def _json_response(status: int, answer: object, allow: Sequence[str]) -> Response:
     body = (json.dumps(answer, ensure_ascii=False) + "\n").encode()
-    headers = Headers([
-        ("Date", email.utils.formatdate(usegmt=True)),
-        ("Connection", "close"),
-        ("Content-Length", str(len(body))),
-        ("Content-Type", "application/json"),
-        ("Cache-Control", "no-store"),
-    ])
+    headers = Headers(
+        [
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Length", str(len(body))),
+            ("Content-Type", "application/json"),
+            ("Cache-Control", "no-store"),
+        ]
+    )
     if allow:
         headers["Allow"] = ", ".join(allow)
     phrase = http.HTTPStatus(status).phrase

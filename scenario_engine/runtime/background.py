@@ -45,11 +45,16 @@ class BackgroundServer:
     HTTP, ``max_connections``, ``open_timeout``, ``ssl``…).
     """
 
-    def __init__(self, program: Program, host: str = "127.0.0.1", port: int = 0,
-                 journal_size: int = DEFAULT_LIMIT, **server_options: Any) -> None:
+    def __init__(
+        self,
+        program: Program,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        journal_size: int = DEFAULT_LIMIT,
+        **server_options: Any,
+    ) -> None:
         self.journal = Journal(journal_size)
-        self.server = ScenarioServer(program, host, port, journal=self.journal,
-                                     **server_options)
+        self.server = ScenarioServer(program, host, port, journal=self.journal, **server_options)
         self._admin = Admin(self.server)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -65,8 +70,12 @@ class BackgroundServer:
         if self._thread is not None:
             raise RuntimeError("this server is already started")
         started: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=asyncio.run, args=(self._main(started),),
-                                        name="scenario-engine server", daemon=True)
+        self._thread = threading.Thread(
+            target=asyncio.run,
+            args=(self._main(started),),
+            name="scenario-engine server",
+            daemon=True,
+        )
         self._thread.start()
         try:
             started.result(START_TIMEOUT)
@@ -102,8 +111,12 @@ class BackgroundServer:
     def __enter__(self) -> BackgroundServer:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.stop()
 
     # ---- where it is -----------------------------------------------------------------------
@@ -137,6 +150,7 @@ class BackgroundServer:
 
     def _call(self, operation: Callable[[], _T]) -> _T:
         """Run a function on the server's loop and return its result."""
+
         async def run() -> _T:
             return operation()
 

@@ -50,8 +50,9 @@ _TINY = 128
 _MESSAGE_USES = 4
 
 
-def _size_is_bounded(template: Template, constants: Context,
-                     sizes: dict[str, int] | None = None) -> bool:
+def _size_is_bounded(
+    template: Template, constants: Context, sizes: dict[str, int] | None = None
+) -> bool:
     """Whether encoding the template's value needs no measuring walk (``check_size``): true
     when it reads the message at most ``_MESSAGE_USES`` times and everything else it reads
     adds up to at most MAX_STRING characters — constants by their (known) size, every use
@@ -65,8 +66,12 @@ def _size_is_bounded(template: Template, constants: Context,
         for embedded in embedded_expressions(text):
             bounded_conn: set[int] = set()  # ids of `conn` names read for one small field
             for node in walk(embedded.expr, into_strings=True):
-                if (isinstance(node, Member) and isinstance(node.target, Name)
-                        and node.target.name == "conn" and node.name != "rooms"):
+                if (
+                    isinstance(node, Member)
+                    and isinstance(node.target, Name)
+                    and node.target.name == "conn"
+                    and node.name != "rooms"
+                ):
                     bounded_conn.add(id(node.target))  # parents come before their children
                 if not isinstance(node, Name):
                     continue
@@ -88,8 +93,8 @@ def _size_is_bounded(template: Template, constants: Context,
     return True
 
 
-
 # ---- compilation -----------------------------------------------------------------------------
+
 
 class _Compiler:
     def __init__(self, loaded: Loaded, constants: Context) -> None:
@@ -106,9 +111,13 @@ class _Compiler:
         matcher = None
         if names or "*" in path:
             pattern = "".join(
-                f"(?P<{seg[1:]}>[^/]+)" if seg.startswith(":") else
-                ".*" if seg == "*" else re.escape(seg)
-                for seg in re.split(r"(/)", path))
+                f"(?P<{seg[1:]}>[^/]+)"
+                if seg.startswith(":")
+                else ".*"
+                if seg == "*"
+                else re.escape(seg)
+                for seg in re.split(r"(/)", path)
+            )
             matcher = re.compile(pattern)
         route = Route(index, path, self.location(pointer), names, matcher)
         if "heartbeat" in ir:
@@ -121,11 +130,14 @@ class _Compiler:
         compression = ir.get("compression", {})
         route.compression = Compression(
             enabled=compression.get("enabled", True),
-            threshold=parse_size(compression["threshold"]) if "threshold" in compression
-            else DEFAULT_THRESHOLD)
+            threshold=parse_size(compression["threshold"])
+            if "threshold" in compression
+            else DEFAULT_THRESHOLD,
+        )
         if "auth" in ir:
-            route.auth = [self.auth_step(step, f"{pointer}/auth/{i}")
-                          for i, step in enumerate(ir["auth"])]
+            route.auth = [
+                self.auth_step(step, f"{pointer}/auth/{i}") for i, step in enumerate(ir["auth"])
+            ]
         on = ir.get("on", {})
         route.on_connect = self.steps(on.get("connect", []), pointer + "/on/connect")
         route.on_close = self.steps(on.get("close", []), pointer + "/on/close")
@@ -133,13 +145,17 @@ class _Compiler:
             route.on_error = self.steps(on["error"], pointer + "/on/error")
         for i, handler in enumerate(on.get("message", [])):
             where = f"{pointer}/on/message/{i}"
-            route.handlers.append(MessageHandler(
-                type=handler.get("type"),
-                where=compile_expression(parse_expression(handler["where"]))
-                if "where" in handler else None,
-                binary=handler.get("binary", False),
-                steps=self.steps(handler["do"], where + "/do"),
-                location=self.location(where)))
+            route.handlers.append(
+                MessageHandler(
+                    type=handler.get("type"),
+                    where=compile_expression(parse_expression(handler["where"]))
+                    if "where" in handler
+                    else None,
+                    binary=handler.get("binary", False),
+                    steps=self.steps(handler["do"], where + "/do"),
+                    location=self.location(where),
+                )
+            )
         self.dispatch(route)
         return route
 
@@ -149,25 +165,34 @@ class _Compiler:
         route.untyped = [h for h in text if h.type is None]
         for kind in {h.type for h in text if h.type is not None}:
             route.by_type[kind] = [h for h in text if h.type in (kind, None)]
-        route.binary = [h for h in route.handlers
-                        if h.binary or (h.type is None and h.where is None)]
+        route.binary = [
+            h for h in route.handlers if h.binary or (h.type is None and h.where is None)
+        ]
 
     def auth_step(self, ir: AuthStepIR, pointer: str) -> AuthStep:
         location = self.location(pointer)
         if "accept" in ir:
             return AuthStep("accept", location, value=compile_template(ir["accept"])[0])
         if "let" in ir:
-            return AuthStep("let", location, name=ir["let"]["name"],
-                            value=compile_template(ir["let"]["value"])[0])
+            return AuthStep(
+                "let",
+                location,
+                name=ir["let"]["name"],
+                value=compile_template(ir["let"]["value"])[0],
+            )
         body = ir["reject"]
         condition_text = body.get("if", body.get("unless"))
         return AuthStep(
-            "reject", location,
+            "reject",
+            location,
             condition=compile_expression(parse_expression(condition_text))
-            if condition_text is not None else None,
+            if condition_text is not None
+            else None,
             negate="unless" in body,
-            code=body.get("code"), status=body.get("status"),
-            value=compile_template(body.get("reason", ""))[0])
+            code=body.get("code"),
+            status=body.get("status"),
+            value=compile_template(body.get("reason", ""))[0],
+        )
 
     def steps(self, actions: Sequence[Action], pointer: str) -> list[Step]:
         return [self.step(action, f"{pointer}/{i}") for i, action in enumerate(actions)]
@@ -181,6 +206,7 @@ class _Compiler:
                 run(runtime, ctx)
             except EvaluationError as err:
                 raise ActionError(str(err), location) from None
+
         return step
 
     def payload(self, template: Template) -> Callable[[Context], str | bytes]:
@@ -204,8 +230,9 @@ class _Compiler:
             otherwise = self.steps(ir.get("else", []), pointer + "/else")
 
             def branch(runtime: Runtime, ctx: Context) -> None:
-                for step in (then if truthy(test(ctx)) else otherwise):
+                for step in then if truthy(test(ctx)) else otherwise:
                     step(runtime, ctx)
+
             return branch
         if "send" in ir:
             frame = self.payload(ir["send"])
@@ -218,7 +245,8 @@ class _Compiler:
             if not rooms:
                 return lambda runtime, ctx: runtime.broadcast(frame(ctx), None, include_self)
             return lambda runtime, ctx: runtime.broadcast(
-                frame(ctx), [room(ctx) for room in rooms], include_self)
+                frame(ctx), [room(ctx) for room in rooms], include_self
+            )
         if "join" in ir:
             room = compile_template(ir["join"])[0]
             return lambda runtime, ctx: runtime.join(room(ctx))
@@ -242,6 +270,7 @@ class _Compiler:
 
             def bind(runtime: Runtime, ctx: Context) -> None:
                 ctx[let_name] = value(ctx)
+
             return bind
         assert "log" in ir, ir
         message = compile_template(ir["log"])[0]

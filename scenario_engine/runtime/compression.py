@@ -45,8 +45,9 @@ class ThresholdDeflate(PerMessageDeflate):
         # Only called when the attribute is missing: the contexts are created on first use
         # (and again after the parent deletes them under no_context_takeover).
         if name == "encoder":
-            self.encoder = zlib.compressobj(wbits=-self.local_max_window_bits,
-                                            **self.compress_settings)
+            self.encoder = zlib.compressobj(
+                wbits=-self.local_max_window_bits, **self.compress_settings
+            )
             return self.encoder
         if name == "decoder":
             self.decoder = zlib.decompressobj(wbits=-self.remote_max_window_bits)
@@ -68,8 +69,9 @@ class ThresholdDeflateFactory(ServerPerMessageDeflateFactory):
     """Negotiates permessage-deflate like websockets' defaults, with a threshold."""
 
     def __init__(self, threshold: int) -> None:
-        super().__init__(server_max_window_bits=12, client_max_window_bits=12,
-                         compress_settings={"memLevel": 5})
+        super().__init__(
+            server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5}
+        )
         self.threshold = threshold
 
     def process_request_params(

@@ -33,8 +33,9 @@ class Connection:
 
     __slots__ = ("auth", "base", "id", "params", "request", "rooms", "route", "scratch", "view")
 
-    def __init__(self, route: Route, request: Request, params: dict[str, str], auth: Any,
-                 conn_id: str) -> None:
+    def __init__(
+        self, route: Route, request: Request, params: dict[str, str], auth: Any, conn_id: str
+    ) -> None:
         self.id = conn_id
         self.route = route
         self.request = request
@@ -43,9 +44,14 @@ class Connection:
         self.rooms: set[str] = set()
         self.view = ConnectionView(self)
         # The names every event of this connection starts from, built once.
-        self.base: Context = {**route.constants, "conn": self.view, "auth": auth,
-                              "query": request.query, "headers": request.headers,
-                              "params": params}
+        self.base: Context = {
+            **route.constants,
+            "conn": self.view,
+            "auth": auth,
+            "query": request.query,
+            "headers": request.headers,
+            "params": params,
+        }
         # The names of one message event, reused from message to message: events of a
         # connection run one at a time, and a let is always assigned before it is read.
         self.scratch: Context = dict(self.base)

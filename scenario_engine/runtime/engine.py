@@ -89,16 +89,18 @@ def check_close_reason(reason: str) -> None:
     """Raise EvaluationError for a close reason longer than a close frame can carry."""
     size = len(reason.encode())
     if size > MAX_CLOSE_REASON_BYTES:
-        raise EvaluationError(f"close reason is {size} bytes; the protocol allows "
-                              f"{MAX_CLOSE_REASON_BYTES}")
+        raise EvaluationError(
+            f"close reason is {size} bytes; the protocol allows {MAX_CLOSE_REASON_BYTES}"
+        )
 
 
 def _control_payload(kind: str, data: str | bytes) -> bytes:
     """The payload of a ping or pong, refused (EvaluationError) when a frame cannot carry it."""
     payload = data.encode() if isinstance(data, str) else data
     if len(payload) > MAX_CONTROL_PAYLOAD:
-        raise EvaluationError(f"{kind} data is {len(payload)} bytes; the protocol allows "
-                              f"{MAX_CONTROL_PAYLOAD}")
+        raise EvaluationError(
+            f"{kind} data is {len(payload)} bytes; the protocol allows {MAX_CONTROL_PAYLOAD}"
+        )
     return payload
 
 
@@ -129,8 +131,9 @@ class Engine:
     def resolve(self, path: str) -> tuple[Route, dict[str, str]] | None:
         return self.program.resolve(path)
 
-    def authenticate(self, route: Route, request: Request, params: dict[str, str],
-                     conn_id: str) -> tuple[Accepted | Rejected, list[Effect]]:
+    def authenticate(
+        self, route: Route, request: Request, params: dict[str, str], conn_id: str
+    ) -> tuple[Accepted | Rejected, list[Effect]]:
         """Run the route's auth block. An error inside it rejects with HTTP 500."""
         if route.auth is None:
             return Accepted({}), []
@@ -163,8 +166,14 @@ class Engine:
         return Accepted({}), []
 
     # ---- connection events -----------------------------------------------------------------
-    def open(self, route: Route, request: Request, params: dict[str, str], auth: Any,
-             conn_id: str | None = None) -> Connection:
+    def open(
+        self,
+        route: Route,
+        request: Request,
+        params: dict[str, str],
+        auth: Any,
+        conn_id: str | None = None,
+    ) -> Connection:
         conn = Connection(route, request, params, auth, conn_id or new_connection_id())
         self.connections[route.index].add(conn)
         return conn
@@ -213,8 +222,9 @@ class Engine:
             for step in conn.route.on_close:
                 step(runtime, ctx)
         except ActionError as err:
-            runtime.effects.append(Log(conn, f"on close failed: {err.message}", err.location,
-                                       error=True))
+            runtime.effects.append(
+                Log(conn, f"on close failed: {err.message}", err.location, error=True)
+            )
         self.connections[conn.route.index].discard(conn)
         self.leave_rooms(conn)
         # Nothing can be sent to the closed connection itself.
@@ -249,9 +259,12 @@ class Engine:
             for step in handler:
                 step(runtime, ctx)
         except ActionError as again:
-            return [log, *runtime.effects,
-                    Log(conn, f"on error failed: {again.message}", again.location, error=True),
-                    Close(conn, CLOSE_INTERNAL_ERROR, "Internal error")]
+            return [
+                log,
+                *runtime.effects,
+                Log(conn, f"on error failed: {again.message}", again.location, error=True),
+                Close(conn, CLOSE_INTERNAL_ERROR, "Internal error"),
+            ]
         return [log, *runtime.effects]
 
 

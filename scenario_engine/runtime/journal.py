@@ -87,8 +87,9 @@ class Journal:
             logger.error("journal: cannot write any more events: %s", err)
             self._sink = None
 
-    def events(self, since: int = 0, connection: str | None = None,
-               limit: int | None = None) -> list[Event]:
+    def events(
+        self, since: int = 0, connection: str | None = None, limit: int | None = None
+    ) -> list[Event]:
         """Events after ``since`` (a ``seq``), oldest first; only those of ``connection`` if
         given (``out`` events that reached it included); at most ``limit`` of them."""
         with self._changed:
@@ -102,8 +103,9 @@ class Journal:
         with self._changed:
             self._events.clear()
 
-    def wait_for(self, event: str, connection: str | None = None, *, since: int = 0,
-                 timeout: float = 5.0) -> Event:
+    def wait_for(
+        self, event: str, connection: str | None = None, *, since: int = 0, timeout: float = 5.0
+    ) -> Event:
         """The first ``event`` after ``since`` (of ``connection`` if given), waiting up to
         ``timeout`` seconds for it. Call it from another thread than the server's."""
         deadline = time.monotonic() + timeout
@@ -114,7 +116,8 @@ class Journal:
                 while True:
                     for entry in self._after(seen):
                         if entry["event"] == event and (
-                                connection is None or _concerns(entry, connection)):
+                            connection is None or _concerns(entry, connection)
+                        ):
                             return entry
                     # On the next wake-up, look at the newer events only (``since`` may be
                     # ahead of the journal: then it stands).
@@ -122,8 +125,9 @@ class Journal:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         whose = f" of connection {connection}" if connection else ""
-                        raise TimeoutError(f"no {event!r} event{whose} after seq {since} "
-                                           f"within {timeout:g}s")
+                        raise TimeoutError(
+                            f"no {event!r} event{whose} after seq {since} within {timeout:g}s"
+                        )
                     self._changed.wait(remaining)
             finally:
                 self._waiting -= 1

@@ -101,16 +101,26 @@ class ScenarioServer:
     route is under that prefix.
     """
 
-    def __init__(self, program: Program, host: str = "127.0.0.1", port: int = 8765,
-                 ssl: Any = None, max_connections: int | None = None,
-                 open_timeout: float = OPEN_TIMEOUT, journal: Journal | None = None,
-                 admin: bool = False, admin_allow: Sequence[Network] = LOOPBACK) -> None:
+    def __init__(
+        self,
+        program: Program,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        ssl: Any = None,
+        max_connections: int | None = None,
+        open_timeout: float = OPEN_TIMEOUT,
+        journal: Journal | None = None,
+        admin: bool = False,
+        admin_allow: Sequence[Network] = LOOPBACK,
+    ) -> None:
         if admin:
             for route in program.routes:
                 if is_admin_path(route.path):
-                    raise UsageError(f"{route.location}: route {route.path} is under "
-                                     f"{ADMIN_PREFIX}, which the admin API reserves: serve "
-                                     "without --admin, or move the route")
+                    raise UsageError(
+                        f"{route.location}: route {route.path} is under "
+                        f"{ADMIN_PREFIX}, which the admin API reserves: serve "
+                        "without --admin, or move the route"
+                    )
         self.engine = Engine(program)
         self.host = host
         self.port = port
@@ -124,12 +134,16 @@ class ScenarioServer:
         # handshake fails after process_request (no Upgrade header, a timeout), websockets
         # never calls the handler, and the entry must not outlive the connection.
         self._admitted: weakref.WeakKeyDictionary[ServerConnection, _Admitted] = (
-            weakref.WeakKeyDictionary())
+            weakref.WeakKeyDictionary()
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._too_slow: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
         self._live: dict[Connection, _Live] = {}
-        self._deflate = {route.index: [ThresholdDeflateFactory(route.compression.threshold)]
-                         for route in program.routes if route.compression.enabled}
+        self._deflate = {
+            route.index: [ThresholdDeflateFactory(route.compression.threshold)]
+            for route in program.routes
+            if route.compression.enabled
+        }
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -140,8 +154,7 @@ class ScenarioServer:
             self.port,
             process_request=self._process_request,
             process_response=self._process_response,
-            create_connection=(ScenarioConnection if self.admin is None
-                               else AdminConnection),
+            create_connection=(ScenarioConnection if self.admin is None else AdminConnection),
             # Per-route settings are applied in _process_request; these are the defaults.
             extensions=[],
             compression=None,
@@ -179,8 +192,9 @@ class ScenarioServer:
         await self._server.serve_forever()
 
     # ---- handshake -------------------------------------------------------------------------
-    def _process_request(self, connection: ServerConnection, http_request: HttpRequest
-                         ) -> Response | Awaitable[Response] | None:
+    def _process_request(
+        self, connection: ServerConnection, http_request: HttpRequest
+    ) -> Response | Awaitable[Response] | None:
         if isinstance(http_request, AdminRequest):  # only made when the admin API is on
             assert self.admin is not None
             return self.admin.respond(peer_ip(connection), http_request)
@@ -206,15 +220,17 @@ class ScenarioServer:
         outcome, effects = self.engine.authenticate(route, request, params, conn_id)
         self._apply_to_others(effects)
         if isinstance(outcome, Rejected) and outcome.status is not None:
-            self._reject("rejected", connection, request.path, outcome.reason,
-                         status=outcome.status)
+            self._reject(
+                "rejected", connection, request.path, outcome.reason, status=outcome.status
+            )
             return connection.respond(outcome.status, outcome.reason + "\n")
         self._configure(connection, route)
         self._admitted[connection] = _Admitted(route, request, params, conn_id, outcome)
         return None
 
-    def _process_response(self, connection: ServerConnection, http_request: HttpRequest,
-                          response: Response) -> None:
+    def _process_response(
+        self, connection: ServerConnection, http_request: HttpRequest, response: Response
+    ) -> None:
         """A handshake that ends without upgrading (no Upgrade header, a bad key) must not
         keep its place among the pending connections counted by ``max connections``."""
         if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
@@ -233,7 +249,8 @@ class ScenarioServer:
         # burst); the server's limit needs only their number.
         if route.max_connections is not None:
             on_route = len(self.engine.connections[route.index]) + sum(
-                1 for a in self._admitted.values() if a.route is route)
+                1 for a in self._admitted.values() if a.route is route
+            )
             if on_route >= route.max_connections:
                 return http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections on this route"
         if self.max_connections is not None:
@@ -242,8 +259,16 @@ class ScenarioServer:
                 return http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections"
         return None
 
-    def _reject(self, verb: str, connection: ServerConnection, path: str, reason: str, *,
-                status: int | None = None, code: int | None = None) -> None:
+    def _reject(
+        self,
+        verb: str,
+        connection: ServerConnection,
+        path: str,
+        reason: str,
+        *,
+        status: int | None = None,
+        code: int | None = None,
+    ) -> None:
         """Log and journal a handshake turned away: with an HTTP ``status``, or with a close
         ``code`` right after it. ``verb``: "refused" by the server (no route, an origin, a
         limit) or "rejected" by the scenario's ``auth``. The caller sends the answer."""
@@ -278,16 +303,23 @@ class ScenarioServer:
             await ws.close(code, outcome.reason)
             return
         engine = self.engine
-        conn = engine.open(admitted.route, admitted.request, admitted.params, outcome.auth,
-                           admitted.conn_id)
+        conn = engine.open(
+            admitted.route, admitted.request, admitted.params, outcome.auth, admitted.conn_id
+        )
         task = asyncio.current_task()
         assert task is not None
         self._live[conn] = _Live(ws, task, time.time())
         logger.info("connect %s %s (%s)", conn.id, conn.request.path, conn.request.ip)
         if journal is not None:
             request = conn.request
-            journal.record("connect", connection=conn.id, route=conn.route.path,
-                           path=request.path, query=request.query, headers=request.headers)
+            journal.record(
+                "connect",
+                connection=conn.id,
+                route=conn.route.path,
+                path=request.path,
+                query=request.query,
+                headers=request.headers,
+            )
         try:
             if await self._apply(ws, engine.connect(conn)):
                 async for message in ws:
@@ -306,8 +338,12 @@ class ScenarioServer:
             sent = ws.protocol.close_sent
             code = sent.code if sent else ws.close_code
             if journal is not None:  # before what ``on close`` sends to the others
-                journal.record("close", connection=conn.id, code=code,
-                               reason=sent.reason if sent else ws.close_reason or "")
+                journal.record(
+                    "close",
+                    connection=conn.id,
+                    code=code,
+                    reason=sent.reason if sent else ws.close_reason or "",
+                )
             # on close may broadcast to the others (Send and Close to itself are dropped).
             self._apply_to_others(engine.close(conn, ws.close_code, ws.close_reason or ""))
             logger.info("close %s %s code=%s", conn.id, conn.request.path, code)
@@ -355,8 +391,7 @@ class ScenarioServer:
         # anything is written: once a client has the message, whoever reads the journal finds
         # it there. Without one, each client is written to as soon as it is checked: this loop
         # runs once per message and recipient, so it builds no list and calls no helper.
-        ready: list[tuple[Connection, ServerConnection]] | None = (
-            None if journal is None else [])
+        ready: list[tuple[Connection, ServerConnection]] | None = None if journal is None else []
         count = 0
         lives = self._live
         for conn in targets:
@@ -386,8 +421,9 @@ class ScenarioServer:
             count += 1
         if ready:
             assert journal is not None
-            journal.record("out", connections=[conn.id for conn, _ in ready],
-                           **payload_fields(data))
+            journal.record(
+                "out", connections=[conn.id for conn, _ in ready], **payload_fields(data)
+            )
             # No await since the record: the clients recorded are still those written to.
             for conn, ws in ready:
                 count += _write(conn, ws, payload, is_text)
@@ -398,16 +434,21 @@ class ScenarioServer:
         that whoever reads it (a test run, the admin API) sees why a connection closed 1011."""
         _log(effect)
         if effect.error and self.journal is not None:
-            self.journal.record("error", connection=effect.conn.id if effect.conn else None,
-                                location=effect.location, message=effect.message)
+            self.journal.record(
+                "error",
+                connection=effect.conn.id if effect.conn else None,
+                location=effect.location,
+                message=effect.message,
+            )
 
     def connected_at(self, conn: Connection) -> float:
         """When the connection opened (time.time()); 0.0 once it is closed."""
         live = self._live.get(conn)
         return live.since if live is not None else 0.0
 
-    async def close_connections(self, conns: Iterable[Connection], code: int, reason: str,
-                                within: float) -> None:
+    async def close_connections(
+        self, conns: Iterable[Connection], code: int, reason: str, within: float
+    ) -> None:
         """Close these connections with ``code`` and ``reason``, and wait up to ``within``
         seconds for them to be closed (``on close`` run, the close journaled)."""
         handlers = []
@@ -430,8 +471,12 @@ class ScenarioServer:
         if ws in self._too_slow:
             return
         self._too_slow.add(ws)
-        logger.warning("closing %s %s: client too slow (over %d bytes unread)",
-                       conn.id, conn.request.path, MAX_PENDING_OUTPUT)
+        logger.warning(
+            "closing %s %s: client too slow (over %d bytes unread)",
+            conn.id,
+            conn.request.path,
+            MAX_PENDING_OUTPUT,
+        )
         self._spawn(self._drop_slow(ws))
 
     @staticmethod
@@ -442,8 +487,9 @@ class ScenarioServer:
         which a client that does not read never allows: the timeout bounds the whole close.
         """
         try:
-            await asyncio.wait_for(ws.close(CLOSE_POLICY_VIOLATION, "Client too slow"),
-                                   SLOW_CLOSE_TIMEOUT)
+            await asyncio.wait_for(
+                ws.close(CLOSE_POLICY_VIOLATION, "Client too slow"), SLOW_CLOSE_TIMEOUT
+            )
         except TimeoutError:
             ws.transport.abort()
 

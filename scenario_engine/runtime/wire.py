@@ -23,8 +23,13 @@ from websockets.streams import StreamReader
 
 from .admin import AdminRequest, is_admin_path
 
-__all__ = ["MAX_FRAGMENTS", "AdminConnection", "ScenarioConnection", "peer_ip",
-           "raise_fragment_limit"]
+__all__ = [
+    "MAX_FRAGMENTS",
+    "AdminConnection",
+    "ScenarioConnection",
+    "peer_ip",
+    "raise_fragment_limit",
+]
 
 #: Most frames one incoming message may come in. websockets 17 stops at 4096 and closes with
 #: 1009 "too many fragments" (a guard against floods of empty continuation frames, which the
@@ -130,8 +135,6 @@ def raise_fragment_limit() -> None:
     current = getattr(websockets_messages, "MAX_FRAGMENTS", None)  # 17.4 has it, 17.0 not
     if current is not None and "WEBSOCKETS_MAX_FRAGMENTS" not in os.environ:
         websockets_messages.MAX_FRAGMENTS = max(current, MAX_FRAGMENTS)
-
-
 
 
 def peer_ip(connection: ServerConnection) -> str | None:

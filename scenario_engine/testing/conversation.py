@@ -169,8 +169,14 @@ def _decode(message: str | bytes) -> Any:
 
 
 class _Conversation:
-    def __init__(self, test: Test, pointer: str, base_url: str,
-                 constants: Context, tls: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        test: Test,
+        pointer: str,
+        base_url: str,
+        constants: Context,
+        tls: ssl.SSLContext | None,
+    ) -> None:
         self.test = test
         self.pointer = pointer
         #: The step running: where a test that times out or breaks stopped.
@@ -212,8 +218,9 @@ class _Conversation:
     # ---- connect ---------------------------------------------------------------------------
     async def connect(self, step: ConnectStep, pointer: str) -> None:
         name = step["connect"]
-        url = self.url(self.value(pointer + "/path"),
-                       self.value(pointer + "/query") if "query" in step else {})
+        url = self.url(
+            self.value(pointer + "/path"), self.value(pointer + "/query") if "query" in step else {}
+        )
         headers = self.value(pointer + "/headers") if "headers" in step else {}
         protocols = self.value(pointer + "/protocols") if "protocols" in step else []
         if not isinstance(headers, dict):
@@ -231,8 +238,12 @@ class _Conversation:
                     url,
                     additional_headers={str(k): to_text(v) for k, v in headers.items()},
                     subprotocols=[Subprotocol(to_text(p)) for p in protocols] or None,
-                    open_timeout=None, ping_interval=None, close_timeout=_CLOSE_TIMEOUT,
-                    max_size=_MAX_MESSAGE, **tls)
+                    open_timeout=None,
+                    ping_interval=None,
+                    close_timeout=_CLOSE_TIMEOUT,
+                    max_size=_MAX_MESSAGE,
+                    **tls,
+                )
         except InvalidStatus as err:
             status = err.response.status_code
             if expected_status == status:
@@ -240,22 +251,34 @@ class _Conversation:
             body = (err.response.body or b"").decode("utf-8", "replace").strip()
             if len(body) > _SHOWN_BODY:
                 body = body[:_SHOWN_BODY] + "…"
-            expected = (f"expected HTTP {expected_status}" if expected_status is not None
-                        else "expected the connection to open")
-            raise _Failed(Failure(pointer, f"{name} was refused with HTTP {status}",
-                                  [f"{expected}, got HTTP {status}"
-                                   + (f" {body!r}" if body else "")])) from None
+            expected = (
+                f"expected HTTP {expected_status}"
+                if expected_status is not None
+                else "expected the connection to open"
+            )
+            raise _Failed(
+                Failure(
+                    pointer,
+                    f"{name} was refused with HTTP {status}",
+                    [f"{expected}, got HTTP {status}" + (f" {body!r}" if body else "")],
+                )
+            ) from None
         except TimeoutError:
-            raise _Failed(Failure(pointer, f"{name} could not connect to {shown} within "
-                                  f"{_seconds(timeout)}")) from None
+            raise _Failed(
+                Failure(pointer, f"{name} could not connect to {shown} within {_seconds(timeout)}")
+            ) from None
         except (OSError, WebSocketException, ValueError) as err:
             # ValueError: what the handshake refuses to send (a subprotocol with a space).
-            raise _Failed(Failure(pointer, f"{name} could not connect to {shown}: "
-                                  f"{err}")) from None
+            raise _Failed(Failure(pointer, f"{name} could not connect to {shown}: {err}")) from None
         if expected_status is not None:
             await ws.close()
-            raise _Failed(Failure(pointer, f"{name} connected, but the server was expected to "
-                                  f"refuse the handshake with HTTP {expected_status}"))
+            raise _Failed(
+                Failure(
+                    pointer,
+                    f"{name} connected, but the server was expected to "
+                    f"refuse the handshake with HTTP {expected_status}",
+                )
+            )
         self.clients[name] = _Client(name, ws)
 
     def url(self, path: Any, query: Any) -> str:
@@ -297,12 +320,18 @@ class _Conversation:
                 await client.ws.send(data)
         except ConnectionClosed:
             closed = _close_text(client.ws.close_code, client.ws.close_reason)
-            raise _Failed(Failure(pointer, f"{client.name} cannot send: its connection is "
-                                  f"closed ({closed})")) from None
+            raise _Failed(
+                Failure(pointer, f"{client.name} cannot send: its connection is closed ({closed})")
+            ) from None
         except TimeoutError:
-            raise _Failed(Failure(pointer, f"{client.name} could not send within "
-                                  f"{_seconds(DEFAULT_EXPECT_TIMEOUT)}: the server does not "
-                                  "read")) from None
+            raise _Failed(
+                Failure(
+                    pointer,
+                    f"{client.name} could not send within "
+                    f"{_seconds(DEFAULT_EXPECT_TIMEOUT)}: the server does not "
+                    "read",
+                )
+            ) from None
 
     async def expect(self, client: _Client, step: ExpectStep, pointer: str) -> None:
         expected = self.value(pointer + "/expect")
@@ -313,32 +342,53 @@ class _Conversation:
             try:
                 item = await client.next(deadline)
             except TimeoutError:
-                raise _Failed(Failure(
-                    pointer, f"{client.name} did not receive the expected message within "
-                    f"{_seconds(timeout)}", _evidence(expected, passed_over))) from None
+                raise _Failed(
+                    Failure(
+                        pointer,
+                        f"{client.name} did not receive the expected message within "
+                        f"{_seconds(timeout)}",
+                        _evidence(expected, passed_over),
+                    )
+                ) from None
             if isinstance(item, Closed):
                 closed = _close_text(item.code, item.reason)
-                raise _Failed(Failure(
-                    pointer, f"{client.name}'s connection closed ({closed}) before the "
-                    "expected message came", _evidence(expected, passed_over)))
+                raise _Failed(
+                    Failure(
+                        pointer,
+                        f"{client.name}'s connection closed ({closed}) before the "
+                        "expected message came",
+                        _evidence(expected, passed_over),
+                    )
+                )
             differences = mismatches(expected, item)
             if not differences:
                 break
             passed_over.append((item, differences))
             if self.strict:
-                raise _Failed(Failure(
-                    pointer, f"{client.name} received another message than expected "
-                    "(strict test)", _evidence(expected, passed_over)))
+                raise _Failed(
+                    Failure(
+                        pointer,
+                        f"{client.name} received another message than expected (strict test)",
+                        _evidence(expected, passed_over),
+                    )
+                )
         for name in step.get("capture", {}):
-            self.ctx[name] = self.value(f"{pointer}/capture/{escape_pointer(name)}",
-                                        {**self.ctx, "msg": item})
+            self.ctx[name] = self.value(
+                f"{pointer}/capture/{escape_pointer(name)}", {**self.ctx, "msg": item}
+            )
 
-    async def expect_no_message(self, client: _Client, step: ExpectNoMessageStep,
-                                pointer: str) -> None:
+    async def expect_no_message(
+        self, client: _Client, step: ExpectNoMessageStep, pointer: str
+    ) -> None:
         earlier = client.unread()
         if self.strict and earlier:
-            raise _Failed(Failure(pointer, f"{client.name} has unread messages (strict test)",
-                                  [f"received {show(m)}" for m in earlier[:_SHOWN_MESSAGES]]))
+            raise _Failed(
+                Failure(
+                    pointer,
+                    f"{client.name} has unread messages (strict test)",
+                    [f"received {show(m)}" for m in earlier[:_SHOWN_MESSAGES]],
+                )
+            )
         if client.closed is not None:
             return  # a closed connection receives nothing more
         period = parse_duration(step["expectNoMessage"])
@@ -349,19 +399,22 @@ class _Conversation:
             return
         if isinstance(item, Closed):
             return
-        raise _Failed(Failure(pointer, f"{client.name} received a message within "
-                              f"{_seconds(period)}, where none was expected",
-                              [f"received {show(item)}"]))
+        raise _Failed(
+            Failure(
+                pointer,
+                f"{client.name} received a message within "
+                f"{_seconds(period)}, where none was expected",
+                [f"received {show(item)}"],
+            )
+        )
 
-    async def expect_close(self, client: _Client, step: ExpectCloseStep,
-                           pointer: str) -> None:
+    async def expect_close(self, client: _Client, step: ExpectCloseStep, pointer: str) -> None:
         body = step["expectClose"]
         timeout = _within(step, DEFAULT_EXPECT_TIMEOUT)
         deadline = asyncio.get_running_loop().time() + timeout
         passed_over: list[tuple[Any, list[str]]] = []
         code: int | None = body.get("code")
-        reason = to_text(self.value(pointer + "/expectClose/reason")) if "reason" in body \
-            else None
+        reason = to_text(self.value(pointer + "/expectClose/reason")) if "reason" in body else None
         wanted = [str(code)] if code is not None else []
         if reason is not None:
             wanted.append(json.dumps(reason))
@@ -370,26 +423,40 @@ class _Conversation:
             try:
                 item = await client.next(deadline)
             except TimeoutError:
-                raise _Failed(Failure(
-                    pointer, f"{client.name}'s connection did not close within "
-                    f"{_seconds(timeout)}", _evidence(expected_text, passed_over))) from None
+                raise _Failed(
+                    Failure(
+                        pointer,
+                        f"{client.name}'s connection did not close within {_seconds(timeout)}",
+                        _evidence(expected_text, passed_over),
+                    )
+                ) from None
             if isinstance(item, Closed):
                 break
             passed_over.append((item, []))
             if self.strict:
-                raise _Failed(Failure(pointer, f"{client.name} received a message before the "
-                                      "close (strict test)",
-                                      _evidence(expected_text, passed_over)))
+                raise _Failed(
+                    Failure(
+                        pointer,
+                        f"{client.name} received a message before the close (strict test)",
+                        _evidence(expected_text, passed_over),
+                    )
+                )
         problems = []
         if code is not None and item.code != code:
             problems.append(f"expected code {code}, received {item.code}")
         if reason is not None and item.reason != reason:
-            problems.append(f"expected reason {json.dumps(reason)}, received "
-                            f"{json.dumps(item.reason)}")
+            problems.append(
+                f"expected reason {json.dumps(reason)}, received {json.dumps(item.reason)}"
+            )
         if problems:
-            raise _Failed(Failure(pointer, f"{client.name}'s connection closed "
-                                  f"({_close_text(item.code, item.reason)}), not as expected",
-                                  problems))
+            raise _Failed(
+                Failure(
+                    pointer,
+                    f"{client.name}'s connection closed "
+                    f"({_close_text(item.code, item.reason)}), not as expected",
+                    problems,
+                )
+            )
         del self.clients[client.name]
         await client.shutdown()
 
@@ -397,9 +464,13 @@ class _Conversation:
         for client in self.clients.values():
             left = client.unread()
             if left:
-                raise _Failed(Failure(
-                    self.pointer, f"{client.name} has messages no step expected (strict test)",
-                    [f"received {show(m)}" for m in left[:_SHOWN_MESSAGES]]))
+                raise _Failed(
+                    Failure(
+                        self.pointer,
+                        f"{client.name} has messages no step expected (strict test)",
+                        [f"received {show(m)}" for m in left[:_SHOWN_MESSAGES]],
+                    )
+                )
 
 
 def _evidence(expected: Any, passed_over: Sequence[tuple[Any, list[str]]]) -> list[str]:
@@ -410,8 +481,7 @@ def _evidence(expected: Any, passed_over: Sequence[tuple[Any, list[str]]]) -> li
         lines.append("received nothing")
         return lines
     if len(passed_over) > _SHOWN_MESSAGES:
-        lines.append(f"received {len(passed_over)} other messages; the last "
-                     f"{_SHOWN_MESSAGES}:")
+        lines.append(f"received {len(passed_over)} other messages; the last {_SHOWN_MESSAGES}:")
     for message, differences in passed_over[-_SHOWN_MESSAGES:]:
         lines.append(f"received {show(message)}")
         lines.extend(f"  {d}" for d in differences)
@@ -432,8 +502,9 @@ def compile_test(test: Test, pointer: str) -> dict[str, Evaluator]:
     return compiled
 
 
-def _templates(step: TestStep, pointer: str
-               ) -> Iterator[tuple[str, Template, Callable[[Template], Evaluator]]]:
+def _templates(
+    step: TestStep, pointer: str
+) -> Iterator[tuple[str, Template, Callable[[Template], Evaluator]]]:
     def plain(template: Template) -> Evaluator:
         return compile_template(template)[0]
 
@@ -467,8 +538,7 @@ def check_target(url: str) -> str:
     except (InvalidURI, ValueError) as err:
         raise ValueError(f"not a WebSocket URL ({err}): write ws://HOST:PORT") from None
     if parts.query or parts.fragment:
-        raise ValueError("a target has no query or fragment: the steps' paths are appended "
-                         "to it")
+        raise ValueError("a target has no query or fragment: the steps' paths are appended to it")
     return url
 
 
@@ -494,9 +564,14 @@ def _close_text(code: int | None, reason: str | None) -> str:
     return f"code {code}" + (f", reason {json.dumps(reason)}" if reason else "")
 
 
-async def run_conversation(test: Test, pointer: str, base_url: str,
-                           constants: Context, timeout: float = DEFAULT_TEST_TIMEOUT,
-                           tls: ssl.SSLContext | None = None) -> Outcome:
+async def run_conversation(
+    test: Test,
+    pointer: str,
+    base_url: str,
+    constants: Context,
+    timeout: float = DEFAULT_TEST_TIMEOUT,
+    tls: ssl.SSLContext | None = None,
+) -> Outcome:
     """Run one test (its IR at ``pointer``) against the server at ``base_url``; ``tls``:
     the TLS settings for a wss:// server (None: the system's defaults)."""
     conversation = _Conversation(test, pointer, base_url, constants, tls)
@@ -508,10 +583,11 @@ async def run_conversation(test: Test, pointer: str, base_url: str,
     except _Failed as failed:
         failure = failed.failure
     except TimeoutError:
-        failure = Failure(conversation.current,
-                          f"the test did not finish within {_seconds(timeout)}")
+        failure = Failure(
+            conversation.current, f"the test did not finish within {_seconds(timeout)}"
+        )
     except Exception as err:  # one broken test must not stop the others: report it as failed
-        failure = Failure(conversation.current,
-                          f"the test could not run: {type(err).__name__}: {err}")
+        failure = Failure(
+            conversation.current, f"the test could not run: {type(err).__name__}: {err}"
+        )
     return Outcome(failure, time.perf_counter() - started)
-

@@ -102,19 +102,23 @@ def _compare(expected: Any, received: Any, path: str, found: list[str]) -> None:
         return
     if isinstance(expected, Pattern):
         if not isinstance(received, str):
-            found.append(f"at {path}: expected a string matching "
-                         f"{expected.regex.pattern!r}, received {show(received)}")
+            found.append(
+                f"at {path}: expected a string matching "
+                f"{expected.regex.pattern!r}, received {show(received)}"
+            )
         elif expected.regex.search(received) is None:
-            found.append(f"at {path}: {show(received)} does not match "
-                         f"{expected.regex.pattern!r}")
+            found.append(f"at {path}: {show(received)} does not match {expected.regex.pattern!r}")
         return
     if isinstance(expected, dict):
         if not isinstance(received, dict):
             found.append(f"at {path}: expected an object, received {show(received)}")
             return
         for key, value in expected.items():
-            child = f"{path}.{key}" if re.fullmatch(r"[A-Za-z_]\w*", key) else \
-                f"{path}[{json.dumps(key)}]"
+            child = (
+                f"{path}.{key}"
+                if re.fullmatch(r"[A-Za-z_]\w*", key)
+                else f"{path}[{json.dumps(key)}]"
+            )
             if key not in received:
                 found.append(f"at {child}: missing (expected {show(value)})")
             else:
@@ -125,8 +129,7 @@ def _compare(expected: Any, received: Any, path: str, found: list[str]) -> None:
             found.append(f"at {path}: expected an array, received {show(received)}")
             return
         if len(expected) != len(received):
-            found.append(f"at {path}: expected {len(expected)} items, received "
-                         f"{len(received)}")
+            found.append(f"at {path}: expected {len(expected)} items, received {len(received)}")
             return
         for i, (value, item) in enumerate(zip(expected, received, strict=True)):
             _compare(value, item, f"{path}[{i}]", found)
@@ -148,8 +151,13 @@ def show(value: Any) -> str:
 
 def _shown(value: Any) -> str:
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {_shown(v)}"
-                               for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ", ".join(
+                f"{json.dumps(k, ensure_ascii=False)}: {_shown(v)}" for k, v in value.items()
+            )
+            + "}"
+        )
     if isinstance(value, list):
         return "[" + ", ".join(_shown(v) for v in value) + "]"
     if isinstance(value, AnyValue | Pattern):

@@ -38,14 +38,14 @@ class ScenarioTest(pytest.Item):
         self.case = case
 
     def runtest(self) -> None:
-        options = RunOptions(target=self.config.getoption("scenario_target"),
-                             target_option="--scenario-target")
+        options = RunOptions(
+            target=self.config.getoption("scenario_target"), target_option="--scenario-target"
+        )
         (result,) = asyncio.run(run_tests([self.case], options))
         if not result.passed:
             raise ScenarioTestFailed(failure_report(result))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ScenarioTestFailed):
             return str(excinfo.value)
         return str(super().repr_failure(excinfo, style))

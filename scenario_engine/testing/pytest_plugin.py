@@ -32,19 +32,35 @@ import pytest
 if TYPE_CHECKING:
     from ..runtime.background import BackgroundServer
 
-__all__ = ["pytest_addoption", "pytest_collect_file", "pytest_configure", "scenario_mock",
-           "scenario_server"]
+__all__ = [
+    "pytest_addoption",
+    "pytest_collect_file",
+    "pytest_configure",
+    "scenario_mock",
+    "scenario_server",
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("scenario-engine")
-    group.addoption("--scenario-tests", action="store_true", default=None,
-                    help="collect the test blocks of .mock files as tests")
-    group.addoption("--scenario-target", metavar="URL",
-                    help="run the test blocks against this server (ws://host:port) instead of "
-                    "each file's own mock")
-    parser.addini("scenario_tests", type="bool", default=False,
-                  help="collect the test blocks of .mock files as tests")
+    group.addoption(
+        "--scenario-tests",
+        action="store_true",
+        default=None,
+        help="collect the test blocks of .mock files as tests",
+    )
+    group.addoption(
+        "--scenario-target",
+        metavar="URL",
+        help="run the test blocks against this server (ws://host:port) instead of "
+        "each file's own mock",
+    )
+    parser.addini(
+        "scenario_tests",
+        type="bool",
+        default=False,
+        help="collect the test blocks of .mock files as tests",
+    )
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -70,8 +86,10 @@ def pytest_configure(config: pytest.Config) -> None:
         except ValueError as err:
             raise pytest.UsageError(f"--scenario-target {target!r}: {err}") from None
     config.addinivalue_line(
-        "markers", "scenario(*paths, **options): serve these scenario files for the test "
-        "(fixture scenario_server); options as the scenario_mock factory's")
+        "markers",
+        "scenario(*paths, **options): serve these scenario files for the test "
+        "(fixture scenario_server); options as the scenario_mock factory's",
+    )
 
 
 @pytest.fixture
@@ -94,18 +112,23 @@ def scenario_mock(request: pytest.FixtureRequest) -> Iterator[Callable[..., Back
 
 
 @pytest.fixture
-def scenario_server(request: pytest.FixtureRequest,
-                    scenario_mock: Callable[..., BackgroundServer]) -> BackgroundServer:
+def scenario_server(
+    request: pytest.FixtureRequest, scenario_mock: Callable[..., BackgroundServer]
+) -> BackgroundServer:
     """The mock of the test's ``@pytest.mark.scenario(PATH, ...)`` marker."""
     marker = request.node.get_closest_marker("scenario")
     if marker is None or not marker.args:
-        pytest.fail("the scenario_server fixture needs @pytest.mark.scenario(PATH, ...) on "
-                    "the test, its class or its module", pytrace=False)
+        pytest.fail(
+            "the scenario_server fixture needs @pytest.mark.scenario(PATH, ...) on "
+            "the test, its class or its module",
+            pytrace=False,
+        )
     return scenario_mock(*marker.args, **marker.kwargs)
 
 
-def _load(rootdir: Path, paths: tuple[str | Path, ...],
-          options: dict[str, Any]) -> BackgroundServer:
+def _load(
+    rootdir: Path, paths: tuple[str | Path, ...], options: dict[str, Any]
+) -> BackgroundServer:
     """A (not yet started) server for the scenarios; fails the test on scenario errors."""
     from ..errors import ScenarioErrors, UsageError
     from ..runtime.background import BackgroundServer

@@ -59,8 +59,10 @@ def summary_lines(results: Sequence[TestResult], seconds: float) -> list[str]:
     """How long the run took, then the verdict alone on the last line, for scripts to read."""
     passed = sum(1 for r in results if r.passed)
     count = len(results)
-    return [f"ran {count} test{'' if count == 1 else 's'} in {seconds:.2f}s",
-            f"{passed} passed, {count - passed} failed"]
+    return [
+        f"ran {count} test{'' if count == 1 else 's'} in {seconds:.2f}s",
+        f"{passed} passed, {count - passed} failed",
+    ]
 
 
 def junit_xml(results: Sequence[TestResult]) -> str:
@@ -71,19 +73,34 @@ def junit_xml(results: Sequence[TestResult]) -> str:
         members = list(group)
         failures = sum(1 for r in members if not r.passed)
         total_failures += failures
-        suite = ET.SubElement(suites, "testsuite", name=file, tests=str(len(members)),
-                              failures=str(failures), errors="0", skipped="0",
-                              time=f"{sum(r.outcome.duration for r in members):.3f}")
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=file,
+            tests=str(len(members)),
+            failures=str(failures),
+            errors="0",
+            skipped="0",
+            time=f"{sum(r.outcome.duration for r in members):.3f}",
+        )
         for result in members:
             span = result.case.span(result.case.pointer)
-            case = ET.SubElement(suite, "testcase", name=_xml_text(result.case.name),
-                                 classname=file,
-                                 file=file, line=str(span.line),
-                                 time=f"{result.outcome.duration:.3f}")
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                name=_xml_text(result.case.name),
+                classname=file,
+                file=file,
+                line=str(span.line),
+                time=f"{result.outcome.duration:.3f}",
+            )
             if result.outcome.failure is not None:
-                failed = ET.SubElement(case, "failure",
-                                       message=_xml_text(result.outcome.failure.message),
-                                       type="AssertionError")
+                failed = ET.SubElement(
+                    case,
+                    "failure",
+                    message=_xml_text(result.outcome.failure.message),
+                    type="AssertionError",
+                )
                 failed.text = _xml_text(failure_report(result))
     suites.set("tests", str(len(results)))
     suites.set("failures", str(total_failures))
@@ -99,8 +116,10 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 def _xml_text(text: str) -> str:
     """``text`` with the characters XML cannot hold written as ``\\xNN`` / ``\\uNNNN``, so
     a test name or a server's message with a control character never costs CI its report."""
-    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if m.group() < "\x80"
-                        else f"\\u{ord(m.group()):04x}", text)
+    return _NOT_XML.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if m.group() < "\x80" else f"\\u{ord(m.group()):04x}",
+        text,
+    )
 
 
 def _duration(seconds: float) -> str:

@@ -97,25 +97,33 @@ class RunOptions:
     target_option: str = "--target"
 
 
-async def run_tests(cases: Sequence[TestCase], options: RunOptions = RunOptions(),
-                    on_result: Callable[[TestResult], None] | None = None) -> list[TestResult]:
+async def run_tests(
+    cases: Sequence[TestCase],
+    options: RunOptions = RunOptions(),
+    on_result: Callable[[TestResult], None] | None = None,
+) -> list[TestResult]:
     """Run ``cases``; the results come back in the order of ``cases``, and to ``on_result``
     as each finishes."""
     target = options.target
     limit = asyncio.Semaphore(options.jobs or (1 if target is not None else DEFAULT_JOBS))
     tls = _unverified_tls() if options.insecure and (target or "").startswith("wss:") else None
     # Each file is compiled once, however many of its tests run (each on a mock of its own).
-    programs = {} if target is not None else {
-        id(case.loaded): compile_program([case.loaded]) for case in cases
-        if case.loaded.ir.get("routes")}
+    programs = (
+        {}
+        if target is not None
+        else {
+            id(case.loaded): compile_program([case.loaded])
+            for case in cases
+            if case.loaded.ir.get("routes")
+        }
+    )
 
     async def run_one(case: TestCase) -> TestResult:
         async with limit:
             if target is not None:
                 outcome = await _run_against(case, target, options, tls)
             else:
-                outcome = await _run_against_mock(case, programs.get(id(case.loaded)),
-                                                  options)
+                outcome = await _run_against_mock(case, programs.get(id(case.loaded)), options)
         result = TestResult(case, outcome)
         if on_result is not None:
             on_result(result)
@@ -132,13 +140,13 @@ async def run_tests(cases: Sequence[TestCase], options: RunOptions = RunOptions(
         logger.setLevel(level)
 
 
-async def _run_against(case: TestCase, base_url: str, options: RunOptions,
-                       tls: ssl.SSLContext | None = None) -> Outcome:
+async def _run_against(
+    case: TestCase, base_url: str, options: RunOptions, tls: ssl.SSLContext | None = None
+) -> Outcome:
     assert case.loaded.constants is not None  # validated
     constants = {**case.loaded.constants, **options.overrides}
     test = case.loaded.ir["tests"][case.index]
-    return await run_conversation(test, case.pointer, base_url, constants, options.timeout,
-                                  tls)
+    return await run_conversation(test, case.pointer, base_url, constants, options.timeout, tls)
 
 
 def _unverified_tls() -> ssl.SSLContext:
@@ -149,12 +157,19 @@ def _unverified_tls() -> ssl.SSLContext:
     return context
 
 
-async def _run_against_mock(case: TestCase, program: Program | None,
-                            options: RunOptions) -> Outcome:
+async def _run_against_mock(
+    case: TestCase, program: Program | None, options: RunOptions
+) -> Outcome:
     if program is None:
-        return Outcome(Failure(case.pointer, "this file has no routes to test: run its tests "
-                               f"against a server with {options.target_option} "
-                               "ws://HOST:PORT"), 0.0)
+        return Outcome(
+            Failure(
+                case.pointer,
+                "this file has no routes to test: run its tests "
+                f"against a server with {options.target_option} "
+                "ws://HOST:PORT",
+            ),
+            0.0,
+        )
     # The journal is read only for the mock's errors: a failure then says why the mock did
     # what it did (a handler that failed and closed with 1011, at its file:line).
     journal = Journal(_JOURNAL_SIZE)
@@ -167,5 +182,7 @@ async def _run_against_mock(case: TestCase, program: Program | None,
     if outcome.failure is not None:
         outcome.failure.details.extend(
             f"the mock reported: {event['location']}: {event['message']}"
-            for event in journal.events() if event["event"] == "error")
+            for event in journal.events()
+            if event["event"] == "error"
+        )
     return outcome

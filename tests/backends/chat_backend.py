@@ -37,9 +37,17 @@ async def handler(ws: ServerConnection, differ: bool) -> None:
                 others = [c for c in chat_room if c is not ws]
                 broadcast(others, json.dumps({"type": "user-joined", key: msg["username"]}))
             elif msg.get("type") == "message":
-                broadcast(chat_room, json.dumps({
-                    "type": "chat-message", "username": msg["username"],
-                    "message": msg["message"], "timestamp": int(time.time() * 1000)}))
+                broadcast(
+                    chat_room,
+                    json.dumps(
+                        {
+                            "type": "chat-message",
+                            "username": msg["username"],
+                            "message": msg["message"],
+                            "timestamp": int(time.time() * 1000),
+                        }
+                    ),
+                )
             elif msg.get("type") == "typing":
                 others = [c for c in clients if c is not ws]
                 broadcast(others, json.dumps({"type": "typing", "username": msg["username"]}))
