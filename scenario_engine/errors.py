@@ -63,7 +63,8 @@ class ScenarioError(ScenarioEngineError):
 
     ``line`` and ``col`` are 1-based; ``end_col`` is exclusive and only meaningful on ``line``.
     ``source_line`` is the text of ``line`` (without its newline), kept so the error can be
-    rendered without reopening the file.
+    rendered without reopening the file. ``severity`` is "error", or "warning" for a finding
+    that does not make the file invalid.
     """
 
     file: str
@@ -73,9 +74,10 @@ class ScenarioError(ScenarioEngineError):
     hint: str | None = None
     end_col: int | None = None
     source_line: str | None = field(default=None, compare=False)
+    severity: str = "error"
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}: error: {self.message}"
+        return f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message}"
 
     def format_text(self) -> str:
         """Render as ``file:line:col: error: …``, the source line, a caret and the hint."""
@@ -101,7 +103,7 @@ class ScenarioError(ScenarioEngineError):
             "line": self.line,
             "column": self.col,
             "endColumn": self.end_col,
-            "severity": "error",
+            "severity": self.severity,
             "message": self.message,
             "hint": self.hint,
         }
@@ -112,7 +114,7 @@ class ScenarioError(ScenarioEngineError):
         props = f"file={_escape_property(self.file)},line={self.line},col={self.col}"
         if self.end_col is not None and self.end_col > self.col:
             props += f",endColumn={self.end_col}"
-        return f"::error {props}::{_escape_data(text)}"
+        return f"::{self.severity} {props}::{_escape_data(text)}"
 
     def sort_key(self) -> tuple[str, int, int, str]:
         return (self.file, self.line, self.col, self.message)

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NamedTuple, Protocol
@@ -39,6 +39,12 @@ from websockets.sync.client import connect as sync_connect
 from websockets.uri import parse_uri
 
 from scenario_engine.cli import main
+from scenario_engine.language.loader import load_source
+from scenario_engine.language.source import Source
+from scenario_engine.runtime.compiler import compile_program
+from scenario_engine.runtime.connection import Connection, Request
+from scenario_engine.runtime.effects import Accepted, Broadcast, Effect, Send
+from scenario_engine.runtime.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
@@ -530,3 +536,47 @@ class RawClient:
 def close_of(frame: Frame) -> Close:
     assert frame.opcode is Opcode.CLOSE, f"expected a close frame, got {frame}"
     return Close.parse(frame.data)
+
+
+# ---- the engine, without I/O ------------------------------------------------------------------
+
+
+def engine_of(text: str) -> Engine:
+    """An engine running the scenario ``text`` (a file named test.mock)."""
+    loaded, errors = load_source(Source("test.mock", text))
+    assert errors == [], [e.format_text() for e in errors]
+    assert loaded is not None
+    return Engine(compile_program([loaded]))
+
+
+def engine_connect(
+    engine: Engine,
+    path: str,
+    query: dict[str, str] | None = None,
+    effects: list[Effect] | None = None,
+    subprotocol: str | None = None,
+) -> Connection:
+    """Open a connection on the engine as the server would; what ``on connect`` does goes to
+    ``effects`` when given."""
+    resolved = engine.resolve(path)
+    assert resolved is not None
+    route, params = resolved
+    request = Request(path, query or {}, {"user-agent": "test"}, "127.0.0.1", subprotocol)
+    outcome, _ = engine.authenticate(route, request, params, "probe")
+    assert isinstance(outcome, Accepted)
+    conn = engine.open(route, request, params, outcome.auth)
+    done = engine.connect(conn)
+    if effects is not None:
+        effects.extend(done)
+    return conn
+
+
+def frames(effects: Iterable[Effect], conn: Connection) -> list[Any]:
+    """The decoded messages ``conn`` receives from these effects."""
+    out = []
+    for effect in effects:
+        if (isinstance(effect, Send) and effect.conn is conn) or (
+            isinstance(effect, Broadcast) and conn in effect.targets
+        ):
+            out.append(json.loads(effect.data))
+    return out

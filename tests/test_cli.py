@@ -70,7 +70,8 @@ def test_check_json_format(tmp_path: Path) -> None:
         "column": 32,
         "endColumn": 36,
         "severity": "error",
-        "message": "close code 1006 is not allowed here: use 1000 or 3000–4999",
+        "message": "close code 1006 is not allowed here: use 1000–1003, 1007–1014 or "
+        "3000–4999 (1004–1006 and 1015 never go on the wire)",
         "hint": None,
     }
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
-from support import SCENARIOS
+from support import SCENARIOS, engine_of, frames
+from support import engine_connect as connect
 
 from scenario_engine.errors import ActionError
 from scenario_engine.language.ir import Loaded
@@ -15,7 +15,7 @@ from scenario_engine.language.loader import load_paths, load_source
 from scenario_engine.language.mock_frontend import parse_mock
 from scenario_engine.language.source import Source
 from scenario_engine.runtime.compiler import compile_program
-from scenario_engine.runtime.connection import Connection, Request
+from scenario_engine.runtime.connection import Request
 from scenario_engine.runtime.effects import (
     Accepted,
     Broadcast,
@@ -26,6 +26,7 @@ from scenario_engine.runtime.effects import (
     Pong,
     Rejected,
     Send,
+    Unmatched,
 )
 from scenario_engine.runtime.engine import Engine
 
@@ -35,36 +36,6 @@ def engine() -> Engine:
     loaded, errors, _ = load_paths([SCENARIOS])
     assert errors == []
     return Engine(compile_program(loaded))
-
-
-def engine_of(text: str) -> Engine:
-    loaded, errors = load_source(Source("test.mock", text))
-    assert errors == [], [e.format_text() for e in errors]
-    assert loaded is not None
-    return Engine(compile_program([loaded]))
-
-
-def connect(engine: Engine, path: str, query: dict[str, str] | None = None) -> Connection:
-    resolved = engine.resolve(path)
-    assert resolved is not None
-    route, params = resolved
-    request = Request(path, query or {}, {"user-agent": "test"}, "127.0.0.1")
-    outcome, _ = engine.authenticate(route, request, params, "probe")
-    assert isinstance(outcome, Accepted)
-    conn = engine.open(route, request, params, outcome.auth)
-    engine.connect(conn)
-    return conn
-
-
-def frames(effects: list[Effect], conn: Connection) -> list[Any]:
-    """The decoded messages ``conn`` receives from these effects."""
-    out = []
-    for effect in effects:
-        if (isinstance(effect, Send) and effect.conn is conn) or (
-            isinstance(effect, Broadcast) and conn in effect.targets
-        ):
-            out.append(json.loads(effect.data))
-    return out
 
 
 def test_routing_with_prefix_params_and_404(engine: Engine) -> None:
@@ -155,7 +126,8 @@ def test_binary_without_a_handler_closes_1003(engine: Engine) -> None:
     binary = engine_of("route /ws { on message binary { send raw } }")
     conn = connect(binary, "/ws")
     assert binary.message(conn, b"\x01") == [Send(conn, b"\x01")]
-    assert binary.message(conn, "text") == []
+    # Text that no handler takes is not an error: it is reported as unmatched.
+    assert binary.message(conn, "text") == [Unmatched(conn, "text")]
 
 
 def test_handler_error_closes_1011_with_location() -> None:
@@ -196,7 +168,8 @@ route /ws {
     assert engine.message(conn, '{"n": 30}') == [Send(conn, "medium")]
     assert engine.message(conn, '{"n": 11}') == [Ping(conn, b"")]
     assert engine.message(conn, '{"type": "bye", "who": "me"}') == [Close(conn, 4000, "bye me")]
-    assert engine.message(conn, '{"n": 1}') == [Close(conn, 1000, "")]
+    other = connect(engine, "/ws")  # a connection being closed takes no more messages
+    assert engine.message(other, '{"n": 1}') == [Close(other, 1000, "")]
 
 
 def test_auth_error_rejects_with_500_and_logs() -> None:
@@ -261,6 +234,7 @@ def test_control_frames_up_to_the_protocols_limits() -> None:
     assert engine.message(conn, json.dumps({"type": "close", "text": reason})) == [
         Close(conn, 4000, reason)
     ]
+    conn = connect(engine, "/ws")  # a connection being closed takes no more messages
     data = "p" * MAX_CONTROL_PAYLOAD
     assert engine.message(conn, json.dumps({"type": "ping", "text": data})) == [
         Ping(conn, data.encode())

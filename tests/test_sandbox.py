@@ -307,11 +307,11 @@ route /parsed {
 }
 
 route /compare {
-  on message where msg == msg { send "equal" }  # COMPARE
+  on message { if msg == msg { send "equal" } }  # COMPARE
 }
 
 route /compare-handled {
-  on message where msg in [msg] { send "member" }  # H-COMPARE
+  on message { if msg in [msg] { send "member" } }  # H-COMPARE
   on error { send { type: "error", message: error.message, location: error.location } }
 }
 
@@ -411,7 +411,7 @@ async def test_member_access_reads_data_never_python_attributes(sandbox: Sandbox
             "slots": None,
             "inner": None,
             "getitem": None,
-            "keys": ["id", "rooms", "ip", "path", "query", "headers", "params"],
+            "keys": ["id", "rooms", "ip", "path", "query", "headers", "params", "subprotocol"],
             "query": None,
             "auth": None,
             "params": None,

@@ -257,7 +257,8 @@ def test_unknown_action() -> None:
         "  hint: did you mean 'broadcast'?"
     )
     assert only_error(route("    on:\n      connect:\n        - shout: 1\n")).endswith(
-        "  hint: actions are: send, broadcast, join, leave, close, ping, pong, let, log, if"
+        "  hint: actions are: send, broadcast, join, leave, close, ping, pong, let, log, every, "
+        "after, cancel, wait, set, unset, drop, if"
     )
 
 
@@ -286,11 +287,15 @@ def test_expected_a_list_of_actions() -> None:
 
 def test_close_codes() -> None:
     assert only_error(route("    on:\n      close:\n        - close: {code: 1006}\n")) == (
-        "s.yaml:5:25: error: close code 1006 is not allowed here: use 1000 or 3000\u20134999\n"
+        "s.yaml:5:25: error: close code 1006 is not allowed here: use 1000\u20131003, "
+        "1007\u20131014 or 3000\u20134999 (1004\u20131006 and 1015 never go on the wire)\n"
         "    5 |         - close: {code: 1006}\n"
         "      |                         ^^^^"
     )
-    ok = "    on:\n      close:\n        - close: {code: 1000}\n        - close: {code: 3000}\n"
+    ok = (
+        "    on:\n      close:\n        - close: {code: 1000}\n        - close: {code: 3000}\n"
+        "        - close: {code: 1011}\n        - close: {code: 1003}\n"
+    )
     assert yaml_errors(route(ok)) == []
     assert str(yaml_errors(route("    auth:\n      - reject: {code: 1000}\n"))[0]) == (
         "s.yaml:4:24: error: close code 1000 is not allowed here: use 4000\u20134999"

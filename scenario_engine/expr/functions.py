@@ -22,7 +22,16 @@ from typing import Any
 
 from ..errors import EvaluationError, StringSyntaxError
 from .strings import unquote
-from .values import checked_text, is_number, to_json, to_text, type_name
+from .values import (
+    checked_items,
+    checked_text,
+    decode_json,
+    equal,
+    is_number,
+    to_json,
+    to_text,
+    type_name,
+)
 
 __all__ = ["ANY", "FUNCTIONS", "MATCHERS", "Function", "Signature", "pattern_error"]
 
@@ -105,6 +114,81 @@ def _keys(value: Any) -> list[str]:
     raise EvaluationError(f"keys() needs an object, not {type_name(value)}")
 
 
+def _string(name: str, value: Any, what: str = "a string") -> str:
+    if not isinstance(value, str):
+        raise EvaluationError(f"{name}() needs {what}, not {type_name(value)}")
+    return value
+
+
+def _whole(name: str, value: Any) -> int:
+    if not is_number(value) or int(value) != value:
+        raise EvaluationError(f"{name}() needs a whole number, not {to_text(value)[:40]}")
+    return int(value)
+
+
+def _starts_with(text: Any, prefix: Any) -> bool:
+    return _string("startsWith", text).startswith(_string("startsWith", prefix))
+
+
+def _ends_with(text: Any, suffix: Any) -> bool:
+    return _string("endsWith", text).endswith(_string("endsWith", suffix))
+
+
+def _slice(value: Any, start: Any = 0, end: Any = None) -> Any:
+    # JavaScript's slice: negative positions count from the end, out-of-range ones are clamped.
+    if not isinstance(value, str | list):
+        raise EvaluationError(f"slice() needs a string or an array, not {type_name(value)}")
+    first = _whole("slice", start)
+    return value[first:] if end is None else value[first : _whole("slice", end)]
+
+
+def _index_of(value: Any, item: Any) -> int:
+    if isinstance(value, str):
+        return value.find(_string("indexOf", item, "a string to look for in a string"))
+    if isinstance(value, list):
+        return next((i for i, x in enumerate(value) if equal(x, item)), -1)
+    raise EvaluationError(f"indexOf() needs a string or an array, not {type_name(value)}")
+
+
+def _split(text: Any, separator: Any) -> list[str]:
+    text, separator = _string("split", text), _string("split", separator)
+    # As JavaScript: an empty separator splits into characters.
+    parts = list(text) if separator == "" else text.split(separator)
+    return checked_items(parts)
+
+
+def _join(items: Any, separator: Any = ",") -> str:
+    if not isinstance(items, list):
+        raise EvaluationError(f"join() needs an array, not {type_name(items)}")
+    return checked_text(
+        _string("join", separator).join("" if item is None else to_text(item) for item in items)
+    )
+
+
+def _replace(text: Any, old: Any, new: Any) -> str:
+    text, old = _string("replace", text), _string("replace", old)
+    if old == "":
+        raise EvaluationError("replace() needs a non-empty string to replace")
+    return checked_text(text.replace(old, _string("replace", new)))
+
+
+def _parse(text: Any) -> Any:
+    try:
+        return decode_json(_string("parse", text, "JSON text (a string)"))
+    except ValueError as err:
+        raise EvaluationError(f"parse(): not JSON: {err}") from None
+    except RecursionError:
+        raise EvaluationError("parse(): not JSON: nested too deeply") from None
+
+
+def _chance(probability: Any) -> bool:
+    if not is_number(probability) or not 0 <= probability <= 1:
+        raise EvaluationError(
+            f"chance() needs a probability from 0 to 1, not {to_text(probability)[:40]}"
+        )
+    return bool(random.random() < probability)
+
+
 FUNCTIONS: dict[str, Function] = {
     f.name: f
     for f in (
@@ -155,6 +239,87 @@ FUNCTIONS: dict[str, Function] = {
             "json(msg)",
             "a value encoded as JSON text",
             lambda v: checked_text(to_json(v)),
+        ),
+        Function(
+            "parse",
+            1,
+            1,
+            "parse(slice(raw, 2))",
+            "JSON text decoded into a value (the reverse of json)",
+            _parse,
+        ),
+        Function(
+            "startsWith",
+            2,
+            2,
+            'startsWith(raw, "42")',
+            "whether a string starts with another",
+            _starts_with,
+        ),
+        Function(
+            "endsWith",
+            2,
+            2,
+            'endsWith(msg.file, ".png")',
+            "whether a string ends with another",
+            _ends_with,
+        ),
+        Function(
+            "slice",
+            1,
+            3,
+            "slice(raw, 2)",
+            "part of a string or array, from start up to (not including) end; negative "
+            "positions count from the end, as in JavaScript",
+            _slice,
+        ),
+        Function(
+            "indexOf",
+            2,
+            2,
+            'indexOf(raw, "[")',
+            "where a string is found in a string, or a value in an array; -1 if nowhere",
+            _index_of,
+        ),
+        Function(
+            "split",
+            2,
+            2,
+            'split(msg.tags, ",")',
+            'a string cut at every separator, as an array ("" cuts between characters)',
+            _split,
+        ),
+        Function(
+            "join",
+            1,
+            2,
+            'join(msg.names, ", ")',
+            'the items of an array as text, with a separator between them (default ",")',
+            _join,
+        ),
+        Function(
+            "replace",
+            3,
+            3,
+            'replace(msg.text, "cat", "dog")',
+            "a string with every occurrence of one string replaced by another",
+            _replace,
+        ),
+        Function(
+            "trim",
+            1,
+            1,
+            "trim(msg.name)",
+            "a string without the blanks around it",
+            _text_fn("trim", str.strip),
+        ),
+        Function(
+            "chance",
+            1,
+            1,
+            "chance(0.1)",
+            "true with the given probability (0 to 1): for faults that happen sometimes",
+            _chance,
         ),
     )
 }

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sized
+from typing import Any, TypeVar
 
 from ..errors import EvaluationError
 
@@ -24,14 +24,18 @@ __all__ = [
     "check_size",
     "checked_items",
     "checked_text",
+    "decode_json",
     "encode",
     "equal",
     "is_number",
+    "measure",
     "to_json",
     "to_text",
     "truthy",
     "type_name",
 ]
+
+_Items = TypeVar("_Items", bound=Sized)
 
 #: The names an expression can read (msg, conn, let names…) and their values.
 Context = dict[str, Any]
@@ -104,8 +108,14 @@ def to_json(value: Any, bounded: bool = False) -> str:
         check_size(value)
     try:
         return _ENCODER.encode(value)
-    except (ValueError, RecursionError) as err:  # circular, or nested too deep
+    except ValueError as err:
+        if "Out of range float" in str(err):
+            raise EvaluationError(
+                "NaN and Infinity are not JSON numbers (RFC 8259): no message may carry them"
+            ) from None
         raise EvaluationError(f"cannot encode as JSON: {err}") from None
+    except RecursionError:
+        raise EvaluationError("cannot encode as JSON: nested too deeply") from None
 
 
 def check_size(value: Any) -> None:
@@ -115,7 +125,14 @@ def check_size(value: Any) -> None:
     value: measure it, without building it, before anything encodes it. The walk stops as soon
     as the limit is passed, so it costs at most that much.
     """
-    budget = MAX_STRING
+    if measure(value, MAX_STRING) < 0:
+        raise EvaluationError(f"value too large to send (more than {MAX_STRING:,} characters)")
+
+
+def measure(value: Any, limit: int) -> int:
+    """About how many characters ``value`` takes as JSON, or -1 as soon as that passes
+    ``limit`` (the walk stops there, so it costs at most that much)."""
+    budget = limit
     stack = [value]
     while stack:
         item = stack.pop()
@@ -133,7 +150,8 @@ def check_size(value: Any) -> None:
         else:
             budget -= 8
         if budget < 0:
-            raise EvaluationError(f"value too large to send (more than {MAX_STRING:,} characters)")
+            return -1
+    return limit - budget
 
 
 def _jsonable(value: Any) -> Any:
@@ -147,7 +165,26 @@ def _jsonable(value: Any) -> Any:
 
 
 # One encoder for every message: json.dumps with options builds a new one per call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_jsonable)
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), default=_jsonable, allow_nan=False
+)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON (RFC 8259)")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):  # 1e999999: a JSON number, but no double holds it
+        raise ValueError(f"{text[:40]} is too large a number")
+    return number
+
+
+#: JSON text → value, strictly: NaN, Infinity and numbers too large for a double (which
+#: Python's decoder turns into inf) are not JSON, so a text holding one is not a JSON message.
+#: Raises ValueError (or RecursionError, for nesting too deep).
+decode_json = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite).decode
 
 
 def checked_text(text: str) -> str:
@@ -158,7 +195,7 @@ def checked_text(text: str) -> str:
     return text
 
 
-def checked_items(items: Any) -> Any:
+def checked_items(items: _Items) -> _Items:
     if len(items) > MAX_ITEMS:
         raise EvaluationError(f"too many items ({len(items):,}; the limit is {MAX_ITEMS:,})")
     return items

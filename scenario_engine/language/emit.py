@@ -81,7 +81,7 @@ class _MockWriter:
     # ---- structure -----------------------------------------------------------------------
     def document(self, ir: Mapping[str, Any]) -> str:
         _expect(ir, dict, "", "a scenario document is an object")
-        _only(ir, ("prefix", "let", "routes", "tests"), "")
+        _only(ir, ("prefix", "let", "state", "routes", "tests"), "")
         sections: list[list[str]] = []
         if "prefix" in ir:
             sections.append([f"prefix {self.path(ir['prefix'], '/prefix')}"])
@@ -94,6 +94,9 @@ class _MockWriter:
                     for name, value in constants.items()
                 ]
             )
+        if "state" in ir:
+            _expect(ir["state"], dict, "/state", "'state' is an object")
+            sections.append([self.statement("", "state ", ir["state"], "/state")])
         routes = ir.get("routes", [])
         _expect(routes, list, "/routes", "'routes' is a list")
         for i, route in enumerate(routes):
@@ -114,9 +117,15 @@ class _MockWriter:
                 "compression",
                 "maxMessage",
                 "maxConnections",
+                "maxRooms",
+                "maxTimers",
+                "maxSession",
                 "origins",
+                "subprotocols",
+                "latency",
                 "auth",
                 "on",
+                "every",
             ),
             pointer,
         )
@@ -138,11 +147,30 @@ class _MockWriter:
             count = route["maxConnections"]
             _expect(count, int, pointer + "/maxConnections", "'maxConnections' is a number")
             settings.append(f"{inner}max connections {count}")
+        for key, words in (("maxRooms", "max rooms"), ("maxTimers", "max timers")):
+            if key in route:
+                settings.append(f"{inner}{words} {_integer(route[key], f'{pointer}/{key}')}")
+        if "maxSession" in route:
+            settings.append(
+                inner + "max session " + self.quantity(route["maxSession"], pointer + "/maxSession")
+            )
         if "origins" in route:
             origins = route["origins"]
             _expect(origins, list, pointer + "/origins", "'origins' is a list of strings")
             settings.append(
                 inner + "origins [" + ", ".join(_plain_literal(o) for o in origins) + "]"
+            )
+        if "subprotocols" in route:
+            settings.append(inner + self.subprotocols(route["subprotocols"], pointer))
+        if "latency" in route:
+            latency = route["latency"]
+            _expect(latency, str, pointer + "/latency", "'latency' is a duration or a range")
+            settings.append(
+                inner
+                + "latency "
+                + "..".join(
+                    self.quantity(part, pointer + "/latency") for part in latency.split("..")
+                )
             )
         sections = [settings] if settings else []
         if "auth" in route:
@@ -171,6 +199,16 @@ class _MockWriter:
                     sections.append(self.message_handler(handler, f"{where}/{i}", inner))
             else:
                 sections.append(self.block(inner + "on " + event, handlers[event], where, inner))
+        timers = route.get("every", [])
+        _expect(timers, list, pointer + "/every", "'every' is a list of route timers")
+        for i, timer in enumerate(timers):
+            where = f"{pointer}/every/{i}"
+            _expect(timer, dict, where, "a route timer is an object")
+            _only(timer, ("interval", "times", "do"), where)
+            head = inner + "every " + self.delay(timer.get("interval"), where + "/interval")
+            if "times" in timer:
+                head += f" times {_integer(timer['times'], where + '/times')}"
+            sections.append(self.block(head, timer.get("do", []), where + "/do", inner))
         head = f"route {self.path(route.get('path'), pointer + '/path')}"
         if not sections:
             return [head + " {}"]
@@ -191,6 +229,40 @@ class _MockWriter:
             raise EmitError(pointer, f"'{value}' is not a number followed by a unit")
         return str(value)
 
+    def subprotocols(self, value: Any, pointer: str) -> str:
+        where = pointer + "/subprotocols"
+        _expect(value, dict, where, "'subprotocols' is an object")
+        _only(value, ("names", "required"), where)
+        names = value.get("names")
+        _expect(names, list, where + "/names", "'names' is a list of strings")
+        required = value.get("required", False)
+        _expect(required, bool, where + "/required", "'required' is true or false")
+        listed = ", ".join(_plain_literal(name) for name in names)
+        return f"subprotocols [{listed}]" + (" required" if required else "")
+
+    def delay(self, value: Any, pointer: str) -> str:
+        """A timer's interval or a wait: the duration as written, or its expression."""
+        _expect(value, str, pointer, "a delay is a duration like 500ms, or '${EXPR}'")
+        if terminal_regex("QUANTITY").fullmatch(value):
+            return str(value)
+        return self.template(value, pointer, 0, "", optional=True)
+
+    def timer_name(self, value: Any, pointer: str) -> str:
+        """A timer's name: a plain word bare (it is read back as that word); anything else as
+        a string literal or an expression that is not a bare name (a bare name is a word)."""
+        if (
+            isinstance(value, str)
+            and "${" not in value
+            and name_regex().fullmatch(value)
+            and value not in keywords()
+        ):
+            return value
+        if isinstance(value, str):
+            parts = _template_parts(value, pointer)
+            literal = _quoted_literal(parts)
+            return literal if literal is not None else self.concatenation(parts, pointer)
+        return "(" + self.flat(value, pointer) + ")"
+
     def compression(self, value: Any, pointer: str) -> str:
         _expect(value, dict, pointer, "'compression' is an object")
         _only(value, ("enabled", "threshold"), pointer)
@@ -207,10 +279,12 @@ class _MockWriter:
 
     # ---- auth -----------------------------------------------------------------------------
     def auth_step(self, step: Any, pointer: str, indent: str) -> str:
-        name, body = _single(step, pointer, ("reject", "accept", "let"))
+        name, body = _single(step, pointer, ("reject", "accept", "let", "wait"))
         where = f"{pointer}/{name}"
         if name == "accept":
             return self.statement(indent, "accept ", body, where)
+        if name == "wait":
+            return indent + "wait " + self.delay(body, where)
         if name == "let":
             return self.let_action(body, where, indent)
         _expect(body, dict, where, "'reject' is an object")
@@ -265,13 +339,47 @@ class _MockWriter:
         name, body = _single(
             action,
             pointer,
-            ("send", "broadcast", "join", "leave", "close", "ping", "pong", "let", "log"),
+            (
+                "send",
+                "broadcast",
+                "join",
+                "leave",
+                "close",
+                "ping",
+                "pong",
+                "let",
+                "log",
+                "every",
+                "after",
+                "cancel",
+                "wait",
+                "set",
+                "unset",
+                "drop",
+            ),
         )
         where = f"{pointer}/{name}"
         if name in ("send", "join", "leave", "log"):
             return [self.statement(indent, name + " ", body, where)]
         if name == "let":
             return [self.let_action(body, where, indent)]
+        if name in ("every", "after"):
+            return self.timer(name, body, where, indent)
+        if name == "cancel":
+            return [indent + "cancel " + self.timer_name(body, where)]
+        if name == "wait":
+            return [indent + "wait " + self.delay(body, where)]
+        if name == "unset":
+            return [indent + "unset " + self.expression(body, where)]
+        if name == "set":
+            _expect(body, dict, where, "'set' is an object with 'path' and 'value'")
+            _only(body, ("path", "value"), where)
+            head = f"{indent}set {self.expression(body.get('path'), where + '/path')} = "
+            return [head + self.template(body.get("value"), where + "/value", len(head), indent)]
+        if name == "drop":
+            _expect(body, dict, where, "'drop' is an empty object")
+            _only(body, (), where)
+            return [indent + "drop"]
         _expect(body, dict, where, f"'{name}' is an object")
         _only(
             body,
@@ -300,6 +408,19 @@ class _MockWriter:
                 body["data"], where + "/data", len(line) + 1, indent, optional=True
             )
         return [line]
+
+    def timer(self, name: str, body: Any, pointer: str, indent: str) -> list[str]:
+        _expect(body, dict, pointer, f"'{name}' is an object")
+        first = "interval" if name == "every" else "delay"
+        _only(
+            body, (first, "times", "as", "do") if name == "every" else (first, "as", "do"), pointer
+        )
+        head = f"{indent}{name} {self.delay(body.get(first), f'{pointer}/{first}')}"
+        if "times" in body:
+            head += f" times {_integer(body['times'], pointer + '/times')}"
+        if "as" in body:
+            head += " as " + self.timer_name(body["as"], pointer + "/as")
+        return self.block(head, body.get("do", []), pointer + "/do", indent)
 
     def broadcast(self, body: dict[str, Any], pointer: str, indent: str) -> str:
         line = self.statement(indent, "broadcast ", body.get("data"), pointer + "/data")
@@ -388,7 +509,7 @@ class _MockWriter:
             return self.connect_step(step, pointer, indent)
         if "wait" in step:
             _only(step, ("wait",), pointer)
-            return f"{indent}wait {self.quantity(step['wait'], pointer + '/wait')}"
+            return f"{indent}wait {self.delay(step['wait'], pointer + '/wait')}"
         if "let" in step:
             _only(step, ("let",), pointer)
             return self.let_action(step["let"], pointer + "/let", indent)

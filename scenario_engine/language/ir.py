@@ -16,23 +16,32 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, Required, TypeAlias, TypedDict, final
 
+from ..errors import ScenarioError
 from .source import Source, SourceMap, escape_pointer
 
 __all__ = [
     "AcceptStep",
     "Action",
+    "AfterAction",
+    "AfterBody",
     "AuthStep",
     "Binding",
     "BroadcastAction",
     "BroadcastBody",
+    "CancelAction",
     "ClientStep",
     "CloseAction",
     "CloseBody",
     "CloseStep",
     "Compression",
     "ConnectStep",
+    "Delay",
     "Document",
+    "DropAction",
+    "DropBody",
     "Duration",
+    "EveryAction",
+    "EveryBody",
     "ExpectCloseStep",
     "ExpectNoMessageStep",
     "ExpectStep",
@@ -40,6 +49,7 @@ __all__ = [
     "Handlers",
     "IfAction",
     "JoinAction",
+    "Latency",
     "LeaveAction",
     "Let",
     "Loaded",
@@ -51,13 +61,18 @@ __all__ = [
     "RejectBody",
     "RejectStep",
     "Route",
+    "RouteTimer",
     "SendAction",
     "SendStep",
+    "SetAction",
+    "SetBody",
     "Size",
+    "Subprotocols",
     "Template",
     "Test",
     "TestStep",
-    "WaitStep",
+    "UnsetAction",
+    "Wait",
     "template_strings",
 ]
 
@@ -72,6 +87,11 @@ Expression: TypeAlias = str
 Duration: TypeAlias = str
 #: A number and a unit B, KB, MB or GB (``"64KB"``).
 Size: TypeAlias = str
+#: How long a timer or a wait waits: a Duration, or a template evaluated when it starts
+#: (``"${pingInterval}"``) giving a duration text or a number of milliseconds.
+Delay: TypeAlias = str
+#: A route's latency: a Duration, or a range of them (``"10ms..50ms"``).
+Latency: TypeAlias = str
 
 
 # ---- actions ----------------------------------------------------------------------------------
@@ -168,6 +188,86 @@ class LogAction(TypedDict):
     log: Template
 
 
+@final
+class Wait(TypedDict):
+    """``{"wait": DELAY}``: an action (the rest of the handler runs later), an auth step (the
+    handshake's answer waits), or a test step (a pause)."""
+
+    wait: Delay
+
+
+#: The body of ``every``: run ``do`` every ``interval``, ``times`` times at most, under a name
+#: (``as``, a template) that ``cancel`` stops and a new start replaces.
+EveryBody = TypedDict(
+    "EveryBody",
+    {
+        "interval": Delay,
+        "times": NotRequired[int],
+        "as": NotRequired[Template],
+        "do": "list[Action]",
+    },
+)
+
+
+@final
+class EveryAction(TypedDict):
+    """``{"every": {...}}``: a timer of this connection that repeats."""
+
+    every: EveryBody
+
+
+#: The body of ``after``: run ``do`` once, ``delay`` from now, under a name (``as``).
+AfterBody = TypedDict(
+    "AfterBody", {"delay": Delay, "as": NotRequired[Template], "do": "list[Action]"}
+)
+
+
+@final
+class AfterAction(TypedDict):
+    """``{"after": {...}}``: a timer of this connection that runs once."""
+
+    after: AfterBody
+
+
+@final
+class CancelAction(TypedDict):
+    """``{"cancel": TEMPLATE}``: stop this connection's timer of that name, if running."""
+
+    cancel: Template
+
+
+class SetBody(TypedDict):
+    """Where to write (a path into ``session`` or ``state``) and the value to write."""
+
+    path: Expression
+    value: Template
+
+
+@final
+class SetAction(TypedDict):
+    """``{"set": {"path": EXPR, "value": TEMPLATE}}``: write into session or state."""
+
+    set: SetBody
+
+
+@final
+class UnsetAction(TypedDict):
+    """``{"unset": EXPR}``: remove a key of session or state."""
+
+    unset: Expression
+
+
+class DropBody(TypedDict):
+    """``drop`` takes nothing."""
+
+
+@final
+class DropAction(TypedDict):
+    """``{"drop": {}}``: cut the TCP connection without a close frame."""
+
+    drop: DropBody
+
+
 # The keys of an if action are Python keywords: the functional syntax spells them, and a final
 # class (so that ``"if" in action`` narrows) derives from it.
 _IfKeys = TypedDict(
@@ -191,6 +291,13 @@ Action: TypeAlias = (
     | Let
     | LogAction
     | IfAction
+    | EveryAction
+    | AfterAction
+    | CancelAction
+    | Wait
+    | SetAction
+    | UnsetAction
+    | DropAction
 )
 
 
@@ -218,7 +325,7 @@ class AcceptStep(TypedDict):
     accept: Template
 
 
-AuthStep: TypeAlias = RejectStep | AcceptStep | Let
+AuthStep: TypeAlias = RejectStep | AcceptStep | Let | Wait
 
 
 # ---- routes -----------------------------------------------------------------------------------
@@ -249,17 +356,38 @@ class Compression(TypedDict, total=False):
     threshold: Size
 
 
+class Subprotocols(TypedDict, total=False):
+    """The subprotocols a route speaks, and whether a client must offer one of them."""
+
+    names: Required[list[str]]
+    required: bool
+
+
+class RouteTimer(TypedDict, total=False):
+    """A route's own timer: runs ``do`` every ``interval`` from start-up (``times`` at most)."""
+
+    interval: Required[Delay]
+    times: int
+    do: Required[list[Action]]
+
+
 class Route(TypedDict, total=False):
-    """One WebSocket endpoint: its path, settings, auth steps and handlers."""
+    """One WebSocket endpoint: its path, settings, auth steps, handlers and timers."""
 
     path: Required[str]
     heartbeat: Duration
     compression: Compression
     maxMessage: Size
     maxConnections: int
+    maxRooms: int
+    maxTimers: int
+    maxSession: Size
     origins: list[str]
+    subprotocols: Subprotocols
+    latency: Latency
     auth: list[AuthStep]
     on: Handlers
+    every: list[RouteTimer]
 
 
 # ---- tests ------------------------------------------------------------------------------------
@@ -322,13 +450,6 @@ class CloseStep(TypedDict):
     close: CloseBody
 
 
-@final
-class WaitStep(TypedDict):
-    """``{"wait": DURATION}``: pause."""
-
-    wait: Duration
-
-
 ClientStep: TypeAlias = SendStep | ExpectStep | ExpectNoMessageStep | ExpectCloseStep | CloseStep
 # Spelled out rather than ``ConnectStep | ClientStep | ...``: mypy does not narrow with ``in``
 # through a union alias nested in a union.
@@ -339,7 +460,7 @@ TestStep: TypeAlias = (
     | ExpectNoMessageStep
     | ExpectCloseStep
     | CloseStep
-    | WaitStep
+    | Wait
     | Let
 )
 
@@ -356,10 +477,11 @@ class Test(TypedDict, total=False):
 
 
 class Document(TypedDict, total=False):
-    """A scenario file: prefix, constants (name → template), routes and tests."""
+    """A scenario file: prefix, constants (name → template), initial state, routes, tests."""
 
     prefix: str
     let: dict[str, Template]
+    state: dict[str, Template]
     routes: list[Route]
     tests: list[Test]
 
@@ -378,6 +500,11 @@ class Loaded:
     source_map: SourceMap = field(default_factory=dict)
     #: The top-level lets' values, once validation has evaluated them.
     constants: dict[str, Any] | None = None
+    #: The initial ``state``, once validation has evaluated it.
+    state: dict[str, Any] | None = None
+    #: What validation found worth saying that is not an error (a ``cancel`` of a timer name
+    #: nothing starts): shown by ``check`` and ``serve``, never a reason to refuse the file.
+    warnings: list[ScenarioError] = field(default_factory=list)
 
     @property
     def spelling(self) -> str:

@@ -11,9 +11,10 @@ again, so that one run reports the errors of several lines, as a compiler does.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import re
 from collections.abc import Mapping
-from typing import TypedDict
+from typing import TypedDict, cast
 
 from lark import Token
 from lark.exceptions import UnexpectedInput
@@ -24,6 +25,7 @@ from ..expr.syntax import (
     ArrayLit,
     Expr,
     Literal,
+    Name,
     Node,
     ObjectLit,
     Stmt,
@@ -35,12 +37,14 @@ from ..expr.syntax import (
 from ..expr.syntax_errors import MAX_NESTING, brackets_balance, describe_syntax_error, max_nesting
 from .ir import (
     Action,
+    AfterBody,
     AuthStep,
     Binding,
     BroadcastBody,
     CloseBody,
     ConnectStep,
     Document,
+    EveryBody,
     ExpectCloseStep,
     ExpectStep,
     Expression,
@@ -50,7 +54,9 @@ from .ir import (
     PingPongBody,
     RejectBody,
     Route,
+    RouteTimer,
     SendStep,
+    Subprotocols,
     Template,
     Test,
     TestStep,
@@ -185,6 +191,7 @@ class _Front:
         routes: list[Route] = []
         tests: list[Test] = []
         constants: dict[str, Template] = {}
+        state: dict[str, Template] | None = None
         self.mark("", tree)
         for item in tree.parts:
             try:
@@ -211,6 +218,16 @@ class _Front:
                     pointer = f"/let/{name}"
                     self.mark(pointer + "#key", item.parts[0])
                     constants[name] = self.template(item.parts[1], pointer)
+                elif item.kind == "state":
+                    if state is not None:
+                        self.error(
+                            item.start,
+                            item.end,
+                            "'state' is given twice",
+                            "a file has one state block; put every key in it",
+                        )
+                        continue
+                    state = self.state(item)
                 elif item.kind == "test":
                     tests.append(self.test(item, f"/tests/{len(tests)}"))
                 else:
@@ -222,12 +239,28 @@ class _Front:
         if constants:
             ir["let"] = constants
             self.mark("/let", tree)
+        if state is not None:
+            ir["state"] = state
         ir["routes"] = routes
         self.mark("/routes", tree)
         if tests:
             ir["tests"] = tests
             self.mark("/tests", tree)
         return ir
+
+    def state(self, node: Stmt) -> dict[str, Template]:
+        value = node.parts[0]
+        if not isinstance(value, ObjectLit):
+            self.error(
+                value.start,
+                value.end,
+                "the state block is an object",
+                "write its initial keys and values: state { highest: 0, bidder: null }",
+            )
+            raise _Abort
+        initial: dict[str, Template] = self.template(value, "/state")
+        self.mark("/state", node)
+        return initial
 
     def path(self, node: Stmt, pointer: str) -> str:
         token = node.parts[0]
@@ -250,9 +283,14 @@ class _Front:
         route: Route = {"path": self.path(node.parts[0], pointer + "/path")}
         handlers: dict[str, list[Action]] = {}  # event (connect, close, error) → its actions
         messages: list[MessageHandler] = []
+        timers: list[RouteTimer] = []
         seen: dict[str, Stmt] = {}
         for item in node.parts[1:]:
             key = _SETTING_KEYS.get(item.kind, item.kind)
+            if item.kind == "route_every":
+                with contextlib.suppress(_Abort):
+                    timers.append(self.route_timer(item, f"{pointer}/every/{len(timers)}"))
+                continue
             if key in seen and key != "on_message":
                 first_line, _ = self.position(seen[key].start)
                 what = _SETTING_NAMES.get(key, key.replace("_", " "))
@@ -280,7 +318,21 @@ class _Front:
         if on:
             route["on"] = on
             self.mark(pointer + "/on", node)
+        if timers:
+            route["every"] = timers
+            self.mark(pointer + "/every", node)
         return route
+
+    def route_timer(self, node: Stmt, pointer: str) -> RouteTimer:
+        delay, times, block = node.parts
+        self.mark(pointer, node)
+        timer: dict[str, object] = {"interval": self.delay(delay, pointer + "/interval")}
+        if times is not None:
+            timer["times"] = self.integer(
+                times.parts[0], pointer + "/times", "'times' is a whole number like 3"
+            )
+        timer["do"] = self.block(block, pointer + "/do", node)
+        return cast(RouteTimer, timer)  # built key by key for the IR's order: ``do`` last
 
     def route_item(
         self,
@@ -314,12 +366,41 @@ class _Front:
                 pointer + "/maxConnections",
                 "a connection limit is a whole number like 100",
             )
+        elif kind == "max_rooms":
+            route["maxRooms"] = self.integer(
+                item.parts[0], pointer + "/maxRooms", "a room limit is a whole number like 100"
+            )
+        elif kind == "max_timers":
+            route["maxTimers"] = self.integer(
+                item.parts[0], pointer + "/maxTimers", "a timer limit is a whole number like 10"
+            )
+        elif kind == "max_session":
+            route["maxSession"] = self.quantity(item.parts[0], pointer + "/maxSession", "size")
         elif kind == "origins":
             self.mark(pointer + "/origins", item)
             route["origins"] = []
             for i, token in enumerate(t for t in item.parts if t is not None):
                 route["origins"].append(self.plain_string(token))
                 self.mark(f"{pointer}/origins/{i}", token)
+        elif kind == "subprotocols":
+            *tokens, required = item.parts
+            self.mark(pointer + "/subprotocols", item)
+            protocols: Subprotocols = {"names": []}
+            self.mark(pointer + "/subprotocols/names", item)
+            for i, token in enumerate(t for t in tokens if t is not None):
+                protocols["names"].append(self.plain_string(token))
+                self.mark(f"{pointer}/subprotocols/names/{i}", token)
+            if required is not None:
+                protocols["required"] = True
+                self.mark(pointer + "/subprotocols/required", required)
+            route["subprotocols"] = protocols
+        elif kind == "latency":
+            low, high = item.parts
+            latency = self.quantity(low, pointer + "/latency", "duration")
+            if high is not None:
+                latency += ".." + self.quantity(high, pointer + "/latency", "duration")
+            self.mark(pointer + "/latency", item)
+            route["latency"] = latency
         elif kind == "auth":
             self.mark(pointer + "/auth", item)
             route["auth"] = [
@@ -354,6 +435,8 @@ class _Front:
             return {"accept": self.template(node.parts[0], pointer + "/accept")}
         if node.kind == "let_stmt":
             return {"let": self.let(node, pointer + "/let")}
+        if node.kind == "wait":
+            return {"wait": self.delay(node.parts[0], pointer + "/wait")}
         code_node, reason, condition = node.parts
         body: RejectBody = {}
         if code_node.kind == "close_code":
@@ -448,8 +531,78 @@ class _Front:
             return {"ping": frame} if kind == "ping" else {"pong": frame}
         if kind == "let_stmt":
             return {"let": self.let(node, pointer + "/let")}
+        if kind == "every":
+            delay, times, name, block = node.parts
+            every: dict[str, object] = {"interval": self.delay(delay, pointer + "/every/interval")}
+            if times is not None:
+                every["times"] = self.integer(
+                    times.parts[0], pointer + "/every/times", "'times' is a whole number like 3"
+                )
+            if name is not None:
+                every["as"] = self.timer_name(name.parts[0], pointer + "/every/as")
+            every["do"] = self.block(block, pointer + "/every/do", node)
+            self.mark(pointer + "/every", node)
+            return {"every": cast(EveryBody, every)}  # key by key for the order: ``do`` last
+        if kind == "after":
+            delay, name, block = node.parts
+            after: dict[str, object] = {"delay": self.delay(delay, pointer + "/after/delay")}
+            if name is not None:
+                after["as"] = self.timer_name(name.parts[0], pointer + "/after/as")
+            after["do"] = self.block(block, pointer + "/after/do", node)
+            self.mark(pointer + "/after", node)
+            return {"after": cast(AfterBody, after)}  # key by key for the order: ``do`` last
+        if kind == "cancel":
+            return {"cancel": self.timer_name(node.parts[0], pointer + "/cancel")}
+        if kind == "wait":
+            return {"wait": self.delay(node.parts[0], pointer + "/wait")}
+        if kind == "set":
+            target, value = node.parts
+            self.mark(pointer + "/set", node)
+            return {
+                "set": {
+                    "path": self.expression(target, pointer + "/set/path"),
+                    "value": self.template(value, pointer + "/set/value"),
+                }
+            }
+        if kind == "unset":
+            return {"unset": self.expression(node.parts[0], pointer + "/unset")}
+        if kind == "drop":
+            self.mark(pointer + "/drop", node)
+            return {"drop": {}}
         assert kind == "if_stmt", kind
         return self.if_action(node, pointer)
+
+    def delay(self, node: Stmt, pointer: str) -> str:
+        """A timer's interval or a wait: a duration as written, or ``${EXPR}`` to evaluate."""
+        value = node.parts[0]
+        if isinstance(value, Token):  # QUANTITY
+            self.mark(pointer, value)
+            return str(value)
+        if isinstance(value, Literal) and not isinstance(value.value, bool | None):
+            self.error(
+                value.start,
+                value.end,
+                "a duration needs a unit",
+                f"write for example {value.value}ms or {value.value}s",
+            )
+            raise _Abort
+        template = self.template(value, pointer)
+        if not isinstance(template, str):
+            self.error(
+                value.start,
+                value.end,
+                "a duration is a value such as 500ms, or an expression giving one",
+                "write for example every 500ms, or every interval with let interval = 500",
+            )
+            raise _Abort
+        return template
+
+    def timer_name(self, node: Expr, pointer: str) -> Template:
+        """A timer's name: a bare word is that word; any other expression is evaluated."""
+        if isinstance(node, Name):
+            self.mark(pointer, node)
+            return node.name
+        return self.template(node, pointer)
 
     def if_action(self, node: Stmt, pointer: str) -> IfAction:
         test, then, otherwise = node.parts
@@ -499,7 +652,7 @@ class _Front:
         if kind == "connect":
             return self.connect(node, pointer)
         if kind == "wait":
-            return {"wait": self.quantity(node.parts[0], pointer + "/wait", "duration")}
+            return {"wait": self.delay(node.parts[0], pointer + "/wait")}
         if kind == "let_stmt":
             return {"let": self.let(node, pointer + "/let")}
         client_token, *rest = node.parts
@@ -676,6 +829,9 @@ _SETTING_KEYS = {
 _SETTING_NAMES = {
     "max_message": "max message",
     "max_connections": "max connections",
+    "max_rooms": "max rooms",
+    "max_timers": "max timers",
+    "max_session": "max session",
     "on_connect": "on connect",
     "on_close": "on close",
     "on_error": "on error",

@@ -413,8 +413,8 @@ def _type_hint(path: Sequence[object], schema: Mapping[str, Any], instance: obje
 
 def _pattern_hint(schema: Mapping[str, Any], value: object) -> str | None:
     title = schema.get("title")
-    if title in {"Duration", "Size"} and _BARE_NUMBER.fullmatch(str(value)):
-        units = ("s", "ms") if title == "Duration" else ("KB", "MB")
+    if title in {"Duration", "Delay", "Size"} and _BARE_NUMBER.fullmatch(str(value)):
+        units = ("KB", "MB") if title == "Size" else ("s", "ms")
         return f"add a unit, e.g. '{value}{units[0]}' or '{value}{units[1]}'"
     if title in {"Path", "Prefix"} and isinstance(value, str):
         segments = [s for s in value.strip().split("/") if s]

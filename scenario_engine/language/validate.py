@@ -3,31 +3,44 @@
 The schema (``schema.py``) checks the shape of the IR. What it cannot see is checked here, with
 the source map giving every finding a file:line:col: names that are not defined where they are
 used (with did-you-mean), calls of unknown functions or with the wrong number of arguments,
-handlers and auth steps that can never run, durations and sizes that are zero, close reasons
-longer than the protocol allows, and routes defined twice, also across files.
+handlers and auth steps that can never run, durations and sizes that are zero (and timers under
+10 ms), close reasons longer than the protocol allows, what each place may do (no ``send`` in a
+route timer, no ``wait`` in ``on close``, ``set`` only into ``session`` or ``state``), and
+routes defined twice, also across files. A ``cancel`` of a name no timer of its route starts is
+a warning (``Loaded.warnings``), not an error.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ..errors import ConstantError, ExpressionSyntaxError, ScenarioError, did_you_mean
-from ..expr.evaluate import evaluate_constants
+from ..errors import (
+    ConstantError,
+    EvaluationError,
+    ExpressionSyntaxError,
+    ScenarioError,
+    did_you_mean,
+)
+from ..expr.evaluate import compile_template, evaluate_constants
 from ..expr.functions import ANY, FUNCTIONS, MATCHERS, Signature, pattern_error
 from ..expr.parse import Embedded, embedded_expressions, parse_expression, walk_located
-from ..expr.syntax import Call, Expr, Member, Name, StringLit, keywords, name_regex
+from ..expr.syntax import Call, Expr, Index, Member, Name, StringLit, keywords, name_regex
+from ..expr.values import check_size
 from .ir import (
     Action,
+    AfterBody,
     AuthStep,
     Binding,
     ClientStep,
     ConnectStep,
+    EveryBody,
     Expression,
     Loaded,
     MessageHandler,
     Route,
+    RouteTimer,
     Template,
     Test,
     template_strings,
@@ -37,25 +50,43 @@ from .schema import schema_errors
 from .source import Span, locate
 from .units import parse_duration, parse_size
 
-__all__ = ["CONN_FIELDS", "check_duplicate_routes", "error_at", "route_key", "validate"]
+__all__ = [
+    "CONN_FIELDS",
+    "MIN_TIMER_INTERVAL",
+    "check_duplicate_routes",
+    "error_at",
+    "route_key",
+    "validate",
+]
 
 #: Properties of ``conn`` an expression may read.
-CONN_FIELDS = ("id", "rooms", "ip", "path", "query", "headers", "params")
+CONN_FIELDS = ("id", "rooms", "ip", "path", "query", "headers", "params", "subprotocol")
 #: Properties of ``error`` in ``on error``.
 ERROR_FIELDS = ("message", "location")
+#: Properties of ``timer`` in an ``every`` or ``after`` block.
+TIMER_FIELDS = ("count",)
+#: The shortest interval of a timer, delay of ``after`` or ``wait`` (seconds).
+MIN_TIMER_INTERVAL = 0.010
 
 _REQUEST = ("conn", "query", "headers", "params")
 _ROOTS_BY_CONTEXT: dict[str, tuple[str, ...]] = {
     "constant": (),
-    "auth": _REQUEST,
-    "connect": (*_REQUEST, "auth"),
-    "message": (*_REQUEST, "auth", "msg", "raw"),
-    "close": (*_REQUEST, "auth", "code", "reason"),
-    "error": (*_REQUEST, "auth", "error", "msg", "raw"),
+    "auth": (*_REQUEST, "state"),
+    "connect": (*_REQUEST, "auth", "session", "state"),
+    "message": (*_REQUEST, "auth", "msg", "raw", "session", "state"),
+    "close": (*_REQUEST, "auth", "code", "reason", "session", "state"),
+    "error": (*_REQUEST, "auth", "error", "msg", "raw", "session", "state"),
+    "route-timer": ("state",),
     "test": (),
     "expect": (ANY,),
     "capture": ("msg",),
 }
+#: Names only some blocks define, whatever the handler: ``timer`` in every and after blocks.
+_BLOCK_NAMES = ("timer",)
+#: What ``set`` and ``unset`` may write into.
+_WRITABLE = ("session", "state")
+#: Actions that act on the connection, which a route timer does not have.
+_CONNECTION_ACTIONS = ("send", "close", "join", "leave", "ping", "pong", "drop")
 _WHERE_AVAILABLE = {
     "msg": "'msg' is the message being handled: use it in 'on message' (or 'on error')",
     "raw": "'raw' is the message as received: use it in 'on message' (or 'on error')",
@@ -67,9 +98,14 @@ _WHERE_AVAILABLE = {
     "query": "constants are evaluated once at load, before any connection",
     "headers": "constants are evaluated once at load, before any connection",
     "params": "constants are evaluated once at load, before any connection",
+    "session": "'session' belongs to a connection: use it in the handlers of a route",
+    "state": "'state' is read while the mock runs: use it in the routes' handlers",
+    "timer": "'timer' is only defined in an every or after block (timer.count)",
     ANY: "'any' stands for any value in an expected message (a test's expect step)",
 }
-_ALL_ROOTS = frozenset(r for roots in _ROOTS_BY_CONTEXT.values() for r in roots)
+_ALL_ROOTS = frozenset(r for roots in _ROOTS_BY_CONTEXT.values() for r in roots) | frozenset(
+    _BLOCK_NAMES
+)
 _CONTEXT_TEXT = {
     "constant": "a top-level let",
     "auth": "the auth block",
@@ -77,6 +113,7 @@ _CONTEXT_TEXT = {
     "message": "'on message'",
     "close": "'on close'",
     "error": "'on error'",
+    "route-timer": "a route timer",
     "test": "a test",
     "expect": "an expected message",
     "capture": "a capture",
@@ -98,6 +135,7 @@ def validate(loaded: Loaded) -> list[ScenarioError]:
         return errors
     checker = _Checker(loaded)
     checker.document()
+    loaded.warnings = checker.warnings
     return errors + checker.errors
 
 
@@ -158,11 +196,24 @@ def error_at(
 
 @dataclass
 class _Scope:
+    """Where an expression or action is: the handler (``context``), the names defined so far,
+    and whether it is inside an every or after block (``timer``)."""
+
     context: str
     names: set[str]
+    timer: bool = False
 
-    def child(self) -> _Scope:
-        return _Scope(self.context, set(self.names))
+    def child(self, timer: bool | None = None) -> _Scope:
+        return _Scope(self.context, set(self.names), self.timer if timer is None else timer)
+
+
+@dataclass
+class _TimerNames:
+    """The names a route's timers start under and the cancels of them, for the warning about
+    a cancel that stops nothing."""
+
+    started: set[str]
+    cancels: list[tuple[str, str]]  # (name template as written, pointer)
 
 
 class _Checker:
@@ -170,7 +221,9 @@ class _Checker:
         self.loaded = loaded
         self.ir = loaded.ir
         self.errors: list[ScenarioError] = []
+        self.warnings: list[ScenarioError] = []
         self.constants: set[str] = set()
+        self.timer_names = _TimerNames(set(), [])
 
     def error(
         self,
@@ -182,6 +235,10 @@ class _Checker:
         text: str | None = None,
     ) -> None:
         self.errors.append(error_at(self.loaded, pointer, message, hint, offset, length, text))
+
+    def warning(self, pointer: str, message: str, hint: str | None = None) -> None:
+        found = error_at(self.loaded, pointer, message, hint)
+        self.warnings.append(replace(found, severity="warning"))
 
     # ---- structure ------------------------------------------------------------------------
     def document(self) -> None:
@@ -206,6 +263,8 @@ class _Checker:
                     f"constant '{err.name}' cannot be evaluated: {err}",
                     "constants are evaluated once, when the scenario is loaded",
                 )
+        if "state" in self.ir:
+            self.state(self.ir["state"])
         if not self.ir.get("routes") and not self.ir.get("tests"):
             self.error(
                 "/routes",
@@ -229,8 +288,26 @@ class _Checker:
             names.setdefault(test["name"], i)
             self.test(test, f"/tests/{i}")
 
+    def state(self, initial: dict[str, Template]) -> None:
+        """The initial state: a template of constants, evaluated once here, like them."""
+        self.template(initial, "/state", _Scope("constant", set(self.constants)))
+        if self.errors:
+            return
+        try:
+            value = compile_template(initial)[0](dict(self.loaded.constants or {}))
+            check_size(value)
+        except EvaluationError as err:
+            self.error(
+                "/state",
+                f"the initial state cannot be evaluated: {err}",
+                "it is evaluated once, when the scenario is loaded",
+            )
+            return
+        self.loaded.state = value
+
     def route(self, route: Route, pointer: str) -> None:
         self.path(route["path"], pointer + "/path")
+        self.timer_names = _TimerNames(set(), [])
         if "heartbeat" in route:
             self.quantity(route["heartbeat"], pointer + "/heartbeat", parse_duration)
         if "maxMessage" in route:
@@ -243,6 +320,10 @@ class _Checker:
                 parse_size,
                 allow_zero=True,
             )
+        if "maxSession" in route:
+            self.quantity(route["maxSession"], pointer + "/maxSession", parse_size)
+        if "latency" in route:
+            self.latency(route["latency"], pointer + "/latency")
         base = self.constants
         if "auth" in route:
             self.auth(route["auth"], pointer + "/auth", _Scope("auth", set(base)))
@@ -257,6 +338,51 @@ class _Checker:
                 self.actions(on["close"], where, _Scope(event, set(base)))
             elif event == "error":
                 self.actions(on["error"], where, _Scope(event, set(base)))
+        for i, timer in enumerate(route.get("every", [])):
+            self.route_timer(timer, f"{pointer}/every/{i}", base)
+        for name, where in self.timer_names.cancels:
+            dynamic = "${" in name
+            if name not in self.timer_names.started and not (
+                dynamic and any("${" in started for started in self.timer_names.started)
+            ):
+                self.warning(
+                    where,
+                    f"no timer of this route is started as {name!r}: this cancel stops nothing",
+                    did_you_mean(name, self.timer_names.started)
+                    or "start the timer with 'every ... as NAME' or 'after ... as NAME'",
+                )
+
+    def route_timer(self, timer: RouteTimer, pointer: str, base: set[str]) -> None:
+        self.delay(timer["interval"], pointer + "/interval", _Scope("route-timer", set(base)))
+        self.actions(timer["do"], pointer + "/do", _Scope("route-timer", set(base), timer=True))
+
+    def latency(self, value: str, pointer: str) -> None:
+        try:
+            bounds = [parse_duration(part) for part in value.split("..")]
+        except ValueError:
+            return  # malformed: the schema's pattern reports it
+        if len(bounds) == 2 and bounds[0] > bounds[1]:
+            self.error(
+                pointer,
+                f"latency {value!r} goes from more to less",
+                "write the shorter delay first, e.g. 10ms..50ms",
+            )
+
+    def delay(self, value: str, pointer: str, scope: _Scope) -> None:
+        """A timer's interval or a wait: a duration (at least 10 ms), or ``${EXPR}``."""
+        if "${" in value:
+            self.template(value, pointer, scope)
+            return
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            return  # malformed: the schema's pattern reports it
+        if seconds < MIN_TIMER_INTERVAL:
+            self.error(
+                pointer,
+                f"'{value}' is shorter than the 10ms a timer or wait takes at least",
+                "write 10ms or more",
+            )
 
     def path(self, path: str, pointer: str) -> None:
         names = _PARAM.findall(path)
@@ -310,6 +436,8 @@ class _Checker:
             elif "accept" in step:
                 self.template(step["accept"], where + "/accept", scope)
                 final = i if final is None else final
+            elif "wait" in step:
+                self.delay(step["wait"], where + "/wait", scope)
             else:
                 self.let(step["let"], where + "/let", scope)
 
@@ -347,6 +475,19 @@ class _Checker:
     def actions(self, actions: list[Action], pointer: str, scope: _Scope) -> None:
         for i, action in enumerate(actions):
             where = f"{pointer}/{i}"
+            name = next(iter(action), "")
+            if scope.context == "route-timer" and name in _CONNECTION_ACTIONS:
+                self.error(
+                    where,
+                    f"'{name}' needs a connection, and a route timer has none",
+                    "a route timer runs for the whole route: broadcast reaches its connections",
+                )
+            if name in ("wait", "every", "after") and scope.context == "close":
+                self.error(
+                    where,
+                    f"'{name}' in 'on close' would never run on: the connection is gone",
+                    "do it in 'on message' or 'on connect'",
+                )
             if "if" in action:
                 self.expression(action["if"], where + "/if", scope)
                 self.actions(action["then"], where + "/then", scope.child())
@@ -377,6 +518,70 @@ class _Checker:
                     self.template(action["pong"]["data"], where + "/pong/data", scope)
             elif "let" in action:
                 self.let(action["let"], where + "/let", scope)
+            elif "every" in action:
+                every = action["every"]
+                self.delay(every["interval"], where + "/every/interval", scope)
+                self.timer_block(every, where + "/every", scope)
+            elif "after" in action:
+                after = action["after"]
+                self.delay(after["delay"], where + "/after/delay", scope)
+                self.timer_block(after, where + "/after", scope)
+            elif "cancel" in action:
+                self.template(action["cancel"], where + "/cancel", scope)
+                if isinstance(action["cancel"], str):
+                    self.timer_names.cancels.append((action["cancel"], where + "/cancel"))
+            elif "wait" in action:
+                self.delay(action["wait"], where + "/wait", scope)
+            elif "set" in action:
+                self.writable(action["set"]["path"], where + "/set/path", scope, "set")
+                self.template(action["set"]["value"], where + "/set/value", scope)
+            elif "unset" in action:
+                self.writable(action["unset"], where + "/unset", scope, "unset")
+
+    def timer_block(self, body: EveryBody | AfterBody, pointer: str, scope: _Scope) -> None:
+        if scope.context == "route-timer":
+            self.error(
+                pointer,
+                "a route timer cannot start timers",
+                "start connection timers in a handler; a route timer repeats by itself",
+            )
+        if "as" in body:
+            self.template(body["as"], pointer + "/as", scope)
+            if isinstance(body["as"], str):
+                self.timer_names.started.add(body["as"])
+        # The block sees the names of where it is written, as they were when it started.
+        self.actions(body["do"], pointer + "/do", scope.child(timer=True))
+
+    def writable(self, text: Expression, pointer: str, scope: _Scope, verb: str) -> None:
+        """The path of a set or unset: session or state, then .key and [expr] steps."""
+        try:
+            expr = parse_expression(text)
+        except ExpressionSyntaxError as err:
+            self.error(pointer, err.message, err.hint, err.start, err.end - err.start, text)
+            return
+        node: Expr = expr
+        steps = 0
+        while isinstance(node, Member | Index):
+            node = node.target
+            steps += 1
+        example = f"{verb} session.name" + (" = msg.name" if verb == "set" else "")
+        if not isinstance(node, Name) or node.name not in _WRITABLE or node.name in scope.names:
+            self.error(
+                pointer,
+                f"'{verb}' writes into session or state, not {text.strip()!r}",
+                f"start the path with session or state, e.g. {example}",
+                node.start if isinstance(node, Name | Member | Index) else 0,
+                node.end - node.start if isinstance(node, Name | Member | Index) else len(text),
+                text,
+            )
+            return
+        if verb == "unset" and steps == 0:
+            self.error(
+                pointer,
+                f"'unset' removes a key of {node.name}, not {node.name} itself",
+                f"name the key, e.g. unset {node.name}.name",
+            )
+        self.names(expr, 0, text, pointer, scope)
 
     def let(self, body: Binding, pointer: str, scope: _Scope) -> None:
         name = body["name"]
@@ -416,7 +621,10 @@ class _Checker:
             elif "let" in step:
                 self.let(step["let"], where + "/let", scope)
             elif "wait" in step:
-                self.quantity(step["wait"], where + "/wait", parse_duration)
+                if "${" in step["wait"]:
+                    self.template(step["wait"], where + "/wait", scope)
+                else:
+                    self.quantity(step["wait"], where + "/wait", parse_duration)
 
     def connect_step(
         self, step: ConnectStep, pointer: str, scope: _Scope, connected: dict[str, str]
@@ -560,6 +768,8 @@ class _Checker:
 
     def names(self, expr: Expr, offset: int, text: str, pointer: str, scope: _Scope) -> None:
         visible = set(_ROOTS_BY_CONTEXT[scope.context]) | scope.names
+        if scope.timer:
+            visible.add("timer")
         functions: Mapping[str, Signature] = (
             {**FUNCTIONS, **MATCHERS} if scope.context == "expect" else FUNCTIONS
         )
@@ -613,7 +823,9 @@ class _Checker:
                         f"for example {signature.usage}",
                     )
             elif isinstance(node, Member) and isinstance(node.target, Name):
-                fields = {"conn": CONN_FIELDS, "error": ERROR_FIELDS}.get(node.target.name)
+                fields = {"conn": CONN_FIELDS, "error": ERROR_FIELDS, "timer": TIMER_FIELDS}.get(
+                    node.target.name
+                )
                 if fields and node.target.name not in scope.names and node.name not in fields:
                     report(
                         at,

@@ -9,32 +9,61 @@ load); each action knows the file:line it came from, so a failure at run time ca
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from ..errors import ActionError, ConstantError, EvaluationError, ScenarioErrors
+from ..errors import ActionError, ConstantError, EvaluationError, QuantityError, ScenarioErrors
 from ..expr.evaluate import compile_expression, compile_template, evaluate_constants
 from ..expr.parse import embedded_expressions, parse_expression, walk
-from ..expr.syntax import Member, Name, name_regex
-from ..expr.values import MAX_STRING, Context, encode, to_json, truthy
-from ..language.ir import Action, Loaded, PingPongBody, Template, template_strings
+from ..expr.syntax import Index, Member, Name, name_regex
+from ..expr.values import (
+    MAX_STRING,
+    Context,
+    Evaluator,
+    encode,
+    to_json,
+    to_text,
+    truthy,
+    type_name,
+)
+from ..language.ir import (
+    Action,
+    AfterAction,
+    AfterBody,
+    EveryAction,
+    EveryBody,
+    Loaded,
+    PingPongBody,
+    Template,
+    template_strings,
+)
 from ..language.ir import AuthStep as AuthStepIR
 from ..language.ir import Route as RouteIR
 from ..language.loader import load_paths
 from ..language.source import locate
 from ..language.units import parse_duration, parse_size
+from ..language.validate import MIN_TIMER_INTERVAL
 from .program import (
+    DEFAULT_MAX_ROOMS,
+    DEFAULT_MAX_TIMERS,
     DEFAULT_THRESHOLD,
     AuthStep,
+    Block,
     Compression,
+    Delay,
     MessageHandler,
     Program,
     Route,
     Runtime,
     Step,
+    TimerSpec,
 )
 
-__all__ = ["compile_program", "load_program"]
+__all__ = ["MAX_DELAY", "compile_program", "load_program", "run_block", "seconds_of"]
+
+#: The longest delay an expression may give a timer or a wait (seconds).
+MAX_DELAY = 30 * 86400
 
 #: Names that add little to a frame: the close code, and the close reason (the protocol
 #: allows 123 bytes).
@@ -120,13 +149,24 @@ class _Compiler:
             )
             matcher = re.compile(pattern)
         route = Route(index, path, self.location(pointer), names, matcher)
+        route.file = self.loaded.source.name
         if "heartbeat" in ir:
             route.heartbeat = parse_duration(ir["heartbeat"])
         if "maxMessage" in ir:
             route.max_message = parse_size(ir["maxMessage"])
         route.max_connections = ir.get("maxConnections")
+        route.max_rooms = ir.get("maxRooms", DEFAULT_MAX_ROOMS)
+        route.max_timers = ir.get("maxTimers", DEFAULT_MAX_TIMERS)
+        if "maxSession" in ir:
+            route.max_session = parse_size(ir["maxSession"])
         if "origins" in ir:
             route.origins = frozenset(ir["origins"])
+        if "subprotocols" in ir:
+            route.subprotocols = tuple(ir["subprotocols"]["names"])
+            route.subprotocol_required = ir["subprotocols"].get("required", False)
+        if "latency" in ir:
+            bounds = [parse_duration(part) for part in ir["latency"].split("..")]
+            route.latency = (bounds[0], bounds[-1])
         compression = ir.get("compression", {})
         route.compression = Compression(
             enabled=compression.get("enabled", True),
@@ -138,11 +178,23 @@ class _Compiler:
             route.auth = [
                 self.auth_step(step, f"{pointer}/auth/{i}") for i, step in enumerate(ir["auth"])
             ]
+            route.auth_waits = any(step.kind == "wait" for step in route.auth)
         on = ir.get("on", {})
-        route.on_connect = self.steps(on.get("connect", []), pointer + "/on/connect")
-        route.on_close = self.steps(on.get("close", []), pointer + "/on/close")
+        route.on_connect = self.block(on.get("connect", []), pointer + "/on/connect")
+        route.on_close = self.block(on.get("close", []), pointer + "/on/close")
         if "error" in on:
-            route.on_error = self.steps(on["error"], pointer + "/on/error")
+            route.on_error = self.block(on["error"], pointer + "/on/error")
+        for i, timer in enumerate(ir.get("every", [])):
+            where = f"{pointer}/every/{i}"
+            route.timers.append(
+                TimerSpec(
+                    repeat=True,
+                    block=self.block(timer["do"], where + "/do"),
+                    location=self.location(where),
+                    interval=self.delay(timer["interval"]),
+                    times=timer.get("times"),
+                )
+            )
         for i, handler in enumerate(on.get("message", [])):
             where = f"{pointer}/on/message/{i}"
             route.handlers.append(
@@ -152,7 +204,7 @@ class _Compiler:
                     if "where" in handler
                     else None,
                     binary=handler.get("binary", False),
-                    steps=self.steps(handler["do"], where + "/do"),
+                    block=self.block(handler["do"], where + "/do"),
                     location=self.location(where),
                 )
             )
@@ -180,6 +232,8 @@ class _Compiler:
                 name=ir["let"]["name"],
                 value=compile_template(ir["let"]["value"])[0],
             )
+        if "wait" in ir:
+            return AuthStep("wait", location, delay=self.delay(ir["wait"]))
         body = ir["reject"]
         condition_text = body.get("if", body.get("unless"))
         return AuthStep(
@@ -194,20 +248,30 @@ class _Compiler:
             value=compile_template(body.get("reason", ""))[0],
         )
 
-    def steps(self, actions: Sequence[Action], pointer: str) -> list[Step]:
-        return [self.step(action, f"{pointer}/{i}") for i, action in enumerate(actions)]
+    def block(self, actions: Sequence[Action], pointer: str) -> Block:
+        steps = [self.step(action, f"{pointer}/{i}") for i, action in enumerate(actions)]
+        return Block(steps, any(_waits(action) for action in actions))
 
     def step(self, ir: Action, pointer: str) -> Step:
         location = self.location(pointer)
         run = self.action(ir, pointer)
 
-        def step(runtime: Runtime, ctx: Context) -> None:
+        def step(runtime: Runtime, ctx: Context) -> Iterator[float] | None:
             try:
-                run(runtime, ctx)
+                return run(runtime, ctx)
             except EvaluationError as err:
                 raise ActionError(str(err), location) from None
 
         return step
+
+    @staticmethod
+    def delay(text: str) -> Delay:
+        """Seconds from a duration as written, or from an expression evaluated each time."""
+        if "${" not in text:
+            seconds = parse_duration(text)
+            return lambda ctx: seconds
+        value = compile_template(text)[0]
+        return lambda ctx: seconds_of(value(ctx))
 
     def payload(self, template: Template) -> Callable[[Context], str | bytes]:
         """A closure giving the frame to send; a constant template is encoded once, here."""
@@ -226,12 +290,11 @@ class _Compiler:
     def action(self, ir: Action, pointer: str) -> Step:
         if "if" in ir:
             test = compile_expression(parse_expression(ir["if"]))
-            then = self.steps(ir["then"], pointer + "/then")
-            otherwise = self.steps(ir.get("else", []), pointer + "/else")
+            then = self.block(ir["then"], pointer + "/then")
+            otherwise = self.block(ir.get("else", []), pointer + "/else")
 
-            def branch(runtime: Runtime, ctx: Context) -> None:
-                for step in then if truthy(test(ctx)) else otherwise:
-                    step(runtime, ctx)
+            def branch(runtime: Runtime, ctx: Context) -> Iterator[float] | None:
+                return run_block(then if truthy(test(ctx)) else otherwise, runtime, ctx)
 
             return branch
         if "send" in ir:
@@ -272,10 +335,123 @@ class _Compiler:
                 ctx[let_name] = value(ctx)
 
             return bind
+        if "every" in ir or "after" in ir:
+            return self.timer(ir, pointer)
+        if "cancel" in ir:
+            name = compile_template(ir["cancel"])[0]
+            return lambda runtime, ctx: runtime.cancel_timer(to_text(name(ctx)))
+        if "wait" in ir:
+            seconds = self.delay(ir["wait"])
+            return lambda runtime, ctx: runtime.wait(seconds(ctx))
+        if "set" in ir:
+            root, keys = _path(ir["set"]["path"])
+            value = compile_template(ir["set"]["value"])[0]
+            return lambda runtime, ctx: runtime.write(root, [k(ctx) for k in keys], value(ctx))
+        if "unset" in ir:
+            root, keys = _path(ir["unset"])
+            return lambda runtime, ctx: runtime.remove(root, [k(ctx) for k in keys])
+        if "drop" in ir:
+            return lambda runtime, ctx: runtime.drop()
         assert "log" in ir, ir
         message = compile_template(ir["log"])[0]
         location = self.location(pointer)
         return lambda runtime, ctx: runtime.log(message(ctx), location)
+
+    def timer(self, ir: EveryAction | AfterAction, pointer: str) -> Step:
+        if "every" in ir:
+            body: EveryBody | AfterBody = ir["every"]
+            where = pointer + "/every"
+            interval = ir["every"]["interval"]
+            times = ir["every"].get("times")
+        else:
+            body = ir["after"]
+            where = pointer + "/after"
+            interval = ir["after"]["delay"]
+            times = 1
+        spec = TimerSpec(
+            repeat="every" in ir,
+            block=self.block(body["do"], where + "/do"),
+            location=self.location(where),
+            interval=self.delay(interval),
+            times=times,
+            name=compile_template(body["as"])[0] if "as" in body else None,
+        )
+
+        def start(runtime: Runtime, ctx: Context) -> None:
+            name = None if spec.name is None else to_text(spec.name(ctx))
+            runtime.start_timer(spec, name, spec.interval(ctx), ctx)
+
+        return start
+
+
+def run_block(block: Block, runtime: Runtime, ctx: Context) -> Iterator[float] | None:
+    """Run a block's steps: to the end, or, when it waits, as far as its first wait; then the
+    iterator that runs the rest, yielding each delay before the next part."""
+    if not block.waits:
+        for step in block.steps:
+            step(runtime, ctx)
+        return None
+    return _suspending(block.steps, runtime, ctx)
+
+
+def _suspending(steps: list[Step], runtime: Runtime, ctx: Context) -> Iterator[float]:
+    for step in steps:
+        delays = step(runtime, ctx)
+        if delays is not None:
+            yield from delays
+
+
+def _waits(action: Action) -> bool:
+    """Whether running the action may suspend (a wait, directly or in an if's branches)."""
+    if "wait" in action:
+        return True
+    if "if" in action:
+        return any(_waits(a) for a in action["then"]) or any(
+            _waits(a) for a in action.get("else", [])
+        )
+    return False
+
+
+def seconds_of(value: Any) -> float:
+    """The seconds a delay's expression gave: a number of milliseconds or a duration text,
+    not under the 10 ms any timer or wait takes at least."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value) / 1000
+    elif isinstance(value, str):
+        try:
+            seconds = parse_duration(value)
+        except QuantityError as err:
+            raise EvaluationError(str(err)) from None
+    else:
+        raise EvaluationError(
+            f"a delay is a number of milliseconds or a duration such as '500ms', "
+            f"not {type_name(value)}"
+        )
+    if not MIN_TIMER_INTERVAL <= seconds <= MAX_DELAY:
+        raise EvaluationError(
+            f"a delay of {to_text(value)} is out of range: from 10ms to {MAX_DELAY // 86400} days"
+        )
+    return seconds
+
+
+def _path(text: str) -> tuple[str, list[Evaluator]]:
+    """A set or unset path (checked: session or state, then .key and [expr] steps): its root
+    and an evaluator per key."""
+    node = parse_expression(text)
+    keys: list[Evaluator] = []
+    while isinstance(node, Member | Index):
+        if isinstance(node, Member):
+            keys.append(_constant(node.name))
+        else:
+            keys.append(compile_expression(node.index))
+        node = node.target
+    assert isinstance(node, Name), text
+    keys.reverse()
+    return node.name, keys
+
+
+def _constant(value: str) -> Evaluator:
+    return lambda ctx: value
 
 
 def _location(loaded: Loaded, pointer: str) -> str:
@@ -304,7 +480,14 @@ def compile_program(files: Sequence[Loaded]) -> Program:
     """
     routes: list[Route] = []
     constants: Context = {}
+    states: dict[str, dict[str, Any]] = {}
     for loaded in files:
+        if loaded.state is not None:
+            states[loaded.source.name] = loaded.state
+        elif "state" in loaded.ir:
+            states[loaded.source.name] = compile_template(loaded.ir["state"])[0](
+                dict(_constants(loaded))
+            )
         file_constants = _constants(loaded)
         compiler = _Compiler(loaded, file_constants)
         prefix = loaded.ir.get("prefix", "")
@@ -313,7 +496,7 @@ def compile_program(files: Sequence[Loaded]) -> Program:
             route.constants = file_constants
             routes.append(route)
         constants.update(file_constants)
-    return Program(routes, constants)
+    return Program(routes, constants, states)
 
 
 def load_program(paths: Sequence[str | Path]) -> Program:

@@ -1,5 +1,5 @@
 """One client as the engine sees it: the request it came with, its route, what ``auth``
-accepted, the rooms it is in, and the names its events start from.
+accepted, the rooms it is in, its ``session``, its timers, and the names its events start from.
 
 The socket it talks over is the connection layer's business, kept there (the engine holds no
 I/O object); expressions see a client through ``ConnectionView``, as ``conn``.
@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..expr.values import Context
-from .program import Route
+from .program import Route, TimerSpec
+from .state import JsonObject
 
-__all__ = ["CONN_FIELDS", "Connection", "ConnectionView", "Request", "new_connection_id"]
+__all__ = ["CONN_FIELDS", "Connection", "ConnectionView", "Request", "Timer", "new_connection_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,15 +27,37 @@ class Request:
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     ip: str | None = None
+    #: The subprotocol the handshake selected (None: none).
+    subprotocol: str | None = None
 
 
 class Connection:
     """One client's state in the engine. ``view`` is what expressions see as ``conn``."""
 
-    __slots__ = ("auth", "base", "id", "params", "request", "rooms", "route", "scratch", "view")
+    __slots__ = (
+        "auth",
+        "base",
+        "closing",
+        "id",
+        "params",
+        "request",
+        "rooms",
+        "route",
+        "scratch",
+        "session",
+        "timers",
+        "view",
+        "waits",
+    )
 
     def __init__(
-        self, route: Route, request: Request, params: dict[str, str], auth: Any, conn_id: str
+        self,
+        route: Route,
+        request: Request,
+        params: dict[str, str],
+        auth: Any,
+        conn_id: str,
+        state: dict[str, Any] | None = None,
     ) -> None:
         self.id = conn_id
         self.route = route
@@ -42,6 +65,13 @@ class Connection:
         self.params = params
         self.auth = auth
         self.rooms: set[str] = set()
+        self.session = JsonObject("session", route.max_session)
+        #: Its every and after timers by name (unnamed ones get a name of their own).
+        self.timers: dict[str, Timer] = {}
+        #: Its handlers suspended in a wait.
+        self.waits: set[Timer] = set()
+        #: A close (or drop) is under way: its events and timers do nothing more.
+        self.closing = False
         self.view = ConnectionView(self)
         # The names every event of this connection starts from, built once.
         self.base: Context = {
@@ -51,6 +81,8 @@ class Connection:
             "query": request.query,
             "headers": request.headers,
             "params": params,
+            "session": self.session.data,
+            "state": {} if state is None else state,
         }
         # The names of one message event, reused from message to message: events of a
         # connection run one at a time, and a let is always assigned before it is read.
@@ -68,6 +100,7 @@ CONN_FIELDS: dict[str, Callable[[Connection], Any]] = {
     "query": lambda c: c.request.query,
     "headers": lambda c: c.request.headers,
     "params": lambda c: c.params,
+    "subprotocol": lambda c: c.request.subprotocol,
 }
 
 
@@ -95,3 +128,59 @@ class ConnectionView(Mapping[str, Any]):
 
 def new_connection_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+class Timer:
+    """A timer the engine asked the connection layer to run: an ``every`` or ``after`` of a
+    connection, a route's own timer (``conn`` None), or a handler suspended in a ``wait``
+    (``rest`` is the rest of it, run when the timer fires).
+
+    ``delay`` is when it first fires (seconds from its start), ``interval`` how often after
+    that (None: once). ``ctx`` holds the names its runs start from, as they were when it
+    started. ``running`` is set while a run is suspended in a wait (a tick that comes then is
+    skipped: runs never overlap); ``owner`` is the timer whose run a wait belongs to.
+    """
+
+    __slots__ = (
+        "alive",
+        "conn",
+        "count",
+        "ctx",
+        "delay",
+        "interval",
+        "name",
+        "owner",
+        "rest",
+        "route",
+        "runner",
+        "running",
+        "spec",
+    )
+
+    def __init__(
+        self,
+        route: Route,
+        conn: Connection | None,
+        name: str,
+        ctx: Context,
+        delay: float,
+        interval: float | None,
+        spec: TimerSpec | None = None,
+    ) -> None:
+        self.route = route
+        self.conn = conn
+        self.name = name
+        self.ctx = ctx
+        self.delay = delay
+        self.interval = interval
+        self.spec = spec
+        self.count = 0
+        self.alive = True
+        self.running = False
+        self.owner: Timer | None = None
+        self.rest: Iterator[float] | None = None
+        self.runner: Any = None  # the engine's runtime of the suspended event
+
+    def __repr__(self) -> str:
+        where = self.conn.id if self.conn is not None else self.route.path
+        return f"<Timer {self.name} of {where}>"

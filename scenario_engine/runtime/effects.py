@@ -1,17 +1,39 @@
 """What the engine asks the connection layer to do: the effects of an event, and the verdict
 of an opening handshake.
 
+Timers are effects too: the engine says which timer to start (``StartTimer``: call back
+``Engine.fire`` after ``timer.delay`` seconds, then every ``timer.interval`` while it is alive)
+and which to stop; the connection layer owns the clock. So the engine stays free of I/O and its
+tests drive time by hand.
+
 Plain, not frozen, dataclasses: one is made per message sent, and frozen ones cost twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-from .connection import Connection
+from .connection import Connection, Timer
 
-__all__ = ["Accepted", "Broadcast", "Close", "Effect", "Log", "Ping", "Pong", "Rejected", "Send"]
+__all__ = [
+    "Accepted",
+    "AuthWait",
+    "Broadcast",
+    "Close",
+    "Drop",
+    "Effect",
+    "Log",
+    "Ping",
+    "Pong",
+    "Rejected",
+    "Send",
+    "StartTimer",
+    "StopTimer",
+    "Unmatched",
+    "Verdict",
+]
 
 
 @dataclass(slots=True)
@@ -34,6 +56,13 @@ class Close:
 
 
 @dataclass(slots=True)
+class Drop:
+    """Cut the connection without a closing handshake."""
+
+    conn: Connection
+
+
+@dataclass(slots=True)
 class Ping:
     conn: Connection
     data: bytes
@@ -53,7 +82,29 @@ class Log:
     error: bool = False
 
 
-Effect = Send | Broadcast | Close | Ping | Pong | Log
+@dataclass(slots=True)
+class Unmatched:
+    """A message that no handler took."""
+
+    conn: Connection
+    data: str | bytes
+
+
+@dataclass(slots=True)
+class StartTimer:
+    """Call ``Engine.fire(timer)`` in ``timer.delay`` seconds (again if already started)."""
+
+    timer: Timer
+
+
+@dataclass(slots=True)
+class StopTimer:
+    """Forget the timer: it will not be fired again."""
+
+    timer: Timer
+
+
+Effect = Send | Broadcast | Close | Drop | Ping | Pong | Log | Unmatched | StartTimer | StopTimer
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +119,16 @@ class Rejected:
     reason: str
     code: int | None = None
     status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthWait:
+    """The auth block waits (``wait``): ask again with ``Engine.continue_auth`` in ``delay``
+    seconds."""
+
+    delay: float
+    rest: Generator[float, None, tuple[Accepted | Rejected, list[Effect]]]
+
+
+#: Where an opening handshake stands after the auth block ran (as far as it could).
+Verdict = Accepted | Rejected | AuthWait

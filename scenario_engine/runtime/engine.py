@@ -1,59 +1,92 @@
 """The engine: events in, effects out, no I/O.
 
 The connection layer turns bytes into events (a connection opens, a message arrives, a
-connection closes) and calls the engine; the engine runs the scenario's compiled handlers and
-returns the effects to carry out (frames to send, broadcasts, closes, log lines). Room
-membership is kept behind the ``Rooms`` interface, given to the engine, so that a store shared
-by several processes can replace the in-memory one without touching the language or the
-compiler.
+connection closes, a timer fires) and calls the engine; the engine runs the scenario's compiled
+handlers and returns the effects to carry out (frames to send, broadcasts, closes, timers to
+start or stop, log lines). Room membership and each file's ``state`` are kept behind the
+``Rooms`` and ``StateStore`` interfaces, given to the engine, so that stores shared by several
+processes can replace the in-memory ones without touching the language or the compiler.
+
+Time is the connection layer's: a timer is started with a ``StartTimer`` effect and fired by a
+call of ``fire``. A handler that waits (``wait``) is suspended as a timer of its own and resumed
+by ``fire`` too; everything it does up to a wait runs without any other handler in between, so
+a read-then-set there is atomic.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Collection, Iterator
+import itertools
+from collections.abc import Collection, Generator, Iterator
 from typing import Any
 
 from ..errors import ActionError, EvaluationError
-from ..expr.values import Context, check_size, to_text, truthy, type_name
+from ..expr.values import Context, check_size, decode_json, to_text, truthy, type_name
 from ..language.limits import MAX_CLOSE_REASON_BYTES, MAX_CONTROL_PAYLOAD
-from .connection import Connection, Request, new_connection_id
-from .effects import Accepted, Broadcast, Close, Effect, Log, Ping, Pong, Rejected, Send
-from .program import Program, Route, Step
+from .compiler import run_block
+from .connection import Connection, Request, Timer, new_connection_id
+from .effects import (
+    Accepted,
+    AuthWait,
+    Broadcast,
+    Close,
+    Drop,
+    Effect,
+    Log,
+    Ping,
+    Pong,
+    Rejected,
+    Send,
+    StartTimer,
+    StopTimer,
+    Unmatched,
+    Verdict,
+)
+from .program import Block, Program, Route, TimerSpec
 from .rooms import MemoryRooms, Rooms
+from .state import MemoryState, StateStore, assign, remove
 
 __all__ = ["CLOSE_INTERNAL_ERROR", "CLOSE_UNSUPPORTED_DATA", "Engine", "check_close_reason"]
 
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_INTERNAL_ERROR = 1011
 
+#: Effects that act on a connection itself: none of them can reach one that has closed.
+_TO_THE_CONNECTION = (Send, Close, Drop, Ping, Pong)
+
 
 class _Runtime:
-    """What compiled actions act on during one event: the connection, and the effects so far."""
+    """What compiled actions act on during one event: the connection (None in a route's own
+    timer), its route, and the effects so far."""
 
-    __slots__ = ("conn", "effects", "engine")
+    __slots__ = ("conn", "effects", "engine", "route")
 
-    def __init__(self, engine: Engine, conn: Connection) -> None:
+    def __init__(self, engine: Engine, conn: Connection | None, route: Route) -> None:
         self.engine = engine
         self.conn = conn
+        self.route = route
         self.effects: list[Effect] = []
 
+    def _connection(self) -> Connection:
+        # The checker refuses these actions where there is no connection (a route timer).
+        assert self.conn is not None
+        return self.conn
+
     def send(self, data: str | bytes) -> None:
-        self.effects.append(Send(self.conn, data))
+        self.effects.append(Send(self._connection(), data))
 
     def broadcast(self, data: str | bytes, rooms: list[Any] | None, include_self: bool) -> None:
         engine, conn = self.engine, self.conn
+        route = self.route.index
         members: Collection[Connection]
         if rooms is None:
-            members = engine.connections[conn.route.index]
+            members = engine.connections[route]
         else:
             names = list(_room_names(rooms))
-            route = conn.route.index
             if len(names) == 1:
                 members = engine.rooms.members(route, names[0])
             else:
                 members = set().union(*(engine.rooms.members(route, name) for name in names))
-        if include_self or conn not in members:
+        if include_self or conn is None or conn not in members:
             targets = list(members)
         else:
             targets = [c for c in members if c is not conn]
@@ -61,28 +94,76 @@ class _Runtime:
             self.effects.append(Broadcast(data, targets))
 
     def join(self, room: Any) -> None:
+        conn = self._connection()
         for name in _room_names([room]):
-            self.conn.rooms.add(name)
-            self.engine.rooms.join(self.conn.route.index, name, self.conn)
+            if name not in conn.rooms and len(conn.rooms) >= self.route.max_rooms:
+                raise EvaluationError(
+                    f"this connection is in {len(conn.rooms):,} rooms already, the most its "
+                    "route allows ('max rooms')"
+                )
+            conn.rooms.add(name)
+            self.engine.rooms.join(self.route.index, name, conn)
 
     def leave(self, room: Any) -> None:
+        conn = self._connection()
         for name in _room_names([room]):
-            self.conn.rooms.discard(name)
-            self.engine.rooms.leave(self.conn.route.index, name, self.conn)
+            conn.rooms.discard(name)
+            self.engine.rooms.leave(self.route.index, name, conn)
 
     def close(self, code: int, reason: Any) -> None:
+        conn = self._connection()
         text = to_text(reason)
         check_close_reason(text)
-        self.effects.append(Close(self.conn, code, text))
+        conn.closing = True
+        self.effects.append(Close(conn, code, text))
+
+    def drop(self) -> None:
+        conn = self._connection()
+        conn.closing = True
+        self.effects.append(Drop(conn))
 
     def ping(self, data: str | bytes) -> None:
-        self.effects.append(Ping(self.conn, _control_payload("ping", data)))
+        self.effects.append(Ping(self._connection(), _control_payload("ping", data)))
 
     def pong(self, data: str | bytes) -> None:
-        self.effects.append(Pong(self.conn, _control_payload("pong", data)))
+        self.effects.append(Pong(self._connection(), _control_payload("pong", data)))
 
     def log(self, message: Any, location: str) -> None:
         self.effects.append(Log(self.conn, to_text(message), location))
+
+    def start_timer(self, spec: TimerSpec, name: str | None, delay: float, ctx: Context) -> None:
+        conn = self._connection()
+        key = name if name is not None else f"#{next(self.engine.timer_ids)}"
+        running = conn.timers.get(key)
+        if running is not None:  # a timer started again under its name replaces itself
+            self.effects.append(self.engine.end_timer(running))
+        else:
+            self.engine.check_timer_bound(conn)
+        timer = Timer(self.route, conn, key, dict(ctx), delay, delay if spec.repeat else None, spec)
+        conn.timers[key] = timer
+        self.effects.append(StartTimer(timer))
+
+    def cancel_timer(self, name: str) -> None:
+        running = self._connection().timers.get(name)
+        if running is not None:
+            self.effects.append(self.engine.end_timer(running))
+
+    def wait(self, seconds: float) -> Iterator[float]:
+        if self.conn is not None:
+            self.engine.check_timer_bound(self.conn)
+        return iter((seconds,))
+
+    def write(self, root: str, keys: list[Any], value: Any) -> None:
+        if root == "session":
+            assign(self._connection().session, keys, value)
+        else:
+            self.engine.state.write(self.route.file, keys, value)
+
+    def remove(self, root: str, keys: list[Any]) -> None:
+        if root == "session":
+            remove(self._connection().session, keys)
+        else:
+            self.engine.state.remove(self.route.file, keys)
 
 
 def check_close_reason(reason: str) -> None:
@@ -119,13 +200,37 @@ def _room_names(rooms: list[Any]) -> Iterator[str]:
 class Engine:
     """Runs a Program: one instance serves every connection of every route.
 
-    ``rooms``: where room membership is kept (in this process's memory unless given).
+    ``rooms``: where room membership is kept; ``state``: where each file's state is kept (in
+    this process's memory unless given).
     """
 
-    def __init__(self, program: Program, rooms: Rooms | None = None) -> None:
+    def __init__(
+        self, program: Program, rooms: Rooms | None = None, state: StateStore | None = None
+    ) -> None:
         self.program = program
         self.connections: list[set[Connection]] = [set() for _ in program.routes]
         self.rooms: Rooms = MemoryRooms() if rooms is None else rooms
+        self.state: StateStore = MemoryState(program.states) if state is None else state
+        #: Names for timers started without one.
+        self.timer_ids = itertools.count(1)
+
+    # ---- start-up --------------------------------------------------------------------------
+    def start(self) -> list[Effect]:
+        """The routes' own timers, to start when the server starts."""
+        effects: list[Effect] = []
+        for route in self.program.routes:
+            ctx: Context = {**route.constants, "state": self.state.data(route.file)}
+            for i, spec in enumerate(route.timers):
+                try:
+                    delay = spec.interval(ctx)
+                except EvaluationError as err:
+                    effects.append(
+                        Log(None, f"route timer not started: {err}", spec.location, True)
+                    )
+                    continue
+                timer = Timer(route, None, f"route-{i}", ctx, delay, delay, spec)
+                effects.append(StartTimer(timer))
+        return effects
 
     # ---- handshake -------------------------------------------------------------------------
     def resolve(self, path: str) -> tuple[Route, dict[str, str]] | None:
@@ -133,18 +238,36 @@ class Engine:
 
     def authenticate(
         self, route: Route, request: Request, params: dict[str, str], conn_id: str
-    ) -> tuple[Accepted | Rejected, list[Effect]]:
-        """Run the route's auth block. An error inside it rejects with HTTP 500."""
+    ) -> tuple[Verdict, list[Effect]]:
+        """Run the route's auth block, as far as its first wait (``AuthWait``: ask again
+        with ``continue_auth`` when it is over). An error inside it rejects with HTTP 500."""
         if route.auth is None:
             return Accepted({}), []
-        probe = Connection(route, request, params, None, conn_id)
+        return self.continue_auth(AuthWait(0.0, self._auth(route, request, params, conn_id)))
+
+    def continue_auth(self, waiting: AuthWait) -> tuple[Verdict, list[Effect]]:
+        try:
+            delay = next(waiting.rest)
+        except StopIteration as done:
+            outcome, effects = done.value
+            return outcome, effects
+        return AuthWait(delay, waiting.rest), []
+
+    def _auth(
+        self, route: Route, request: Request, params: dict[str, str], conn_id: str
+    ) -> Generator[float, None, tuple[Accepted | Rejected, list[Effect]]]:
+        assert route.auth is not None
+        probe = Connection(route, request, params, None, conn_id, self.state.data(route.file))
         ctx = dict(probe.base)
-        del ctx["auth"]
+        del ctx["auth"], ctx["session"]
         for step in route.auth:
             try:
                 if step.kind == "let":
                     assert step.value is not None and step.name is not None
                     ctx[step.name] = step.value(ctx)
+                elif step.kind == "wait":
+                    assert step.delay is not None
+                    yield step.delay(ctx)
                 elif step.kind == "accept":
                     assert step.value is not None
                     accepted = step.value(ctx)
@@ -174,38 +297,49 @@ class Engine:
         auth: Any,
         conn_id: str | None = None,
     ) -> Connection:
-        conn = Connection(route, request, params, auth, conn_id or new_connection_id())
+        conn = Connection(
+            route,
+            request,
+            params,
+            auth,
+            conn_id or new_connection_id(),
+            self.state.data(route.file),
+        )
         self.connections[route.index].add(conn)
         return conn
 
     def connect(self, conn: Connection) -> list[Effect]:
-        return self._run(conn, conn.route.on_connect, dict(conn.base))
+        return self._run(conn, conn.route, conn.route.on_connect, dict(conn.base))
 
     def message(self, conn: Connection, data: str | bytes) -> list[Effect]:
+        if conn.closing:
+            return []
         route = conn.route
         is_binary = isinstance(data, bytes)
         value: Any = data
         if isinstance(data, str):
             try:
-                value = _decode_json(data)
+                value = decode_json(data)
             except (ValueError, RecursionError):  # not JSON, or nested too deep to be data
                 value = data
         candidates = route.candidates(value, is_binary)
         if is_binary and not candidates:
+            conn.closing = True
             return [Close(conn, CLOSE_UNSUPPORTED_DATA, "Unsupported data")]
         ctx = conn.scratch
         ctx["msg"] = value
         ctx["raw"] = data
-        effects: list[Effect] = []
+        effects: list[Effect] = [Unmatched(conn, data)]
         for handler in candidates:
             if handler.where is not None:
                 try:
                     if not truthy(handler.where(ctx)):
                         continue
-                except EvaluationError as err:
-                    effects = self._fail(conn, ActionError(str(err), handler.location), ctx)
-                    break
-            effects = self._run(conn, handler.steps, ctx)
+                except EvaluationError:
+                    continue  # a guard that cannot be read here does not match
+            # A handler that may wait keeps names of its own: the next message reuses these.
+            own = dict(ctx) if handler.block.waits else ctx
+            effects = self._run(conn, route, handler.block, own)
             break
         # The message itself is not kept past its event; a let built from it is, until a later
         # event of this connection assigns that let again or the connection closes.
@@ -213,14 +347,16 @@ class Engine:
         return effects
 
     def close(self, conn: Connection, code: int | None, reason: str) -> list[Effect]:
-        """The connection is gone: run ``on close``, then forget it and its rooms."""
+        """The connection is gone: stop its timers, run ``on close``, then forget it and its
+        rooms."""
+        conn.closing = True
+        effects: list[Effect] = [self.end_timer(t) for t in [*conn.timers.values(), *conn.waits]]
         ctx = dict(conn.base)
         ctx["code"] = code
         ctx["reason"] = reason
-        runtime = _Runtime(self, conn)
+        runtime = _Runtime(self, conn, conn.route)
         try:
-            for step in conn.route.on_close:
-                step(runtime, ctx)
+            run_block(conn.route.on_close, runtime, ctx)
         except ActionError as err:
             runtime.effects.append(
                 Log(conn, f"on close failed: {err.message}", err.location, error=True)
@@ -228,7 +364,10 @@ class Engine:
         self.connections[conn.route.index].discard(conn)
         self.leave_rooms(conn)
         # Nothing can be sent to the closed connection itself.
-        return [e for e in runtime.effects if not (isinstance(e, Send | Close | Ping | Pong))]
+        effects.extend(
+            e for e in runtime.effects if not (isinstance(e, _TO_THE_CONNECTION) and e.conn is conn)
+        )
+        return effects
 
     def leave_rooms(self, conn: Connection) -> None:
         """Take the connection out of every room it is in."""
@@ -237,28 +376,123 @@ class Engine:
             self.rooms.leave(route, room, conn)
         conn.rooms.clear()
 
+    # ---- timers ----------------------------------------------------------------------------
+    def fire(self, timer: Timer) -> list[Effect]:
+        """A timer is due: run its block (or the rest of a waiting handler)."""
+        conn = timer.conn
+        if not timer.alive or (conn is not None and conn.closing):
+            return []
+        if timer.rest is not None:
+            return self._resume(timer)
+        if timer.running:
+            return []  # the previous run still waits: runs never overlap, this tick is skipped
+        spec = timer.spec
+        assert spec is not None
+        timer.count += 1
+        effects: list[Effect] = []
+        if spec.times is not None and timer.count >= spec.times:
+            effects.append(self.end_timer(timer))
+        ctx = dict(timer.ctx)
+        ctx["timer"] = {"count": timer.count}
+        effects.extend(self._run(conn, timer.route, spec.block, ctx, owner=timer))
+        return effects
+
+    def end_timer(self, timer: Timer) -> StopTimer:
+        """Stop a timer for good: its owner forgets it, and so must the connection layer."""
+        timer.alive = False
+        conn = timer.conn
+        if conn is not None:
+            if conn.timers.get(timer.name) is timer:
+                del conn.timers[timer.name]
+            conn.waits.discard(timer)
+        if timer.owner is not None:
+            timer.owner.running = False
+        return StopTimer(timer)
+
+    def check_timer_bound(self, conn: Connection) -> None:
+        if len(conn.timers) + len(conn.waits) >= conn.route.max_timers:
+            raise EvaluationError(
+                f"this connection has {conn.route.max_timers} timers and waits already, the "
+                "most its route allows ('max timers')"
+            )
+
     # ---- running handlers ------------------------------------------------------------------
-    def _run(self, conn: Connection, steps: list[Step], ctx: Context) -> list[Effect]:
-        runtime = _Runtime(self, conn)
+    def _run(
+        self,
+        conn: Connection | None,
+        route: Route,
+        block: Block,
+        ctx: Context,
+        owner: Timer | None = None,
+    ) -> list[Effect]:
+        runtime = _Runtime(self, conn, route)
         try:
-            for step in steps:
-                step(runtime, ctx)
+            self._start(runtime, block, ctx, owner)
         except ActionError as err:
             return runtime.effects + self._fail(conn, err, ctx)
         return runtime.effects
 
-    def _fail(self, conn: Connection, err: ActionError, ctx: Context) -> list[Effect]:
+    def _start(
+        self, runtime: _Runtime, block: Block, ctx: Context, owner: Timer | None = None
+    ) -> None:
+        """Run a block as far as its first wait; the rest of it is suspended as a timer."""
+        rest = run_block(block, runtime, ctx)
+        if rest is not None:
+            delay = next(rest, None)
+            if delay is not None:
+                self._suspend(runtime, rest, delay, ctx, owner)
+
+    def _suspend(
+        self,
+        runtime: _Runtime,
+        rest: Iterator[float],
+        delay: float,
+        ctx: Context,
+        owner: Timer | None,
+    ) -> None:
+        """A handler waits: the rest of it becomes a timer of its own."""
+        conn = runtime.conn
+        waiting = Timer(runtime.route, conn, "wait", ctx, delay, None)
+        waiting.rest = rest
+        waiting.runner = runtime
+        if owner is not None and owner.alive:
+            waiting.owner = owner
+            owner.running = True
+        if conn is not None:
+            conn.waits.add(waiting)
+        runtime.effects.append(StartTimer(waiting))
+
+    def _resume(self, waiting: Timer) -> list[Effect]:
+        runtime: _Runtime = waiting.runner
+        assert waiting.rest is not None
+        runtime.effects = []
+        try:
+            delay = next(waiting.rest, None)
+        except ActionError as err:
+            end = self.end_timer(waiting)
+            return [*runtime.effects, end, *self._fail(waiting.conn, err, waiting.ctx)]
+        if delay is None:
+            runtime.effects.append(self.end_timer(waiting))
+        else:
+            waiting.delay = delay
+            runtime.effects.append(StartTimer(waiting))
+        return runtime.effects
+
+    def _fail(self, conn: Connection | None, err: ActionError, ctx: Context) -> list[Effect]:
         """A handler failed: run ``on error`` if the route has one, else close with 1011."""
         log = Log(conn, f"handler failed: {err.message}", err.location, error=True)
+        if conn is None:  # a route timer: nothing to close
+            return [log]
         handler = conn.route.on_error
         if handler is None:
+            conn.closing = True
             return [log, Close(conn, CLOSE_INTERNAL_ERROR, "Internal error")]
         ctx = {**ctx, "error": {"message": err.message, "location": err.location}}
-        runtime = _Runtime(self, conn)
+        runtime = _Runtime(self, conn, conn.route)
         try:
-            for step in handler:
-                step(runtime, ctx)
+            self._start(runtime, handler, ctx)
         except ActionError as again:
+            conn.closing = True
             return [
                 log,
                 *runtime.effects,
@@ -266,7 +500,3 @@ class Engine:
                 Close(conn, CLOSE_INTERNAL_ERROR, "Internal error"),
             ]
         return [log, *runtime.effects]
-
-
-#: The decoder json.loads uses, without its per-call checks.
-_decode_json = json.JSONDecoder().decode

@@ -22,8 +22,10 @@ With a journal, connects, rejections, messages and closes are recorded in it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import logging
+import random
 import socket
 import time
 import weakref
@@ -35,16 +37,34 @@ from urllib.parse import parse_qsl, urlsplit
 import websockets
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHeader
+from websockets.headers import parse_subprotocol
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 from websockets.protocol import State
+from websockets.typing import Subprotocol
 
 from ..errors import UsageError
 from .admin import ADMIN_PREFIX, LOOPBACK, Admin, AdminRequest, Network, is_admin_path
 from .compression import ThresholdDeflateFactory
-from .connection import Connection, Request, new_connection_id
-from .effects import Accepted, Broadcast, Close, Effect, Log, Ping, Pong, Rejected, Send
+from .connection import Connection, Request, Timer, new_connection_id
+from .effects import (
+    Accepted,
+    AuthWait,
+    Broadcast,
+    Close,
+    Drop,
+    Effect,
+    Log,
+    Ping,
+    Pong,
+    Rejected,
+    Send,
+    StartTimer,
+    StopTimer,
+    Unmatched,
+    Verdict,
+)
 from .engine import Engine
 from .journal import Journal, payload_fields
 from .program import Program, Route
@@ -67,6 +87,8 @@ OPEN_TIMEOUT = 10.0
 #: broadcast has no backpressure (one slow client must not slow the others down), so a client
 #: whose queue passes this is closed with 1008 instead of growing the server's memory.
 MAX_PENDING_OUTPUT = 1024 * 1024
+#: Characters of an unmatched message shown in its log line.
+_UNMATCHED_SHOWN = 80
 #: How long a client closed for being too slow gets to read the close frame.
 SLOW_CLOSE_TIMEOUT = 2.0
 CLOSE_POLICY_VIOLATION = 1008
@@ -91,6 +113,10 @@ class _Live:
     socket: ServerConnection
     task: asyncio.Future[Any]
     since: float
+    #: The route's latency (None: none), and when the last message delayed by it goes out
+    #: (loop time): a later one never goes before it.
+    latency: tuple[float, float] | None = None
+    ready_at: float = 0.0
 
 
 class ScenarioServer:
@@ -139,6 +165,12 @@ class ScenarioServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._too_slow: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
         self._live: dict[Connection, _Live] = {}
+        # Handshakes whose auth block is waiting: they count toward the connection limits.
+        self._authenticating: weakref.WeakKeyDictionary[ServerConnection, Route] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: The engine's timers and when each fires next.
+        self._timers: dict[Timer, asyncio.TimerHandle] = {}
         self._deflate = {
             route.index: [ThresholdDeflateFactory(route.compression.threshold)]
             for route in program.routes
@@ -167,6 +199,7 @@ class ScenarioServer:
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
+        self._apply_detached(self.engine.start())
 
     @property
     def scheme(self) -> str:
@@ -183,6 +216,9 @@ class ScenarioServer:
 
     async def close(self) -> None:
         """Close every connection with 1001 (going away) and stop listening."""
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
         if self._server is not None:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
@@ -194,7 +230,7 @@ class ScenarioServer:
     # ---- handshake -------------------------------------------------------------------------
     def _process_request(
         self, connection: ServerConnection, http_request: HttpRequest
-    ) -> Response | Awaitable[Response] | None:
+    ) -> Response | Awaitable[Response | None] | None:
         if isinstance(http_request, AdminRequest):  # only made when the admin API is on
             assert self.admin is not None
             return self.admin.respond(peer_ip(connection), http_request)
@@ -210,21 +246,64 @@ class ScenarioServer:
             status, reason = refusal
             self._reject("refused", connection, target.path, reason, status=status)
             return connection.respond(status, reason + "\n")
+        offered = _offered_subprotocols(http_request.headers)
+        selected = next((name for name in offered if name in route.subprotocols), None)
+        if selected is None and route.subprotocol_required:
+            reason = "Unsupported subprotocol: this route speaks " + ", ".join(route.subprotocols)
+            if not offered:
+                reason += " (none offered)"
+            self._reject("refused", connection, target.path, reason, status=400)
+            return connection.respond(http.HTTPStatus.BAD_REQUEST, reason + "\n")
         request = Request(
             path=target.path,
             query=dict(parse_qsl(target.query, keep_blank_values=True)),
             headers=_headers(http_request.headers),
             ip=peer_ip(connection),
+            subprotocol=selected,
         )
         conn_id = new_connection_id()
-        outcome, effects = self.engine.authenticate(route, request, params, conn_id)
-        self._apply_to_others(effects)
+        verdict, effects = self.engine.authenticate(route, request, params, conn_id)
+        self._apply_detached(effects)
+        if isinstance(verdict, AuthWait):
+            return self._authenticate_later(connection, route, request, params, conn_id, verdict)
+        return self._admit(connection, route, request, params, conn_id, verdict)
+
+    async def _authenticate_later(
+        self,
+        connection: ServerConnection,
+        route: Route,
+        request: Request,
+        params: dict[str, str],
+        conn_id: str,
+        verdict: Verdict,
+    ) -> Response | None:
+        """An auth block that waits: the handshake's answer comes when it is done (or never,
+        when the open timeout passes first: a handshake that times out)."""
+        self._authenticating[connection] = route
+        try:
+            while isinstance(verdict, AuthWait):
+                await asyncio.sleep(verdict.delay)
+                verdict, effects = self.engine.continue_auth(verdict)
+                self._apply_detached(effects)
+        finally:
+            self._authenticating.pop(connection, None)
+        return self._admit(connection, route, request, params, conn_id, verdict)
+
+    def _admit(
+        self,
+        connection: ServerConnection,
+        route: Route,
+        request: Request,
+        params: dict[str, str],
+        conn_id: str,
+        outcome: Accepted | Rejected,
+    ) -> Response | None:
         if isinstance(outcome, Rejected) and outcome.status is not None:
             self._reject(
                 "rejected", connection, request.path, outcome.reason, status=outcome.status
             )
             return connection.respond(outcome.status, outcome.reason + "\n")
-        self._configure(connection, route)
+        self._configure(connection, route, request.subprotocol)
         self._admitted[connection] = _Admitted(route, request, params, conn_id, outcome)
         return None
 
@@ -248,13 +327,19 @@ class ScenarioServer:
         # Only a route's own limit needs them scanned (a scan per handshake is quadratic in a
         # burst); the server's limit needs only their number.
         if route.max_connections is not None:
-            on_route = len(self.engine.connections[route.index]) + sum(
-                1 for a in self._admitted.values() if a.route is route
+            on_route = (
+                len(self.engine.connections[route.index])
+                + sum(1 for a in self._admitted.values() if a.route is route)
+                + sum(1 for r in self._authenticating.values() if r is route)
             )
             if on_route >= route.max_connections:
                 return http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections on this route"
         if self.max_connections is not None:
-            total = sum(len(c) for c in self.engine.connections) + len(self._admitted)
+            total = (
+                sum(len(c) for c in self.engine.connections)
+                + len(self._admitted)
+                + len(self._authenticating)
+            )
             if total >= self.max_connections:
                 return http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections"
         return None
@@ -278,9 +363,16 @@ class ScenarioServer:
             answer = {"status": int(status)} if status is not None else {"code": code}
             self.journal.record("reject", path=path, reason=reason, **answer)
 
-    def _configure(self, connection: ServerConnection, route: Route) -> None:
+    def _configure(
+        self, connection: ServerConnection, route: Route, subprotocol: str | None
+    ) -> None:
         protocol = connection.protocol
         protocol.available_extensions = self._deflate.get(route.index, [])
+        # The selection is made (in the client's order of preference): websockets' own rule,
+        # the server's order and a refusal when none is offered, is not the route's.
+        protocol.available_subprotocols = (
+            None if subprotocol is None else [Subprotocol(subprotocol)]
+        )
         protocol.max_message_size = route.max_message or DEFAULT_MAX_MESSAGE
         if route.heartbeat is not None:
             # websockets' keepalive: a ping every interval; no pong within the same interval
@@ -308,7 +400,7 @@ class ScenarioServer:
         )
         task = asyncio.current_task()
         assert task is not None
-        self._live[conn] = _Live(ws, task, time.time())
+        self._live[conn] = _Live(ws, task, time.time(), conn.route.latency)
         logger.info("connect %s %s (%s)", conn.id, conn.request.path, conn.request.ip)
         if journal is not None:
             request = conn.request
@@ -345,36 +437,105 @@ class ScenarioServer:
                     reason=sent.reason if sent else ws.close_reason or "",
                 )
             # on close may broadcast to the others (Send and Close to itself are dropped).
-            self._apply_to_others(engine.close(conn, ws.close_code, ws.close_reason or ""))
+            self._apply_detached(engine.close(conn, ws.close_code, ws.close_reason or ""))
             logger.info("close %s %s code=%s", conn.id, conn.request.path, code)
         await ws.wait_closed()
 
     async def _apply(self, ws: ServerConnection, effects: Iterable[Effect]) -> bool:
-        """Carry out the effects of one event; False once this connection is being closed."""
+        """Carry out the effects of one event of the connection on ``ws``, in order; False
+        once it is being closed (or dropped)."""
         for effect in effects:
             if isinstance(effect, Send):
                 self.deliver((effect.conn,), effect.data)
             elif isinstance(effect, Broadcast):
                 self.deliver(effect.targets, effect.data)
-            elif isinstance(effect, Log):
-                self._log(effect)
-            elif isinstance(effect, Close):
-                await ws.close(effect.code, effect.reason)
+            elif isinstance(effect, Close | Drop):
+                await self._end(effect)
                 return False
             elif isinstance(effect, Ping):
                 await ws.ping(effect.data)
             elif isinstance(effect, Pong):
                 await ws.pong(effect.data)
+            else:
+                self._apply_other(effect)
         return True
 
-    def _apply_to_others(self, effects: Iterable[Effect]) -> None:
-        """Carry out the effects of an event whose own connection is gone (or not yet
-        open): broadcasts and log lines."""
+    def _apply_detached(self, effects: Iterable[Effect]) -> None:
+        """Carry out effects that come from no message of their connection (a timer, the auth
+        block, ``on close``): what must wait (a close, a ping) runs as a task of its own."""
         for effect in effects:
-            if isinstance(effect, Broadcast):
+            if isinstance(effect, Send):
+                self.deliver((effect.conn,), effect.data)
+            elif isinstance(effect, Broadcast):
                 self.deliver(effect.targets, effect.data)
-            elif isinstance(effect, Log):
-                self._log(effect)
+            elif isinstance(effect, Close | Drop):
+                self._spawn(self._end(effect))
+            elif isinstance(effect, Ping | Pong):
+                live = self._live.get(effect.conn)
+                if live is not None:
+                    send = live.socket.ping if isinstance(effect, Ping) else live.socket.pong
+                    self._spawn(_ignore_closed(send(effect.data)))
+            else:
+                self._apply_other(effect)
+
+    def _apply_other(self, effect: Effect) -> None:
+        if isinstance(effect, Log):
+            self._log(effect)
+        elif isinstance(effect, StartTimer):
+            self._start_timer(effect.timer)
+        elif isinstance(effect, StopTimer):
+            handle = self._timers.pop(effect.timer, None)
+            if handle is not None:
+                handle.cancel()
+        elif isinstance(effect, Unmatched):
+            self._unmatched(effect)
+
+    async def _end(self, effect: Close | Drop) -> None:
+        """Close or cut a connection, after the messages its latency still holds back."""
+        live = self._live.get(effect.conn)
+        if live is None:
+            return
+        if live.latency is not None:
+            await asyncio.sleep(max(0.0, live.ready_at - asyncio.get_running_loop().time()))
+        if isinstance(effect, Drop):
+            logger.info("drop %s %s", effect.conn.id, effect.conn.request.path)
+            live.socket.transport.abort()
+        else:
+            await live.socket.close(effect.code, effect.reason)
+
+    # ---- timers ----------------------------------------------------------------------------
+    def _start_timer(self, timer: Timer) -> None:
+        loop = asyncio.get_running_loop()
+        running = self._timers.pop(timer, None)
+        if running is not None:
+            running.cancel()
+        due = loop.time() + timer.delay
+        self._timers[timer] = loop.call_at(due, self._fire, timer, due)
+
+    def _fire(self, timer: Timer, due: float) -> None:
+        """A timer is due: the engine runs it; a repeating one is due again an interval after
+        this time (not after now: no drift), or an interval from now when the loop was late by
+        more than that."""
+        del self._timers[timer]
+        try:
+            self._apply_detached(self.engine.fire(timer))
+        except Exception:  # a bug of ours must not stop the clock of everyone else
+            logger.exception("timer %r failed", timer)
+        if timer.alive and timer.interval is not None and timer not in self._timers:
+            loop = asyncio.get_running_loop()
+            upcoming = due + timer.interval
+            if upcoming <= loop.time():
+                upcoming = loop.time() + timer.interval
+            self._timers[timer] = loop.call_at(upcoming, self._fire, timer, upcoming)
+
+    def _unmatched(self, effect: Unmatched) -> None:
+        """A message no handler took: one log line and a journal event, so it is not lost
+        silently (a scenario that wants silence handles it with ``on message { }``)."""
+        conn, data = effect.conn, effect.data
+        shown = repr(data[:_UNMATCHED_SHOWN]) + ("…" if len(data) > _UNMATCHED_SHOWN else "")
+        logger.info("unmatched %s %s: %s", conn.id, conn.route.path, shown)
+        if self.journal is not None:
+            self.journal.record("unmatched", connection=conn.id, **payload_fields(data))
 
     def deliver(self, targets: Collection[Connection], data: str | bytes) -> int:
         """Write one message to each target, encoded once, as websockets.broadcast() does;
@@ -391,7 +552,9 @@ class ScenarioServer:
         # anything is written: once a client has the message, whoever reads the journal finds
         # it there. Without one, each client is written to as soon as it is checked: this loop
         # runs once per message and recipient, so it builds no list and calls no helper.
-        ready: list[tuple[Connection, ServerConnection]] | None = None if journal is None else []
+        ready: list[tuple[Connection, ServerConnection | None]] | None = (
+            None if journal is None else []
+        )
         count = 0
         lives = self._live
         for conn in targets:
@@ -404,6 +567,13 @@ class ScenarioServer:
             # ``paused`` is set past websockets' write limit (32 KiB): only then measure.
             if ws.paused and ws.transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
                 self._close_slow(conn, ws)
+                continue
+            if live.latency is not None:
+                self._write_later(conn, live, payload, is_text)
+                if ready is not None:
+                    ready.append((conn, None))
+                else:
+                    count += 1
                 continue
             if ready is not None:
                 ready.append((conn, ws))
@@ -425,9 +595,22 @@ class ScenarioServer:
                 "out", connections=[conn.id for conn, _ in ready], **payload_fields(data)
             )
             # No await since the record: the clients recorded are still those written to.
-            for conn, ws in ready:
-                count += _write(conn, ws, payload, is_text)
+            for conn, socket_ in ready:
+                count += 1 if socket_ is None else _write(conn, socket_, payload, is_text)
         return count
+
+    def _write_later(self, conn: Connection, live: _Live, payload: bytes, is_text: bool) -> None:
+        """Write after the route's latency, never before a message sent earlier."""
+        assert live.latency is not None
+        low, high = live.latency
+        loop = asyncio.get_running_loop()
+        due = max(loop.time() + random.uniform(low, high), live.ready_at)
+        live.ready_at = due
+        loop.call_at(due, self._write_now, conn, live, payload, is_text)
+
+    def _write_now(self, conn: Connection, live: _Live, payload: bytes, is_text: bool) -> None:
+        if self._live.get(conn) is live and live.socket.protocol.state is State.OPEN:
+            _write(conn, live.socket, payload, is_text)
 
     def _log(self, effect: Log) -> None:
         """Log a scenario's log line or handler failure; failures go to the journal too, so
@@ -514,6 +697,25 @@ def _log(effect: Log) -> None:
     who = f" [{effect.conn.id}]" if effect.conn is not None else ""
     level = logging.ERROR if effect.error else logging.INFO
     logger.log(level, "%s:%s %s", effect.location, who, effect.message)
+
+
+async def _ignore_closed(sending: Awaitable[Any]) -> None:
+    """Send a ping or pong unless the connection has closed meanwhile."""
+    with contextlib.suppress(ConnectionClosed):
+        await sending
+
+
+def _offered_subprotocols(headers: Headers) -> list[str]:
+    """The subprotocols a handshake offers, in the client's order of preference (none when
+    the header is malformed: websockets refuses such a handshake anyway)."""
+    try:
+        return [
+            name
+            for value in headers.get_all("Sec-WebSocket-Protocol")
+            for name in parse_subprotocol(value)
+        ]
+    except InvalidHeader:
+        return []
 
 
 def _headers(headers: Headers) -> dict[str, str]:
