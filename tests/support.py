@@ -12,6 +12,7 @@ import base64
 import collections
 import contextlib
 import functools
+import http.client
 import io
 import json
 import os
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NamedTuple, Protocol
@@ -355,6 +356,30 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 # ---- clients ---------------------------------------------------------------------------------
 
 
+def http_call(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | str | object = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, http.client.HTTPResponse, Any]:
+    """One HTTP request to 127.0.0.1 (the admin API): (status, response, the body decoded as
+    JSON when it is JSON, else as text). ``body`` that is not bytes or text is sent as JSON;
+    ``headers`` may replace the Host header http.client sends."""
+    if body is not None and not isinstance(body, bytes | str):
+        body = json.dumps(body)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=BOUND)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        data = response.read()
+    finally:
+        connection.close()
+    if response.getheader("Content-Type") == "application/json":
+        return response.status, response, json.loads(data)
+    return response.status, response, data.decode()
+
+
 class HasUrl(Protocol):
     """A server a test talks to: a ServedMock or a BackgroundServer."""
 
@@ -580,3 +605,22 @@ def frames(effects: Iterable[Effect], conn: Connection) -> list[Any]:
         ):
             out.append(json.loads(effect.data))
     return out
+
+
+@contextlib.asynccontextmanager
+async def serving(text: str, name: str = "test.mock", **options: Any) -> AsyncIterator[Any]:
+    """The scenario ``text`` served in this process on a free port, with a journal, for the
+    time of the block; ``options`` go to ScenarioServer."""
+    from scenario_engine.runtime.journal import Journal
+    from scenario_engine.runtime.server import ScenarioServer
+
+    loaded, errors = load_source(Source(name, text))
+    assert errors == [], [e.format_text() for e in errors]
+    assert loaded is not None
+    options.setdefault("journal", Journal())
+    server = ScenarioServer(compile_program([loaded]), "127.0.0.1", 0, **options)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()

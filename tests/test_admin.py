@@ -8,7 +8,6 @@ real ``serve`` command. Every wait is bounded and a multiple of UNIT.
 from __future__ import annotations
 
 import base64
-import http.client
 import ipaddress
 import json
 import re
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 from support import BOUND, UNIT, ServedMock, run_cli_process, sync_client
+from support import http_call as call
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from scenario_engine.errors import UsageError
@@ -66,28 +66,6 @@ def no_connection_left(request: pytest.FixtureRequest) -> Iterator[None]:
         mock.reset()
 
 
-def call(
-    port: int,
-    method: str,
-    path: str,
-    body: bytes | str | object = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, http.client.HTTPResponse, Any]:
-    """One HTTP request; (status, response, decoded JSON body)."""
-    if body is not None and not isinstance(body, bytes | str):
-        body = json.dumps(body)
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=BOUND)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        data = response.read()
-    finally:
-        connection.close()
-    if response.getheader("Content-Type") == "application/json":
-        return response.status, response, json.loads(data)
-    return response.status, response, data.decode()
-
-
 def ids_by_path(mock: BackgroundServer) -> dict[str, str]:
     _, _, answer = call(mock.port, "GET", "/__admin/connections")
     return {c["path"]: c["id"] for c in answer["connections"]}
@@ -120,7 +98,18 @@ def test_connections_describes_every_open_connection(mock: BackgroundServer) -> 
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["connectedAt"])
     assert second["route"] == "/room/:name" and second["path"] == "/room/blue"
     assert second["rooms"] == ["lobby"]
-    assert list(first) == ["id", "route", "path", "query", "ip", "rooms", "connectedAt"]
+    assert first["subprotocol"] is None and first["session"] == {}
+    assert list(first) == [
+        "id",
+        "route",
+        "path",
+        "query",
+        "ip",
+        "subprotocol",
+        "rooms",
+        "session",
+        "connectedAt",
+    ]
 
 
 def test_journal_pages_filters_and_clears(mock: BackgroundServer) -> None:
@@ -300,7 +289,8 @@ def test_unknown_endpoint_404_and_wrong_method_405(mock: BackgroundServer) -> No
 def test_a_body_over_the_limit_is_refused_unread(mock: BackgroundServer) -> None:
     with socket.create_connection(("127.0.0.1", mock.port), timeout=BOUND) as sock:
         sock.sendall(
-            b"POST /__admin/send HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1)
+            b"POST /__admin/send HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Length: %d\r\n\r\n" % (MAX_BODY + 1)
         )
         answer = sock.makefile("rb").read()
     assert answer.startswith(b"HTTP/1.1 413 ")

@@ -103,6 +103,65 @@ def test_the_fixtures_serve_scenarios_to_sync_and_async_tests(suite: pytest.Pyte
     result.assert_outcomes(passed=5)
 
 
+AUCTION = """\
+state { highest: 0 }
+
+route /ws {
+  on message type "bid" {
+    if msg.amount > state.highest {
+      set state.highest = msg.amount
+    }
+    send { highest: state.highest }
+  }
+}
+"""
+
+
+@pytest.mark.e2e
+def test_the_fixture_reads_and_sets_state_and_session(suite: pytest.Pytester) -> None:
+    (suite.path / "scenarios" / "auction.mock").write_text(AUCTION, encoding="utf-8")
+    suite.makepyfile(
+        test_user="""
+        import json
+
+        import pytest
+        from websockets.sync.client import connect
+
+        from scenario_engine import AdminError
+
+        def bid(ws, amount):
+            ws.send(json.dumps({"type": "bid", "amount": amount}))
+            return json.loads(ws.recv(timeout=BOUND))["highest"]
+
+        def test_state(scenario_mock):
+            mock = scenario_mock("scenarios/auction.mock")
+            assert mock.state() == {"highest": 0}
+            with connect(mock.url("/ws"), open_timeout=BOUND) as ws:
+                assert bid(ws, 10) == 10
+                assert mock.state("scenarios/auction.mock") == {"highest": 10}
+                mock.set_state({"highest": 99})
+                assert bid(ws, 50) == 99
+                (conn,) = mock.connections()
+                mock.set_session(conn["id"], {"name": "ann"})
+                assert mock.session(conn["id"]) == {"name": "ann"}
+                with pytest.raises(AdminError) as info:
+                    mock.set_state([1])
+                assert info.value.status == 400
+            mock.journal.wait_for("close", conn["id"], timeout=BOUND)
+            assert mock.reset() == 0
+            assert mock.state() == {"highest": 0}
+
+        def test_two_files_need_the_file(scenario_mock):
+            mock = scenario_mock("scenarios/auction.mock", "scenarios/echo.mock")
+            with pytest.raises(AdminError, match="say which"):
+                mock.state()
+            assert mock.state(file="scenarios/echo.mock") == {}
+    """.replace("BOUND", repr(BOUND))
+    )
+    result = run(suite)
+    result.assert_outcomes(passed=2)
+
+
 def test_a_broken_scenario_fails_the_test_with_its_file_line_and_column(
     suite: pytest.Pytester,
 ) -> None:

@@ -6,6 +6,14 @@ websockets' own request parser refuses. The server's protocol reads them with ``
 instead and hands them to ``Admin.respond``; the answer is JSON and the connection closes after
 it. Only peers in the allowed networks (loopback unless the server is told otherwise) get in.
 
+A browser on this machine can be made to send requests to the API by any page it visits, so
+the network check alone is not enough. While the API is open to loopback only, a request must
+name the server by a loopback name or its own listening address in ``Host``: a page of
+``evil.example`` whose name is rebound to 127.0.0.1 sends ``Host: evil.example`` (DNS
+rebinding). And a request that changes something (any method but GET, HEAD or OPTIONS) is
+refused when its ``Origin`` names another site (a cross-site form or fetch). Clients that are
+not browsers send no ``Origin`` and name the host they connect to, so they pass both checks.
+
 ``Admin``'s other methods are the same operations for Python callers (the pytest fixture).
 Every endpoint is described in docs/admin.md.
 """
@@ -20,6 +28,7 @@ import http
 import ipaddress
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Collection, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,12 +41,13 @@ from websockets.http11 import Request, Response, parse_headers, parse_line
 from websockets.streams import StreamReader
 
 from ..errors import AdminError, EvaluationError
-from ..expr.values import encode
+from ..expr.values import decode_json, encode, type_name
 from ..language.limits import MAX_CLOSE_REASON_BYTES
 from .connection import Connection
 from .engine import Engine
 from .journal import Journal, timestamp
 from .program import Route
+from .state import plain, replace_all
 
 __all__ = [
     "ADMIN_PREFIX",
@@ -64,6 +74,11 @@ CLOSE_SERVICE_RESTART = 1012
 #: How long an admin request waits for the connections it closes to finish closing (their
 #: ``on close`` handlers run, their events are journaled) before answering anyway.
 CLOSE_WAIT = 2.0
+#: Methods that only read: a cross-site page cannot read their answers (no CORS headers), so
+#: they need no Origin check.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: A Host header: a bracketed IPv6 address or a name without colons, and an optional port.
+_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[^\s:\[\]/?#@]+))(?::\d*)?")
 
 logger = logging.getLogger("scenario_engine")
 
@@ -79,6 +94,12 @@ class Served(Protocol):
     engine: Engine
     journal: Journal | None
     open_timeout: float
+    #: The address it listens on, as it was given (a name, an IP, or a wildcard address).
+    host: str
+
+    def url(self, path: str) -> str:
+        """The URL of ``path`` on this server, naming it as it prints its routes."""
+        ...
 
     def deliver(self, targets: Collection[Connection], data: str | bytes) -> int:
         """Write one message to each target; the number written to."""
@@ -161,11 +182,49 @@ class Admin:
                 "path": conn.request.path,
                 "query": conn.request.query,
                 "ip": conn.request.ip,
+                "subprotocol": conn.request.subprotocol,
                 "rooms": sorted(conn.rooms),
+                "session": plain(conn.session.data),
                 "connectedAt": timestamp(since),
             }
             for since, conn in listed
         ]
+
+    def files(self) -> list[str]:
+        """The scenario files served that have routes (the scopes of ``state``), in order."""
+        return list(dict.fromkeys(route.file for route in self.server.engine.program.routes))
+
+    def state(self, file: str | None = None) -> dict[str, Any]:
+        """A copy of one file's ``state``; ``file`` may be left out when only one file has
+        routes."""
+        return _copy(self.server.engine.state.data(self._file(file)))
+
+    def set_state(self, value: Any, file: str | None = None) -> dict[str, Any]:
+        """Make ``value`` (an object) the whole ``state`` of one file; the new state."""
+        scope = self._file(file)
+        _check_object(value, "state")
+        try:
+            self.server.engine.state.replace(scope, value)
+        except EvaluationError as err:
+            raise AdminError(400, f"cannot replace the state: {err}") from None
+        return self.state(scope)
+
+    def session(self, connection: str) -> dict[str, Any]:
+        """A copy of one connection's ``session``."""
+        return _copy(self._connection(connection).session.data)
+
+    def set_session(self, connection: str, value: Any) -> dict[str, Any]:
+        """Make ``value`` (an object, within the route's ``max session``) the whole
+        ``session`` of one connection; the new session."""
+        session = self._connection(connection).session
+        _check_object(value, "session")
+        try:
+            replace_all(session, value)
+        except EvaluationError as err:
+            raise AdminError(
+                400, f"cannot replace the session: {err} (the route's max session)"
+            ) from None
+        return _copy(session.data)
 
     def send(self, body: Mapping[str, Any]) -> int:
         """Push a message; ``body`` as in ``POST /__admin/send``. The number of clients it was
@@ -191,14 +250,18 @@ class Admin:
         await self.server.close_connections([conn], code, reason, self._close_wait())
 
     async def reset(self) -> int:
-        """Close every connection with 1012 (service restart), empty every room, clear the
-        journal; the number of connections closed."""
+        """Close every connection with 1012 (service restart), empty every room, restore
+        every file's initial ``state``, clear the journal; the number of connections closed."""
         conns = self._all_connections()
         await self.server.close_connections(
             conns, CLOSE_SERVICE_RESTART, "Service restart", self._close_wait()
         )
+        engine = self.server.engine
         for conn in conns:  # those still closing: their rooms must be empty from now on
-            self.server.engine.leave_rooms(conn)
+            engine.leave_rooms(conn)
+        # After the closes: what their ``on close`` handlers wrote must not survive the reset.
+        for scope in dict.fromkeys([*engine.state.scopes(), *self.files()]):
+            engine.state.reset(scope)
         if self.server.journal is not None:
             self.server.journal.clear()
         return len(conns)
@@ -217,6 +280,22 @@ class Admin:
             if conn.id == conn_id:
                 return conn
         raise AdminError(404, f"no open connection {conn_id!r}")
+
+    def _file(self, file: str | None) -> str:
+        files = self.files()
+        if file is None:
+            if len(files) == 1:
+                return files[0]
+            if not files:
+                raise AdminError(404, "this server serves no routes, so no state")
+            raise AdminError(
+                400,
+                "state belongs to a scenario file and this server serves several: say which "
+                f'with "file" ({", ".join(files)})',
+            )
+        if file not in files:
+            raise AdminError(404, f"no scenario file {file!r} (files: {', '.join(files)})")
+        return file
 
     def _route(self, path: object) -> Route:
         routes = self.server.engine.program.routes
@@ -250,13 +329,67 @@ class Admin:
     async def respond(self, peer: str | None, request: AdminRequest) -> Response:
         """The answer to one admin request from the client at IP address ``peer``."""
         result: tuple[int, object, Sequence[str]]
-        if not self._allowed(peer):
-            result = 403, {"error": f"the admin API is not open to {peer}"}, ()
+        refusal = self._refusal(peer, request)
+        if refusal is not None:
+            result = 403, {"error": refusal}, ()
         else:
             result = await self._dispatch(request)
         status, answer, allow = result
         logger.info("admin %s %s %s: %d", peer, request.method, request.path, status)
         return _json_response(status, answer, allow)
+
+    def _refusal(self, peer: str | None, request: AdminRequest) -> str | None:
+        """Why this request may not use the admin API (None: it may)."""
+        if not self._allowed(peer):
+            return f"the admin API is not open to {peer}"
+        hosts = request.headers.get_all("Host")
+        host = hosts[0] if len(hosts) == 1 else None
+        if self._loopback_only() and not (host is not None and self._local_host(host)):
+            shown = ", ".join(name or "(empty)" for name in hosts) or "(none)"
+            return (
+                f"Host {shown} is not a name of this server: the admin API answers requests "
+                f"to localhost, a loopback address or {self._listening()} (a guard against "
+                "DNS rebinding)"
+            )
+        origins = request.headers.get_all("Origin")
+        if request.method not in SAFE_METHODS and origins and not _same_origin(origins, host):
+            return (
+                f"cross-site request refused: Origin {', '.join(origins)} is not this "
+                f"server's; {request.method} is taken only from the same origin or from "
+                "clients that send no Origin"
+            )
+        return None
+
+    def _loopback_only(self) -> bool:
+        """Whether only this machine may use the API: then only its own names are expected
+        in Host (with --admin-allow opening other networks, any name may be in use)."""
+        return all(
+            network.network_address.is_loopback and network.broadcast_address.is_loopback
+            for network in self.allow
+        )
+
+    def _listening(self) -> str:
+        return urlsplit(self.server.url("")).hostname or self.server.host
+
+    def _local_host(self, host: str) -> bool:
+        """Whether a Host header (with or without a port) names this server: localhost, a
+        loopback address, or the address it listens on (or, on every interface, the name of
+        this machine, as the URLs it prints say)."""
+        match = _HOST.fullmatch(host)
+        if match is None:
+            return False
+        name = (match["ipv6"] or match["name"]).lower()
+        if name == "localhost":
+            return True
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            address = None
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if address is not None and address.is_loopback:
+            return True
+        return name in (self.server.host.lower().strip("[]"), self._listening().lower())
 
     def _allowed(self, peer: str | None) -> bool:
         if peer is None:
@@ -302,6 +435,13 @@ class Admin:
                 return {"GET": self._get_connections}
             case ["connections", conn_id]:
                 return {"DELETE": functools.partial(self._delete_connection, conn_id)}
+            case ["connections", conn_id, "session"]:
+                return {
+                    "GET": functools.partial(self._get_session, conn_id),
+                    "PUT": functools.partial(self._put_session, conn_id),
+                }
+            case ["state"]:
+                return {"GET": self._get_state, "PUT": self._put_state}
             case ["journal"]:
                 return {"GET": self._get_journal, "DELETE": self._delete_journal}
             case ["send"]:
@@ -324,6 +464,24 @@ class Admin:
         reason = query.get("reason", "")
         await self.close(conn_id, code, reason)
         return 200, {"closed": conn_id, "code": code, "reason": reason}
+
+    async def _get_session(
+        self, conn_id: str, query: dict[str, str], body: bytes
+    ) -> tuple[int, object]:
+        return 200, {"connection": conn_id, "session": self.session(conn_id)}
+
+    async def _put_session(
+        self, conn_id: str, query: dict[str, str], body: bytes
+    ) -> tuple[int, object]:
+        return 200, {"connection": conn_id, "session": self.set_session(conn_id, _json(body))}
+
+    async def _get_state(self, query: dict[str, str], body: bytes) -> tuple[int, object]:
+        file = self._file(query.get("file") or None)
+        return 200, {"file": file, "state": self.state(file)}
+
+    async def _put_state(self, query: dict[str, str], body: bytes) -> tuple[int, object]:
+        file = self._file(query.get("file") or None)
+        return 200, {"file": file, "state": self.set_state(_json(body), file)}
 
     async def _get_journal(self, query: dict[str, str], body: bytes) -> tuple[int, object]:
         journal = self._journal()
@@ -372,14 +530,36 @@ def _message(body: Mapping[str, Any]) -> str | bytes:
         raise AdminError(400, '"binary" is not valid base64') from None
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+def _json(body: bytes) -> Any:
     try:
-        value = json.loads(body)
-    except (ValueError, RecursionError) as err:
+        return decode_json(body.decode("utf-8"))  # strict: no NaN, no Infinity
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
         raise AdminError(400, f"the body is not JSON: {err}") from None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    value = _json(body)
     if not isinstance(value, dict):
         raise AdminError(400, "the body must be a JSON object")
     return value
+
+
+def _same_origin(origins: Sequence[str], host: str | None) -> bool:
+    """Whether a request's Origin headers name the site its Host names."""
+    if host is None or len(origins) != 1:
+        return False
+    return origins[0].lower() in (f"http://{host}".lower(), f"https://{host}".lower())
+
+
+def _copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain JSON data sharing nothing with ``data``: the caller may be on another thread."""
+    copied: dict[str, Any] = plain(data)
+    return copied
+
+
+def _check_object(value: Any, label: str) -> None:
+    if not isinstance(value, Mapping):
+        raise AdminError(400, f"the {label} must be a JSON object, not {type_name(value)}")
 
 
 def _int_param(query: dict[str, str], name: str) -> int | None:

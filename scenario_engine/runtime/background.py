@@ -4,8 +4,8 @@ For code that is not itself running the server's loop: synchronous tests, async 
 another loop, scripts. ``BackgroundServer.from_paths(paths)`` loads the scenarios; ``start()``
 returns once the server listens (on a free port by default) and ``stop()`` closes every
 connection with 1001 and ends the thread. The admin operations (``send``, ``connections``,
-``close``, ``reset``) run on the server's loop and wait for their result; the journal is read
-directly (it is safe to read from any thread).
+``close``, ``reset``, ``state``, ``session`` and their setters) run on the server's loop and
+wait for their result; the journal is read directly (it is safe to read from any thread).
 
     with BackgroundServer.from_paths(["scenarios/chat.mock"]) as mock:
         url = mock.url("/api/ws/chat")
@@ -17,7 +17,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -144,9 +144,30 @@ class BackgroundServer:
         self._await(lambda: self._admin.close(connection, code, reason))
 
     def reset(self) -> int:
-        """Close every connection with 1012, empty the rooms and clear the journal: as
-        ``POST /__admin/reset``."""
+        """Close every connection with 1012, empty the rooms, restore every file's initial
+        ``state`` and clear the journal: as ``POST /__admin/reset``."""
         return self._await(self._admin.reset)
+
+    def state(self, file: str | Path | None = None) -> dict[str, Any]:
+        """A copy of a scenario file's ``state``: as ``GET /__admin/state``. ``file`` (as the
+        server was given it) is needed only when several files have routes."""
+        return self._call(lambda: self._admin.state(_file(file)))
+
+    def set_state(self, value: Mapping[str, Any], file: str | Path | None = None) -> None:
+        """Replace a scenario file's ``state`` with ``value``: as ``PUT /__admin/state``.
+        Raises AdminError (400) when it is not an object or too large."""
+        self._call(lambda: self._admin.set_state(value, _file(file)))
+
+    def session(self, connection: str) -> dict[str, Any]:
+        """A copy of one connection's ``session``: as ``GET /__admin/connections/ID/session``."""
+        return self._call(lambda: self._admin.session(connection))
+
+    def set_session(self, connection: str, value: Mapping[str, Any]) -> None:
+        """Replace one connection's ``session`` with ``value``: as
+        ``PUT /__admin/connections/ID/session``. Raises AdminError (404 for an unknown
+        connection, 400 when the value is not an object or passes the route's ``max
+        session``)."""
+        self._call(lambda: self._admin.set_session(connection, value))
 
     def _call(self, operation: Callable[[], _T]) -> _T:
         """Run a function on the server's loop and return its result."""
@@ -161,3 +182,7 @@ class BackgroundServer:
         if self._loop is None or self._thread is None:
             raise RuntimeError("the server is not running: start() it first")
         return asyncio.run_coroutine_threadsafe(operation(), self._loop).result(CALL_TIMEOUT)
+
+
+def _file(file: str | Path | None) -> str | None:
+    return None if file is None else str(file)

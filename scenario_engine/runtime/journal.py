@@ -8,6 +8,8 @@ milliseconds) and ``event``, one of:
 - ``reject``: ``path``, ``reason``, and ``status`` (an HTTP refusal of the handshake) or
   ``code`` (a close right after it);
 - ``in``: ``connection``, and ``text`` or ``binary`` (base64);
+- ``unmatched``: ``connection``, and ``text`` or ``binary``: a message no handler took (after
+  its ``in`` event);
 - ``out``: ``connections`` (every client the message was written to: one event per send or
   broadcast, not one per recipient), and ``text`` or ``binary``;
 - ``close``: ``connection``, ``code``, ``reason``;

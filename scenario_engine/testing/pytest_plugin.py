@@ -3,8 +3,8 @@ entry point, so installing the package is enough).
 
 - ``scenario_mock``: a factory; ``scenario_mock("scenarios/chat.mock")`` serves those files on a
   free port for the test and returns a ``BackgroundServer`` (``url()``, ``journal``,
-  ``send()``, ``connections()``, ``close()``, ``reset()``); every server it started stops when
-  the test ends.
+  ``send()``, ``connections()``, ``close()``, ``reset()``, ``state()``, ``set_state()``,
+  ``session()``, ``set_session()``); every server it started stops when the test ends.
 - ``scenario_server``: the server of the test's ``@pytest.mark.scenario(PATH, ...)`` marker.
 
 Relative scenario paths are taken from pytest's rootdir. Scenarios with errors fail the test with
