@@ -222,9 +222,16 @@ class ScenarioTestFailed(ScenarioEngineError, AssertionError):
 
 
 def did_you_mean(word: str, candidates: Sequence[str] | Iterable[str]) -> str | None:
-    """A hint naming the candidate closest to ``word``, or None when none is close."""
-    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"did you mean '{matches[0]}'?" if matches else None
+    """A hint naming the candidate closest to ``word``, or None when none is close.
+
+    Close means difflib's ratio of 0.6, and, below 0.8, the same first letter: typos rarely
+    touch it, while words merely sharing letters (sleep and leave) are not what was meant.
+    """
+    for match in difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.6):
+        similar = difflib.SequenceMatcher(None, word, match).ratio() >= 0.8
+        if similar or word[:1].lower() == match[:1].lower():
+            return f"did you mean '{match}'?"
+    return None
 
 
 def _escape_data(text: str) -> str:

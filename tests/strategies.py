@@ -269,6 +269,16 @@ sizes = st.builds(
     lambda n, unit: f"{n}{unit}", st.integers(0, 4096), st.sampled_from(("B", "KB", "MB", "GB"))
 )
 names = st.one_of(_IDENTIFIERS, st.sampled_from(("send", "on", "type", "users")))
+#: A timer's interval or a wait: a duration, or an expression giving one.
+delays = st.one_of(durations, expressions.map(lambda e: "${" + e + "}"))
+#: A timer's name: a word, or a template (one timer per subscription id).
+timer_names = st.one_of(
+    _IDENTIFIERS, st.sampled_from(("every", "sub-${msg.id}", "a b", "${conn.id}"))
+)
+#: Where set and unset write.
+_writable = st.sampled_from(
+    ("session.a", "state.highest", "state.users[msg.id]", "session.subs[msg.id].n", "session")
+)
 
 
 def _let(value: st.SearchStrategy[Any] = templates) -> st.SearchStrategy[dict[str, Any]]:
@@ -298,9 +308,15 @@ _simple_actions = st.one_of(
     st.one_of(
         st.just({}),
         st.fixed_dictionaries(
-            {"code": st.sampled_from((1000, 3000, 4000, 4999))}, optional={"reason": templates}
+            {"code": st.sampled_from((1000, 1001, 1003, 1007, 1011, 1014, 3000, 4000, 4999))},
+            optional={"reason": templates},
         ),
     ).map(lambda b: {"close": b}),
+    timer_names.map(lambda n: {"cancel": n}),
+    delays.map(lambda d: {"wait": d}),
+    st.fixed_dictionaries({"path": _writable, "value": templates}).map(lambda b: {"set": b}),
+    _writable.map(lambda w: {"unset": w}),
+    st.just({"drop": {}}),
     st.fixed_dictionaries({}, optional={"data": templates}).map(lambda b: {"ping": b}),
     st.fixed_dictionaries({}, optional={"data": templates}).map(lambda b: {"pong": b}),
     _let(),
@@ -311,10 +327,25 @@ _simple_actions = st.one_of(
 def actions(draw: st.DrawFn, depth: int = 3) -> dict[str, Any]:
     """An action; ``if`` actions nest up to ``depth`` levels (a composite rather than nested
     strategies, whose repr would grow with every level)."""
-    if depth == 0 or draw(st.integers(0, 5)) != 0:
+    kind = 0 if depth == 0 else draw(st.integers(0, 7))
+    if kind > 2:
         action: dict[str, Any] = draw(_simple_actions)
         return action
     nested = st.lists(actions(depth - 1), max_size=2)
+    if kind == 1:  # a timer: its keys in the order the front end writes them, do last
+        every: dict[str, Any] = {"interval": draw(delays)}
+        if draw(st.booleans()):
+            every["times"] = draw(st.integers(1, 5))
+        if draw(st.booleans()):
+            every["as"] = draw(timer_names)
+        every["do"] = draw(nested)
+        return {"every": every}
+    if kind == 2:
+        after: dict[str, Any] = {"delay": draw(delays)}
+        if draw(st.booleans()):
+            after["as"] = draw(timer_names)
+        after["do"] = draw(nested)
+        return {"after": after}
     action = {"if": draw(expressions), "then": draw(nested)}
     if draw(st.booleans()):
         action["else"] = draw(nested)
@@ -340,6 +371,7 @@ _auth_steps = st.one_of(
         ),
     ),
     templates.map(lambda t: {"accept": t}),
+    delays.map(lambda d: {"wait": d}),
     _let(),
 )
 
@@ -366,14 +398,29 @@ _compression = st.one_of(
     st.booleans().map(lambda b: {"enabled": b}), sizes.map(lambda s: {"threshold": s})
 )
 
+_subprotocol_names = st.sampled_from(("graphql-transport-ws", "chat", "v1.stomp", "mqtt"))
+_route_timers = st.fixed_dictionaries(
+    {"interval": delays, "do": _blocks}, optional={"times": st.integers(1, 5)}
+).map(lambda t: {k: t[k] for k in ("interval", "times", "do") if k in t})
+
 routes = st.fixed_dictionaries(
     {"path": paths},
     optional={
         "heartbeat": durations,
         "compression": _compression,
         "maxMessage": sizes,
+        "maxConnections": st.integers(1, 1000),
+        "maxRooms": st.integers(1, 10_000),
+        "maxTimers": st.integers(1, 100),
+        "maxSession": sizes,
+        "subprotocols": st.fixed_dictionaries(
+            {"names": st.lists(_subprotocol_names, min_size=1, max_size=2)},
+            optional={"required": st.just(True)},
+        ),
+        "latency": st.one_of(durations, st.tuples(durations, durations).map("..".join)),
         "auth": st.lists(_auth_steps, max_size=2),
         "on": _handlers,
+        "every": st.lists(_route_timers, min_size=1, max_size=2),
     },
 )
 
@@ -415,7 +462,7 @@ _test_steps = st.one_of(
         {"client": _clients, "expectClose": _close_bodies}, optional={"within": durations}
     ),
     st.fixed_dictionaries({"client": _clients, "close": _close_bodies}),
-    durations.map(lambda d: {"wait": d}),
+    delays.map(lambda d: {"wait": d}),
     _let(),
 )
 tests = st.fixed_dictionaries(
@@ -433,6 +480,8 @@ def ir_documents(draw: st.DrawFn) -> dict[str, Any]:
     constants = draw(st.dictionaries(names, templates, max_size=3))
     if constants:
         ir["let"] = constants
+    if draw(st.booleans()):
+        ir["state"] = draw(st.dictionaries(names, templates, max_size=3))
     ir["routes"] = draw(st.lists(routes, max_size=2))
     if draw(st.booleans()):
         ir["tests"] = draw(st.lists(tests, min_size=1, max_size=2))

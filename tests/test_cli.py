@@ -16,7 +16,7 @@ from support import SCENARIOS, run_cli, run_cli_process, run_process
 def test_check_valid_directory_exits_0() -> None:
     result = run_cli("check", "scenarios")
     assert result.status == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "ok: 7 files, 6 routes, 16 tests"
+    assert result.stdout.strip() == "ok: 11 files, 10 routes, 43 tests"
 
 
 def test_check_invalid_file_exits_1_with_compiler_style_errors(tmp_path: Path) -> None:
@@ -215,3 +215,23 @@ def test_the_executables_exit_with_the_commands_status(tmp_path: Path) -> None:
     usage = run_cli_process()
     assert usage.returncode == 2
     assert usage.stderr.startswith("usage: scenario-engine"), usage.stderr
+
+
+def test_check_reports_warnings_without_failing(tmp_path: Path) -> None:
+    scenario = tmp_path / "w.mock"
+    scenario.write_text(
+        "route /ws {\n  on connect { every 1s as ticks { log 1 } }\n"
+        "  on message { cancel tick }\n}\n"
+    )
+    result = run_cli("check", str(scenario))
+    assert result.status == 0
+    assert result.stdout.startswith(
+        f"{scenario}:3:23: warning: no timer of this route is started as 'tick': this cancel "
+        "stops nothing\n"
+    )
+    assert "  hint: did you mean 'ticks'?" in result.stdout
+    assert result.stdout.rstrip().endswith("ok: 1 file, 1 route (1 warning)")
+    (finding,) = json.loads(run_cli("check", "--format", "json", str(scenario)).stdout)["errors"]
+    assert (finding["severity"], finding["line"]) == ("warning", 3)
+    github = run_cli("check", "--format", "github", str(scenario)).stdout
+    assert github.startswith(f"::warning file={scenario},line=3,col=23")

@@ -28,28 +28,38 @@ def add_parser(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     loaded, errors, count = load_paths(args.paths)
     errors = sorted(set(errors), key=ScenarioError.sort_key)
+    # Warnings of valid files: they never make a file invalid (nor the exit status 1).
+    warnings = sorted(
+        (warning for one in loaded for warning in one.warnings), key=ScenarioError.sort_key
+    )
+    findings = sorted([*errors, *warnings], key=ScenarioError.sort_key)
     if args.format == "json":
         json.dump(
-            {"files": count, "errors": [e.as_dict() for e in errors]},
+            {"files": count, "errors": [e.as_dict() for e in findings]},
             sys.stdout,
             indent=2,
             ensure_ascii=False,
         )
         print()
     elif args.format == "github":
-        for error in errors:
-            print(error.format_github())
+        for finding in findings:
+            print(finding.format_github())
     else:
-        report(errors, sys.stdout)
+        report(findings, sys.stdout)
         files = f"{count} file" + ("" if count == 1 else "s")
+        noted = f" ({_count(len(warnings), 'warning')})" if warnings else ""
         if errors:
             bad = len({e.file for e in errors})
-            print(f"{len(errors)} error{'' if len(errors) == 1 else 's'} in {bad} of {files}")
+            print(f"{_count(len(errors), 'error')} in {bad} of {files}{noted}")
         else:
             routes = sum(len(one.ir.get("routes", [])) for one in loaded)
             tests = sum(len(one.ir.get("tests", [])) for one in loaded)
-            summary = f"ok: {files}, {routes} route{'' if routes == 1 else 's'}"
+            summary = f"ok: {files}, {_count(routes, 'route')}"
             if tests:
-                summary += f", {tests} test{'' if tests == 1 else 's'}"
-            print(summary)
+                summary += f", {_count(tests, 'test')}"
+            print(summary + noted)
     return EXIT_INVALID if errors else EXIT_OK
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

@@ -138,6 +138,8 @@ def serve_files(
         print(err.format_text() + "\n", file=sys.stderr)
         print(f"not serving: {err.count_text()}", file=sys.stderr)
         return 1
+    for warning in program.warnings:
+        print(warning.format_text() + "\n", file=sys.stderr)
     if not program.routes:
         print(
             "not serving: the files define no routes (only tests, which "

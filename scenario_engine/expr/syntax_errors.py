@@ -15,16 +15,86 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from ..errors import did_you_mean
 from .syntax import keywords, name_regex, parser
 
-__all__ = ["MAX_NESTING", "brackets_balance", "describe_syntax_error", "max_nesting"]
+__all__ = ["MAX_NESTING", "block_end", "brackets_balance", "describe_syntax_error", "max_nesting"]
 
 #: Deepest bracket nesting accepted in a file or an expression; deeper input is an error
 #: (not a RecursionError further down the pipeline).
 MAX_NESTING = 100
 
-_ACTIONS = ("send", "broadcast", "join", "leave", "close", "ping", "pong", "let", "log", "if")
-_ROUTE_ITEMS = ("heartbeat", "compression", "max", "origins", "auth", "on")
-_TOP_ITEMS = ("prefix", "let", "route", "test")
-_AUTH_STEPS = ("reject", "accept", "let")
+_ACTIONS = (
+    "send",
+    "broadcast",
+    "join",
+    "leave",
+    "close",
+    "ping",
+    "pong",
+    "let",
+    "log",
+    "if",
+    "every",
+    "after",
+    "cancel",
+    "wait",
+    "set",
+    "unset",
+    "drop",
+)
+_ROUTE_ITEMS = (
+    "heartbeat",
+    "compression",
+    "max",
+    "origins",
+    "subprotocols",
+    "latency",
+    "auth",
+    "on",
+    "every",
+)
+_TOP_ITEMS = ("prefix", "let", "state", "route", "test")
+_AUTH_STEPS = ("reject", "accept", "let", "wait")
+#: Words that start an item of a route or of the file, never an action: met where an action
+#: is expected, they mean the block before them was not closed.
+_OUTER_WORDS = frozenset(_ROUTE_ITEMS + _TOP_ITEMS) - frozenset(_ACTIONS)
+#: What people used to other tools write for an action, and the action that does it.
+_ACTION_SYNONYMS = {
+    "emit": "send",
+    "reply": "send",
+    "respond": "send",
+    "publish": "broadcast",
+    "subscribe": "join",
+    "unsubscribe": "leave",
+    "disconnect": "close",
+    "terminate": "close",
+    "end": "close",
+    "kill": "drop",
+    "abort": "drop",
+    "destroy": "drop",
+    "sleep": "wait",
+    "delay": "wait",
+    "pause": "wait",
+    "timeout": "after",
+    "settimeout": "after",
+    "later": "after",
+    "interval": "every",
+    "setinterval": "every",
+    "repeat": "every",
+    "schedule": "every",
+    "stop": "cancel",
+    "clear": "cancel",
+    "clearinterval": "cancel",
+    "cleartimeout": "cancel",
+    "assign": "set",
+    "store": "set",
+    "put": "set",
+    "update": "set",
+    "delete": "unset",
+    "remove": "unset",
+    "print": "log",
+    "console": "log",
+    "var": "let",
+    "const": "let",
+}
 _EVENTS = ("connect", "message", "close", "error")
 #: A test step that does not start with a client's name.
 _TEST_STEPS = ("connect", "wait", "let")
@@ -103,6 +173,15 @@ def describe_syntax_error(err: UnexpectedInput, text: str) -> tuple[str, str | N
                 f": the block opened on line {opened} is not closed" if opened else ""
             )
         return ("unexpected end of file", hint, len(text), len(text))
+    if word in _OUTER_WORDS and set(_ACTIONS) <= words:
+        opened = _unclosed_brace(text[:start])
+        where = f" the block opened on line {opened}" if opened else " a block"
+        return (
+            f"unexpected '{word}' among actions: a '}}' is missing",
+            f"close{where} before this line",
+            start,
+            end,
+        )
     for group, what in (
         (_ACTIONS, "action"),
         (_ROUTE_ITEMS, "route setting or handler"),
@@ -112,9 +191,12 @@ def describe_syntax_error(err: UnexpectedInput, text: str) -> tuple[str, str | N
     ):
         if set(group) <= words:
             if word is not None:
+                synonym = _ACTION_SYNONYMS.get(word.lower()) if group is _ACTIONS else None
                 return (
                     f"unknown {what} '{word}'",
-                    did_you_mean(word, group) or f"expected one of: {', '.join(group)}",
+                    (f"did you mean '{synonym}'?" if synonym else None)
+                    or did_you_mean(word, group)
+                    or f"expected one of: {', '.join(group)}",
                     start,
                     end,
                 )
@@ -184,6 +266,26 @@ def brackets_balance(text: str) -> bool:
         if match.group() in count:
             count[match.group()] += 1
     return all(count[o] == count[c] for o, c in ("{}", "[]", "()"))
+
+
+def block_end(text: str, start: int, line_end: int) -> int | None:
+    """Where the brackets opened on the line ``text[start:line_end]`` are all closed again
+    (the offset of the last closing bracket), or None when the line opens none, or they never
+    close. Strings and comments do not count."""
+    depth = 0
+    for match in _NESTING_TOKENS.finditer(text, start):
+        c = match.group()
+        if c in "{[(":
+            depth += 1
+        elif c in "}])":
+            depth -= 1
+            if depth < 0:
+                return None
+            if depth == 0 and match.start() >= line_end:
+                return match.start()
+        if match.start() >= line_end and depth <= 0:
+            return None
+    return None
 
 
 def _unclosed_brace(text: str) -> int | None:

@@ -34,7 +34,13 @@ from ..expr.syntax import (
     parser,
     string_literal,
 )
-from ..expr.syntax_errors import MAX_NESTING, brackets_balance, describe_syntax_error, max_nesting
+from ..expr.syntax_errors import (
+    MAX_NESTING,
+    block_end,
+    brackets_balance,
+    describe_syntax_error,
+    max_nesting,
+)
 from .ir import (
     Action,
     AfterBody,
@@ -121,7 +127,9 @@ def _parse_with_recovery(source: Source, front: _Front) -> tuple[Stmt | None, li
                     line, col, message, hint, end_col if end_line == line and end > start else None
                 )
             )
-            blanked = _blank_line(text, start)
+            # After a missing '}', the brackets no longer say where statements end: what the
+            # parser would find next is noise.
+            blanked = None if "'}' is missing" in message else _blank_line(text, start)
             if blanked is None:
                 return None, errors
             text = blanked
@@ -132,16 +140,23 @@ def _parse_with_recovery(source: Source, front: _Front) -> tuple[Stmt | None, li
 
 def _blank_line(text: str, offset: int) -> str | None:
     """``text`` with the line holding ``offset`` replaced by spaces, if that keeps brackets
-    balanced (otherwise recovery would only produce noise)."""
+    balanced (otherwise recovery would only produce noise). A line that opens a block
+    (``on conect {``) is blanked with its whole block, up to the bracket that closes it."""
     if offset >= len(text):
         return None
     start = text.rfind("\n", 0, offset) + 1
     end = text.find("\n", offset)
     end = len(text) if end < 0 else end
     line = text[start:end]
-    if not line.strip() or not brackets_balance(line):
+    if not line.strip():
         return None
-    return text[:start] + " " * len(line) + text[end:]
+    if not brackets_balance(line):
+        closing = block_end(text, start, end)
+        if closing is None:
+            return None
+        end = closing + 1
+    blanked = "".join("\n" if c == "\n" else " " for c in text[start:end])
+    return text[:start] + blanked + text[end:]
 
 
 class _Front:
@@ -395,7 +410,9 @@ class _Front:
                 self.mark(pointer + "/subprotocols/required", required)
             route["subprotocols"] = protocols
         elif kind == "latency":
-            low, high = item.parts
+            # The optional '..' and upper bound are absent as placeholders (None, None).
+            low, *rest = item.parts
+            high = next((part for part in rest if part is not None), None)
             latency = self.quantity(low, pointer + "/latency", "duration")
             if high is not None:
                 latency += ".." + self.quantity(high, pointer + "/latency", "duration")

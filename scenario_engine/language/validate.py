@@ -482,11 +482,17 @@ class _Checker:
                     f"'{name}' needs a connection, and a route timer has none",
                     "a route timer runs for the whole route: broadcast reaches its connections",
                 )
-            if name in ("wait", "every", "after") and scope.context == "close":
+            if name == "wait" and scope.context == "close":
                 self.error(
                     where,
-                    f"'{name}' in 'on close' would never run on: the connection is gone",
-                    "do it in 'on message' or 'on connect'",
+                    "'wait' cannot be used in 'on close': the connection is gone by then",
+                    "do what must wait in 'on message' or 'on connect'",
+                )
+            elif name in ("every", "after") and scope.context == "close":
+                self.error(
+                    where,
+                    "a timer started in 'on close' would never run: the connection is gone",
+                    "start timers in 'on connect' or 'on message'",
                 )
             if "if" in action:
                 self.expression(action["if"], where + "/if", scope)

@@ -496,7 +496,8 @@ def compile_program(files: Sequence[Loaded]) -> Program:
             route.constants = file_constants
             routes.append(route)
         constants.update(file_constants)
-    return Program(routes, constants, states)
+    warnings = [warning for loaded in files for warning in loaded.warnings]
+    return Program(routes, constants, states, warnings)
 
 
 def load_program(paths: Sequence[str | Path]) -> Program:

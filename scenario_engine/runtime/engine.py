@@ -329,7 +329,6 @@ class Engine:
         ctx = conn.scratch
         ctx["msg"] = value
         ctx["raw"] = data
-        effects: list[Effect] = [Unmatched(conn, data)]
         for handler in candidates:
             if handler.where is not None:
                 try:
@@ -341,6 +340,8 @@ class Engine:
             own = dict(ctx) if handler.block.waits else ctx
             effects = self._run(conn, route, handler.block, own)
             break
+        else:
+            effects = [Unmatched(conn, data)]
         # The message itself is not kept past its event; a let built from it is, until a later
         # event of this connection assigns that let again or the connection closes.
         ctx["msg"] = ctx["raw"] = None

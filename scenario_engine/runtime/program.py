@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote as url_unquote
 
+from ..errors import ScenarioError
 from ..expr.values import Context, Evaluator
 
 __all__ = [
@@ -174,6 +175,8 @@ class Program:
     constants: Context
     #: Each scenario file's initial ``state`` (file name → value).
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: What the checks noted that does not make a file invalid (``serve`` prints them).
+    warnings: list[ScenarioError] = field(default_factory=list)
     _exact: dict[str, Route] = field(default_factory=dict)
     _patterns: list[Route] = field(default_factory=list)
 

@@ -22,6 +22,7 @@ With a journal, connects, rejections, messages and closes are recorded in it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import http
 import logging
@@ -30,7 +31,7 @@ import socket
 import time
 import weakref
 from collections.abc import Awaitable, Collection, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -113,9 +114,10 @@ class _Live:
     socket: ServerConnection
     task: asyncio.Future[Any]
     since: float
-    #: The route's latency (None: none), and when the last message delayed by it goes out
-    #: (loop time): a later one never goes before it.
+    #: The route's latency (None: none); the messages it holds back, each with when it goes
+    #: out (loop time, never before the one ahead of it); when the last one goes out.
     latency: tuple[float, float] | None = None
+    held: collections.deque[tuple[float, bytes, bool]] = field(default_factory=collections.deque)
     ready_at: float = 0.0
 
 
@@ -500,6 +502,8 @@ class ScenarioServer:
         if isinstance(effect, Drop):
             logger.info("drop %s %s", effect.conn.id, effect.conn.request.path)
             live.socket.transport.abort()
+            # Once the transport has gone, the connection reads as closed abnormally (1006).
+            await live.socket.wait_closed()
         else:
             await live.socket.close(effect.code, effect.reason)
 
@@ -606,11 +610,18 @@ class ScenarioServer:
         loop = asyncio.get_running_loop()
         due = max(loop.time() + random.uniform(low, high), live.ready_at)
         live.ready_at = due
-        loop.call_at(due, self._write_now, conn, live, payload, is_text)
+        live.held.append((due, payload, is_text))
+        loop.call_at(due, self._write_due, conn, live)
 
-    def _write_now(self, conn: Connection, live: _Live, payload: bytes, is_text: bool) -> None:
-        if self._live.get(conn) is live and live.socket.protocol.state is State.OPEN:
-            _write(conn, live.socket, payload, is_text)
+    def _write_due(self, conn: Connection, live: _Live) -> None:
+        """Write, in the order they were sent, the held messages that are due. (Handles due at
+        the same time may run in any order: the queue, not the clock, keeps the order.)"""
+        now = asyncio.get_running_loop().time()
+        current = self._live.get(conn) is live and live.socket.protocol.state is State.OPEN
+        while live.held and live.held[0][0] <= now:
+            _, payload, is_text = live.held.popleft()
+            if current:
+                _write(conn, live.socket, payload, is_text)
 
     def _log(self, effect: Log) -> None:
         """Log a scenario's log line or handler failure; failures go to the journal too, so
