@@ -208,11 +208,15 @@ def test_headers_and_subprotocols_reach_the_server(tmp_path: Path) -> None:
         """
 route /ws {
   origins ["http://app.test"]
-  on connect { send { agent: headers["x-agent"], offered: headers["sec-websocket-protocol"] } }
+  subprotocols ["v2"]
+  on connect {
+    send { agent: headers["x-agent"], offered: headers["sec-websocket-protocol"],
+           selected: conn.subprotocol }
+  }
 }
 test "allowed origin" {
   connect a to /ws headers { Origin: "http://app.test", "X-Agent": "t" } protocols ["v1", "v2"]
-  a expect { agent: "t", offered: "v1, v2" }
+  a expect { agent: "t", offered: "v1, v2", selected: "v2" }
 }
 test "other origin" {
   connect a to /ws headers { Origin: "http://evil.test" } expect reject 403
@@ -221,6 +225,98 @@ test "other origin" {
     )
     status, out = run_tests(path)
     assert status == 0, out
+
+
+SUBPROTOCOL_ROUTES = """
+route /strict {
+  subprotocols ["graphql-transport-ws"] required
+  on connect { send { selected: conn.subprotocol } }
+}
+route /lenient {
+  subprotocols ["graphql-transport-ws"]
+  on connect { send { selected: conn.subprotocol } }
+}
+route /plain {
+  on connect { send { selected: conn.subprotocol } }
+}
+"""
+
+
+@pytest.mark.e2e
+def test_a_connect_passes_when_the_server_selects_an_offered_subprotocol(tmp_path: Path) -> None:
+    path = scenario(
+        tmp_path,
+        SUBPROTOCOL_ROUTES
+        + """
+test "selected" strict {
+  connect a to /strict protocols ["other", "graphql-transport-ws"]
+  a expect { selected: "graphql-transport-ws" }
+  connect b to /lenient protocols ["graphql-transport-ws"]
+  b expect { selected: "graphql-transport-ws" }
+  connect c to /lenient
+  c expect { selected: null }
+}
+""",
+    )
+    status, out = run_tests(path)
+    assert status == 0, out
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("route", ["/lenient", "/plain"])
+def test_a_connect_fails_when_the_server_selects_none_of_the_offered_subprotocols(
+    tmp_path: Path, route: str
+) -> None:
+    # As browsers and Node's ws (\"Server sent no subprotocol\"): the connection is refused by
+    # the client, whatever the server thought of it.
+    path = scenario(
+        tmp_path,
+        SUBPROTOCOL_ROUTES
+        + f"""
+test "none selected" {{
+  connect a to {route} protocols ["chat.v1", "chat.v2"]
+  a expect {{ selected: null }}
+}}
+""",
+    )
+    status, out = run_tests(path)
+    assert status == 1, out
+    assert (
+        f'{path}:15:3: error: a offered the subprotocols "chat.v1", "chat.v2", '
+        "and the server selected none\n"
+    ) in out
+    assert (
+        "    the handshake response has no Sec-WebSocket-Protocol header: a browser or Node's ws "
+        'refuses such a connection (ws: "Server sent no subprotocol")'
+    ) in out
+    assert "0 passed, 1 failed" in out
+
+
+@pytest.mark.e2e
+def test_a_route_that_requires_a_subprotocol_refuses_a_client_offering_none(
+    tmp_path: Path,
+) -> None:
+    path = scenario(
+        tmp_path,
+        SUBPROTOCOL_ROUTES
+        + """
+test "none offered" {
+  connect a to /strict expect reject 400
+  connect b to /strict protocols ["chat.v1"] expect reject 400
+}
+test "none offered, connection expected" {
+  connect a to /strict
+}
+""",
+    )
+    status, out = run_tests(path)
+    assert status == 1, out
+    assert f"PASS  {path}::none offered  (" in out
+    assert (
+        "    expected the connection to open, got HTTP 400 'Unsupported subprotocol: this route "
+        "speaks graphql-transport-ws (none offered)'"
+    ) in out
+    assert "1 passed, 1 failed" in out
 
 
 @pytest.mark.e2e
@@ -383,6 +479,22 @@ test "not quiet" {
     assert "a received a message within 300ms, where none was expected" in out
     assert '    received {"type": "hi"}' in out
     assert "1 passed, 1 failed" in out
+
+
+@pytest.mark.e2e
+def test_a_wait_may_be_an_expression_and_timers_are_waited_for(tmp_path: Path) -> None:
+    body = """
+let pause = 150
+route /ws/later { on connect { after 100ms { send "late" } } }
+test "waits as long as a constant says" strict {
+  connect a to /ws/later
+  a expect no message for 50ms
+  wait pause
+  a expect "late" within 10ms
+}
+"""
+    status, out = run_tests(scenario(tmp_path, body))
+    assert (status, out.splitlines()[-1]) == (0, "1 passed, 0 failed"), out
 
 
 @pytest.mark.e2e

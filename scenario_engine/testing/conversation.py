@@ -13,6 +13,7 @@ answers fails the test at its timeout; nothing here waits for ever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import time
@@ -47,6 +48,7 @@ from ..language.ir import (
 )
 from ..language.source import escape_pointer
 from ..language.units import parse_duration
+from ..runtime.compiler import seconds_of
 from .expectations import compile_expectation, mismatches, show
 
 __all__ = [
@@ -203,7 +205,8 @@ class _Conversation:
             if "connect" in step:
                 await self.connect(step, pointer)
             elif "wait" in step:
-                await asyncio.sleep(parse_duration(step["wait"]))
+                # A duration as written, or an expression giving one (``wait pingInterval``).
+                await asyncio.sleep(seconds_of(self.value(pointer + "/wait"), minimum=0))
             elif "let" in step:
                 self.ctx[step["let"]["name"]] = self.value(pointer + "/let/value")
             else:
@@ -277,6 +280,24 @@ class _Conversation:
                     pointer,
                     f"{name} connected, but the server was expected to "
                     f"refuse the handshake with HTTP {expected_status}",
+                )
+            )
+        if protocols and ws.subprotocol is None:
+            # websockets accepts a handshake that selects none of the offered subprotocols;
+            # browsers and Node's ws fail the connection instead (ws: "Server sent no
+            # subprotocol"), dropping it without a close frame. A test does as they do.
+            await _abort(ws)
+            offered = ", ".join(json.dumps(to_text(p)) for p in protocols)
+            noun = "subprotocol" if len(protocols) == 1 else "subprotocols"
+            raise _Failed(
+                Failure(
+                    pointer,
+                    f"{name} offered the {noun} {offered}, and the server selected none",
+                    [
+                        "the handshake response has no Sec-WebSocket-Protocol header: a browser "
+                        "or Node's ws refuses such a connection "
+                        '(ws: "Server sent no subprotocol")'
+                    ],
                 )
             )
         self.clients[name] = _Client(name, ws)
@@ -526,6 +547,8 @@ def _templates(
             yield f"{pointer}/expectClose/reason", step["expectClose"]["reason"], plain
     elif "let" in step:
         yield f"{pointer}/let/value", step["let"]["value"], plain
+    elif "wait" in step:
+        yield f"{pointer}/wait", step["wait"], plain
 
 
 def check_target(url: str) -> str:
@@ -550,6 +573,14 @@ def shown_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def _abort(ws: ClientConnection) -> None:
+    """Cut the connection without a closing handshake, as a client failing it does."""
+    ws.transport.abort()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_CLOSE_TIMEOUT):
+            await ws.wait_closed()
 
 
 def _within(step: ConnectStep | ExpectStep | ExpectCloseStep, default: float) -> float:
