@@ -159,3 +159,65 @@ def test_text_of_values() -> None:
         '[1,"a"]',
         '{"a":1}',
     ]
+
+
+TEXT = '420["chat",{"text":"hi"}]'
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('startsWith(raw, "42")', True),
+        ('endsWith(raw, "}]")', True),
+        ('startsWith(raw, "43")', False),
+        ("slice(raw, 0, 2)", "42"),
+        ('slice(raw, 2, indexOf(raw, "["))', "0"),
+        ("slice(raw, -2)", "}]"),
+        ("slice([1, 2, 3], 1)", [2, 3]),
+        ('indexOf(raw, "[")', 3),
+        ('indexOf(raw, "nope")', -1),
+        ("indexOf([1, 2, 3], 2)", 1),
+        ('parse(slice(raw, indexOf(raw, "[")))', ["chat", {"text": "hi"}]),
+        ('split("a,b,,c", ",")', ["a", "b", "", "c"]),
+        ('split("abc", "")', ["a", "b", "c"]),
+        ('join(["a", 1, null, true], "-")', "a-1--true"),
+        ("join([1, 2])", "1,2"),
+        ('replace("a-b-c", "-", "+")', "a+b+c"),
+        ('trim("  padded  ")', "padded"),
+        ("chance(1)", True),
+        ("chance(0)", False),
+        (
+            'typeOf("x") + typeOf(1) + typeOf(null) + typeOf([]) + typeOf({}) + typeOf(true)',
+            "stringnumbernullarrayobjectboolean",
+        ),
+    ],
+)
+def test_string_functions_for_text_protocols(text: str, expected: Any) -> None:
+    assert ev(text, {"raw": TEXT}) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('parse("{")', "parse(): not JSON"),
+        ('parse("NaN")', "NaN is not JSON"),
+        ("parse(3)", "parse() needs JSON text (a string), not a number"),
+        ("slice(3, 1)", "slice() needs a string or an array, not a number"),
+        ('slice("abc", 1.5)', "slice() needs a whole number"),
+        ('replace("abc", "", "x")', "replace() needs a non-empty string to replace"),
+        ("chance(2)", "chance() needs a probability from 0 to 1"),
+        ('join("abc", ",")', "join() needs an array, not a string"),
+        ('split(1, ",")', "split() needs a string, not a number"),
+    ],
+)
+def test_string_functions_say_what_they_need(text: str, message: str) -> None:
+    with pytest.raises(EvaluationError, match=re.escape(message)):
+        ev(text, {})
+
+
+def test_replace_and_split_stay_within_the_caps() -> None:
+    big = "x" * (MAX_STRING // 2 + 1)
+    with pytest.raises(EvaluationError, match="string too long"):
+        ev('replace(big, "x", "xx")', {"big": big})
+    with pytest.raises(EvaluationError, match="too many items"):
+        ev('split(big, "")', {"big": big})

@@ -181,6 +181,20 @@ def _parse(text: Any) -> Any:
         raise EvaluationError("parse(): not JSON: nested too deeply") from None
 
 
+def _type_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if is_number(value):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bytes):
+        return "binary"
+    return "array" if isinstance(value, list) else "object"
+
+
 def _chance(probability: Any) -> bool:
     if not is_number(probability) or not 0 <= probability <= 1:
         raise EvaluationError(
@@ -312,6 +326,14 @@ FUNCTIONS: dict[str, Function] = {
             "trim(msg.name)",
             "a string without the blanks around it",
             _text_fn("trim", str.strip),
+        ),
+        Function(
+            "typeOf",
+            1,
+            1,
+            'typeOf(msg.id) == "string"',
+            'what a value is: "string", "number", "boolean", "null", "array", "object" or "binary"',
+            _type_of,
         ),
         Function(
             "chance",

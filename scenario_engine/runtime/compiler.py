@@ -412,9 +412,9 @@ def _waits(action: Action) -> bool:
     return False
 
 
-def seconds_of(value: Any) -> float:
+def seconds_of(value: Any, minimum: float = MIN_TIMER_INTERVAL) -> float:
     """The seconds a delay's expression gave: a number of milliseconds or a duration text,
-    not under the 10 ms any timer or wait takes at least."""
+    not under ``minimum`` (the 10 ms any timer or wait of a scenario takes at least)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value) / 1000
     elif isinstance(value, str):
@@ -427,9 +427,10 @@ def seconds_of(value: Any) -> float:
             f"a delay is a number of milliseconds or a duration such as '500ms', "
             f"not {type_name(value)}"
         )
-    if not MIN_TIMER_INTERVAL <= seconds <= MAX_DELAY:
+    if not minimum <= seconds <= MAX_DELAY:
+        low = f"{minimum * 1000:g}ms"
         raise EvaluationError(
-            f"a delay of {to_text(value)} is out of range: from 10ms to {MAX_DELAY // 86400} days"
+            f"a delay of {to_text(value)} is out of range: from {low} to {MAX_DELAY // 86400} days"
         )
     return seconds
 

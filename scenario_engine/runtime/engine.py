@@ -428,7 +428,11 @@ class Engine:
     ) -> list[Effect]:
         runtime = _Runtime(self, conn, route)
         try:
-            self._start(runtime, block, ctx, owner)
+            if block.waits:
+                self._start(runtime, block, ctx, owner)
+            else:  # the common case, once per message: no detour through run_block
+                for step in block.steps:
+                    step(runtime, ctx)
         except ActionError as err:
             return runtime.effects + self._fail(conn, err, ctx)
         return runtime.effects
