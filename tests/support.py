@@ -49,6 +49,9 @@ from scenario_engine.runtime.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
+#: In CI (``.ci/run`` sets it), a test whose tools are missing (Node's packages, Chromium)
+#: runs anyway and fails, instead of being skipped: CI must prove what it claims.
+REQUIRE_ALL = os.environ.get("SCENARIO_TEST_REQUIRE_ALL") == "1"
 #: Every wait in the suite is a multiple of this, so a slow machine can scale them all.
 UNIT = float(os.environ.get("SCENARIO_TEST_UNIT", "1.0"))
 #: The longest any single expected event (a message, a close, an answer) may take to arrive.
@@ -624,3 +627,9 @@ async def serving(text: str, name: str = "test.mock", **options: Any) -> AsyncIt
         yield server
     finally:
         await server.close()
+
+
+def needs(missing: bool, reason: str) -> pytest.MarkDecorator:
+    """Skip the tests when something they need is ``missing`` (saying what in ``reason``),
+    except under SCENARIO_TEST_REQUIRE_ALL=1."""
+    return pytest.mark.skipif(missing and not REQUIRE_ALL, reason=reason)

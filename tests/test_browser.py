@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import UNIT, ServedMock
+from support import UNIT, ServedMock, needs
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
+    needs(
         CHROMIUM is None,
         reason="`chromium` is not on PATH (Debian: apt-get install chromium): browser tests "
         "skipped",

@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from support import UNIT, ServedMock, run_process
+from support import UNIT, ServedMock, needs, run_process
 
 NODE_DIR = Path(__file__).parent / "node"
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
+    needs(
         shutil.which("node") is None or not (NODE_DIR / "node_modules" / "ws").exists(),
         reason="needs node and `npm ci --prefix tests/node`",
     ),

@@ -29,6 +29,7 @@ from support import (
     UNIT,
     ServedMock,
     async_test,
+    needs,
     recv,
     run_process,
     start_mock,
@@ -41,7 +42,7 @@ SOCKETIO = NODE_DIR / "socketio_client.mjs"
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
+    needs(
         shutil.which("node") is None
         or not all(
             (NODE_DIR / "node_modules" / package).exists()
