@@ -36,6 +36,7 @@ from ..expr.syntax import (
     negative_number,
     terminal_regex,
 )
+from .schema import ACTION_NAMES
 from .source import escape_pointer
 
 __all__ = ["emit_mock", "emit_yaml"]
@@ -336,28 +337,7 @@ class _MockWriter:
         _expect(action, dict, pointer, "an action is an object")
         if "if" in action:
             return self.if_action(action, pointer, indent)
-        name, body = _single(
-            action,
-            pointer,
-            (
-                "send",
-                "broadcast",
-                "join",
-                "leave",
-                "close",
-                "ping",
-                "pong",
-                "let",
-                "log",
-                "every",
-                "after",
-                "cancel",
-                "wait",
-                "set",
-                "unset",
-                "drop",
-            ),
-        )
+        name, body = _single(action, pointer, ACTION_NAMES)
         where = f"{pointer}/{name}"
         if name in ("send", "join", "leave", "log"):
             return [self.statement(indent, name + " ", body, where)]

@@ -25,7 +25,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from ..errors import ScenarioError, did_you_mean
 from .source import Source, SourceMap, Span, escape_pointer, locate
 
-__all__ = ["SCHEMA", "schema_errors", "schema_text"]
+__all__ = ["ACTION_NAMES", "SCHEMA", "schema_errors", "schema_text"]
 
 _SCHEMA_TEXT = (resources.files("scenario_engine.language") / "scenario.schema.json").read_text(
     encoding="utf-8"
@@ -102,7 +102,10 @@ def _only_required_key(branch: Any) -> str | None:
 # Built once, from the schema with its references resolved and its key dispatches rewritten.
 _VALIDATOR = Draft202012Validator(_without_refs(SCHEMA))
 
-_ACTION_NAMES: tuple[str, ...] = tuple(SCHEMA["$defs"]["action"]["properties"])
+#: The names of the actions (the keys of an action object but an if action's).
+ACTION_NAMES: tuple[str, ...] = tuple(
+    name for name in SCHEMA["$defs"]["action"]["properties"] if name not in ("if", "then", "else")
+)
 _BARE_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
@@ -273,7 +276,7 @@ def _key_problem(error: ValidationError, pointer: str, key: str) -> _Problem:
     if error.validator == "pattern":
         hint = "use letters, digits and '_', not starting with a digit" if noun == "name" else None
         return _Problem(pointer, places, f"'{key}' is not a valid {noun}", hint, about_key=True)
-    if noun == "if action" and key in _ACTION_NAMES:
+    if noun == "if action" and key in ACTION_NAMES:
         return _Problem(
             pointer,
             places,
