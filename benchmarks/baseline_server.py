@@ -10,6 +10,10 @@ directly on websockets (a set per room, ``websockets.broadcast``, ``json``):
             sender included.
   /ws/ping  "ping": reply {"type":"pong","seq":msg.seq,"id":conn id,"timestamp":ms}.
   /ws/idle  accept, then ignore everything.
+  /ws/tick/set   a 1 s timer per connection (one ``loop.call_at``, re-armed at each run) that
+            sets a key of the connection's session dict: the timers of benchmarks/timers.mock.
+  /ws/tick/send  the same timer sending {"n":count} to its client.
+  /ws/tick/later no timer until the client sends the text "start", then that of /ws/tick/set.
 
 Settings, chosen to match the engine's defaults so that the comparison is about the code path:
 no keepalive pings (the engine pings only on routes with ``heartbeat``), 16 MiB message limit,
@@ -111,7 +115,60 @@ async def idle(ws: ServerConnection) -> None:
         pass
 
 
-HANDLERS = {"/ws/chat": chat, "/ws/ping": ping, "/ws/idle": idle}
+TICK = 1.0  # seconds between runs of a connection's timer
+
+
+async def tick(ws: ServerConnection, send: bool, later: bool = False) -> None:
+    """A timer per connection, the way asyncio offers it: a callback at a time of the loop,
+    re-armed one interval after the time it was due (no drift), cancelled when the client
+    leaves. ``later``: the timer starts when the client sends "start"."""
+    loop = asyncio.get_running_loop()
+    session: dict[str, object] = {}
+    count = 0
+
+    def run(due: float) -> None:
+        nonlocal count, handle
+        count += 1
+        if send:
+            websockets.broadcast((ws,), dumps({"n": count}))
+        else:
+            session["n"] = count
+        handle = loop.call_at(due + TICK, run, due + TICK)
+
+    handle: asyncio.TimerHandle | None = None
+    if not later:
+        due = loop.time() + TICK
+        handle = loop.call_at(due, run, due)
+    try:
+        async for message in ws:
+            if later and message == "start" and handle is None:
+                due = loop.time() + TICK
+                handle = loop.call_at(due, run, due)
+    finally:
+        if handle is not None:
+            handle.cancel()
+
+
+async def tick_set(ws: ServerConnection) -> None:
+    await tick(ws, send=False)
+
+
+async def tick_send(ws: ServerConnection) -> None:
+    await tick(ws, send=True)
+
+
+async def tick_later(ws: ServerConnection) -> None:
+    await tick(ws, send=False, later=True)
+
+
+HANDLERS = {
+    "/ws/chat": chat,
+    "/ws/ping": ping,
+    "/ws/idle": idle,
+    "/ws/tick/set": tick_set,
+    "/ws/tick/send": tick_send,
+    "/ws/tick/later": tick_later,
+}
 
 
 def process_request(connection: ServerConnection, request):  # type: ignore[no-untyped-def]

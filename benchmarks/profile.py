@@ -1,15 +1,18 @@
 """Profile a server under one benchmark workload with py-spy; print its top functions.
 
     pip install py-spy
-    python benchmarks/profile.py fanout|reqreply|accept [--server engine|baseline]
+    python benchmarks/profile.py fanout|reqreply|accept|timers [--server engine|baseline]
                                  [--duration 8] [--out DIR]
 
 Runs the workload of benchmarks/run.py (same scenario, same load generator) while
 ``py-spy record`` samples the server process during the measured window (the accept storm: from
-its start until every client is open). Prints the functions with the most samples, by self time
-(the function itself was running) and by total time (the function was on the stack), and writes
-the collapsed stacks (``--out``, default a temporary folder) for a flame graph
-(``flamegraph.pl``, speedscope.app, or ``py-spy record --format speedscope`` instead).
+its start until every client is open; timers: 10,000 connections with a 1 s timer each that sets
+the session, or with ``--variant send`` sends, sampled once every timer has run). Prints the
+functions with the most samples, by self time (the function itself was running) and by total
+time (the function was on the stack), and writes the collapsed stacks (``--out``, default a
+temporary folder) for a flame graph (``flamegraph.pl``, speedscope.app, or
+``py-spy record --format speedscope`` instead). py-spy counts a server waiting in ``select``
+as running (timers: most samples): read the shares of the other frames relative to each other.
 
 Sampling slows the server: profile runs are for finding where the time goes, not for the
 numbers of the table. py-spy pauses the process for each sample, which over-represents the
@@ -31,9 +34,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import Load, Server, ensure_node
+from run import TIMER_FILES, TIMER_PATHS, Load, Server, ensure_node, next_event, raise_open_files
 
-PATHS = {"fanout": "/ws/chat", "reqreply": "/ws/ping", "accept": "/ws/idle"}
+PATHS = {"fanout": "/ws/chat", "reqreply": "/ws/ping", "accept": "/ws/idle", "timers": ""}
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
@@ -80,6 +83,46 @@ def summarize(collapsed: Path, top: int) -> str:
     return "\n".join(lines)
 
 
+def py_spy(pid: int, seconds: float, collapsed: Path, rate: int, nonblocking: bool) -> list[str]:
+    return [
+        "py-spy",
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        str(rate),
+        "--duration",
+        str(int(seconds + 0.999)),
+        "--format",
+        "raw",
+        "--output",
+        str(collapsed),
+        *(["--nonblocking"] if nonblocking else []),
+    ]
+
+
+def spy_on_timers(args: argparse.Namespace, collapsed: Path) -> None:
+    """Hold the connections of the timer workload and sample the server for --duration s."""
+    clients = args.clients or 10_000
+    raise_open_files(clients + 1000)
+    with Server(args.server, files=TIMER_FILES) as server:
+        url = server.url(TIMER_PATHS[args.variant])
+        with Load("hold", url, clients=clients) as load:
+            events = load.events()
+            next_event(events, "ready")
+            time.sleep(3)  # every timer has run
+            spy = subprocess.run(
+                py_spy(server.pid, args.duration, collapsed, args.rate, args.nonblocking),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            load.tell("close")
+            for _ in events:
+                pass
+    if not collapsed.exists():
+        sys.exit(f"py-spy wrote nothing: {spy.stderr.decode(errors='replace')}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,7 +130,10 @@ def main() -> None:
     parser.add_argument("workload", choices=sorted(PATHS))
     parser.add_argument("--server", choices=("engine", "baseline"), default="engine")
     parser.add_argument("--duration", type=float, default=8.0)
-    parser.add_argument("--clients", type=int, default=5000, help="accept: clients")
+    parser.add_argument(
+        "--clients", type=int, help="accept: clients (default 5000); timers: (default 10000)"
+    )
+    parser.add_argument("--variant", choices=("set", "send"), default="set", help="timers")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--out", help="folder for the collapsed stacks")
@@ -103,13 +149,18 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="profile-"))
     out.mkdir(parents=True, exist_ok=True)
     collapsed = out / f"{args.workload}-{args.server}.txt"
+    if args.workload == "timers":
+        spy_on_timers(args, collapsed)
+        print(f"\n{args.server} server, timers ({args.variant}): collapsed stacks in {collapsed}")
+        print(summarize(collapsed, args.top))
+        return
     with Server(args.server) as server:
         url = server.url(PATHS[args.workload])
         if args.workload == "accept":
             with Load("accept", url, clients=100) as warm:
                 for _ in warm.events():
                     pass
-            options = {"clients": args.clients}
+            options = {"clients": args.clients or 5000}
             seconds = 30.0  # stopped once the storm is over
         else:
             options = {"duration": args.duration, "warmup": 2}
@@ -119,21 +170,7 @@ def main() -> None:
             for event in load.events():
                 if event["event"] == "start":
                     spy = subprocess.Popen(
-                        [
-                            "py-spy",
-                            "record",
-                            "--pid",
-                            str(server.pid),
-                            "--rate",
-                            str(args.rate),
-                            "--duration",
-                            str(int(seconds + 0.999)),
-                            "--format",
-                            "raw",
-                            "--output",
-                            str(collapsed),
-                            *(["--nonblocking"] if args.nonblocking else []),
-                        ],
+                        py_spy(server.pid, seconds, collapsed, args.rate, args.nonblocking),
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.PIPE,
                     )

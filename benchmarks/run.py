@@ -26,6 +26,18 @@ idle      (RSS with N idle connections - RSS before) / N, on /ws/idle, with perm
           websockets with its default compression ("deflate").
 compile   `scenario-engine check` of a generated 10,000-line scenario, as a whole process
           (start-up, parsing, schema and semantic checks), median of N runs after a warm-up.
+timers    10,000 raw clients (one Node process) hold a connection each: on /ws/tick/later
+          (no timers), /ws/tick/set (a 1 s timer per connection that sets session.n) and
+          /ws/tick/send (the same timer sending {"n":count}; the clients read); each on a fresh
+          server. Server CPU over a steady window (--timer-duration, 20 s), as a share of one
+          core; the timers' own share = that of a timer route - that of the idle one, and per
+          timer run. Memory per idle timer: the idle clients then send "start", which starts the
+          set timer on each; (RSS after - RSS before) / connections, in the same process.
+          Baseline: the same timers by hand, one loop.call_at per connection. Needs ulimit -n
+          above the clients (the soft limit is raised up to the hard one).
+rooms     one client joins 200,000 distinct rooms (benchmarks/timers.mock /ws/rooms): the default
+          bound ('max rooms', 10,000) closes it 1011 at the 10,001st join; the server's peak RSS
+          growth, against the same route with the bound lifted (/ws/rooms/unbounded).
 
 Compression: the throughput workloads' clients (fanout, reqreply, accept) do not offer
 permessage-deflate, so neither server compresses there; only idle negotiates it.
@@ -40,7 +52,8 @@ Keeping the numbers steady (docs/performance.md says why each matters):
 - before each run, wait (--quiet-wait s) for other processes to use < 30% of a core; a run
   during which they used more is made again (--retries) and the least noisy one kept; the notes
   under the table say how much CPU the server, the load generator and the others used;
-- fanout and reqreply alternate engine and baseline over --rounds rounds.
+- fanout and reqreply alternate engine and baseline over --rounds rounds; timers over
+  --timer-rounds.
 
 Profiles of a server under one workload: benchmarks/profile.py.
 """
@@ -53,6 +66,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -77,7 +91,16 @@ from generate_large import generate  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
-WORKLOADS = ("fanout", "reqreply", "accept", "idle", "compile")
+WORKLOADS = ("fanout", "reqreply", "accept", "idle", "compile", "timers", "rooms")
+#: The scenario files the engine serves: the throughput, accept and idle workloads'; the
+#: timer and rooms workloads'.
+ENGINE_FILES = ("fanout.mock", "reqreply.mock")
+TIMER_FILES = ("timers.mock",)
+#: The timer workload's routes: connections without timers (until they send "start"), and
+#: the two kinds of timer.
+TIMER_PATHS = {"idle": "/ws/tick/later", "set": "/ws/tick/set", "send": "/ws/tick/send"}
+#: The interval of the timers of benchmarks/timers.mock and of the baseline (seconds).
+TIMER_INTERVAL = 1.0
 #: glibc's malloc serves the 256 KiB buffer of every asyncio socket read with mmap (then mremap,
 #: munmap: three system calls and two page faults per message received) until the process
 #: happens to free a large block, which raises its dynamic mmap threshold for good. Whether and
@@ -156,10 +179,35 @@ QUIET_WAIT = 30.0  # set from --quiet-wait
 
 def proc_preempted(pid: int) -> int:
     """How many times the process was descheduled while it could run (another wanted the CPU)."""
+    return proc_status_int(pid, "nonvoluntary_ctxt_switches:")
+
+
+def proc_sleeps(pid: int) -> int:
+    """How many times the process gave up the CPU to wait (for its sockets or its next timer):
+    an event loop's wake-ups."""
+    return proc_status_int(pid, "voluntary_ctxt_switches:")
+
+
+def proc_status_int(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("nonvoluntary_ctxt_switches:"):
+        if line.startswith(key):
             return int(line.split()[1])
     return 0
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Reset the process's peak RSS (VmHWM) to its current RSS (Linux 4.0+)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def raise_open_files(needed: int) -> int:
+    """Raise this process's (and so its children's) soft limit of open files to ``needed``, up
+    to the hard limit; the limit in effect."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft
 
 
 @dataclass
@@ -199,7 +247,13 @@ def pin_to(cpu: int) -> Any:
 class Server:
     """A server process (engine or baseline) on a free port, stopped on exit."""
 
-    def __init__(self, kind: str, backlog: int = 4096, compression: str = "deflate") -> None:
+    def __init__(
+        self,
+        kind: str,
+        backlog: int = 4096,
+        compression: str = "deflate",
+        files: tuple[str, ...] = ENGINE_FILES,
+    ) -> None:
         self.kind = kind
         if kind == "engine":
             command = [
@@ -207,8 +261,7 @@ class Server:
                 "-m",
                 "scenario_engine",
                 "serve",
-                str(HERE / "fanout.mock"),
-                str(HERE / "reqreply.mock"),
+                *(str(HERE / name) for name in files),
                 "--port",
                 "0",
                 "--quiet",
@@ -494,6 +547,160 @@ def run_idle(kind: str, clients: int, compression: str = "deflate") -> Idle:
     return Idle(clients, negotiated, before, after)
 
 
+def next_event(events: Iterator[dict[str, Any]], name: str) -> dict[str, Any]:
+    for event in events:
+        if event["event"] == name:
+            return event
+    raise RuntimeError(f"load generator ended before its {name!r} event")
+
+
+@dataclass
+class Held:
+    """A server holding many connections (with or without timers) over a measured window."""
+
+    kind: str
+    variant: str  # a key of TIMER_PATHS
+    clients: int
+    open_seconds: float  # from the first connect until every client is open
+    seconds: float
+    server_cpu: float
+    client_cpu: float
+    other_cpu: float
+    preempted: int
+    sleeps: int  # the server's voluntary context switches in the window: its wake-ups
+    messages: int  # received by the clients in the window
+    closed: int  # clients the server closed (0 expected)
+    rss_before_kb: int
+    rss_after_kb: int
+    #: idle: RSS once every client has sent "start" and its timer has run (0: not measured).
+    rss_started_kb: int = 0
+
+    @property
+    def server_share(self) -> float:
+        return self.server_cpu / self.seconds
+
+    @property
+    def other_share(self) -> float:
+        return self.other_cpu / self.seconds
+
+    @property
+    def client_share(self) -> float:
+        return self.client_cpu / self.seconds
+
+    @property
+    def per_connection_kb(self) -> float:
+        return (self.rss_after_kb - self.rss_before_kb) / self.clients
+
+    @property
+    def per_started_timer_kb(self) -> float:
+        """idle: what starting a timer on each connection added, same process."""
+        return (self.rss_started_kb - self.rss_after_kb) / self.clients
+
+
+def hold_connections(kind: str, variant: str, clients: int, warmup: float, duration: float) -> Held:
+    """Open ``clients`` connections on the variant's route of a fresh server, let their timers
+    (if any) run for ``warmup`` s, then measure the server over ``duration`` s. The idle
+    variant's clients then send "start", which starts a timer on each: the RSS it adds."""
+    with Server(kind, files=TIMER_FILES) as server:
+        url = server.url(TIMER_PATHS[variant])
+        with Load("hold", url, clients=100) as warm:  # imports, first allocations
+            events = warm.events()
+            next_event(events, "ready")
+            if variant == "idle":
+                warm.tell("send start")
+            time.sleep(TIMER_INTERVAL + 0.2)
+            warm.tell("close")
+            for _ in events:
+                pass
+        time.sleep(0.5)
+        before = proc_rss_kb(server.pid)
+        with Load("hold", url, clients=clients) as load:
+            events = load.events()
+            opening = time.perf_counter()
+            next_event(events, "ready")
+            open_seconds = time.perf_counter() - opening
+            time.sleep(warmup)
+            load.tell("mark")
+            first = next_event(events, "mark")
+            start = Snapshot.take(server.pid)
+            sleeps = proc_sleeps(server.pid)
+            time.sleep(duration)
+            load.tell("mark")
+            last = next_event(events, "mark")
+            end = Snapshot.take(server.pid)
+            sleeps = proc_sleeps(server.pid) - sleeps
+            after = proc_rss_kb(server.pid)
+            started = 0
+            if variant == "idle":
+                load.tell("send start")
+                next_event(events, "sent")
+                time.sleep(TIMER_INTERVAL * 2 + 1)  # received, started, run at least once
+                started = proc_rss_kb(server.pid)
+            load.tell("close")
+            for _ in events:
+                pass
+    server_cpu = end.server_cpu - start.server_cpu
+    client_cpu = last["client_cpu_seconds"] - first["client_cpu_seconds"]
+    return Held(
+        kind=kind,
+        variant=variant,
+        clients=clients,
+        open_seconds=open_seconds,
+        seconds=end.time - start.time,
+        server_cpu=server_cpu,
+        client_cpu=client_cpu,
+        other_cpu=max(0.0, (end.machine - start.machine) - server_cpu - client_cpu),
+        preempted=end.preempted - start.preempted,
+        sleeps=sleeps,
+        messages=last["messages"] - first["messages"],
+        closed=last["closed"],
+        rss_before_kb=before,
+        rss_after_kb=after,
+        rss_started_kb=started,
+    )
+
+
+def run_hold(kind: str, variant: str, clients: int, warmup: float, duration: float) -> Held:
+    held: Held = least_noisy(
+        lambda: hold_connections(kind, variant, clients, warmup, duration),
+        lambda h: h.other_share,
+    )
+    return held
+
+
+@dataclass
+class RoomsRun:
+    path: str
+    rooms: int
+    done: bool  # the server answered "done": every join was taken
+    close_code: int | None  # the server closed the connection first, with this code
+    rss_before_kb: int
+    peak_kb: int  # the server's peak RSS while the client joined
+    rss_after_kb: int  # once the client has gone
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak_kb - self.rss_before_kb) / 1024
+
+
+def run_rooms(path: str, rooms: int) -> RoomsRun:
+    wait_for_quiet(QUIET_WAIT)
+    with Server("engine", files=TIMER_FILES) as server:
+        url = server.url(path)
+        with Load("rooms", url, rooms=100) as warm:  # imports, first allocations
+            for _ in warm.events():
+                pass
+        time.sleep(0.5)
+        before = proc_rss_kb(server.pid)
+        reset_peak_rss(server.pid)
+        with Load("rooms", url, rooms=rooms) as load:
+            result = next_event(load.events(), "result")
+        time.sleep(0.5)
+        peak = proc_status_int(server.pid, "VmHWM:")
+        after = proc_rss_kb(server.pid)
+    return RoomsRun(path, rooms, result["done"], result["close_code"], before, peak, after)
+
+
 def time_command(command: list[str], runs: int) -> list[float]:
     subprocess.run(command, check=True, capture_output=True, cwd=ROOT)  # warm-up
     times = []
@@ -650,6 +857,30 @@ def main() -> None:
     parser.add_argument("--storm-clients", type=int, default=5000)
     parser.add_argument("--idle-clients", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=7, help="compile: timed runs (default 7)")
+    parser.add_argument(
+        "--timer-clients", type=int, default=10_000, help="timers: connections (default 10000)"
+    )
+    parser.add_argument(
+        "--timer-duration",
+        type=float,
+        default=20.0,
+        help="timers: measured seconds per run (default 20)",
+    )
+    parser.add_argument(
+        "--timer-warmup",
+        type=float,
+        default=3.0,
+        help="timers: seconds between the last connection opened and the window (default 3)",
+    )
+    parser.add_argument(
+        "--timer-rounds",
+        type=int,
+        default=1,
+        help="timers: runs of each server and route, alternating the order (default 1)",
+    )
+    parser.add_argument(
+        "--rooms", type=int, default=200_000, help="rooms: distinct rooms joined (default 200000)"
+    )
     parser.add_argument(
         "--quiet-wait",
         type=float,
@@ -929,6 +1160,146 @@ def main() -> None:
         table.notes.append(
             f"compile: min {min(times):.3f} s, max {max(times):.3f} s over {len(times)} runs"
         )
+
+    if "timers" in only:
+        n = args.timer_clients
+        limit = raise_open_files(n + 1000)
+        if limit < n + 100:
+            sys.exit(
+                f"benchmarks/run.py: timers needs {n + 100} open files per process, the hard "
+                f"limit is {limit}: raise it (ulimit -Hn) or lower --timer-clients"
+            )
+        helds: dict[tuple[str, str], list[Held]] = {}
+        order = [(k, v) for k in ("engine", "baseline") for v in TIMER_PATHS]
+        for r in range(args.timer_rounds):
+            for kind, variant in order if r % 2 == 0 else order[::-1]:
+                progress(f"timers: {kind} {variant} (round {r + 1} of {args.timer_rounds})")
+                helds.setdefault((kind, variant), []).append(
+                    run_hold(kind, variant, n, args.timer_warmup, args.timer_duration)
+                )
+        raw["timers"] = {
+            f"{k} {v}": [
+                {
+                    **vars(h),
+                    "per_connection_kb": h.per_connection_kb,
+                    "per_started_timer_kb": h.per_started_timer_kb,
+                }
+                for h in hs
+            ]
+            for (k, v), hs in helds.items()
+        }
+
+        def share(kind: str, variant: str) -> float:
+            hs = helds[(kind, variant)]
+            return sum(h.server_cpu for h in hs) / sum(h.seconds for h in hs)
+
+        def alone(kind: str, variant: str) -> float:
+            """The timers' own share of a core: the route's minus that of /ws/idle."""
+            return share(kind, variant) - share(kind, "idle")
+
+        def kb(kind: str, variant: str) -> float:
+            return statistics.mean(h.per_connection_kb for h in helds[(kind, variant)])
+
+        runs_per_s = n / TIMER_INTERVAL
+        table.add(
+            f"idle {n:,} (no timers): server CPU, % of a core",
+            share("engine", "idle") * 100,
+            share("baseline", "idle") * 100,
+            "{:.2f}",
+            ratio=False,
+        )
+        for variant, what in (("set", "set session"), ("send", "send")):
+            table.add(
+                f"timers {n:,} x 1 s, {what}: CPU alone, % of a core",
+                alone("engine", variant) * 100,
+                alone("baseline", variant) * 100,
+                "{:.2f}",
+                "< 10%" if variant == "set" else "",
+                alone("engine", variant) < 0.10 if variant == "set" else None,
+                ratio=False,
+            )
+            table.add(
+                f"  … server CPU µs per timer run ({what})",
+                alone("engine", variant) / runs_per_s * 1e6,
+                alone("baseline", variant) / runs_per_s * 1e6,
+                "{:.2f}",
+            )
+
+        def started_kb(kind: str) -> float:
+            return statistics.mean(h.per_started_timer_kb for h in helds[(kind, "idle")])
+
+        table.add(
+            "timers: KB per idle timer (started, same process)",
+            started_kb("engine"),
+            started_kb("baseline"),
+            "{:.2f}",
+        )
+        table.add(
+            "  … per set-session connection - per idle one",
+            kb("engine", "set") - kb("engine", "idle"),
+            kb("baseline", "set") - kb("baseline", "idle"),
+            "{:.2f}",
+        )
+        table.add(
+            f"  … KB per idle connection, {n:,}",
+            kb("engine", "idle"),
+            kb("baseline", "idle"),
+            "{:.2f}",
+        )
+        for (kind, variant), hs in helds.items():
+            closed = sum(h.closed for h in hs)
+            if closed:
+                table.notes.append(f"timers: {kind} {variant}: the server closed {closed} clients")
+        table.notes.append(
+            "timers: each run (server share of a core, wake-ups/s, messages received/s, KB per "
+            "connection, s to open all; load generator / other processes): "
+            + "; ".join(
+                f"{k} {v} "
+                + ", ".join(
+                    f"{h.server_share:.1%} {h.sleeps / h.seconds:,.0f}/s "
+                    f"{h.messages / h.seconds:,.0f}/s {h.per_connection_kb:.2f} KB "
+                    f"{h.open_seconds:.1f} s ({h.client_share:.0%} / {h.other_share:.0%})"
+                    for h in hs
+                )
+                for (k, v), hs in helds.items()
+            )
+        )
+
+    if "rooms" in only:
+        results = {}
+        for path in ("/ws/rooms", "/ws/rooms/unbounded"):
+            progress(f"rooms: {path}")
+            results[path] = run_rooms(path, args.rooms)
+        raw["rooms"] = {k: {**vars(v), "growth_mb": v.growth_mb} for k, v in results.items()}
+        bounded, unbounded = results["/ws/rooms"], results["/ws/rooms/unbounded"]
+        table.add(
+            f"rooms: one client joins {args.rooms:,}: peak RSS growth, MB",
+            bounded.growth_mb,
+            None,
+            "{:.1f}",
+            "bounded",
+            not bounded.done and bounded.close_code == 1011,
+            ratio=False,
+        )
+        table.add(
+            "  … the same route with max rooms 1,000,000",
+            unbounded.growth_mb,
+            None,
+            "{:.1f}",
+            ratio=False,
+        )
+        for path, result in results.items():
+            table.notes.append(
+                f"rooms: {path}: "
+                + (
+                    f"every join taken ({result.rooms:,} rooms)"
+                    if result.done
+                    else f"closed {result.close_code} before the last join"
+                )
+                + f"; RSS {result.rss_before_kb / 1024:.1f} MB before, peak "
+                f"{result.peak_kb / 1024:.1f} MB, {result.rss_after_kb / 1024:.1f} MB once the "
+                "client had gone"
+            )
 
     table.print()
     print()

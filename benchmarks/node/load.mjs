@@ -6,6 +6,8 @@
 //                         [--duration 8]
 //   node load.mjs accept  --url ws://127.0.0.1:PORT/ws/idle [--clients 5000]
 //   node load.mjs idle    --url ws://127.0.0.1:PORT/ws/idle [--clients 2000]
+//   node load.mjs hold    --url ws://127.0.0.1:PORT/ws/tick/set [--clients 10000]
+//   node load.mjs rooms   --url ws://127.0.0.1:PORT/ws/rooms [--rooms 200000]
 //
 // Writes one JSON object per line on stdout. Throughput workloads print {"event":"start"} when
 // the measured window opens and {"event":"end"} when it closes (run.py reads the server's CPU
@@ -13,9 +15,15 @@
 // latencies and this process's own CPU time over the window (process.cpuUsage()). The accept
 // storm prints "start" just before it opens its sockets and "end" once all are open. Idle prints
 // {"event":"ready"} once every connection is open and waits for a line on stdin before closing.
+// Hold (the timer workload) opens raw clients that read and count what they receive, prints
+// {"event":"ready"}, then answers each "mark" line on stdin with {"event":"mark", …} (messages
+// received so far, this process's CPU time, clients closed by the server), has every client
+// send TEXT at "send TEXT", and ends at "close".
+// Rooms sends one {"type":"join","room":"r<i>"} per room and then {"type":"done"}, and reports
+// whether the server answered "done" or closed the connection (with which code) first.
 //
-// Compression: fanout, reqreply and accept do not offer permessage-deflate (neither server
-// compresses then); idle offers it (ws' default offer), so that it is negotiated.
+// Compression: fanout, reqreply, accept, hold and rooms do not offer permessage-deflate (neither
+// server compresses then); idle offers it (ws' default offer), so that it is negotiated.
 
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
@@ -124,6 +132,7 @@ class RawClient {
     this.head = ''
     this.buf = null
     this.unexpectedClose = false
+    this.closeCode = null // the code of the server's close frame, once one came
     this.opened = new Promise((resolve, reject) => { this.resolve = resolve; this.reject = reject })
     socket.once('connect', () => socket.write(handshakeRequest(target)))
     socket.on('error', (err) => this.reject(err))
@@ -171,6 +180,7 @@ class RawClient {
       if (b0 === 0x81) { // FIN + text
         this.onMessage(buf.subarray(start, offset))
       } else if ((b0 & 0x0f) === 0x8) { // close
+        this.closeCode = length >= 2 ? buf.readUInt16BE(start) : 1005
         this.socket.destroy()
         return
       } else if ((b0 & 0x0f) !== 0x9 && (b0 & 0x0f) !== 0xa) { // pings and pongs: ignored
@@ -181,6 +191,11 @@ class RawClient {
   }
 
   send (text) {
+    this.socket.write(RawClient.frame(text))
+  }
+
+  // A masked text frame.
+  static frame (text) {
     const payload = Buffer.from(text)
     const length = payload.length
     const header = length < 126 ? 2 : length < 65536 ? 4 : 10
@@ -197,7 +212,7 @@ class RawClient {
     }
     frame.writeUInt32BE((Math.random() * 0x100000000) >>> 0, header)
     for (let j = 0; j < length; j++) frame[header + 4 + j] = payload[j] ^ frame[header + (j & 3)]
-    this.socket.write(frame)
+    return frame
   }
 
   terminate () {
@@ -459,9 +474,70 @@ async function idle () {
   emit({ event: 'result', mode: 'idle', clients, negotiated })
 }
 
-const modes = { fanout, reqreply, accept, idle }
+// The timer workload: many clients that hold their connection open and read. The server's timers
+// send to them (or not); run.py measures the server's CPU between two "mark"s.
+async function hold () {
+  const clients = num('clients', 10000)
+  let messages = 0
+  const sockets = new Array(clients)
+  await openClients(sockets, num('parallel', 100), (u, f) => new RawClient(u, f), () => () => {
+    messages += 1
+  })
+  const closed = () => sockets.filter((c) => c.unexpectedClose).length
+  emit({ event: 'ready', clients, closed: closed() })
+  const lines = readline.createInterface({ input: process.stdin })
+  for await (const line of lines) {
+    if (line === 'mark') {
+      const cpu = process.cpuUsage()
+      emit({
+        event: 'mark',
+        messages,
+        client_cpu_seconds: (cpu.user + cpu.system) / 1e6,
+        closed: closed()
+      })
+    } else if (line.startsWith('send ')) { // every client sends the rest of the line
+      for (const c of sockets) c.send(line.slice(5))
+      emit({ event: 'sent' })
+    } else {
+      break
+    }
+  }
+  for (const c of sockets) c.terminate()
+  emit({ event: 'result', mode: 'hold', clients, messages, closed: closed() })
+}
+
+// One client joins `rooms` distinct rooms as fast as it can write, then says "done": the server
+// either answers "done" (every join taken) or closes the connection (a join refused).
+async function rooms () {
+  const count = num('rooms', 200000)
+  let done = false
+  const client = new RawClient(url, (data) => {
+    if (JSON.parse(data.toString()).type === 'done') done = true
+  })
+  await client.opened
+  const t0 = performance.now()
+  const batch = []
+  for (let i = 0; i < count; i++) {
+    batch.push(RawClient.frame(`{"type":"join","room":"r${i}"}`))
+    if (batch.length === 1000 || i === count - 1) {
+      if (client.closeCode !== null || client.socket.destroyed) break
+      const flushed = client.socket.write(Buffer.concat(batch))
+      batch.length = 0
+      if (!flushed) {
+        await new Promise((resolve) => client.socket.once('drain', resolve).once('close', resolve))
+      }
+    }
+  }
+  if (client.closeCode === null && !client.socket.destroyed) client.send('{"type":"done"}')
+  while (!done && client.closeCode === null && !client.socket.destroyed) await sleep(10)
+  const seconds = (performance.now() - t0) / 1000
+  client.terminate()
+  emit({ event: 'result', mode: 'rooms', rooms: count, done, close_code: client.closeCode, seconds })
+}
+
+const modes = { fanout, reqreply, accept, idle, hold, rooms }
 if (!modes[mode] || !url) {
-  console.error('usage: node load.mjs fanout|reqreply|accept|idle --url ws://HOST:PORT/PATH …')
+  console.error('usage: node load.mjs fanout|reqreply|accept|idle|hold|rooms --url ws://HOST:PORT/PATH …')
   process.exit(2)
 }
 modes[mode]().then(() => process.exit(0), (err) => fail(String(err?.stack ?? err)))
