@@ -250,7 +250,11 @@ class _Compiler:
 
     def block(self, actions: Sequence[Action], pointer: str) -> Block:
         steps = [self.step(action, f"{pointer}/{i}") for i, action in enumerate(actions)]
-        return Block(steps, any(_waits(action) for action in actions))
+        return Block(
+            steps,
+            waits=any(_contains(action, "wait") for action in actions),
+            binds=any(_contains(action, "let") for action in actions),
+        )
 
     def step(self, ir: Action, pointer: str) -> Step:
         location = self.location(pointer)
@@ -401,13 +405,14 @@ def _suspending(steps: list[Step], runtime: Runtime, ctx: Context) -> Iterator[f
             yield from delays
 
 
-def _waits(action: Action) -> bool:
-    """Whether running the action may suspend (a wait, directly or in an if's branches)."""
-    if "wait" in action:
+def _contains(action: Action, kind: str) -> bool:
+    """Whether running the action runs one of ``kind`` (a wait, a let): itself, or one in an
+    if's branches (a timer's block is a run of its own)."""
+    if kind in action:
         return True
     if "if" in action:
-        return any(_waits(a) for a in action["then"]) or any(
-            _waits(a) for a in action.get("else", [])
+        return any(_contains(a, kind) for a in action["then"]) or any(
+            _contains(a, kind) for a in action.get("else", [])
         )
     return False
 

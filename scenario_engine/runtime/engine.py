@@ -393,9 +393,12 @@ class Engine:
         effects: list[Effect] = []
         if spec.times is not None and timer.count >= spec.times:
             effects.append(self.end_timer(timer))
-        ctx = dict(timer.ctx)
+        block = spec.block
+        # A block that can neither bind a name nor wait leaves the names of its context as they
+        # are: it runs in the timer's own, without a copy per run.
+        ctx = timer.ctx if not (block.binds or block.waits) else dict(timer.ctx)
         ctx["timer"] = {"count": timer.count}
-        effects.extend(self._run(conn, timer.route, spec.block, ctx, owner=timer))
+        effects.extend(self._run(conn, timer.route, block, ctx, owner=timer))
         return effects
 
     def end_timer(self, timer: Timer) -> StopTimer:

@@ -77,10 +77,12 @@ Delay = Callable[[Context], float]
 @dataclass(slots=True)
 class Block:
     """Actions run in order. ``waits``: a ``wait`` is among them (or in an ``if`` among them;
-    timers' blocks are runs of their own), so running them may suspend."""
+    timers' blocks are runs of their own), so running them may suspend. ``binds``: a ``let``
+    is among them (or in an ``if``), so running them may change the names of their context."""
 
     steps: list[Step]
     waits: bool = False
+    binds: bool = True
 
 
 @dataclass(slots=True)

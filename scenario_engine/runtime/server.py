@@ -47,6 +47,7 @@ from websockets.typing import Subprotocol
 
 from ..errors import UsageError
 from .admin import ADMIN_PREFIX, LOOPBACK, Admin, AdminRequest, Network, is_admin_path
+from .clock import Clock
 from .compression import ThresholdDeflateFactory
 from .connection import Connection, Request, Timer, new_connection_id
 from .effects import (
@@ -171,8 +172,8 @@ class ScenarioServer:
         self._authenticating: weakref.WeakKeyDictionary[ServerConnection, Route] = (
             weakref.WeakKeyDictionary()
         )
-        #: The engine's timers and when each fires next.
-        self._timers: dict[Timer, asyncio.TimerHandle] = {}
+        #: When the engine's timers are due.
+        self._timers = Clock(self._fire)
         self._deflate = {
             route.index: [ThresholdDeflateFactory(route.compression.threshold)]
             for route in program.routes
@@ -218,9 +219,7 @@ class ScenarioServer:
 
     async def close(self) -> None:
         """Close every connection with 1001 (going away) and stop listening."""
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
+        self._timers.close()
         if self._server is not None:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
@@ -486,9 +485,7 @@ class ScenarioServer:
         elif isinstance(effect, StartTimer):
             self._start_timer(effect.timer)
         elif isinstance(effect, StopTimer):
-            handle = self._timers.pop(effect.timer, None)
-            if handle is not None:
-                handle.cancel()
+            self._timers.stop(effect.timer)
         elif isinstance(effect, Unmatched):
             self._unmatched(effect)
 
@@ -509,28 +506,23 @@ class ScenarioServer:
 
     # ---- timers ----------------------------------------------------------------------------
     def _start_timer(self, timer: Timer) -> None:
-        loop = asyncio.get_running_loop()
-        running = self._timers.pop(timer, None)
-        if running is not None:
-            running.cancel()
-        due = loop.time() + timer.delay
-        self._timers[timer] = loop.call_at(due, self._fire, timer, due)
+        due = asyncio.get_running_loop().time() + timer.delay
+        self._timers.start(timer, due, timer.interval or timer.delay)
 
     def _fire(self, timer: Timer, due: float) -> None:
         """A timer is due: the engine runs it; a repeating one is due again an interval after
-        this time (not after now: no drift), or an interval from now when the loop was late by
-        more than that."""
-        del self._timers[timer]
+        the time it was due (not after now: no drift), or an interval from now when the loop
+        was late by more than that."""
         try:
             self._apply_detached(self.engine.fire(timer))
         except Exception:  # a bug of ours must not stop the clock of everyone else
             logger.exception("timer %r failed", timer)
         if timer.alive and timer.interval is not None and timer not in self._timers:
-            loop = asyncio.get_running_loop()
+            now = asyncio.get_running_loop().time()
             upcoming = due + timer.interval
-            if upcoming <= loop.time():
-                upcoming = loop.time() + timer.interval
-            self._timers[timer] = loop.call_at(upcoming, self._fire, timer, upcoming)
+            if upcoming <= now:
+                upcoming = now + timer.interval
+            self._timers.start(timer, upcoming, timer.interval)
 
     def _unmatched(self, effect: Unmatched) -> None:
         """A message no handler took: one log line and a journal event, so it is not lost

@@ -74,6 +74,9 @@ def assign(target: JsonObject, keys: list[Any], value: Any) -> None:
     if not keys:
         replace_all(target, value)
         return
+    if len(keys) == 1 and type(keys[0]) is str and type(value) in _SCALARS:
+        _assign_scalar(target, keys[0], value)  # set session.n = 3: most sets, kept cheap
+        return
     cost = measure(value, target.limit)
     if cost < 0:
         raise _too_large(target)
@@ -121,6 +124,21 @@ def assign(target: JsonObject, keys: list[Any], value: Any) -> None:
         container.append(stored)
     else:
         container[final_key] = stored
+    target.size += cost - old_cost
+
+
+#: Values stored as they are (nothing inside them to copy or walk).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _assign_scalar(target: JsonObject, key: str, value: str | float | bool | None) -> None:
+    """``assign`` of a scalar at a top-level key: its size is known without a walk."""
+    data = target.data
+    cost = len(key) + 4 + (len(value) + 2 if isinstance(value, str) else 8)
+    old_cost = measure(data[key], MAX_STRING) + len(key) + 4 if key in data else 0
+    if target.size + cost - old_cost > target.limit:
+        raise _too_large(target)
+    data[key] = value
     target.size += cost - old_cost
 
 
