@@ -262,3 +262,13 @@ route /ws {
         assert error["location"] == "test.mock:4:16" and "max timers" in error["message"]
         await other.send("go")
         assert await recv(other) == "started"
+
+
+@async_test
+async def test_what_latency_holds_back_is_bounded_like_any_queued_output() -> None:
+    scenario = "route /held { latency 2s  on message { send raw } }"
+    async with serving(scenario) as server, connect(server.url("/held"), max_size=None) as ws:
+        chunk = "x" * (128 * 1024)
+        for _ in range(10):  # 1.25 MiB held back: past the 1 MiB a client may have queued
+            await ws.send(chunk)
+        assert await closed(ws, within=BOUND) == (1008, "Client too slow")

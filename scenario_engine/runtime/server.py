@@ -119,6 +119,7 @@ class _Live:
     #: out (loop time, never before the one ahead of it); when the last one goes out.
     latency: tuple[float, float] | None = None
     held: collections.deque[tuple[float, bytes, bool]] = field(default_factory=collections.deque)
+    held_bytes: int = 0
     ready_at: float = 0.0
 
 
@@ -565,6 +566,10 @@ class ScenarioServer:
                 self._close_slow(conn, ws)
                 continue
             if live.latency is not None:
+                if live.held_bytes + len(payload) > MAX_PENDING_OUTPUT:
+                    # What latency holds back counts toward the bound on queued output.
+                    self._close_slow(conn, ws)
+                    continue
                 self._write_later(conn, live, payload, is_text)
                 if ready is not None:
                     ready.append((conn, None))
@@ -603,6 +608,7 @@ class ScenarioServer:
         due = max(loop.time() + random.uniform(low, high), live.ready_at)
         live.ready_at = due
         live.held.append((due, payload, is_text))
+        live.held_bytes += len(payload)
         loop.call_at(due, self._write_due, conn, live)
 
     def _write_due(self, conn: Connection, live: _Live) -> None:
@@ -612,6 +618,7 @@ class ScenarioServer:
         current = self._live.get(conn) is live and live.socket.protocol.state is State.OPEN
         while live.held and live.held[0][0] <= now:
             _, payload, is_text = live.held.popleft()
+            live.held_bytes -= len(payload)
             if current:
                 _write(conn, live.socket, payload, is_text)
 
