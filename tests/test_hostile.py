@@ -915,10 +915,10 @@ async def crowd_cycle(url: str, pid: int) -> tuple[float, float]:
 async def test_many_clients_leave_no_connections_behind(
     serve: Callable[..., ServedMock], tmp_path: Path
 ) -> None:
-    """The census is the deterministic check. Memory: the allocator keeps the heap the first
-    crowd grew (RSS does not go back to what an idle server uses, measured: ~38 MB idle, ~75 MB
-    after the first crowd); what must hold is that a second, identical crowd reuses it instead
-    of adding to it (kept connections or rooms would add ≥ 10 MB per crowd)."""
+    """The census is the deterministic check. Memory: the allocator keeps some or all of the
+    heap the first crowd grew (measured: ~38 MB idle, ~69 MB with the crowd, 57–69 MB after it
+    left); what must hold is that a second, identical crowd reuses that heap instead of adding
+    to it (kept connections or rooms would add ≥ 10 MB per crowd)."""
     path = tmp_path / "crowd.mock"
     path.write_text(CROWD, encoding="utf-8")
     served = serve(path)
@@ -939,7 +939,9 @@ async def test_many_clients_leave_no_connections_behind(
     )
     print("\n" + report)
     assert rss_first - rss_idle > 5, f"{report}: the clients should have cost memory"
-    assert rss_after - rss_before < 8, report
+    grown = max(rss_first, rss_before)
+    assert rss_during - grown < 8, report
+    assert rss_after - grown < 8, report
     await assert_alive(served)
 
 

@@ -72,7 +72,7 @@ class Connection:
         self.waits: set[Timer] = set()
         #: A close (or drop) is under way: its events and timers do nothing more.
         self.closing = False
-        self.view = ConnectionView(self)
+        self.view = ConnectionView(conn_id, request, params, self.rooms)
         # The names every event of this connection starts from, built once.
         self.base: Context = {
             **route.constants,
@@ -92,7 +92,39 @@ class Connection:
         return f"<Connection {self.id} {self.request.path}>"
 
 
-CONN_FIELDS: dict[str, Callable[[Connection], Any]] = {
+class ConnectionView(Mapping[str, Any]):
+    """``conn`` in expressions: read-only, and only these keys (never Python attributes).
+
+    It holds the parts of the connection it shows, not the connection: a connection refers to
+    its view, and a view referring back would make every connection a reference cycle, freed
+    only when the cyclic collector runs instead of when the connection ends.
+    """
+
+    __slots__ = ("id", "params", "request", "rooms")
+
+    def __init__(
+        self, conn_id: str, request: Request, params: dict[str, str], rooms: set[str]
+    ) -> None:
+        self.id = conn_id
+        self.request = request
+        self.params = params
+        self.rooms = rooms
+
+    def __getitem__(self, key: str) -> Any:
+        return CONN_FIELDS[key](self)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        field = CONN_FIELDS.get(key)
+        return default if field is None else field(self)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(CONN_FIELDS)
+
+    def __len__(self) -> int:
+        return len(CONN_FIELDS)
+
+
+CONN_FIELDS: dict[str, Callable[[ConnectionView], Any]] = {
     "id": lambda c: c.id,
     "rooms": lambda c: sorted(c.rooms),
     "ip": lambda c: c.request.ip,
@@ -102,28 +134,6 @@ CONN_FIELDS: dict[str, Callable[[Connection], Any]] = {
     "params": lambda c: c.params,
     "subprotocol": lambda c: c.request.subprotocol,
 }
-
-
-class ConnectionView(Mapping[str, Any]):
-    """``conn`` in expressions: read-only, and only these keys (never Python attributes)."""
-
-    __slots__ = ("_conn",)
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-
-    def __getitem__(self, key: str) -> Any:
-        return CONN_FIELDS[key](self._conn)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        field = CONN_FIELDS.get(key)
-        return default if field is None else field(self._conn)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(CONN_FIELDS)
-
-    def __len__(self) -> int:
-        return len(CONN_FIELDS)
 
 
 def new_connection_id() -> str:

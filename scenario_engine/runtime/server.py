@@ -1,48 +1,45 @@
-"""The websockets adapter: sockets and frames on one side, the engine's events on the other.
+"""The server: handshakes decided, the engine's events run, its effects put on the wire.
 
-Everything the protocol needs is websockets': the opening handshake, framing, UTF-8 checks
-(1007), size limits (1009), keepalive pings. Per route, before the handshake completes, this
-module sets what differs between routes on the connection websockets created: the keepalive
-interval, the size limit, and the compression extension offered.
+Each TCP connection is a ``Link`` (link.py): websockets' sans-I/O protocol under an asyncio
+protocol, with no task per connection. This module decides what the links' events mean: which
+route a handshake is for and whether it may open (a route, allowed origins, connection limits,
+a subprotocol, the scenario's ``auth``), what the engine does with each message, and how the
+engine's effects reach the wire.
 
-Messages are written the way ``websockets.broadcast()`` writes them — encoded once, then
-``protocol.send_text()`` and ``send_data()`` per client, without awaiting — with one addition:
-a client that does not read is closed (1008) instead of being written to without bound.
+Messages are encoded once per send and queued on each receiver without waiting: a broadcast
+never waits for a slow client, and what a connection is sent during one turn of the event loop
+goes out in one write at the end of the turn. A client that does not read is closed (1008) once
+MAX_PENDING_OUTPUT bytes wait for it, instead of growing the server's memory.
 
-Authentication runs in ``process_request``, before the connection is accepted: a rejection
-with an HTTP status answers the handshake with that status; a rejection with a close code
-completes the handshake and closes at once with that code, so that a browser's ``onclose``
-sees it (browsers hide the status of a failed handshake from scripts).
+Authentication runs before the handshake is answered: a rejection with an HTTP status answers
+the handshake with that status; a rejection with a close code completes the handshake and
+closes at once with that code, so that a browser's ``onclose`` sees it (browsers hide the
+status of a failed handshake from scripts).
 
 With the admin API on, requests under its prefix are read by its own parser (any method, a
-body) and answered by ``admin.Admin``; every other request is parsed by websockets as before.
-With a journal, connects, rejections, messages and closes are recorded in it.
+body) and answered by ``admin.Admin``. With a journal, connects, rejections, messages and
+closes are recorded in it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import http
 import logging
 import random
 import socket
-import time
-import weakref
-from collections.abc import Awaitable, Collection, Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Coroutine, Iterable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import websockets
-from websockets.asyncio.server import Server, ServerConnection
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed, InvalidHeader
+from websockets.exceptions import InvalidHeader
 from websockets.headers import parse_subprotocol
+from websockets.http11 import SERVER, Response
 from websockets.http11 import Request as HttpRequest
-from websockets.http11 import Response
 from websockets.protocol import State
+from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from ..errors import UsageError
@@ -69,8 +66,9 @@ from .effects import (
 )
 from .engine import Engine
 from .journal import Journal, payload_fields
+from .link import Link
 from .program import Program, Route
-from .wire import AdminConnection, ScenarioConnection, peer_ip, raise_fragment_limit
+from .wire import new_protocol
 
 __all__ = ["DEFAULT_MAX_MESSAGE", "LISTEN_BACKLOG", "ScenarioServer"]
 
@@ -83,7 +81,7 @@ DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
 #: Pending connections the kernel queues before accept(): asyncio's default of 100 makes a
 #: burst of clients wait for SYN retransmissions (a second or more) instead of being accepted.
 LISTEN_BACKLOG = 4096
-#: How long a client has to complete the opening handshake.
+#: How long a client has to complete the opening handshake (TLS included).
 OPEN_TIMEOUT = 10.0
 #: Most bytes queued for one client that does not read, beyond what the kernel buffers. A
 #: broadcast has no backpressure (one slow client must not slow the others down), so a client
@@ -93,34 +91,11 @@ MAX_PENDING_OUTPUT = 1024 * 1024
 _UNMATCHED_SHOWN = 80
 #: How long a client closed for being too slow gets to read the close frame.
 SLOW_CLOSE_TIMEOUT = 2.0
+CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
-
-
-@dataclass(slots=True)
-class _Admitted:
-    """What ``process_request`` decided about a connection, for its handler to act on."""
-
-    route: Route
-    request: Request
-    params: dict[str, str]
-    conn_id: str
-    outcome: Accepted | Rejected
-
-
-@dataclass(slots=True)
-class _Live:
-    """An open connection's socket, its handler task (to wait for its end) and when it
-    opened."""
-
-    socket: ServerConnection
-    task: asyncio.Future[Any]
-    since: float
-    #: The route's latency (None: none); the messages it holds back, each with when it goes
-    #: out (loop time, never before the one ahead of it); when the last one goes out.
-    latency: tuple[float, float] | None = None
-    held: collections.deque[tuple[float, bytes, bool]] = field(default_factory=collections.deque)
-    held_bytes: int = 0
-    ready_at: float = 0.0
+CLOSE_INTERNAL_ERROR = 1011
+_FAILED = "Failed to open a WebSocket connection.\nSee server log for more information.\n"
+_OPEN = State.OPEN
 
 
 class ScenarioServer:
@@ -159,20 +134,19 @@ class ScenarioServer:
         self.open_timeout = open_timeout
         self.journal = journal
         self.admin = Admin(self, admin_allow) if admin else None
-        self._server: Server | None = None
-        # Decisions of process_request waiting for the handshake to finish. Weak: when the
-        # handshake fails after process_request (no Upgrade header, a timeout), websockets
-        # never calls the handler, and the entry must not outlive the connection.
-        self._admitted: weakref.WeakKeyDictionary[ServerConnection, _Admitted] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._protocol_logger = logging.getLogger("scenario_engine.websockets")
+        #: Every TCP connection, open or not yet; the open ones by their engine connection.
+        self._links: set[Link] = set()
+        self._live: dict[Connection, Link] = {}
+        #: Handshakes whose auth block is waiting: they count toward the connection limits.
+        self._authenticating: dict[Link, Route] = {}
+        #: Links sent something this turn, to flush at its end.
+        self._dirty: list[Link] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._too_slow: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
-        self._live: dict[Connection, _Live] = {}
-        # Handshakes whose auth block is waiting: they count toward the connection limits.
-        self._authenticating: weakref.WeakKeyDictionary[ServerConnection, Route] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._closing = False
+        self._stopped = asyncio.Event()
         #: When the engine's timers are due.
         self._timers = Clock(self._fire)
         self._deflate = {
@@ -183,27 +157,16 @@ class ScenarioServer:
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        raise_fragment_limit()
-        self._server = await websockets.serve(
-            self._handle,
-            self.host,
-            self.port,
-            process_request=self._process_request,
-            process_response=self._process_response,
-            create_connection=(ScenarioConnection if self.admin is None else AdminConnection),
-            # Per-route settings are applied in _process_request; these are the defaults.
-            extensions=[],
-            compression=None,
-            ping_interval=None,
-            max_size=DEFAULT_MAX_MESSAGE,
-            open_timeout=self.open_timeout,
-            ssl=self.ssl,
-            backlog=LISTEN_BACKLOG,
-            logger=logging.getLogger("scenario_engine.websockets"),
+        loop = self._loop = asyncio.get_running_loop()
+        tls: dict[str, Any] = {}
+        if self.ssl is not None:
+            tls = {"ssl": self.ssl, "ssl_handshake_timeout": self.open_timeout}
+        self._server = await loop.create_server(
+            self._new_link, self.host, self.port, backlog=LISTEN_BACKLOG, **tls
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
-        self._apply_detached(self.engine.start())
+        self._apply(self.engine.start())
 
     @property
     def scheme(self) -> str:
@@ -219,103 +182,163 @@ class ScenarioServer:
         return [self.url(route.path) for route in self.engine.program.routes]
 
     async def close(self) -> None:
-        """Close every connection with 1001 (going away) and stop listening."""
+        """Stop listening, close every connection with 1001 (going away), and wait for them
+        to end (each within the close timeout)."""
         self._timers.close()
-        if self._server is not None:
-            self._server.close(close_connections=True)
-            await self._server.wait_closed()
+        self._closing = True
+        server = self._server
+        if server is None:
+            return
+        server.close()
+        for link in list(self._links):
+            state = link.protocol.state
+            if state is _OPEN:
+                link.close(CLOSE_GOING_AWAY, "")
+            elif state is State.CONNECTING:
+                link.abort()  # a handshake not answered yet will not be
+        for task in list(self._tasks):
+            task.cancel()
+        ending = [link.gone for link in self._links]
+        if ending:
+            await asyncio.wait(ending)
+        await server.wait_closed()
+        self._stopped.set()
 
     async def serve_forever(self) -> None:
-        assert self._server is not None
-        await self._server.serve_forever()
+        """Return once the server is closed."""
+        await self._stopped.wait()
+
+    def _new_link(self) -> Link:
+        protocol = new_protocol(DEFAULT_MAX_MESSAGE, self.admin is not None, self._protocol_logger)
+        link = Link(self, protocol, self.open_timeout)
+        self._links.add(link)
+        return link
 
     # ---- handshake -------------------------------------------------------------------------
-    def _process_request(
-        self, connection: ServerConnection, http_request: HttpRequest
-    ) -> Response | Awaitable[Response | None] | None:
-        if isinstance(http_request, AdminRequest):  # only made when the admin API is on
-            assert self.admin is not None
-            return self.admin.respond(peer_ip(connection), http_request)
+    def handshake(self, link: Link, http_request: HttpRequest) -> None:
+        try:
+            self._handshake(link, http_request)
+        except Exception:  # a bug of ours: this client gets a 500, the others go on
+            logger.exception("handshake of %s failed", http_request.path)
+            self._respond(
+                link, link.protocol.reject(http.HTTPStatus.INTERNAL_SERVER_ERROR, _FAILED)
+            )
+
+    def _handshake(self, link: Link, http_request: HttpRequest) -> None:
+        protocol = link.protocol
         target = urlsplit(http_request.path)
         resolved = self.engine.resolve(target.path)
         if resolved is None:
             reason = f"No WebSocket route at {target.path}"
-            self._reject("refused", connection, target.path, reason, status=404)
-            return connection.respond(http.HTTPStatus.NOT_FOUND, reason + "\n")
+            self._reject("refused", link, target.path, reason, status=404)
+            self._respond(link, protocol.reject(http.HTTPStatus.NOT_FOUND, reason + "\n"))
+            return
         route, params = resolved
         refusal = self._refuse(route, http_request)
         if refusal is not None:
             status, reason = refusal
-            self._reject("refused", connection, target.path, reason, status=status)
-            return connection.respond(status, reason + "\n")
+            self._reject("refused", link, target.path, reason, status=status)
+            self._respond(link, protocol.reject(status, reason + "\n"))
+            return
         offered = _offered_subprotocols(http_request.headers)
         selected = next((name for name in offered if name in route.subprotocols), None)
         if selected is None and route.subprotocol_required:
             reason = "Unsupported subprotocol: this route speaks " + ", ".join(route.subprotocols)
             if not offered:
                 reason += " (none offered)"
-            self._reject("refused", connection, target.path, reason, status=400)
-            return connection.respond(http.HTTPStatus.BAD_REQUEST, reason + "\n")
+            self._reject("refused", link, target.path, reason, status=400)
+            self._respond(link, protocol.reject(http.HTTPStatus.BAD_REQUEST, reason + "\n"))
+            return
         request = Request(
             path=target.path,
             query=dict(parse_qsl(target.query, keep_blank_values=True)),
             headers=_headers(http_request.headers),
-            ip=peer_ip(connection),
+            ip=link.peer,
             subprotocol=selected,
         )
         conn_id = new_connection_id()
         verdict, effects = self.engine.authenticate(route, request, params, conn_id)
-        self._apply_detached(effects)
+        self._apply(effects)
+        opening = _Opening(http_request, route, request, params, conn_id)
         if isinstance(verdict, AuthWait):
-            return self._authenticate_later(connection, route, request, params, conn_id, verdict)
-        return self._admit(connection, route, request, params, conn_id, verdict)
+            self._authenticating[link] = route
+            self._spawn(self._authenticate_later(link, opening, verdict))
+            return
+        self._admit(link, opening, verdict)
 
-    async def _authenticate_later(
-        self,
-        connection: ServerConnection,
-        route: Route,
-        request: Request,
-        params: dict[str, str],
-        conn_id: str,
-        verdict: Verdict,
-    ) -> Response | None:
-        """An auth block that waits: the handshake's answer comes when it is done (or never,
-        when the open timeout passes first: a handshake that times out)."""
-        self._authenticating[connection] = route
+    async def _authenticate_later(self, link: Link, opening: _Opening, verdict: Verdict) -> None:
+        """An auth block that waits: the handshake is answered when it is done (or never, when
+        the open timeout passes first and the client is cut off)."""
         try:
             while isinstance(verdict, AuthWait):
                 await asyncio.sleep(verdict.delay)
+                if link.gone.done():
+                    return
                 verdict, effects = self.engine.continue_auth(verdict)
-                self._apply_detached(effects)
+                self._apply(effects)
         finally:
-            self._authenticating.pop(connection, None)
-        return self._admit(connection, route, request, params, conn_id, verdict)
-
-    def _admit(
-        self,
-        connection: ServerConnection,
-        route: Route,
-        request: Request,
-        params: dict[str, str],
-        conn_id: str,
-        outcome: Accepted | Rejected,
-    ) -> Response | None:
-        if isinstance(outcome, Rejected) and outcome.status is not None:
-            self._reject(
-                "rejected", connection, request.path, outcome.reason, status=outcome.status
+            self._authenticating.pop(link, None)
+        try:
+            self._admit(link, opening, verdict)
+        except Exception:
+            logger.exception("handshake of %s failed", opening.request.path)
+            self._respond(
+                link, link.protocol.reject(http.HTTPStatus.INTERNAL_SERVER_ERROR, _FAILED)
             )
-            return connection.respond(outcome.status, outcome.reason + "\n")
-        self._configure(connection, route, request.subprotocol)
-        self._admitted[connection] = _Admitted(route, request, params, conn_id, outcome)
-        return None
 
-    def _process_response(
-        self, connection: ServerConnection, http_request: HttpRequest, response: Response
-    ) -> None:
-        """A handshake that ends without upgrading (no Upgrade header, a bad key) must not
-        keep its place among the pending connections counted by ``max connections``."""
+    def _admit(self, link: Link, opening: _Opening, outcome: Accepted | Rejected) -> None:
+        if link.gone.done():
+            return
+        request = opening.request
+        protocol = link.protocol
+        if isinstance(outcome, Rejected) and outcome.status is not None:
+            self._reject("rejected", link, request.path, outcome.reason, status=outcome.status)
+            self._respond(link, protocol.reject(outcome.status, outcome.reason + "\n"))
+            return
+        route = opening.route
+        _configure(protocol, route, request.subprotocol, self._deflate.get(route.index, []))
+        response = protocol.accept(opening.http_request)
+        if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS and self._closing:
+            response = protocol.reject(
+                http.HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n"
+            )
         if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
-            self._admitted.pop(connection, None)
+            # websockets refused the handshake itself (no Upgrade header, a bad key).
+            self._respond(link, response)
+            return
+        if isinstance(outcome, Rejected):
+            code = outcome.code
+            assert code is not None
+            self._respond(link, response)
+            self._reject("rejected", link, request.path, outcome.reason, code=code)
+            link.close(code, outcome.reason)
+            return
+        engine = self.engine
+        conn = engine.open(route, request, opening.params, outcome.auth, opening.conn_id)
+        link.conn = conn
+        if route.latency is not None:
+            link.latency = route.latency
+            link.held = collections.deque()
+        self._live[conn] = link
+        self._respond(link, response)
+        if route.heartbeat is not None:
+            link.keepalive(route.heartbeat)
+        logger.info("connect %s %s (%s)", conn.id, request.path, request.ip)
+        if self.journal is not None:
+            self.journal.record(
+                "connect",
+                connection=conn.id,
+                route=route.path,
+                path=request.path,
+                query=request.query,
+                headers=request.headers,
+            )
+        self._apply(engine.connect(conn), conn)
+
+    @staticmethod
+    def _respond(link: Link, response: Response) -> None:
+        response.headers["Server"] = SERVER
+        link.respond(response)
 
     def _refuse(self, route: Route, http_request: HttpRequest) -> tuple[int, str] | None:
         """Policy checks before authentication: allowed origins, connection limits."""
@@ -325,23 +348,16 @@ class ScenarioServer:
                 # Cross-site WebSocket hijacking: a page of another site must not use the
                 # visitor's cookies to talk to this server.
                 return http.HTTPStatus.FORBIDDEN, f"Origin not allowed: {origin or '(none)'}"
-        # Handshakes admitted but not yet open count too: a burst must not overshoot a limit.
-        # Only a route's own limit needs them scanned (a scan per handshake is quadratic in a
-        # burst); the server's limit needs only their number.
+        # Handshakes waiting for their auth block count too: a burst must not overshoot a
+        # limit. Only a route's own limit needs them scanned; the server's needs their number.
         if route.max_connections is not None:
-            on_route = (
-                len(self.engine.connections[route.index])
-                + sum(1 for a in self._admitted.values() if a.route is route)
-                + sum(1 for r in self._authenticating.values() if r is route)
+            on_route = len(self.engine.connections[route.index]) + sum(
+                1 for r in self._authenticating.values() if r is route
             )
             if on_route >= route.max_connections:
                 return http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections on this route"
         if self.max_connections is not None:
-            total = (
-                sum(len(c) for c in self.engine.connections)
-                + len(self._admitted)
-                + len(self._authenticating)
-            )
+            total = sum(len(c) for c in self.engine.connections) + len(self._authenticating)
             if total >= self.max_connections:
                 return http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections"
         return None
@@ -349,7 +365,7 @@ class ScenarioServer:
     def _reject(
         self,
         verb: str,
-        connection: ServerConnection,
+        link: Link,
         path: str,
         reason: str,
         *,
@@ -360,154 +376,135 @@ class ScenarioServer:
         ``code`` right after it. ``verb``: "refused" by the server (no route, an origin, a
         limit) or "rejected" by the scenario's ``auth``. The caller sends the answer."""
         how = f"HTTP {status}" if status is not None else f"close {code}"
-        logger.info("%s %s %s: %s %s", verb, peer_ip(connection), path, how, reason)
+        logger.info("%s %s %s: %s %s", verb, link.peer, path, how, reason)
         if self.journal is not None:
             answer = {"status": int(status)} if status is not None else {"code": code}
             self.journal.record("reject", path=path, reason=reason, **answer)
 
-    def _configure(
-        self, connection: ServerConnection, route: Route, subprotocol: str | None
-    ) -> None:
-        protocol = connection.protocol
-        protocol.available_extensions = self._deflate.get(route.index, [])
-        # The selection is made (in the client's order of preference): websockets' own rule,
-        # the server's order and a refusal when none is offered, is not the route's.
-        protocol.available_subprotocols = (
-            None if subprotocol is None else [Subprotocol(subprotocol)]
-        )
-        protocol.max_message_size = route.max_message or DEFAULT_MAX_MESSAGE
-        if route.heartbeat is not None:
-            # websockets' keepalive: a ping every interval; no pong within the same interval
-            # closes the connection with 1011 (keepalive ping timeout).
-            connection.ping_interval = route.heartbeat
-            connection.ping_timeout = route.heartbeat
+    # ---- admin API -------------------------------------------------------------------------
+    def admin_request(self, link: Link, request: AdminRequest) -> None:
+        self._spawn(self._answer_admin(link, request))
+
+    async def _answer_admin(self, link: Link, request: AdminRequest) -> None:
+        assert self.admin is not None
+        try:
+            response = await self.admin.respond(link.peer, request)
+        except Exception:
+            logger.exception("admin request %s %s failed", request.method, request.path)
+            response = link.protocol.reject(http.HTTPStatus.INTERNAL_SERVER_ERROR, _FAILED)
+        self._respond(link, response)
 
     # ---- connection ------------------------------------------------------------------------
-    async def _handle(self, ws: ServerConnection) -> None:
-        admitted = self._admitted.pop(ws, None)
-        if admitted is None:  # the handshake failed after process_request
+    def message(self, link: Link, data: str | bytes) -> None:
+        conn = link.conn
+        assert conn is not None
+        if conn.closing:  # it closes, or drops, after its latency: nothing more is read
             return
-        outcome = admitted.outcome
-        journal = self.journal
-        if isinstance(outcome, Rejected):
-            # HTTP rejections were answered in _process_request: this one has a close code.
-            code = outcome.code
-            assert code is not None
-            self._reject("rejected", ws, admitted.request.path, outcome.reason, code=code)
-            await ws.close(code, outcome.reason)
-            return
-        engine = self.engine
-        conn = engine.open(
-            admitted.route, admitted.request, admitted.params, outcome.auth, admitted.conn_id
-        )
-        task = asyncio.current_task()
-        assert task is not None
-        self._live[conn] = _Live(ws, task, time.time(), conn.route.latency)
-        logger.info("connect %s %s (%s)", conn.id, conn.request.path, conn.request.ip)
-        if journal is not None:
-            request = conn.request
-            journal.record(
-                "connect",
-                connection=conn.id,
-                route=conn.route.path,
-                path=request.path,
-                query=request.query,
-                headers=request.headers,
-            )
         try:
-            if await self._apply(ws, engine.connect(conn)):
-                async for message in ws:
-                    if journal is not None:
-                        journal.record("in", connection=conn.id, **payload_fields(message))
-                    if not await self._apply(ws, engine.message(conn, message)):
-                        break
-                    # Messages already buffered are returned without suspending: give the
-                    # other connections a turn, or one flooding client starves them all.
-                    await asyncio.sleep(0)
-        except ConnectionClosed:
-            pass
-        finally:
-            del self._live[conn]
-            # The close code the client saw: ours if we closed first, else theirs.
-            sent = ws.protocol.close_sent
-            code = sent.code if sent else ws.close_code
-            if journal is not None:  # before what ``on close`` sends to the others
-                journal.record(
+            if self.journal is not None:
+                self.journal.record("in", connection=conn.id, **payload_fields(data))
+            self._apply(self.engine.message(conn, data), conn)
+        except Exception:  # a bug of ours: this connection ends with 1011, the others go on
+            logger.exception("connection %s failed", conn.id)
+            link.fail(CLOSE_INTERNAL_ERROR, "")
+
+    def closed(self, link: Link) -> None:
+        self._links.discard(link)
+        self._authenticating.pop(link, None)
+        conn = link.conn
+        if conn is None:
+            return
+        del self._live[conn]
+        protocol = link.protocol
+        # The close code the client saw: ours if we closed first, else theirs.
+        sent = protocol.close_sent
+        code = sent.code if sent else protocol.close_code
+        reason = protocol.close_reason or ""
+        try:
+            if self.journal is not None:  # before what ``on close`` sends to the others
+                self.journal.record(
                     "close",
                     connection=conn.id,
                     code=code,
-                    reason=sent.reason if sent else ws.close_reason or "",
+                    reason=sent.reason if sent else reason,
                 )
             # on close may broadcast to the others (Send and Close to itself are dropped).
-            self._apply_detached(engine.close(conn, ws.close_code, ws.close_reason or ""))
-            logger.info("close %s %s code=%s", conn.id, conn.request.path, code)
-        await ws.wait_closed()
+            self._apply(self.engine.close(conn, protocol.close_code, reason))
+        except Exception:
+            logger.exception("on close of %s failed", conn.id)
+        logger.info("close %s %s code=%s", conn.id, conn.request.path, code)
 
-    async def _apply(self, ws: ServerConnection, effects: Iterable[Effect]) -> bool:
-        """Carry out the effects of one event of the connection on ``ws``, in order; False
-        once it is being closed (or dropped)."""
+    def flush_soon(self, link: Link) -> None:
+        dirty = self._dirty
+        if not dirty:
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+        dirty.append(link)
+
+    def _flush(self) -> None:
+        """The end of the turn: write what each connection was sent during it."""
+        dirty, self._dirty = self._dirty, []
+        for link in dirty:
+            link.flush()
+
+    def _apply(self, effects: Iterable[Effect], source: Connection | None = None) -> None:
+        """Carry out the effects of one event, in order. Those of a message (``source``, its
+        connection) stop at the connection's own close, as its handler did."""
         for effect in effects:
             if isinstance(effect, Send):
                 self.deliver((effect.conn,), effect.data)
             elif isinstance(effect, Broadcast):
                 self.deliver(effect.targets, effect.data)
             elif isinstance(effect, Close | Drop):
-                await self._end(effect)
-                return False
-            elif isinstance(effect, Ping):
-                await ws.ping(effect.data)
-            elif isinstance(effect, Pong):
-                await ws.pong(effect.data)
-            else:
-                self._apply_other(effect)
-        return True
-
-    def _apply_detached(self, effects: Iterable[Effect]) -> None:
-        """Carry out effects that come from no message of their connection (a timer, the auth
-        block, ``on close``): what must wait (a close, a ping) runs as a task of its own."""
-        for effect in effects:
-            if isinstance(effect, Send):
-                self.deliver((effect.conn,), effect.data)
-            elif isinstance(effect, Broadcast):
-                self.deliver(effect.targets, effect.data)
-            elif isinstance(effect, Close | Drop):
-                self._spawn(self._end(effect))
+                self._end(effect)
+                if effect.conn is source:
+                    return
             elif isinstance(effect, Ping | Pong):
-                live = self._live.get(effect.conn)
-                if live is not None:
-                    send = live.socket.ping if isinstance(effect, Ping) else live.socket.pong
-                    self._spawn(_ignore_closed(send(effect.data)))
-            else:
-                self._apply_other(effect)
+                link = self._live.get(effect.conn)
+                if link is not None:
+                    if isinstance(effect, Ping):
+                        link.ping(effect.data)
+                    else:
+                        link.pong(effect.data)
+            elif isinstance(effect, Log):
+                self._log(effect)
+            elif isinstance(effect, StartTimer):
+                self._start_timer(effect.timer)
+            elif isinstance(effect, StopTimer):
+                self._timers.stop(effect.timer)
+            elif isinstance(effect, Unmatched):
+                self._unmatched(effect)
 
-    def _apply_other(self, effect: Effect) -> None:
-        if isinstance(effect, Log):
-            self._log(effect)
-        elif isinstance(effect, StartTimer):
-            self._start_timer(effect.timer)
-        elif isinstance(effect, StopTimer):
-            self._timers.stop(effect.timer)
-        elif isinstance(effect, Unmatched):
-            self._unmatched(effect)
-
-    async def _end(self, effect: Close | Drop) -> None:
+    def _end(self, effect: Close | Drop) -> None:
         """Close or cut a connection, after the messages its latency still holds back."""
-        live = self._live.get(effect.conn)
-        if live is None:
+        link = self._live.get(effect.conn)
+        if link is None:
             return
-        if live.latency is not None:
-            await asyncio.sleep(max(0.0, live.ready_at - asyncio.get_running_loop().time()))
+        if link.latency is not None:
+            assert self._loop is not None
+            delay = link.ready_at - self._loop.time()
+            if delay > 0:
+                self._loop.call_later(delay, self._end_now, effect)
+                return
+        self._end_now(effect)
+
+    def _end_now(self, effect: Close | Drop) -> None:
+        link = self._live.get(effect.conn)
+        if link is None:
+            return
+        if link.held:
+            self._write_due(effect.conn, link)  # timers due at the same time run in any order
         if isinstance(effect, Drop):
             logger.info("drop %s %s", effect.conn.id, effect.conn.request.path)
-            live.socket.transport.abort()
             # Once the transport has gone, the connection reads as closed abnormally (1006).
-            await live.socket.wait_closed()
+            link.abort()
         else:
-            await live.socket.close(effect.code, effect.reason)
+            link.close(effect.code, effect.reason)
 
     # ---- timers ----------------------------------------------------------------------------
     def _start_timer(self, timer: Timer) -> None:
-        due = asyncio.get_running_loop().time() + timer.delay
+        assert self._loop is not None
+        due = self._loop.time() + timer.delay
         self._timers.start(timer, due, timer.interval or timer.delay)
 
     def _fire(self, timer: Timer, due: float) -> None:
@@ -515,11 +512,12 @@ class ScenarioServer:
         the time it was due (not after now: no drift), or an interval from now when the loop
         was late by more than that."""
         try:
-            self._apply_detached(self.engine.fire(timer))
+            self._apply(self.engine.fire(timer))
         except Exception:  # a bug of ours must not stop the clock of everyone else
             logger.exception("timer %r failed", timer)
         if timer.alive and timer.interval is not None and timer not in self._timers:
-            now = asyncio.get_running_loop().time()
+            assert self._loop is not None
+            now = self._loop.time()
             upcoming = due + timer.interval
             if upcoming <= now:
                 upcoming = now + timer.interval
@@ -534,93 +532,97 @@ class ScenarioServer:
         if self.journal is not None:
             self.journal.record("unmatched", connection=conn.id, **payload_fields(data))
 
+    # ---- sending ---------------------------------------------------------------------------
     def deliver(self, targets: Collection[Connection], data: str | bytes) -> int:
-        """Write one message to each target, encoded once, as websockets.broadcast() does;
-        the number of targets it was written to.
-
-        No await: a message is queued on each connection at once (sending to one client never
-        waits for another), and a client whose queue passes MAX_PENDING_OUTPUT is closed with
-        1008 instead of being written to.
+        """Send one message to each target, encoded once; the number of targets it was sent
+        to. Nothing waits: it is queued on each connection at once (sending to one client
+        never waits for another), and a client with more than MAX_PENDING_OUTPUT bytes unread
+        is closed with 1008 instead of being sent more.
         """
-        payload = data.encode() if isinstance(data, str) else data
         is_text = isinstance(data, str)
+        payload = data.encode() if isinstance(data, str) else data
         journal = self.journal
-        # With a journal, the clients to write to are collected first and recorded before
-        # anything is written: once a client has the message, whoever reads the journal finds
-        # it there. Without one, each client is written to as soon as it is checked: this loop
-        # runs once per message and recipient, so it builds no list and calls no helper.
-        ready: list[tuple[Connection, ServerConnection | None]] | None = (
-            None if journal is None else []
-        )
+        # With a journal, the clients to send to are collected first and recorded before
+        # anything is sent: once a client has the message, whoever reads the journal finds it
+        # there. Without one, each client is sent to as soon as it is checked: this loop runs
+        # once per message and recipient, so it builds no list and calls no helper.
+        ready: list[Link] | None = None if journal is None else []
+        recorded: list[str] = []
         count = 0
         lives = self._live
         for conn in targets:
-            live = lives.get(conn)
-            if live is None:
+            link = lives.get(conn)
+            if link is None or link.protocol.state is not _OPEN:
                 continue
-            ws = live.socket
-            if ws.protocol.state is not State.OPEN:
+            # ``paused`` is set past the transport's write limit (32 KiB): only then measure.
+            if link.paused and link.unsent() > MAX_PENDING_OUTPUT:
+                self._close_slow(conn, link)
                 continue
-            # ``paused`` is set past websockets' write limit (32 KiB): only then measure.
-            if ws.paused and ws.transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
-                self._close_slow(conn, ws)
-                continue
-            if live.latency is not None:
-                if live.held_bytes + len(payload) > MAX_PENDING_OUTPUT:
+            if link.latency is not None:
+                if link.held_bytes + len(payload) > MAX_PENDING_OUTPUT:
                     # What latency holds back counts toward the bound on queued output.
-                    self._close_slow(conn, ws)
+                    self._close_slow(conn, link)
                     continue
-                self._write_later(conn, live, payload, is_text)
+                self._write_later(conn, link, payload, is_text)
                 if ready is not None:
-                    ready.append((conn, None))
+                    recorded.append(conn.id)
                 else:
                     count += 1
                 continue
             if ready is not None:
-                ready.append((conn, ws))
+                ready.append(link)
+                recorded.append(conn.id)
                 continue
-            # _write, inline.
-            try:
-                if is_text:
-                    ws.protocol.send_text(payload)
-                else:
-                    ws.protocol.send_binary(payload)
-                ws.send_data()
-            except Exception as err:  # the transport is going away: the close follows
-                logger.warning("could not write to %s: %s", conn.id, err)
-                continue
+            link.send(payload, is_text)
             count += 1
-        if ready:
-            assert journal is not None
-            journal.record(
-                "out", connections=[conn.id for conn, _ in ready], **payload_fields(data)
-            )
-            # No await since the record: the clients recorded are still those written to.
-            for conn, socket_ in ready:
-                count += 1 if socket_ is None else _write(conn, socket_, payload, is_text)
+        if recorded:
+            assert journal is not None and ready is not None
+            journal.record("out", connections=recorded, **payload_fields(data))
+            # Nothing ran since the record: the clients recorded are still those sent to.
+            for link in ready:
+                link.send(payload, is_text)
+            count += len(recorded)
         return count
 
-    def _write_later(self, conn: Connection, live: _Live, payload: bytes, is_text: bool) -> None:
-        """Write after the route's latency, never before a message sent earlier."""
-        assert live.latency is not None
-        low, high = live.latency
-        loop = asyncio.get_running_loop()
-        due = max(loop.time() + random.uniform(low, high), live.ready_at)
-        live.ready_at = due
-        live.held.append((due, payload, is_text))
-        live.held_bytes += len(payload)
-        loop.call_at(due, self._write_due, conn, live)
+    def _write_later(self, conn: Connection, link: Link, payload: bytes, is_text: bool) -> None:
+        """Send after the route's latency, never before a message sent earlier."""
+        assert link.latency is not None and link.held is not None and self._loop is not None
+        low, high = link.latency
+        loop = self._loop
+        due = max(loop.time() + random.uniform(low, high), link.ready_at)
+        link.ready_at = due
+        link.held.append((due, payload, is_text))
+        link.held_bytes += len(payload)
+        loop.call_at(due, self._write_due, conn, link)
 
-    def _write_due(self, conn: Connection, live: _Live) -> None:
-        """Write, in the order they were sent, the held messages that are due. (Handles due at
+    def _write_due(self, conn: Connection, link: Link) -> None:
+        """Send, in the order they were sent, the held messages that are due. (Handles due at
         the same time may run in any order: the queue, not the clock, keeps the order.)"""
-        now = asyncio.get_running_loop().time()
-        current = self._live.get(conn) is live and live.socket.protocol.state is State.OPEN
-        while live.held and live.held[0][0] <= now:
-            _, payload, is_text = live.held.popleft()
-            live.held_bytes -= len(payload)
+        assert link.held is not None and self._loop is not None
+        now = self._loop.time()
+        current = self._live.get(conn) is link and link.protocol.state is _OPEN
+        held = link.held
+        while held and held[0][0] <= now:
+            _, payload, is_text = held.popleft()
+            link.held_bytes -= len(payload)
             if current:
-                _write(conn, live.socket, payload, is_text)
+                link.send(payload, is_text)
+
+    def _close_slow(self, conn: Connection, link: Link) -> None:
+        """Close with 1008 a client that does not read; if it still does not read the close
+        frame (queued behind what it has not read), cut it off."""
+        if link.too_slow:
+            return
+        link.too_slow = True
+        logger.warning(
+            "closing %s %s: client too slow (over %d bytes unread)",
+            conn.id,
+            conn.request.path,
+            MAX_PENDING_OUTPUT,
+        )
+        link.close(CLOSE_POLICY_VIOLATION, "Client too slow")
+        assert self._loop is not None
+        self._loop.call_later(SLOW_CLOSE_TIMEOUT, link.abort)
 
     def _log(self, effect: Log) -> None:
         """Log a scenario's log line or handler failure; failures go to the journal too, so
@@ -634,25 +636,26 @@ class ScenarioServer:
                 message=effect.message,
             )
 
+    # ---- for the admin API -----------------------------------------------------------------
     def connected_at(self, conn: Connection) -> float:
         """When the connection opened (time.time()); 0.0 once it is closed."""
-        live = self._live.get(conn)
-        return live.since if live is not None else 0.0
+        link = self._live.get(conn)
+        return link.since if link is not None else 0.0
 
     async def close_connections(
         self, conns: Iterable[Connection], code: int, reason: str, within: float
     ) -> None:
         """Close these connections with ``code`` and ``reason``, and wait up to ``within``
         seconds for them to be closed (``on close`` run, the close journaled)."""
-        handlers = []
+        ending = []
         for conn in conns:
-            live = self._live.get(conn)
-            if live is None:
+            link = self._live.get(conn)
+            if link is None:
                 continue
-            self._spawn(live.socket.close(code, reason))
-            handlers.append(live.task)
-        if handlers:
-            await asyncio.wait(handlers, timeout=within)
+            link.close(code, reason)
+            ending.append(link.gone)
+        if ending:
+            await asyncio.wait(ending, timeout=within)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run a coroutine on its own, kept referenced until it ends."""
@@ -660,46 +663,36 @@ class ScenarioServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _close_slow(self, conn: Connection, ws: ServerConnection) -> None:
-        if ws in self._too_slow:
-            return
-        self._too_slow.add(ws)
-        logger.warning(
-            "closing %s %s: client too slow (over %d bytes unread)",
-            conn.id,
-            conn.request.path,
-            MAX_PENDING_OUTPUT,
-        )
-        self._spawn(self._drop_slow(ws))
 
-    @staticmethod
-    async def _drop_slow(ws: ServerConnection) -> None:
-        """Close with 1008; a client that still does not read is cut off.
+class _Opening:
+    """A handshake on its way to be answered: what the server decided so far."""
 
-        websockets' close() first waits for the output queued before the close frame to drain,
-        which a client that does not read never allows: the timeout bounds the whole close.
-        """
-        try:
-            await asyncio.wait_for(
-                ws.close(CLOSE_POLICY_VIOLATION, "Client too slow"), SLOW_CLOSE_TIMEOUT
-            )
-        except TimeoutError:
-            ws.transport.abort()
+    __slots__ = ("conn_id", "http_request", "params", "request", "route")
+
+    def __init__(
+        self,
+        http_request: HttpRequest,
+        route: Route,
+        request: Request,
+        params: dict[str, str],
+        conn_id: str,
+    ) -> None:
+        self.http_request = http_request
+        self.route = route
+        self.request = request
+        self.params = params
+        self.conn_id = conn_id
 
 
-def _write(conn: Connection, ws: ServerConnection, payload: bytes, is_text: bool) -> bool:
-    """Queue one message on an open connection and start sending it; False if the transport
-    refused it (it is going away: the close follows)."""
-    try:
-        if is_text:
-            ws.protocol.send_text(payload)
-        else:
-            ws.protocol.send_binary(payload)
-        ws.send_data()
-    except Exception as err:
-        logger.warning("could not write to %s: %s", conn.id, err)
-        return False
-    return True
+def _configure(
+    protocol: ServerProtocol, route: Route, subprotocol: str | None, extensions: list[Any]
+) -> None:
+    """What differs between routes, set before the handshake is accepted."""
+    protocol.available_extensions = extensions
+    # The selection is made (in the client's order of preference): websockets' own rule, the
+    # server's order and a refusal when none is offered, is not the route's.
+    protocol.available_subprotocols = None if subprotocol is None else [Subprotocol(subprotocol)]
+    protocol.max_message_size = route.max_message or DEFAULT_MAX_MESSAGE
 
 
 def _log(effect: Log) -> None:
@@ -707,12 +700,6 @@ def _log(effect: Log) -> None:
     who = f" [{effect.conn.id}]" if effect.conn is not None else ""
     level = logging.ERROR if effect.error else logging.INFO
     logger.log(level, "%s:%s %s", effect.location, who, effect.message)
-
-
-async def _ignore_closed(sending: Awaitable[Any]) -> None:
-    """Send a ping or pong unless the connection has closed meanwhile."""
-    with contextlib.suppress(ConnectionClosed):
-        await sending
 
 
 def _offered_subprotocols(headers: Headers) -> list[str]:

@@ -1,19 +1,15 @@
-"""websockets' server connection, with what the mock changes in how it reads the wire.
+"""websockets' sans-I/O server protocol, with what the mock changes in how it reads the wire.
 
-Two changes to websockets' sans-I/O ``ServerProtocol``: a close frame between the fragments of
-a message is the start of a closing handshake, as RFC 6455 allows, not an error; and, with the
-admin API on, a request under its prefix is read by its own parser (any method, a body). A
-third is a process-wide setting: how many frames one message may come in.
+Two changes to websockets' ``ServerProtocol``: a close frame between the fragments of a message
+is the start of a closing handshake, as RFC 6455 allows, not an error; and, with the admin API
+on, a request under its prefix is read by its own parser (any method, a body).
 """
 
 from __future__ import annotations
 
-import os
+import logging
 from collections.abc import Generator
-from typing import Any
 
-from websockets.asyncio import messages as websockets_messages
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import InvalidMessage
 from websockets.frames import Frame, Opcode
 from websockets.http11 import MAX_LINE_LENGTH
@@ -23,20 +19,7 @@ from websockets.streams import StreamReader
 
 from .admin import AdminRequest, is_admin_path
 
-__all__ = [
-    "MAX_FRAGMENTS",
-    "AdminConnection",
-    "ScenarioConnection",
-    "peer_ip",
-    "raise_fragment_limit",
-]
-
-#: Most frames one incoming message may come in. websockets 17 stops at 4096 and closes with
-#: 1009 "too many fragments" (a guard against floods of empty continuation frames, which the
-#: size limit does not count), so it refuses a 4 MiB message sent in 1 KiB fragments, which the
-#: RFC allows (Autobahn|Testsuite 9.3.3). 2**17 empty fragments cost a connection ~30 MB at
-#: most (measured), the order of DEFAULT_MAX_MESSAGE. WEBSOCKETS_MAX_FRAGMENTS, if set, wins.
-MAX_FRAGMENTS = 2**17
+__all__ = ["new_protocol"]
 
 
 class _ServerProtocol(ServerProtocol):
@@ -108,38 +91,8 @@ def _peek_request_target(reader: StreamReader) -> Generator[None, None, str | No
         return None
 
 
-class ScenarioConnection(ServerConnection):
-    """The connection websockets creates, on a ``_ServerProtocol``."""
-
-    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
-        # websockets.serve() builds the ServerProtocol itself and takes no class for it; the
-        # subclass adds no state, so switching the class of the new instance is safe.
-        protocol.__class__ = _ServerProtocol
-        super().__init__(protocol, *args, **kwargs)
-
-
-class AdminConnection(ServerConnection):
-    """The connection websockets creates, on an ``_AdminServerProtocol``."""
-
-    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
-        protocol.__class__ = _AdminServerProtocol
-        # The protocol's parser, started when it was built, is websockets' own: start ours
-        # instead (nothing has been received yet).
-        protocol.parser = protocol.parse()
-        next(protocol.parser)
-        super().__init__(protocol, *args, **kwargs)
-
-
-def raise_fragment_limit() -> None:
-    """Let messages come in up to MAX_FRAGMENTS frames (a process-wide websockets setting)."""
-    current = getattr(websockets_messages, "MAX_FRAGMENTS", None)  # 17.4 has it, 17.0 not
-    if current is not None and "WEBSOCKETS_MAX_FRAGMENTS" not in os.environ:
-        websockets_messages.MAX_FRAGMENTS = max(current, MAX_FRAGMENTS)
-
-
-def peer_ip(connection: ServerConnection) -> str | None:
-    """The IP address of the client on the other end of a connection; None if unknown."""
-    address = connection.remote_address
-    if isinstance(address, tuple) and address:
-        return str(address[0])
-    return None
+def new_protocol(max_size: int, admin: bool, logger: logging.Logger) -> ServerProtocol:
+    """The protocol of a new connection: it reads the admin API's requests too if ``admin``.
+    Per-route settings (extensions, subprotocols, size limit) are set once the route is known."""
+    kind = _AdminServerProtocol if admin else _ServerProtocol
+    return kind(max_size=max_size, logger=logger)
