@@ -201,6 +201,8 @@ class ServedMock:
     base: str
     urls: list[str]
     log: LogTail
+    #: The start line ("ready: N routes on HOST:PORT, ... loop ...").
+    ready: str = ""
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -247,7 +249,7 @@ def start_mock(*paths: str | Path, extra: tuple[str, ...] = ()) -> ServedMock:
         elif line.startswith("ready:"):
             base = re.match(r"(wss?://[^/]+)", urls[0]).group(1)  # type: ignore[union-attr]
             assert process.stderr is not None
-            return ServedMock(process, base, urls, LogTail(process.stderr))
+            return ServedMock(process, base, urls, LogTail(process.stderr), line.strip())
     process.kill()
     raise RuntimeError("serve did not print its routes in time")
 

@@ -20,6 +20,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,10 +40,12 @@ from support import (
     closed,
     handshake_status,
     line_of,
+    needs,
     recv,
     recv_json,
     run_cli,
     run_cli_process,
+    run_process,
     start_mock,
 )
 from websockets.asyncio.client import connect
@@ -885,6 +888,81 @@ def test_signal_closes_clients_with_1001_and_exits_0(
     assert status == 0, f"exit status {status} after {sig.name}: {served.stderr_text()}"
     assert served.process.stdout is not None
     assert "closing connections with 1001" in served.process.stdout.read()
+
+
+try:
+    import uvloop
+except ImportError:
+    uvloop = None
+
+NO_UVLOOP = needs(uvloop is None, "uvloop is not installed (pip install -e '.[test]')")
+
+
+@pytest.mark.parametrize(
+    ("loop", "named"),
+    [
+        ("asyncio", "asyncio loop"),
+        pytest.param("uvloop", "uvloop", marks=NO_UVLOOP),
+        pytest.param("auto", "uvloop", marks=NO_UVLOOP),
+    ],
+)
+def test_serve_runs_on_the_loop_chosen_and_says_which(
+    serve: Callable[..., ServedMock], loop: str, named: str
+) -> None:
+    """Every loop serves the same protocol: messages in one frame and in fragments, pings,
+    a broadcast, closes in both directions, a refused handshake."""
+    served = serve(SCENARIOS / "echo.mock", SCENARIOS / "basic.mock", extra=("--loop", loop))
+    assert named in served.ready, served.ready
+
+    async def clients() -> None:
+        async with connect(served.url("/echo")) as echo:
+            for message in ("text", "héllo ✓", b"\x00\xff", "x" * 70_000):
+                await echo.send(message)
+                assert await recv(echo) == message
+            await echo.send(["frag", "ments ", "✓"])
+            assert await recv(echo) == "fragments ✓"
+            await asyncio.wait_for(await echo.ping(b"p"), BOUND)
+        async with connect(served.url("/api/ws/basic")) as one:
+            assert (await recv_json(one))["type"] == "welcome"
+            async with connect(served.url("/api/ws/basic")) as two:
+                assert (await recv_json(two))["type"] == "welcome"
+                await one.send(json.dumps({"type": "hello", "n": 1}))
+                assert await recv_json(two) == await recv_json(one)
+            await one.close(4000, "bye")
+            assert one.close_code == 4000
+        assert (await handshake_status(served.url("/nowhere"))).response.status_code == 404
+
+    asyncio.run(asyncio.wait_for(clients(), TEST_BOUND))
+    assert served.stop() == 0
+
+
+def test_loop_uvloop_without_uvloop_is_a_usage_error_and_auto_falls_back(
+    tmp_path: Path,
+) -> None:
+    hide = "import sys; sys.modules['uvloop'] = None; from scenario_engine.cli import main; "
+    asked = run_process(
+        sys.executable,
+        "-c",
+        hide + "sys.exit(main(['serve', 'scenarios/echo.mock', '--loop', 'uvloop']))",
+    )
+    assert asked.returncode == 2, asked
+    assert "uvloop is not installed" in asked.stderr and "[fast]" in asked.stderr, asked.stderr
+    assert "ready" not in asked.stdout, asked.stdout
+    script = tmp_path / "serve_auto.py"
+    script.write_text(
+        hide + "sys.exit(main(['serve', 'scenarios/echo.mock', '--port', '0']))\n",
+        encoding="utf-8",
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=SCENARIOS.parent
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(2)]
+        assert "asyncio loop" in lines[1], lines
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10 * UNIT) == 0
 
 
 BAD_SCENARIO = """\

@@ -25,7 +25,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as HttpRequest
@@ -156,9 +156,9 @@ class Link(asyncio.Protocol):
 
     # ---- asyncio callbacks -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(WRITE_LIMIT)
+        # A stream transport (uvloop's do not derive from asyncio.Transport).
+        self.transport = stream = cast(asyncio.Transport, transport)
+        stream.set_write_buffer_limits(WRITE_LIMIT)
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
