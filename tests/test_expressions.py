@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import UNIT
 
 from scenario_engine.errors import EvaluationError, ExpressionSyntaxError
 from scenario_engine.expr.evaluate import compile_expression, compile_template
 from scenario_engine.expr.parse import parse_expression
-from scenario_engine.expr.values import MAX_STRING, to_text
+from scenario_engine.expr.values import MAX_STRING, to_json, to_text
 
 CTX: dict[str, Any] = {
     "msg": {"type": "chat", "n": 3, "items": [1, 2, 3], "name": "Al", "user": None},
@@ -221,3 +224,44 @@ def test_replace_and_split_stay_within_the_caps() -> None:
         ev('replace(big, "x", "xx")', {"big": big})
     with pytest.raises(EvaluationError, match="too many items"):
         ev('split(big, "")', {"big": big})
+
+
+# ---- JSON text -------------------------------------------------------------------------------
+
+_json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.integers(min_value=-(10**40), max_value=10**40),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.text(max_size=6), children, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json_values)
+def test_to_json_writes_what_json_dumps_writes(value: Any) -> None:
+    """Messages are encoded with json's C encoder built once; the text must be json's own."""
+    expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    assert to_json(value) == expected
+
+
+def test_to_json_of_containers_json_has_no_type_for() -> None:
+    assert to_json({"s": {3, 1, 2}, "b": b"\xffok", "t": (1, "x")}) == (
+        '{"s":[1,2,3],"b":"\ufffdok","t":[1,"x"]}'
+    )
+    assert to_json(float("1e16")) == "1e+16" and to_json(1e-7) == "1e-07"
+    for bad in (float("nan"), float("inf"), [float("-inf")]):
+        with pytest.raises(EvaluationError, match="NaN and Infinity"):
+            to_json(bad)
+    looped: list[Any] = []
+    looped.append(looped)
+    with pytest.raises(EvaluationError, match=r"nested too deeply|too large"):
+        to_json(looped)

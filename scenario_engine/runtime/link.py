@@ -24,7 +24,7 @@ import codecs
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol, cast
 
 from websockets.frames import Frame, Opcode
@@ -103,6 +103,7 @@ class Link(asyncio.Protocol):
         "_ping",
         "_queued",
         "_reading_paused",
+        "_receiving",
         "_timeout",
         "conn",
         "gone",
@@ -146,6 +147,8 @@ class Link(asyncio.Protocol):
         self._queued = 0
         self._events: deque[object] = deque()
         self._reading_paused = False
+        #: Inside data_received (or taking queued events): sends are flushed on the way out.
+        self._receiving = False
         #: The fragments of the message coming in (None: none), and, for text, their decoder.
         self._fragments: list[bytes] | list[str] | None = None
         self._decoder: codecs.IncrementalDecoder | None = None
@@ -165,8 +168,16 @@ class Link(asyncio.Protocol):
         protocol.receive_data(data)
         events = protocol.events_received()
         if events:
-            self._events.extend(events)
-            self._pump()
+            # What this connection is sent meanwhile goes out below, not at the end of the turn.
+            self._receiving = True
+            try:
+                if len(events) <= FAIR_SHARE and not self._events:
+                    self._handle(events)
+                else:
+                    self._events.extend(events)
+                    self._pump()
+            finally:
+                self._receiving = False
         # Replies to what came in (and pongs, and close frames) go out now, in one write.
         self.flush()
 
@@ -203,18 +214,36 @@ class Link(asyncio.Protocol):
         self.paused = False
 
     # ---- incoming --------------------------------------------------------------------------
+    def _handle(self, events: Iterable[object]) -> None:
+        """Hand events to the host: messages as soon as they are whole."""
+        for event in events:
+            if type(event) is Frame:
+                # The common case first: a text message in one frame, with its connection open.
+                if event.fin and event.opcode is _TEXT and self.conn is not None:
+                    try:
+                        text = event.data.decode()  # type: ignore[union-attr]  # bytes
+                    except UnicodeDecodeError as err:
+                        self._invalid(err)
+                        continue
+                    if self.protocol.state is _OPEN:
+                        self.host.message(self, text)
+                else:
+                    self._frame(event)
+            elif isinstance(event, AdminRequest):
+                self.host.admin_request(self, event)
+            elif isinstance(event, HttpRequest):
+                self.host.handshake(self, event)
+
     def _pump(self) -> None:
-        """Hand the events received to the host, a fair share of messages at a time."""
+        """Hand the events queued to the host, a fair share of messages at a time."""
         events = self._events
         messages = 0
         while events and messages < FAIR_SHARE:
             event = events.popleft()
             if type(event) is Frame:
                 messages += self._frame(event)
-            elif isinstance(event, AdminRequest):
-                self.host.admin_request(self, event)
-            elif isinstance(event, HttpRequest):
-                self.host.handshake(self, event)
+            else:
+                self._handle((event,))
         transport = self.transport
         if transport is None:
             return
@@ -232,7 +261,11 @@ class Link(asyncio.Protocol):
 
     def _resume(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self._pump()
+            self._receiving = True
+            try:
+                self._pump()
+            finally:
+                self._receiving = False
             self.flush()
 
     def _frame(self, frame: Frame) -> int:
@@ -335,7 +368,8 @@ class Link(asyncio.Protocol):
             self.flush()
         elif not self._dirty:
             self._dirty = True
-            self._flush_soon(self)
+            if not self._receiving:  # else data_received flushes on its way out
+                self._flush_soon(self)
 
     def ping(self, data: bytes) -> None:
         if self.protocol.state is _OPEN:
@@ -387,7 +421,8 @@ class Link(asyncio.Protocol):
     def _mark(self) -> None:
         if not self._dirty:
             self._dirty = True
-            self._flush_soon(self)
+            if not self._receiving:
+                self._flush_soon(self)
 
     def flush(self) -> None:
         """Write what this turn produced, in one write (then end the stream if the protocol

@@ -403,7 +403,26 @@ class ScenarioServer:
         try:
             if self.journal is not None:
                 self.journal.record("in", connection=conn.id, **payload_fields(data))
-            self._apply(self.engine.message(conn, data), conn)
+            effects = self.engine.message(conn, data)
+            if len(effects) == 1:
+                reply = effects[0]
+                # The most common answer, a reply to the sender, straight to its link (what
+                # deliver() checks first does not apply: no journal, no latency, not paused).
+                if (
+                    type(reply) is Send
+                    and reply.conn is conn
+                    and self.journal is None
+                    and link.latency is None
+                    and not link.paused
+                    and link.protocol.state is _OPEN
+                ):
+                    out = reply.data
+                    if type(out) is str:
+                        link.send(out.encode(), True)
+                    else:
+                        link.send(out, False)  # type: ignore[arg-type]
+                    return
+            self._apply(effects, conn)
         except Exception:  # a bug of ours: this connection ends with 1011, the others go on
             logger.exception("connection %s failed", conn.id)
             link.fail(CLOSE_INTERNAL_ERROR, "")
