@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import threading
 
 import pytest
 from support import SCENARIOS, engine_of, frames
@@ -15,7 +17,7 @@ from scenario_engine.language.loader import load_paths, load_source
 from scenario_engine.language.mock_frontend import parse_mock
 from scenario_engine.language.source import Source
 from scenario_engine.runtime.compiler import compile_program
-from scenario_engine.runtime.connection import Request
+from scenario_engine.runtime.connection import Request, new_connection_id
 from scenario_engine.runtime.effects import (
     Accepted,
     Broadcast,
@@ -297,3 +299,21 @@ def test_leave_rooms_empties_every_room_of_a_connection(engine: Engine) -> None:
     for conn in conns:
         engine.close(conn, 1000, "")
     assert len(engine.rooms.names(route)) == 0
+
+
+def test_connection_ids_are_twelve_hex_digits_and_distinct_across_threads() -> None:
+    # Servers run in threads of their own (runtime/background): ids drawn at once in several
+    # threads must neither fail nor repeat, past a block of the OS's random bytes.
+    drawn: list[list[str]] = [[] for _ in range(4)]
+
+    def draw(into: list[str]) -> None:
+        into.extend(new_connection_id() for _ in range(3_000))
+
+    threads = [threading.Thread(target=draw, args=(into,)) for into in drawn]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [conn_id for into in drawn for conn_id in into]
+    assert len(set(ids)) == len(ids) == 12_000
+    assert all(re.fullmatch(r"[0-9a-f]{12}", conn_id) for conn_id in ids)
