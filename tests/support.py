@@ -511,11 +511,12 @@ class RawClient:
         if not self.answer:
             self.protocol.data_to_send()  # discarded: this peer does not answer
             return
-        for data in self.protocol.data_to_send():
-            if data:
-                self.writer.write(data)
-            elif self.writer.can_write_eof():
-                self.writer.write_eof()
+        # One write, so that the frames sent together arrive together: the server reads them
+        # in one go, as it would from a client that pipelines.
+        chunks = self.protocol.data_to_send()
+        self.writer.write(b"".join(chunks))
+        if b"" in chunks and self.writer.can_write_eof():  # websockets' "half-close now"
+            self.writer.write_eof()
 
     async def next_event(self, within: float = BOUND) -> Any:
         """The next handshake response or frame; EOFError once the server closed TCP."""

@@ -286,8 +286,10 @@ async def test_fragmented_or_compressed_oversize_message_closes_1009(
     [
         ([b"caf\xc3", b"\xa9 ok", b" \xff"], "an invalid byte in the last fragment"),
         ([b"caf\xc3", b"\xa9 \xe2\x82"], "a character cut off at the end of the message"),
+        # The connection fails at the first fragment; the others, read with it, are dropped.
+        ([b"\xff", b"more", b" and the end"], "an invalid byte in the first fragment"),
     ],
-    ids=["invalid-byte", "truncated"],
+    ids=["invalid-byte", "truncated", "invalid-first"],
 )
 @async_test
 async def test_invalid_utf8_across_fragments_closes_1007(
@@ -307,6 +309,7 @@ async def test_invalid_utf8_across_fragments_closes_1007(
         close = close_of(await raw.next_frame())
         assert close.code == 1007, f"{what}: {close}"
     await assert_alive(hostile)
+    assert "Traceback" not in hostile.stderr_text()
 
 
 @async_test

@@ -294,7 +294,11 @@ class Link(asyncio.Protocol):
             if self._decoder is not None:
                 return self._text_fragment(frame)
             fragments = self._fragments
-            assert fragments is not None  # the protocol refuses a continuation out of place
+            if fragments is None:
+                # The rest of a message already dropped: the connection failed at an earlier
+                # fragment parsed in the same read (the protocol itself refuses a
+                # continuation out of place).
+                return 0
             fragments.append(data)  # type: ignore[arg-type]
             if frame.fin:
                 self._fragments = None
