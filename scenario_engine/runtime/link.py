@@ -104,6 +104,7 @@ class Link(asyncio.Protocol):
         "_queued",
         "_reading_paused",
         "_receiving",
+        "_taking",
         "_timeout",
         "conn",
         "gone",
@@ -149,6 +150,11 @@ class Link(asyncio.Protocol):
         self._reading_paused = False
         #: Inside data_received (or taking queued events): sends are flushed on the way out.
         self._receiving = False
+        #: Messages are handed to the host: from the opening until the client's close frame
+        #: comes in the stream of events, or this side starts closing. Not the protocol's
+        #: state: it turns CLOSING as soon as a close frame is parsed, and the messages that
+        #: the client sent before it, parsed in the same read, are still the client's.
+        self._taking = False
         #: The fragments of the message coming in (None: none), and, for text, their decoder.
         self._fragments: list[bytes] | list[str] | None = None
         self._decoder: codecs.IncrementalDecoder | None = None
@@ -187,6 +193,7 @@ class Link(asyncio.Protocol):
         return None  # the transport closes itself
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._taking = False
         self.protocol.receive_eof()  # idempotent: from here the protocol's state is CLOSED
         for handle in (self._timeout, self._keepalive):
             if handle is not None:
@@ -225,7 +232,7 @@ class Link(asyncio.Protocol):
                     except UnicodeDecodeError as err:
                         self._invalid(err)
                         continue
-                    if self.protocol.state is _OPEN:
+                    if self._taking:
                         self.host.message(self, text)
                 else:
                     self._frame(event)
@@ -311,6 +318,7 @@ class Link(asyncio.Protocol):
         elif opcode is Opcode.CLOSE:
             # A close frame may come between fragments: the unfinished message is dropped.
             self._fragments = self._decoder = None
+            self._taking = False
         return 0
 
     def _text_fragment(self, frame: Frame) -> int:
@@ -339,7 +347,7 @@ class Link(asyncio.Protocol):
         self.fail(CLOSE_INVALID_DATA, f"{err.reason} at position {err.start}")
 
     def _message(self, data: str | bytes) -> int:
-        if self.protocol.state is not _OPEN or self.conn is None:
+        if not self._taking or self.conn is None:
             return 0  # the closing handshake has begun: data frames are ignored
         self.host.message(self, data)
         return 1
@@ -355,6 +363,7 @@ class Link(asyncio.Protocol):
         self.protocol.send_response(response)
         if response.status_code == 101:
             self.since = time.time()
+            self._taking = True
             if self._timeout is not None:
                 self._timeout.cancel()
                 self._timeout = None
@@ -388,6 +397,7 @@ class Link(asyncio.Protocol):
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake; the TCP connection is cut if it does not end within
         CLOSE_TIMEOUT."""
+        self._taking = False
         if self.protocol.state is _OPEN:
             self.protocol.send_close(code, reason)
             self._mark()
@@ -395,6 +405,7 @@ class Link(asyncio.Protocol):
     def fail(self, code: int, reason: str) -> None:
         """Send a close frame and end the connection without waiting for the client's, as
         websockets does when a client breaks the protocol or stops answering pings."""
+        self._taking = False
         if self.protocol.state is _OPEN:
             self.protocol.fail(code, reason)
             self._mark()
