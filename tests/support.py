@@ -369,13 +369,18 @@ def http_call(
     headers: dict[str, str] | None = None,
 ) -> tuple[int, http.client.HTTPResponse, Any]:
     """One HTTP request to 127.0.0.1 (the admin API): (status, response, the body decoded as
-    JSON when it is JSON, else as text). ``body`` that is not bytes or text is sent as JSON;
-    ``headers`` may replace the Host header http.client sends."""
+    JSON when it is JSON, else as text). ``body`` that is not bytes or text is sent as JSON.
+    A method other than GET, HEAD and OPTIONS says ``Content-Type: application/json``, as the
+    admin API requires of them, unless ``headers`` give another; ``headers`` may also replace
+    the Host header http.client sends."""
     if body is not None and not isinstance(body, bytes | str):
         body = json.dumps(body)
+    sent = dict(headers or {})
+    if method not in ("GET", "HEAD", "OPTIONS"):
+        sent.setdefault("Content-Type", "application/json")
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=BOUND)
     try:
-        connection.request(method, path, body=body, headers=headers or {})
+        connection.request(method, path, body=body, headers=sent)
         response = connection.getresponse()
         data = response.read()
     finally:

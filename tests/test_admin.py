@@ -290,7 +290,7 @@ def test_a_body_over_the_limit_is_refused_unread(mock: BackgroundServer) -> None
     with socket.create_connection(("127.0.0.1", mock.port), timeout=BOUND) as sock:
         sock.sendall(
             b"POST /__admin/send HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Content-Length: %d\r\n\r\n" % (MAX_BODY + 1)
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1)
         )
         answer = sock.makefile("rb").read()
     assert answer.startswith(b"HTTP/1.1 413 ")
@@ -324,7 +324,10 @@ def test_peers_outside_the_allow_list_get_403(scenario: Path) -> None:
     with BackgroundServer.from_paths([scenario], admin=True, admin_allow=elsewhere) as mock:
         status, _, answer = call(mock.port, "GET", "/__admin/health")
         assert status == 403
-        assert answer == {"error": "the admin API is not open to 127.0.0.1"}
+        assert answer == {
+            "error": "the admin API is not open to 127.0.0.1, only to 10.0.0.0/8 "
+            "(serve --admin-allow CIDR opens it to a network)"
+        }
         with sync_client(mock, "/echo") as ws:  # WebSocket routes are not restricted
             ws.send("still served")
             assert ws.recv(timeout=BOUND) == "still served"
@@ -355,6 +358,9 @@ def test_without_admin_its_paths_are_unknown(mock_server: ServedMock) -> None:
         ("route /__admin/ws {\n}\n", ("--admin",), "route /__admin/ws is under /__admin"),
         ("route /ws {\n}\n", ("--admin-allow", "10.0.0.0/8"), "--admin-allow needs --admin"),
         ("route /ws {\n}\n", ("--admin", "--admin-allow", "nonsense"), "not a network"),
+        ("route /ws {\n}\n", ("--admin-host", "mock.test"), "--admin-host needs --admin"),
+        ("route /ws {\n}\n", ("--admin", "--admin-host", "mock.test:80"), "not a host name"),
+        ("route /ws {\n}\n", ("--admin", "--admin-host", "http://x.test"), "not a host name"),
     ],
 )
 def test_serve_usage_errors(

@@ -1,14 +1,12 @@
-"""``state`` and ``session`` through the admin API and BackgroundServer, and the admin API's
-guards against browsers: Host names (DNS rebinding) and cross-site writes (CSRF).
+"""``state`` and ``session`` through the admin API and BackgroundServer (the admin API's guards
+against browsers are in test_admin_security.py).
 
 Real servers on port 0, real WebSocket and HTTP clients; every wait is bounded by BOUND.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -310,130 +308,3 @@ def test_a_message_no_handler_takes_is_journaled_unmatched(mock: BackgroundServe
     assert [(e["connection"], e["text"]) for e in unmatched] == [
         (conn_id, '{"type": "nobody-handles-this"}')
     ]
-
-
-# ---- browsers: Host and Origin ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "host",
-    ["localhost", "localhost:{port}", "LocalHost:1", "127.0.0.1", "127.0.0.1:{port}",
-     "127.1.2.3:80", "[::1]", "[::1]:{port}", "[::ffff:127.0.0.1]:9"],
-)  # fmt: skip
-def test_loopback_host_names_are_served(mock: BackgroundServer, host: str) -> None:
-    status, _, answer = call(
-        mock.port, "GET", "/__admin/health", headers={"Host": host.format(port=mock.port)}
-    )
-    assert (status, answer["status"]) == (200, "ok")
-
-
-@pytest.mark.parametrize(
-    "host",
-    ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example:{port}",
-     "localhost.evil.example", "ann@127.0.0.1:{port}", "10.0.0.1", "[::2]:{port}",
-     "127.0.0.1:{port}/x", ""],
-)  # fmt: skip
-def test_foreign_host_names_are_refused(mock: BackgroundServer, host: str) -> None:
-    mock.set_state({"highest": 5})
-    shown = host.format(port=mock.port)
-    status, _, answer = call(mock.port, "GET", "/__admin/state", headers={"Host": shown})
-    assert status == 403
-    assert answer["error"] == (
-        f"Host {shown or '(empty)'} is not a name of this server: the admin API answers requests "
-        "to localhost, a loopback address or 127.0.0.1 (a guard against DNS rebinding)"
-    )
-    status, _, _ = call(mock.port, "PUT", "/__admin/state", {}, headers={"Host": shown})
-    assert status == 403
-    assert mock.state() == {"highest": 5}
-
-
-def raw_request(port: int, head: bytes) -> tuple[int, Any]:
-    """Send a request's head as it is (no Host added); (status, decoded JSON answer)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=BOUND) as sock:
-        sock.sendall(head + b"\r\n")
-        answer = sock.makefile("rb").read()
-    status_line, _, rest = answer.partition(b"\r\n")
-    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
-
-
-def test_no_host_or_two_hosts_are_refused(mock: BackgroundServer) -> None:
-    status, answer = raw_request(mock.port, b"GET /__admin/health HTTP/1.1\r\n")
-    assert status == 403 and answer["error"].startswith("Host (none) is not a name")
-    status, answer = raw_request(
-        mock.port,
-        b"GET /__admin/health HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n",
-    )
-    assert status == 403 and answer["error"].startswith("Host 127.0.0.1, evil.example is not")
-
-
-@pytest.mark.parametrize(
-    ("method", "path", "body"),
-    [
-        ("POST", "/__admin/reset", None),
-        ("PUT", "/__admin/state", {"highest": 666}),
-        ("DELETE", "/__admin/journal", None),
-        ("POST", "/__admin/send", {"route": "/ws", "message": "from another site"}),
-    ],
-)
-@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://127.0.0.1:1"])
-def test_cross_site_writes_are_refused(
-    mock: BackgroundServer, method: str, path: str, body: object, origin: str
-) -> None:
-    mock.set_state({"highest": 5})
-    with sync_client(mock, "/ws") as ws:
-        conn_id = only_connection(mock)
-        status, _, answer = call(mock.port, method, path, body, headers={"Origin": origin})
-        assert status == 403
-        assert answer["error"] == (
-            f"cross-site request refused: Origin {origin} is not this server's; {method} is "
-            "taken only from the same origin or from clients that send no Origin"
-        )
-        # Nothing happened: the journal holds the connect alone (nothing cleared, nothing
-        # sent), the client is still connected, and the state is as it was.
-        assert [e["event"] for e in mock.journal.events()] == ["connect"]
-        assert mock.connections()[0]["id"] == conn_id
-        assert ask(ws, {"type": "bid", "amount": 1}) == {"highest": 5}
-    assert mock.state() == {"highest": 5}
-
-
-def test_same_origin_writes_and_cross_site_reads_are_served(mock: BackgroundServer) -> None:
-    for origin in (f"http://127.0.0.1:{mock.port}", f"HTTPS://127.0.0.1:{mock.port}"):
-        status, _, answer = call(
-            mock.port, "PUT", "/__admin/state", {"highest": 2}, headers={"Origin": origin}
-        )
-        assert (status, answer["state"]) == (200, {"highest": 2})
-    # A page of another site cannot read the answer (no CORS headers), so a read is answered.
-    status, response, answer = call(
-        mock.port, "GET", "/__admin/state", headers={"Origin": "http://evil.example"}
-    )
-    assert (status, answer["state"]) == (200, {"highest": 2})
-    assert response.getheader("Access-Control-Allow-Origin") is None
-
-
-def test_the_address_listened_on_is_a_name_of_the_server(auction: Path) -> None:
-    with BackgroundServer.from_paths([auction], host="0.0.0.0", admin=True) as mock:
-        for host in ("0.0.0.0", f"{socket.gethostname()}:{mock.port}"):
-            status, _, _ = call(mock.port, "GET", "/__admin/health", headers={"Host": host})
-            assert status == 200, host
-        status, _, answer = call(
-            mock.port, "GET", "/__admin/health", headers={"Host": "evil.example"}
-        )
-        assert status == 403
-        assert f"or {socket.gethostname()} (a guard" in answer["error"]
-
-
-def test_an_api_open_to_other_networks_takes_any_host_but_not_cross_site_writes(
-    auction: Path,
-) -> None:
-    everywhere = [ipaddress.ip_network("0.0.0.0/0")]
-    with BackgroundServer.from_paths([auction], admin=True, admin_allow=everywhere) as mock:
-        # Other machines reach it by names this server cannot know: the network list guards it.
-        status, _, _ = call(mock.port, "GET", "/__admin/health", headers={"Host": "mock.lan"})
-        assert status == 200
-        headers = {"Host": "mock.lan:8765", "Origin": "http://mock.lan:8765"}
-        status, _, _ = call(mock.port, "PUT", "/__admin/state", {"highest": 1}, headers=headers)
-        assert status == 200
-        headers["Origin"] = "http://evil.example"
-        status, _, answer = call(mock.port, "POST", "/__admin/reset", headers=headers)
-        assert status == 403 and answer["error"].startswith("cross-site request refused")
-        assert mock.state() == {"highest": 1}

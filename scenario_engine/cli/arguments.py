@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import re
 from typing import Any
 
 from ..expr.syntax import name_regex
 
-__all__ = ["assignment", "network", "positive_float", "positive_int", "ws_url"]
+__all__ = ["assignment", "host_name", "network", "positive_float", "positive_int", "ws_url"]
+
+#: A DNS name: labels of letters, digits, hyphens and underscores, separated by dots.
+_NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
 
 
 def positive_int(text: str) -> int:
@@ -38,6 +42,19 @@ def network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"not a network (CIDR, e.g. 10.0.0.0/8): {text!r}"
+        ) from None
+
+
+def host_name(text: str) -> str:
+    """A name a server is reached under, as a Host header gives it without the port: a DNS
+    name, an IP address (IPv6 with or without brackets), or ``*``."""
+    if text == "*" or _NAME.fullmatch(text):
+        return text
+    try:
+        return str(ipaddress.ip_address(text.removeprefix("[").removesuffix("]")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a host name (a name or an address, without scheme or port, or *): {text!r}"
         ) from None
 
 

@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, TextIO
 
 from ..errors import ScenarioErrors, UsageError
-from .arguments import network, positive_float, positive_int
+from .arguments import host_name, network, positive_float, positive_int
 from .common import Commands
 
 if TYPE_CHECKING:
@@ -91,6 +91,14 @@ def add_parser(commands: Commands) -> None:
         metavar="CIDR",
         help="networks allowed to use the admin API, instead of the loopback default (repeatable)",
     )
+    parser.add_argument(
+        "--admin-host",
+        action="append",
+        type=host_name,
+        metavar="NAME",
+        help="a name the admin API answers under besides localhost, loopback addresses and "
+        "the address listened on (repeatable; '*': any name, no guard against DNS rebinding)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -108,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         journal_size=args.journal_size,
         admin=args.admin,
         admin_allow=args.admin_allow,
+        admin_hosts=args.admin_host,
         loop=args.loop,
     )
 
@@ -125,13 +134,15 @@ def serve_files(
     journal_size: int | None = None,
     admin: bool = False,
     admin_allow: Sequence[Network] | None = None,
+    admin_hosts: Sequence[str] | None = None,
     loop: str = "auto",
 ) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 if the scenarios have errors.
 
     ``journal_file``: write every event there as a JSON line (``-``: standard output). With
-    the admin API on (``admin``, open to ``admin_allow``, loopback by default), the journal's
-    last ``journal_size`` events are also kept in memory, for it to read.
+    the admin API on (``admin``, open to ``admin_allow``, loopback by default, and answering
+    under this server's own names and ``admin_hosts``), the journal's last ``journal_size``
+    events are also kept in memory, for it to read.
 
     ``loop``: one of LOOPS; "auto" is uvloop when it is installed.
 
@@ -146,6 +157,8 @@ def serve_files(
 
     if admin_allow is not None and not admin:
         raise UsageError("--admin-allow needs --admin")
+    if admin_hosts is not None and not admin:
+        raise UsageError("--admin-host needs --admin")
     loop_factory, loop_name = _event_loop(loop)
     try:
         program = load_program(paths)
@@ -192,6 +205,7 @@ def serve_files(
             journal=journal,
             admin=admin,
             admin_allow=LOOPBACK if admin_allow is None else admin_allow,
+            admin_hosts=admin_hosts or (),
         )
         try:
             with asyncio.Runner(loop_factory=loop_factory) as runner:

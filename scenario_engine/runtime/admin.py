@@ -7,12 +7,14 @@ instead and hands them to ``Admin.respond``; the answer is JSON and the connecti
 it. Only peers in the allowed networks (loopback unless the server is told otherwise) get in.
 
 A browser on this machine can be made to send requests to the API by any page it visits, so
-the network check alone is not enough. While the API is open to loopback only, a request must
-name the server by a loopback name or its own listening address in ``Host``: a page of
-``evil.example`` whose name is rebound to 127.0.0.1 sends ``Host: evil.example`` (DNS
-rebinding). And a request that changes something (any method but GET, HEAD or OPTIONS) is
-refused when its ``Origin`` names another site (a cross-site form or fetch). Clients that are
-not browsers send no ``Origin`` and name the host they connect to, so they pass both checks.
+the network check alone is not enough. ``Admin.refusal`` holds every request to three more
+checks (docs/admin.md, "Security model"): ``Host`` must name this server (a page of
+``evil.example`` whose name is rebound to 127.0.0.1 sends ``Host: evil.example``: DNS
+rebinding); a request that changes something, or opens a WebSocket, must come from this
+server's own origin or from no browser at all (``Origin``, ``Sec-Fetch-Site``); and a change
+must be sent as ``Content-Type: application/json``, which no cross-site form or "simple" request
+can say. Clients that are not browsers send no ``Origin`` and name the host they connect to, so
+they pass the first two; their changes say the content type.
 
 ``Admin``'s other methods are the same operations for Python callers (the pytest fixture).
 Every endpoint is described in docs/admin.md.
@@ -51,12 +53,14 @@ from .state import plain, replace_all
 
 __all__ = [
     "ADMIN_PREFIX",
+    "ANY_HOST",
     "LOOPBACK",
     "MAX_BODY",
     "Admin",
     "AdminRequest",
     "Network",
     "Served",
+    "error_response",
     "is_admin_path",
 ]
 
@@ -75,10 +79,20 @@ CLOSE_SERVICE_RESTART = 1012
 #: ``on close`` handlers run, their events are journaled) before answering anyway.
 CLOSE_WAIT = 2.0
 #: Methods that only read: a cross-site page cannot read their answers (no CORS headers), so
-#: they need no Origin check.
+#: they need no Origin check, unless they open a WebSocket. Any other method is taken to change
+#: the mock.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: A Host header: a bracketed IPv6 address or a name without colons, and an optional port.
-_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[^\s:\[\]/?#@]+))(?::\d*)?")
+#: The name in ``admin_hosts`` (``serve --admin-host '*'``) that lifts the Host check.
+ANY_HOST = "*"
+#: The only media type of a request that changes the mock: a page of another site cannot send
+#: it without a CORS preflight, which this server never grants.
+JSON_TYPE = "application/json"
+#: Sec-Fetch-Site values of requests that no page of another site made: a page of this origin,
+#: or none at all (an address typed, a bookmark).
+_OWN_FETCHES = frozenset({"same-origin", "none"})
+#: A Host header (or the part of an Origin after ``scheme://``): a bracketed IPv6 address or a
+#: name without colons, and an optional port.
+_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[^\s:\[\]/?#@]+))(?::(?P<port>\d*))?")
 
 logger = logging.getLogger("scenario_engine")
 
@@ -96,6 +110,11 @@ class Served(Protocol):
     open_timeout: float
     #: The address it listens on, as it was given (a name, an IP, or a wildcard address).
     host: str
+
+    @property
+    def scheme(self) -> str:
+        """``ws``, or ``wss`` with TLS."""
+        ...
 
     def url(self, path: str) -> str:
         """The URL of ``path`` on this server, naming it as it prints its routes."""
@@ -160,12 +179,18 @@ _Handler = Callable[[dict[str, str], bytes], Awaitable[tuple[int, object]]]
 class Admin:
     """The admin operations on one server, and their HTTP spelling.
 
+    ``allow``: the networks whose peers may use the API over HTTP. ``hosts``: names, besides
+    this server's own, that a request may give in ``Host`` (ANY_HOST: any name).
+
     Every method runs on the server's event loop.
     """
 
-    def __init__(self, server: Served, allow: Sequence[Network] = LOOPBACK) -> None:
+    def __init__(
+        self, server: Served, allow: Sequence[Network] = LOOPBACK, hosts: Iterable[str] = ()
+    ) -> None:
         self.server = server
         self.allow = tuple(allow)
+        self.hosts = tuple(dict.fromkeys(_normal_name(name) for name in hosts))
 
     # ---- operations ------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -328,58 +353,128 @@ class Admin:
     # ---- HTTP ------------------------------------------------------------------------------
     async def respond(self, peer: str | None, request: AdminRequest) -> Response:
         """The answer to one admin request from the client at IP address ``peer``."""
-        result: tuple[int, object, Sequence[str]]
-        refusal = self._refusal(peer, request)
-        if refusal is not None:
-            result = 403, {"error": refusal}, ()
+        refused = self.refusal(peer, request, changes_state=request.method not in SAFE_METHODS)
+        if refused is not None:
+            status, response = refused.status, error_response(refused)
         else:
-            result = await self._dispatch(request)
-        status, answer, allow = result
+            status, answer, allow = await self._dispatch(request)
+            response = _json_response(status, answer, allow)
         logger.info("admin %s %s %s: %d", peer, request.method, request.path, status)
-        return _json_response(status, answer, allow)
+        return response
 
-    def _refusal(self, peer: str | None, request: AdminRequest) -> str | None:
-        """Why this request may not use the admin API (None: it may)."""
+    def refusal(
+        self, peer: str | None, request: Request, *, changes_state: bool
+    ) -> AdminError | None:
+        """Why a request to the admin API must not be answered, as the error to answer it
+        with (``error_response`` turns it into the HTTP response); None when it may be.
+
+        ``peer`` is the client's IP address (None: unknown, refused). ``request`` is any
+        websockets ``Request``: an ``AdminRequest``, or the handshake of a WebSocket under
+        ADMIN_PREFIX such as the inspector's live feed. ``changes_state``: whether answering
+        it changes the mock; a method other than GET, HEAD and OPTIONS counts as a change
+        whatever it says. A handshake of the live feed is checked with::
+
+            refused = admin.refusal(link.peer, request, changes_state=False)
+            if refused is not None:
+                ...  # answer error_response(refused) instead of 101
+
+        The checks, in this order (docs/admin.md, "Security model"):
+
+        - the peer is in the allowed networks (403);
+        - ``Host`` names this server: ``localhost``, a loopback address, the address it
+          listens on (with a wildcard address, also this machine's name), or one of ``hosts``
+          (403: the guard against DNS rebinding);
+        - a change, and a WebSocket handshake (``Upgrade: websocket``: a page can read what a
+          WebSocket sends it, whatever its origin), come from this server's own origin or from
+          no browser: ``Origin``, when sent, is this server's scheme, host and port as ``Host``
+          gives them, and ``Sec-Fetch-Site``, when sent, is ``same-origin`` or ``none`` (403:
+          the guard against cross-site requests and cross-site WebSocket hijacking);
+        - a change is sent with ``Content-Type: application/json``, with a body or without
+          (415): no form and no other request a page may send without a CORS preflight can
+          say that, and this server answers no preflight with a permission.
+        """
         if not self._allowed(peer):
-            return f"the admin API is not open to {peer}"
-        hosts = request.headers.get_all("Host")
-        host = hosts[0] if len(hosts) == 1 else None
-        if self._loopback_only() and not (host is not None and self._local_host(host)):
-            shown = ", ".join(name or "(empty)" for name in hosts) or "(none)"
-            return (
-                f"Host {shown} is not a name of this server: the admin API answers requests "
-                f"to localhost, a loopback address or {self._listening()} (a guard against "
-                "DNS rebinding)"
+            return AdminError(
+                403,
+                f"the admin API is not open to {peer or 'an unknown address'}, only to "
+                f"{_either(map(str, self.allow))}"
+                " (serve --admin-allow CIDR opens it to a network)",
             )
+        hosts = request.headers.get_all("Host")
+        host = _authority(hosts[0]) if len(hosts) == 1 else None
+        if host is None or not self._names_this_server(host[0]):
+            shown = ", ".join(name or "(empty)" for name in hosts) or "(none)"
+            names = ["localhost", "a loopback address", self._listening(), *self.hosts]
+            return AdminError(
+                403,
+                f"Host {shown} is not a name of this server: the admin API answers requests "
+                f"to {_either(dict.fromkeys(names))} (a guard against DNS rebinding; serve "
+                "--admin-host NAME adds a name)",
+            )
+        changes_state = changes_state or request.method not in SAFE_METHODS
+        if changes_state or _opens_websocket(request):
+            refused = self._cross_site(request, hosts[0], host)
+            if refused is not None:
+                return refused
+        if changes_state:
+            types = request.headers.get_all("Content-Type")
+            if len(types) != 1 or types[0].partition(";")[0].strip().lower() != JSON_TYPE:
+                return AdminError(
+                    415,
+                    f"Content-Type {', '.join(types) or '(none)'} refused: a {request.method} "
+                    f"to the admin API must say Content-Type: {JSON_TYPE}, with a body or "
+                    f"without (curl -H 'Content-Type: {JSON_TYPE}'), which a page of another "
+                    "site cannot send",
+                )
+        return None
+
+    def _cross_site(
+        self, request: Request, shown: str, host: tuple[str, int | None]
+    ) -> AdminError | None:
+        """Why ``request``, which changes the mock or opens a WebSocket, looks sent by a page
+        of another site (``host``: its Host header, ``shown`` as it was sent, and parsed)."""
+        what = "a WebSocket" if _opens_websocket(request) else request.method
+        own = f"{self._http_scheme()}://{shown}"
         origins = request.headers.get_all("Origin")
-        if request.method not in SAFE_METHODS and origins and not _same_origin(origins, host):
-            return (
+        if origins and not (len(origins) == 1 and self._same_origin(origins[0], host)):
+            return AdminError(
+                403,
                 f"cross-site request refused: Origin {', '.join(origins)} is not this "
-                f"server's; {request.method} is taken only from the same origin or from "
-                "clients that send no Origin"
+                f"server's ({own}); {what} is taken only from pages of {own} or from clients "
+                "that send no Origin",
+            )
+        fetch_sites = request.headers.get_all("Sec-Fetch-Site")
+        if any(site.strip().lower() not in _OWN_FETCHES for site in fetch_sites):
+            return AdminError(
+                403,
+                f"cross-site request refused: Sec-Fetch-Site {', '.join(fetch_sites)}; "
+                f"{what} is taken only from pages of {own} or from clients that are not "
+                "browsers",
             )
         return None
 
-    def _loopback_only(self) -> bool:
-        """Whether only this machine may use the API: then only its own names are expected
-        in Host (with --admin-allow opening other networks, any name may be in use)."""
-        return all(
-            network.network_address.is_loopback and network.broadcast_address.is_loopback
-            for network in self.allow
-        )
+    def _same_origin(self, origin: str, host: tuple[str, int | None]) -> bool:
+        """Whether an Origin header names the scheme of this server and the host and port
+        that the request's Host header names (a port left out is the scheme's default)."""
+        scheme, separator, rest = origin.partition("://")
+        theirs = _authority(rest) if separator else None
+        if theirs is None or scheme.lower() != self._http_scheme():
+            return False
+        default = 443 if scheme.lower() == "https" else 80
+        return theirs[0] == host[0] and (theirs[1] or default) == (host[1] or default)
+
+    def _http_scheme(self) -> str:
+        return "https" if self.server.scheme == "wss" else "http"
 
     def _listening(self) -> str:
         return urlsplit(self.server.url("")).hostname or self.server.host
 
-    def _local_host(self, host: str) -> bool:
-        """Whether a Host header (with or without a port) names this server: localhost, a
-        loopback address, or the address it listens on (or, on every interface, the name of
-        this machine, as the URLs it prints say)."""
-        match = _HOST.fullmatch(host)
-        if match is None:
-            return False
-        name = (match["ipv6"] or match["name"]).lower()
-        if name == "localhost":
+    def _names_this_server(self, name: str) -> bool:
+        """Whether a name from a Host header (without port, normalized by ``_authority``)
+        names this server: localhost, a loopback address, the address it listens on (or, on
+        every interface, the name of this machine, as the URLs it prints say), or one of the
+        names it was given."""
+        if name == "localhost" or ANY_HOST in self.hosts or name in self.hosts:
             return True
         try:
             address = ipaddress.ip_address(name)
@@ -389,7 +484,7 @@ class Admin:
             address = address.ipv4_mapped
         if address is not None and address.is_loopback:
             return True
-        return name in (self.server.host.lower().strip("[]"), self._listening().lower())
+        return name in (_normal_name(self.server.host), _normal_name(self._listening()))
 
     def _allowed(self, peer: str | None) -> bool:
         if peer is None:
@@ -544,11 +639,39 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return value
 
 
-def _same_origin(origins: Sequence[str], host: str | None) -> bool:
-    """Whether a request's Origin headers name the site its Host names."""
-    if host is None or len(origins) != 1:
-        return False
-    return origins[0].lower() in (f"http://{host}".lower(), f"https://{host}".lower())
+def _authority(text: str) -> tuple[str, int | None] | None:
+    """The name (as ``_normal_name`` gives it) and port of a Host header, or of an Origin
+    after ``scheme://``; None when it is not one."""
+    match = _HOST.fullmatch(text)
+    if match is None:
+        return None
+    port = match["port"]
+    return _normal_name(match["ipv6"] or match["name"]), int(port) if port else None
+
+
+def _normal_name(name: str) -> str:
+    """A host name in one spelling: lower case, an IPv6 address without brackets and in its
+    shortest form (``[0:0::1]`` and ``::1`` are the same host)."""
+    name = name.lower()
+    bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        return name
+
+
+def _opens_websocket(request: Request) -> bool:
+    return any(
+        token.strip().lower() == "websocket"
+        for value in request.headers.get_all("Upgrade")
+        for token in value.split(",")
+    )
+
+
+def _either(items: Iterable[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    listed = list(items)
+    return ", ".join(listed[:-1]) + " or " + listed[-1] if len(listed) > 1 else "".join(listed)
 
 
 def _copy(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -576,15 +699,23 @@ def _is_number(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def error_response(error: AdminError) -> Response:
+    """The HTTP answer to a request the admin API refuses: ``{"error": MESSAGE}``."""
+    return _json_response(error.status, {"error": error.message}, ())
+
+
 def _json_response(status: int, answer: object, allow: Sequence[str]) -> Response:
     body = (json.dumps(answer, ensure_ascii=False) + "\n").encode()
+    # No CORS header, ever: a page of another site must not read an answer. nosniff: nor
+    # load one as a script or a style sheet.
     headers = Headers(
         [
             ("Date", email.utils.formatdate(usegmt=True)),
             ("Connection", "close"),
             ("Content-Length", str(len(body))),
-            ("Content-Type", "application/json"),
+            ("Content-Type", JSON_TYPE),
             ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
         ]
     )
     if allow:

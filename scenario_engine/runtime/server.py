@@ -102,8 +102,8 @@ class ScenarioServer:
     """Serves a Program over WebSocket. Use ``start()``, then ``close()``.
 
     ``journal``: record events in it (None: record nothing, at no cost). ``admin``: answer the
-    admin API under ADMIN_PREFIX, to peers in ``admin_allow`` only; raises UsageError when a
-    route is under that prefix.
+    admin API under ADMIN_PREFIX, to peers in ``admin_allow`` only, and under this server's own
+    names or ``admin_hosts`` (``Admin``); raises UsageError when a route is under that prefix.
     """
 
     def __init__(
@@ -117,6 +117,7 @@ class ScenarioServer:
         journal: Journal | None = None,
         admin: bool = False,
         admin_allow: Sequence[Network] = LOOPBACK,
+        admin_hosts: Sequence[str] = (),
     ) -> None:
         if admin:
             for route in program.routes:
@@ -133,7 +134,7 @@ class ScenarioServer:
         self.max_connections = max_connections
         self.open_timeout = open_timeout
         self.journal = journal
-        self.admin = Admin(self, admin_allow) if admin else None
+        self.admin = Admin(self, admin_allow, admin_hosts) if admin else None
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._protocol_logger = logging.getLogger("scenario_engine.websockets")
