@@ -1,4 +1,5 @@
-"""``scenario-engine serve``: load scenarios, start the server, stop cleanly on a signal."""
+"""``scenario-engine serve``: load scenarios, start the server, stop cleanly on a signal;
+with ``--watch``, serve each new version of the files as they are saved."""
 
 from __future__ import annotations
 
@@ -8,18 +9,25 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 import signal
 import ssl
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import ExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from ..errors import ScenarioErrors, UsageError
+from ..errors import ScenarioError, ScenarioErrors, UsageError
+from ..language.loader import SCENARIO_SUFFIXES
 from .arguments import host_name, network, positive_float, positive_int
-from .common import Commands
+from .common import Commands, report
 
 if TYPE_CHECKING:
+    from watchfiles import Change
+
+    from ..language.ir import Loaded
     from ..runtime.admin import Network
     from ..runtime.server import ScenarioServer
 
@@ -27,6 +35,14 @@ __all__ = ["LOOPS", "add_parser", "run", "serve_files"]
 
 #: The event loops ``--loop`` chooses from.
 LOOPS = ("auto", "asyncio", "uvloop")
+#: How long the files must stay quiet before a reload (milliseconds). Editors save in a burst
+#: of writes (a temporary file, a rename, a backup) a few milliseconds apart: watchfiles hands
+#: the changes over once none has come for this long, so a save is one reload.
+WATCH_STEP_MS = 50
+#: The longest watchfiles goes on grouping changes that keep coming (milliseconds).
+WATCH_DEBOUNCE_MS = 1600
+
+logger = logging.getLogger("scenario_engine")
 
 
 def add_parser(commands: Commands) -> None:
@@ -99,6 +115,13 @@ def add_parser(commands: Commands) -> None:
         help="a name the admin API answers under besides localhost, loopback addresses and "
         "the address listened on (repeatable; '*': any name, no guard against DNS rebinding)",
     )
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="serve each new version of the files when they change, without a restart: "
+        "clients of unchanged routes stay connected, those of changed routes are closed "
+        "with 1012",
+    )
     parser.set_defaults(run=run)
 
 
@@ -118,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         admin_allow=args.admin_allow,
         admin_hosts=args.admin_host,
         loop=args.loop,
+        watch=args.watch,
     )
 
 
@@ -136,6 +160,7 @@ def serve_files(
     admin_allow: Sequence[Network] | None = None,
     admin_hosts: Sequence[str] | None = None,
     loop: str = "auto",
+    watch: bool = False,
 ) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 if the scenarios have errors.
 
@@ -145,6 +170,9 @@ def serve_files(
     events are also kept in memory, for it to read.
 
     ``loop``: one of LOOPS; "auto" is uvloop when it is installed.
+
+    ``watch``: watch ``paths`` and serve each new version of the files that loads without
+    errors (docs/watch.md).
 
     Raises UsageError for bad options and for a route under the admin API's prefix.
     """
@@ -160,8 +188,10 @@ def serve_files(
     if admin_hosts is not None and not admin:
         raise UsageError("--admin-host needs --admin")
     loop_factory, loop_name = _event_loop(loop)
+    loaded: dict[str, Loaded] = {}
     try:
-        program = load_program(paths)
+        # With --watch, each reload parses and checks again only the files whose text changed.
+        program = load_program(paths, reuse=loaded if watch else None)
     except ScenarioErrors as err:
         print(err.format_text() + "\n", file=sys.stderr)
         print(f"not serving: {err.count_text()}", file=sys.stderr)
@@ -190,6 +220,8 @@ def serve_files(
         stream=sys.stderr,
     )
     logging.getLogger("scenario_engine.websockets").setLevel(logging.WARNING)
+    # Its "1 change detected" before each reload says less than the reload's own line.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     with ExitStack() as stack:
         sink = _journal_sink(journal_file, stack)
         # Only the admin API reads the journal back: a journal only written keeps nothing.
@@ -209,7 +241,8 @@ def serve_files(
         )
         try:
             with asyncio.Runner(loop_factory=loop_factory) as runner:
-                runner.run(_run(server, loop_name))
+                watcher = _Watcher(server, paths, loaded) if watch else None
+                runner.run(_run(server, loop_name, watcher))
         except OSError as err:
             print(
                 f"scenario-engine: error: cannot listen on {host}:{port}: {err.strerror or err}",
@@ -272,7 +305,7 @@ def _event_loop(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | 
     return uvloop.new_event_loop, f"uvloop {getattr(uvloop, '__version__', '')}".rstrip()
 
 
-async def _run(server: ScenarioServer, loop_name: str) -> None:
+async def _run(server: ScenarioServer, loop_name: str, watcher: _Watcher | None = None) -> None:
     from ..runtime.admin import ADMIN_PREFIX
 
     stop = asyncio.Event()
@@ -287,11 +320,162 @@ async def _run(server: ScenarioServer, loop_name: str) -> None:
     if server.admin is not None:
         scheme, rest = server.url(ADMIN_PREFIX).split("://", 1)
         print(f"admin API at {'https' if scheme == 'wss' else 'http'}://{rest}", flush=True)
+    if watcher is not None:
+        await watcher.start()
+        print(f"watching {', '.join(watcher.paths)} for changes", flush=True)
     print(
         f"ready: {len(urls)} route{'' if len(urls) == 1 else 's'} on {server.host}:"
         f"{server.port}, {loop_name} loop (Ctrl+C to stop)",
         flush=True,
     )
     await stop.wait()
+    if watcher is not None:
+        await watcher.stop()
     print("shutting down: closing connections with 1001 (going away)", flush=True)
     await server.close()
+
+
+class _Watcher:
+    """``--watch``: watches the scenario files served and serves each new version that loads.
+
+    Files are loaded and checked in a thread, so that the server goes on serving meanwhile; a
+    version with errors is reported as ``check`` reports them and not served. Changes that
+    come while a version loads make one more reload once it is done.
+    """
+
+    def __init__(
+        self, server: ScenarioServer, paths: Sequence[str], loaded: dict[str, Loaded]
+    ) -> None:
+        self.server = server
+        self.paths = list(paths)
+        #: Each file's last load without errors, by name: a reload takes the files whose text
+        #: is unchanged from here instead of parsing and checking them again.
+        self._loaded = loaded
+        self._stop = asyncio.Event()
+        self._changed: asyncio.Queue[set[str]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Watch; once this returns, every change to the files is seen."""
+        from watchfiles import awatch
+
+        directories, folders = _watched_folders(self.paths)
+        accept = _ScenarioChanges(self.paths)
+        for targets, recursive in ((directories, True), (folders, False)):
+            if targets:
+                changes = awatch(
+                    *targets,
+                    watch_filter=accept,
+                    step=WATCH_STEP_MS,
+                    debounce=WATCH_DEBOUNCE_MS,
+                    recursive=recursive,
+                    stop_event=self._stop,
+                )
+                self._tasks.append(asyncio.create_task(self._collect(changes)))
+        self._tasks.append(asyncio.create_task(self._reload_each()))
+        # awatch sets its watches up before it first waits (for a thread): once the tasks
+        # have taken one step, a file written after "ready" is not missed.
+        await asyncio.sleep(0)
+
+    async def stop(self) -> None:
+        self._stop.set()  # the watching threads see it within a step, and end
+        self._tasks[-1].cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _collect(self, changes: AsyncIterator[set[tuple[Change, str]]]) -> None:
+        try:
+            async for batch in changes:
+                self._changed.put_nowait({path for _, path in batch})
+        except Exception as err:  # the folder went away, no more inotify watches…
+            logger.error("--watch: not watching any more: %s", err)
+
+    async def _reload_each(self) -> None:
+        while True:
+            changed = await self._changed.get()
+            while not self._changed.empty():
+                changed |= self._changed.get_nowait()
+            try:
+                await self._reload(changed)
+            except Exception:  # a bug of ours: this version is not served, the next may be
+                logger.exception("reload failed")
+
+    async def _reload(self, changed: set[str]) -> None:
+        from ..runtime.compiler import load_program
+
+        started = time.perf_counter()
+        files = ", ".join(_shown(path) for path in sorted(changed))
+        try:
+            previous = self.server.engine.program
+            program = await asyncio.to_thread(load_program, self.paths, previous, self._loaded)
+            if not program.routes:
+                raise UsageError("the files define no routes")
+            reloaded = self.server.reload(program)
+        except ScenarioErrors as err:
+            report(sorted(set(err.errors), key=ScenarioError.sort_key), sys.stderr)
+            # The errors may be in another file than the one saved (a twin in the other spelling).
+            logger.error(
+                "not reloaded (%s changed): %s; serving the previous version",
+                files,
+                err.count_text(),
+            )
+            return
+        except UsageError as err:
+            logger.error("not reloaded (%s changed): %s; serving the previous version", files, err)
+            return
+        real = {os.path.realpath(path) for path in changed}
+        report([w for w in program.warnings if os.path.realpath(w.file) in real], sys.stderr)
+        elapsed = (time.perf_counter() - started) * 1000
+        closed = f"closed {reloaded.closed}" + (" (1012)" if reloaded.closed else "")
+        logger.info(
+            "reloaded %s in %.0f ms: %s; kept %d client%s, %s",
+            files,
+            elapsed,
+            reloaded.changes.describe(),
+            reloaded.kept,
+            "" if reloaded.kept == 1 else "s",
+            closed,
+        )
+
+
+class _ScenarioChanges:
+    """Which changes ``--watch`` reloads for: the files given, and the scenario files (.mock,
+    .yaml, .yml) under the directories given, except what watchfiles leaves out by default
+    (editors' swap, backup and lock files; .git and the like)."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        from watchfiles import DefaultFilter
+
+        self._default = DefaultFilter()
+        # Compared as real paths: some systems report events under them (macOS's /private/var
+        # for /var), and a path may be given through a symbolic link.
+        real = [Path(os.path.realpath(path)) for path in paths]
+        self._files = {path for path in real if not path.is_dir()}
+        self._directories = [path for path in real if path.is_dir()]
+
+    def __call__(self, change: Change, path: str) -> bool:
+        if Path(path).suffix not in SCENARIO_SUFFIXES or not self._default(change, path):
+            return False
+        where = Path(os.path.realpath(path))
+        return where in self._files or any(where.is_relative_to(d) for d in self._directories)
+
+
+def _watched_folders(paths: Sequence[str]) -> tuple[list[str], list[str]]:
+    """What to watch: the directories given (with what is under them), and the folders of the
+    files given that are not under one (without their subfolders). A file is watched through
+    its folder: editors save by writing another file and renaming it over the original,
+    which ends a watch on the original itself."""
+    absolute = [os.path.abspath(path) for path in paths]
+    directories = sorted({path for path in absolute if os.path.isdir(path)})
+    folders = {
+        os.path.dirname(path)
+        for path in absolute
+        if not os.path.isdir(path)
+        and not any(Path(path).is_relative_to(directory) for directory in directories)
+    }
+    return directories, sorted(folders)
+
+
+def _shown(path: str) -> str:
+    """A path as the log shows it: relative to the working directory when under it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative

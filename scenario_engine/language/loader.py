@@ -6,7 +6,7 @@ YAML), validates it, and checks routes across files, returning every error found
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 from typing import cast
 
@@ -124,18 +124,25 @@ def load_file(path: Path) -> tuple[Loaded | None, list[ScenarioError]]:
     return load_source(source)
 
 
-def load_paths(paths: Iterable[str | Path]) -> tuple[list[Loaded], list[ScenarioError], int]:
+def load_paths(
+    paths: Iterable[str | Path], reuse: MutableMapping[str, Loaded] | None = None
+) -> tuple[list[Loaded], list[ScenarioError], int]:
     """Load every scenario named by ``paths``: (valid files, all errors, number of files).
 
     Files of one folder that differ only in their suffix (``chat.mock`` and ``chat.yaml``) are
     one scenario kept in both spellings: they must compile to the same IR, and count once.
+
+    ``reuse``: valid files loaded before, by name (``serve --watch`` loads again on every
+    change). A file whose text is the same is taken from it instead of being parsed and
+    checked again: what a file's front end and checks find depends on its text alone. It is
+    updated with this load's valid files.
     """
     files = scenario_files(paths)
     loaded: list[Loaded] = []
     errors: list[ScenarioError] = []
     spellings: dict[Path, Loaded] = {}
     for path in files:
-        one, found = load_file(path)
+        one, found = load_file(path) if reuse is None else _load_reusing(path, reuse)
         errors.extend(found)
         if one is None:
             continue
@@ -147,6 +154,21 @@ def load_paths(paths: Iterable[str | Path]) -> tuple[list[Loaded], list[Scenario
             errors.append(_spellings_differ(one, twin))
     errors.extend(check_duplicate_routes(loaded))
     return loaded, errors, len(files)
+
+
+def _load_reusing(
+    path: Path, reuse: MutableMapping[str, Loaded]
+) -> tuple[Loaded | None, list[ScenarioError]]:
+    source = read_source(path)
+    if isinstance(source, ScenarioError):
+        return None, [source]
+    earlier = reuse.get(source.name)
+    if earlier is not None and earlier.source.text == source.text:
+        return earlier, []
+    one, errors = load_source(source)
+    if one is not None:
+        reuse[source.name] = one
+    return one, errors
 
 
 def _spellings_differ(one: Loaded, twin: Loaded) -> ScenarioError:

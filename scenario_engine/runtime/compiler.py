@@ -8,8 +8,10 @@ load); each action knows the file:line it came from, so a failure at run time ca
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from ..language.ir import (
     Action,
     AfterAction,
     AfterBody,
+    Document,
     EveryAction,
     EveryBody,
     Loaded,
@@ -52,6 +55,7 @@ from .program import (
     Block,
     Compression,
     Delay,
+    FileVersion,
     MessageHandler,
     Program,
     Route,
@@ -130,6 +134,8 @@ class _Compiler:
         self.loaded = loaded
         self.constants = constants
         self.constant_sizes: dict[str, int] = {}  # see _size_is_bounded
+        #: The timers started by actions of the route being compiled, in compile order.
+        self.action_timers: list[TimerSpec] = []
 
     def location(self, pointer: str) -> str:
         return _location(self.loaded, pointer)
@@ -150,6 +156,7 @@ class _Compiler:
             matcher = re.compile(pattern)
         route = Route(index, path, self.location(pointer), names, matcher)
         route.file = self.loaded.source.name
+        self.action_timers = route.action_timers
         if "heartbeat" in ir:
             route.heartbeat = parse_duration(ir["heartbeat"])
         if "maxMessage" in ir:
@@ -380,6 +387,7 @@ class _Compiler:
             times=times,
             name=compile_template(body["as"])[0] if "as" in body else None,
         )
+        self.action_timers.append(spec)
 
         def start(runtime: Runtime, ctx: Context) -> None:
             name = None if spec.name is None else to_text(spec.name(ctx))
@@ -477,42 +485,87 @@ def _constants(loaded: Loaded) -> Context:
         raise ActionError(str(err), _location(loaded, f"/let/{err.name}")) from None
 
 
-def compile_program(files: Sequence[Loaded]) -> Program:
+def compile_program(files: Sequence[Loaded], previous: Program | None = None) -> Program:
     """Compile scenario files, served together, into one Program.
 
     Files that went through ``validate`` (every file ``loader`` returns) cannot fail here.
     An IR that was never validated has its constants evaluated here: ActionError when one
     cannot be.
+
+    ``previous``: the Program this one replaces (a reload). A file whose lets are unchanged
+    keeps their values from it: a constant made with ``now()``, ``uuid()`` or ``random()``
+    does not take another value at each reload, so the routes a reload keeps read the same
+    constants as before.
     """
     routes: list[Route] = []
     constants: Context = {}
     states: dict[str, dict[str, Any]] = {}
+    versions: dict[str, FileVersion] = {}
     for loaded in files:
-        if loaded.state is not None:
-            states[loaded.source.name] = loaded.state
-        elif "state" in loaded.ir:
-            states[loaded.source.name] = compile_template(loaded.ir["state"])[0](
-                dict(_constants(loaded))
-            )
-        file_constants = _constants(loaded)
+        name = loaded.source.name
+        lets = _canonical(loaded.ir.get("let", {}))
+        earlier = None if previous is None else previous.files.get(name)
+        if earlier is not None and earlier.lets != lets:
+            earlier = None
+        file_constants = _constants(loaded) if earlier is None else earlier.constants
+        if "state" in loaded.ir:
+            if loaded.state is not None and earlier is None:
+                states[name] = loaded.state
+            else:  # never validated, or its constants carried over: computed from them
+                states[name] = compile_template(loaded.ir["state"])[0](dict(file_constants))
+        versions[name] = FileVersion(lets, file_constants, _state_definition(loaded.ir, lets))
         compiler = _Compiler(loaded, file_constants)
         prefix = loaded.ir.get("prefix", "")
         for i, route_ir in enumerate(loaded.ir.get("routes", [])):
             route = compiler.route(len(routes), route_ir, prefix, f"/routes/{i}")
             route.constants = file_constants
+            route.definition = _route_definition(loaded, route.path, route_ir)
             routes.append(route)
         constants.update(file_constants)
     warnings = [warning for loaded in files for warning in loaded.warnings]
-    return Program(routes, constants, states, warnings)
+    return Program(routes, constants, states, warnings, versions)
 
 
-def load_program(paths: Sequence[str | Path]) -> Program:
-    """Load, validate and compile the scenarios named by ``paths`` into one Program.
+def load_program(
+    paths: Sequence[str | Path],
+    previous: Program | None = None,
+    reuse: MutableMapping[str, Loaded] | None = None,
+) -> Program:
+    """Load, validate and compile the scenarios named by ``paths`` into one Program
+    (``previous``: the one it replaces, as for ``compile_program``; ``reuse``: files loaded
+    before, as for ``load_paths``).
 
     Raises ScenarioErrors (every error of every file) or UsageError (a path that is not a
     scenario). Validation has evaluated the files' constants, so compiling cannot fail.
     """
-    loaded, errors, _ = load_paths(paths)
+    loaded, errors, _ = load_paths(paths, reuse)
     if errors:
         raise ScenarioErrors(errors)
-    return compile_program(loaded)
+    return compile_program(loaded, previous)
+
+
+# ---- what a reload compares ------------------------------------------------------------------
+
+
+def _canonical(value: object) -> str:
+    """IR as JSON text, keys in their written order: a payload's key order is part of what
+    it sends, and ``1`` and ``true`` differ (they are equal in Python)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _route_definition(loaded: Loaded, path: str, route_ir: RouteIR) -> bytes:
+    """A digest of what a route is compiled from: its IR, its path (prefix included), its
+    file, that file's lets and state block. Positions are not part of it: they live in the
+    source map, so a comment or a blank line added above a route leaves it unchanged."""
+    ir = loaded.ir
+    parts = [loaded.source.name, path, route_ir, ir.get("let", {}), ir.get("state")]
+    return hashlib.blake2b(_canonical(parts).encode(), digest_size=16).digest()
+
+
+def _state_definition(ir: Document, lets: str) -> str:
+    """What a file's initial state is made from ("" without a state block): the block, and
+    the lets too when the block computes from them."""
+    if "state" not in ir:
+        return ""
+    block = ir["state"]
+    return _canonical(block) + (lets if any(template_strings(block, "")) else "")

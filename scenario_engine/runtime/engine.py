@@ -11,6 +11,11 @@ Time is the connection layer's: a timer is started with a ``StartTimer`` effect 
 call of ``fire``. A handler that waits (``wait``) is suspended as a timer of its own and resumed
 by ``fire`` too; everything it does up to a wait runs without any other handler in between, so
 a read-then-set there is atomic.
+
+A reload (``reload``) replaces the Program while serving. A route's index names one definition
+of it for the life of the engine: a route the reload keeps takes the index of the one it
+replaces, so its connections, rooms and timers carry on; a changed or new route gets an index
+never used before, so nothing of an old version can reach the clients of the new one.
 """
 
 from __future__ import annotations
@@ -42,13 +47,24 @@ from .effects import (
     Verdict,
 )
 from .program import Block, Program, Route, TimerSpec
+from .reload import Reloaded, compare
 from .rooms import MemoryRooms, Rooms
 from .state import MemoryState, StateStore, assign, remove
 
-__all__ = ["CLOSE_INTERNAL_ERROR", "CLOSE_UNSUPPORTED_DATA", "Engine", "check_close_reason"]
+__all__ = [
+    "CLOSE_INTERNAL_ERROR",
+    "CLOSE_SERVICE_RESTART",
+    "CLOSE_UNSUPPORTED_DATA",
+    "RESTART_REASON",
+    "Engine",
+    "check_close_reason",
+]
 
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_INTERNAL_ERROR = 1011
+#: The close code of the clients a reload closes: they reconnect to the new version.
+CLOSE_SERVICE_RESTART = 1012
+RESTART_REASON = "Service restart"
 
 #: Effects that act on a connection itself: none of them can reach one that has closed.
 _TO_THE_CONNECTION = (Send, Close, Drop, Ping, Pong)
@@ -208,29 +224,111 @@ class Engine:
         self, program: Program, rooms: Rooms | None = None, state: StateStore | None = None
     ) -> None:
         self.program = program
+        #: The open connections of each route, by route index. A reload adds an (empty) set
+        #: for each route it changes or adds, and leaves the sets of the routes it retires
+        #: empty: an index is never used for another definition.
         self.connections: list[set[Connection]] = [set() for _ in program.routes]
         self.rooms: Rooms = MemoryRooms() if rooms is None else rooms
         self.state: StateStore = MemoryState(program.states) if state is None else state
         #: Names for timers started without one.
         self.timer_ids = itertools.count(1)
+        #: The routes' own timers that run, and the waits of their runs, by route index: a
+        #: reload stops those of the routes it retires.
+        self.route_timers: dict[int, set[Timer]] = {}
+        self._serving = {route.index: route for route in program.routes}
 
     # ---- start-up --------------------------------------------------------------------------
     def start(self) -> list[Effect]:
         """The routes' own timers, to start when the server starts."""
         effects: list[Effect] = []
         for route in self.program.routes:
-            ctx: Context = {**route.constants, "state": self.state.data(route.file)}
-            for i, spec in enumerate(route.timers):
-                try:
-                    delay = spec.interval(ctx)
-                except EvaluationError as err:
-                    effects.append(
-                        Log(None, f"route timer not started: {err}", spec.location, True)
-                    )
-                    continue
-                timer = Timer(route, None, f"route-{i}", ctx, delay, delay, spec)
-                effects.append(StartTimer(timer))
+            effects.extend(self._start_route_timers(route))
         return effects
+
+    def _start_route_timers(self, route: Route) -> list[Effect]:
+        effects: list[Effect] = []
+        ctx: Context = {**route.constants, "state": self.state.data(route.file)}
+        for i, spec in enumerate(route.timers):
+            try:
+                delay = spec.interval(ctx)
+            except EvaluationError as err:
+                effects.append(Log(None, f"route timer not started: {err}", spec.location, True))
+                continue
+            timer = Timer(route, None, f"route-{i}", ctx, delay, delay, spec)
+            self.route_timers.setdefault(route.index, set()).add(timer)
+            effects.append(StartTimer(timer))
+        return effects
+
+    # ---- reload ----------------------------------------------------------------------------
+    def reload(self, program: Program) -> tuple[Reloaded, list[Effect]]:
+        """Serve ``program`` from now on, in place of the current Program (runtime/reload.py
+        says which routes it keeps).
+
+        - A kept route serves on under the new compiled route, which behaves the same: its
+          connections (their rooms, sessions and timers) and its own timers are moved over
+          to it, so that what they run from now on says the new line numbers. A handler
+          suspended in a wait finishes as it began.
+        - The connections of a changed or removed route end now: their ``on close`` runs
+          (code 1012), with the state as it was, then they are closed with 1012 (Service
+          Restart) so that clients reconnect to the new version. The route's own timers stop.
+        - States whose definition changed start over from their new initial value.
+        - New and changed routes get indices of their own and start their timers.
+        """
+        changes = compare(self.program, program)
+        kept = set(changes.kept)
+        effects: list[Effect] = []
+        closed = 0
+        for route in self.program.routes:
+            if route.path in kept:
+                continue
+            for conn in list(self.connections[route.index]):
+                closing = conn.closing  # closes already, with a code of its own
+                effects.extend(self.close(conn, CLOSE_SERVICE_RESTART, RESTART_REASON))
+                if not closing:
+                    effects.append(Close(conn, CLOSE_SERVICE_RESTART, RESTART_REASON))
+                    closed += 1
+            for timer in list(self.route_timers.pop(route.index, ())):
+                effects.append(self.end_timer(timer))
+        for scope in changes.defined:
+            self.state.define(scope, program.states.get(scope, {}))
+        replaced = {route.path: route for route in self.program.routes}
+        for route in program.routes:
+            if route.path in kept:
+                self._move(replaced[route.path], route)
+            else:
+                route.index = len(self.connections)
+                self.connections.append(set())
+        self.program = program
+        self._serving = {route.index: route for route in program.routes}
+        for route in program.routes:
+            if route.path not in kept:
+                effects.extend(self._start_route_timers(route))
+        clients = sum(len(self.connections[route.index]) for route in program.routes)
+        return Reloaded(changes, clients, closed), effects
+
+    def _move(self, old: Route, new: Route) -> None:
+        """Put ``new`` (equal to ``old``) in its place: its index, its connections, its
+        timers. Equal definitions compile to timers in the same order, which pairs them."""
+        new.index = old.index
+        specs = {
+            id(before): after
+            for before, after in zip(
+                [*old.timers, *old.action_timers], [*new.timers, *new.action_timers], strict=True
+            )
+        }
+        timers: list[Timer] = list(self.route_timers.get(old.index, ()))
+        for conn in self.connections[old.index]:
+            conn.route = new
+            timers.extend(conn.timers.values())
+        for timer in timers:
+            if timer.spec is not None:  # a wait goes on with the handler it suspended
+                timer.route = new
+                timer.spec = specs[id(timer.spec)]
+
+    def current(self, route: Route) -> Route | None:
+        """The route serving now in place of ``route`` (itself, or the equal route a reload
+        put in its place); None when a reload changed or removed it."""
+        return self._serving.get(route.index)
 
     # ---- handshake -------------------------------------------------------------------------
     def resolve(self, path: str) -> tuple[Route, dict[str, str]] | None:
@@ -349,7 +447,10 @@ class Engine:
 
     def close(self, conn: Connection, code: int | None, reason: str) -> list[Effect]:
         """The connection is gone: stop its timers, run ``on close``, then forget it and its
-        rooms."""
+        rooms. Nothing happens for a connection the engine ended already (a reload ends the
+        connections of the routes it retires before their sockets are closed)."""
+        if conn not in self.connections[conn.route.index]:
+            return []
         conn.closing = True
         effects: list[Effect] = [self.end_timer(t) for t in [*conn.timers.values(), *conn.waits]]
         ctx = dict(conn.base)
@@ -409,6 +510,8 @@ class Engine:
             if conn.timers.get(timer.name) is timer:
                 del conn.timers[timer.name]
             conn.waits.discard(timer)
+        else:
+            self.route_timers.get(timer.route.index, set()).discard(timer)
         if timer.owner is not None:
             timer.owner.running = False
         return StopTimer(timer)
@@ -468,6 +571,8 @@ class Engine:
             owner.running = True
         if conn is not None:
             conn.waits.add(waiting)
+        else:
+            self.route_timers.setdefault(runtime.route.index, set()).add(waiting)
         runtime.effects.append(StartTimer(waiting))
 
     def _resume(self, waiting: Timer) -> list[Effect]:

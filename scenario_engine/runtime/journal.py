@@ -14,7 +14,11 @@ milliseconds) and ``event``, one of:
   broadcast, not one per recipient), and ``text`` or ``binary``;
 - ``close``: ``connection``, ``code``, ``reason``;
 - ``error``: ``connection`` (None for an ``auth`` block), ``location`` (the scenario's
-  file:line:col), ``message``: a handler, ``on close`` or ``auth`` failed.
+  file:line:col), ``message``: a handler, ``on close`` or ``auth`` failed;
+- ``reload``: ``added``, ``changed``, ``removed`` (route paths), ``reset`` (files whose state
+  started over), ``kept`` and ``closed`` (how many clients stayed, how many were closed with
+  1012): a new version of the scenarios is served (``serve --watch``). The ``close`` events of
+  the clients it closed follow.
 
 The last ``limit`` events are kept in memory (none with a limit of 0: a journal only written
 to its sink); a ``sink`` also gets each event as one JSON line as it happens. The server's

@@ -27,6 +27,7 @@ __all__ = [
     "Block",
     "Compression",
     "Delay",
+    "FileVersion",
     "MessageHandler",
     "Program",
     "Route",
@@ -158,7 +159,13 @@ class Route:
     binary: list[MessageHandler] = field(default_factory=list)
     #: The route's own timers, running from start-up.
     timers: list[TimerSpec] = field(default_factory=list)
+    #: The timers its handlers start (``every`` and ``after`` actions), in the order they were
+    #: compiled: a reload pairs them with those of the equal route that takes its place.
+    action_timers: list[TimerSpec] = field(default_factory=list)
     constants: Context = field(default_factory=dict)  # the top-level lets of its file
+    #: A digest of all its behaviour is compiled from, positions aside (runtime/reload.py):
+    #: two routes with equal definitions behave alike.
+    definition: bytes = b""
 
     def candidates(self, message: Any, is_binary: bool) -> list[MessageHandler]:
         """The handlers that may take this message, in the order they were written."""
@@ -171,6 +178,18 @@ class Route:
         return self.untyped
 
 
+@dataclass(frozen=True, slots=True)
+class FileVersion:
+    """One scenario file as compiled: what a reload compares beyond its routes."""
+
+    #: Its top-level lets as written (their IR as JSON), and their values.
+    lets: str
+    constants: Context
+    #: What its initial ``state`` is made from, as JSON: the state block, with the lets when
+    #: it reads them ("" without a state block).
+    state: str
+
+
 @dataclass
 class Program:
     routes: list[Route]
@@ -179,6 +198,8 @@ class Program:
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: What the checks noted that does not make a file invalid (``serve`` prints them).
     warnings: list[ScenarioError] = field(default_factory=list)
+    #: Each file compiled, by name.
+    files: dict[str, FileVersion] = field(default_factory=dict)
     _exact: dict[str, Route] = field(default_factory=dict)
     _patterns: list[Route] = field(default_factory=list)
 

@@ -19,6 +19,11 @@ status of a failed handshake from scripts).
 With the admin API on, requests under its prefix are read by its own parser (any method, a
 body) and answered by ``admin.Admin``. With a journal, connects, rejections, messages and
 closes are recorded in it.
+
+``reload`` serves a new Program on the same socket, without a restart: the engine decides what
+carries over (``Engine.reload``); the server carries out its effects and answers handshakes
+that were waiting for an ``auth`` block with the route now serving, or with 1012 when the
+reload retired it.
 """
 
 from __future__ import annotations
@@ -64,10 +69,11 @@ from .effects import (
     Unmatched,
     Verdict,
 )
-from .engine import Engine
+from .engine import CLOSE_SERVICE_RESTART, RESTART_REASON, Engine
 from .journal import Journal, payload_fields
 from .link import Link
 from .program import Program, Route
+from .reload import Reloaded
 from .wire import new_protocol
 
 __all__ = ["DEFAULT_MAX_MESSAGE", "LISTEN_BACKLOG", "ScenarioServer"]
@@ -120,13 +126,7 @@ class ScenarioServer:
         admin_hosts: Sequence[str] = (),
     ) -> None:
         if admin:
-            for route in program.routes:
-                if is_admin_path(route.path):
-                    raise UsageError(
-                        f"{route.location}: route {route.path} is under "
-                        f"{ADMIN_PREFIX}, which the admin API reserves: serve "
-                        "without --admin, or move the route"
-                    )
+            _check_admin_prefix(program)
         self.engine = Engine(program)
         self.host = host
         self.port = port
@@ -150,11 +150,7 @@ class ScenarioServer:
         self._stopped = asyncio.Event()
         #: When the engine's timers are due.
         self._timers = Clock(self._fire)
-        self._deflate = {
-            route.index: [ThresholdDeflateFactory(route.compression.threshold)]
-            for route in program.routes
-            if route.compression.enabled
-        }
+        self._deflate = _deflate_factories(program)
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -204,6 +200,31 @@ class ScenarioServer:
             await asyncio.wait(ending)
         await server.wait_closed()
         self._stopped.set()
+
+    def reload(self, program: Program) -> Reloaded:
+        """Serve ``program`` from now on, in place of the current one, on the same socket.
+
+        Clients of the routes it keeps stay connected; those of the routes it changes or
+        removes are closed with 1012 (Service Restart). Raises UsageError, changing nothing,
+        when the admin API is on and a route of ``program`` is under its prefix.
+        """
+        if self.admin is not None:
+            _check_admin_prefix(program)
+        reloaded, effects = self.engine.reload(program)
+        self._deflate = _deflate_factories(program)
+        if self.journal is not None:
+            changes = reloaded.changes
+            self.journal.record(
+                "reload",
+                added=list(changes.added),
+                changed=list(changes.changed),
+                removed=list(changes.removed),
+                reset=list(changes.reset),
+                kept=reloaded.kept,
+                closed=reloaded.closed,
+            )
+        self._apply(effects)
+        return reloaded
 
     async def serve_forever(self) -> None:
         """Return once the server is closed."""
@@ -292,11 +313,15 @@ class ScenarioServer:
             return
         request = opening.request
         protocol = link.protocol
+        verb = "rejected"
+        route = self.engine.current(opening.route)
+        if route is None:  # a reload retired the route while its auth block waited
+            route = opening.route
+            verb, outcome = "refused", Rejected(RESTART_REASON, CLOSE_SERVICE_RESTART)
         if isinstance(outcome, Rejected) and outcome.status is not None:
-            self._reject("rejected", link, request.path, outcome.reason, status=outcome.status)
+            self._reject(verb, link, request.path, outcome.reason, status=outcome.status)
             self._respond(link, protocol.reject(outcome.status, outcome.reason + "\n"))
             return
-        route = opening.route
         _configure(protocol, route, request.subprotocol, self._deflate.get(route.index, []))
         response = protocol.accept(opening.http_request)
         if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS and self._closing:
@@ -311,7 +336,7 @@ class ScenarioServer:
             code = outcome.code
             assert code is not None
             self._respond(link, response)
-            self._reject("rejected", link, request.path, outcome.reason, code=code)
+            self._reject(verb, link, request.path, outcome.reason, code=code)
             link.close(code, outcome.reason)
             return
         engine = self.engine
@@ -351,14 +376,18 @@ class ScenarioServer:
                 return http.HTTPStatus.FORBIDDEN, f"Origin not allowed: {origin or '(none)'}"
         # Handshakes waiting for their auth block count too: a burst must not overshoot a
         # limit. Only a route's own limit needs them scanned; the server's needs their number.
+        connections = self.engine.connections
         if route.max_connections is not None:
-            on_route = len(self.engine.connections[route.index]) + sum(
-                1 for r in self._authenticating.values() if r is route
+            # By index: a handshake that began before a reload holds the route it began on.
+            on_route = len(connections[route.index]) + sum(
+                1 for r in self._authenticating.values() if r.index == route.index
             )
             if on_route >= route.max_connections:
                 return http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections on this route"
         if self.max_connections is not None:
-            total = sum(len(c) for c in self.engine.connections) + len(self._authenticating)
+            # The routes serving hold every open connection (those retired by reloads, none).
+            routes = self.engine.program.routes
+            total = sum(len(connections[r.index]) for r in routes) + len(self._authenticating)
             if total >= self.max_connections:
                 return http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections"
         return None
@@ -702,6 +731,26 @@ class _Opening:
         self.request = request
         self.params = params
         self.conn_id = conn_id
+
+
+def _check_admin_prefix(program: Program) -> None:
+    """Raise UsageError for a route under the admin API's prefix."""
+    for route in program.routes:
+        if is_admin_path(route.path):
+            raise UsageError(
+                f"{route.location}: route {route.path} is under "
+                f"{ADMIN_PREFIX}, which the admin API reserves: serve "
+                "without --admin, or move the route"
+            )
+
+
+def _deflate_factories(program: Program) -> dict[int, list[ThresholdDeflateFactory]]:
+    """The compression each route offers, by route index."""
+    return {
+        route.index: [ThresholdDeflateFactory(route.compression.threshold)]
+        for route in program.routes
+        if route.compression.enabled
+    }
 
 
 def _configure(

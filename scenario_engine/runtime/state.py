@@ -232,6 +232,11 @@ class StateStore(Protocol):
         """Back to the file's initial state."""
         ...
 
+    def define(self, scope: str, initial: Mapping[str, Any]) -> None:
+        """The file's initial state is now ``initial`` (a reload changed its state block): it
+        becomes the state, and what ``reset`` goes back to."""
+        ...
+
     def scopes(self) -> list[str]:
         """The files that have a state."""
         ...
@@ -267,6 +272,10 @@ class MemoryState:
 
     def reset(self, scope: str) -> None:
         replace_all(self._object(scope), self._initial.get(scope, {}))
+
+    def define(self, scope: str, initial: Mapping[str, Any]) -> None:
+        self._initial[scope] = copy.deepcopy(dict(initial))
+        self.reset(scope)
 
     def scopes(self) -> list[str]:
         return list(self._objects)
