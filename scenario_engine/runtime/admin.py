@@ -329,7 +329,7 @@ class Admin:
     async def respond(self, peer: str | None, request: AdminRequest) -> Response:
         """The answer to one admin request from the client at IP address ``peer``."""
         result: tuple[int, object, Sequence[str]]
-        refusal = self._refusal(peer, request)
+        refusal = self.refusal(peer, request)
         if refusal is not None:
             result = 403, {"error": refusal}, ()
         else:
@@ -338,8 +338,9 @@ class Admin:
         logger.info("admin %s %s %s: %d", peer, request.method, request.path, status)
         return _json_response(status, answer, allow)
 
-    def _refusal(self, peer: str | None, request: AdminRequest) -> str | None:
-        """Why this request may not use the admin API (None: it may)."""
+    def refusal(self, peer: str | None, request: Request) -> str | None:
+        """Why this request may not use the admin API, or open the inspector's feed (None: it
+        may)."""
         if not self._allowed(peer):
             return f"the admin API is not open to {peer}"
         hosts = request.headers.get_all("Host")
@@ -352,11 +353,20 @@ class Admin:
                 "DNS rebinding)"
             )
         origins = request.headers.get_all("Origin")
-        if request.method not in SAFE_METHODS and origins and not _same_origin(origins, host):
+        # A WebSocket handshake is held to the rule of writes: a browser opens a WebSocket for
+        # any page, and no same-origin policy keeps that page from reading what comes back
+        # (cross-site WebSocket hijacking).
+        handshake = _is_handshake(request)
+        if (
+            (handshake or request.method not in SAFE_METHODS)
+            and origins
+            and not _same_origin(origins, host)
+        ):
+            what = "a WebSocket handshake" if handshake else request.method
             return (
                 f"cross-site request refused: Origin {', '.join(origins)} is not this "
-                f"server's; {request.method} is taken only from the same origin or from "
-                "clients that send no Origin"
+                f"server's; {what} is taken only from the same origin or from clients that "
+                "send no Origin"
             )
         return None
 
@@ -542,6 +552,11 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise AdminError(400, "the body must be a JSON object")
     return value
+
+
+def _is_handshake(request: Request) -> bool:
+    """Whether a request asks to become a WebSocket."""
+    return any("websocket" in value.lower() for value in request.headers.get_all("Upgrade"))
 
 
 def _same_origin(origins: Sequence[str], host: str | None) -> bool:
