@@ -85,6 +85,12 @@ def add_parser(commands: Commands) -> None:
         help="answer the admin API (HTTP, JSON) under /__admin on the same port",
     )
     parser.add_argument(
+        "--ui",
+        action="store_true",
+        help="serve the inspector, a live page of connections, messages and state, at "
+        "/__admin/ (implies --admin)",
+    )
+    parser.add_argument(
         "--admin-allow",
         action="append",
         type=network,
@@ -109,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         admin=args.admin,
         admin_allow=args.admin_allow,
         loop=args.loop,
+        ui=args.ui,
     )
 
 
@@ -126,12 +133,15 @@ def serve_files(
     admin: bool = False,
     admin_allow: Sequence[Network] | None = None,
     loop: str = "auto",
+    ui: bool = False,
 ) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 if the scenarios have errors.
 
     ``journal_file``: write every event there as a JSON line (``-``: standard output). With
     the admin API on (``admin``, open to ``admin_allow``, loopback by default), the journal's
     last ``journal_size`` events are also kept in memory, for it to read.
+
+    ``ui``: serve the inspector's page and feed under the admin API (which it turns on).
 
     ``loop``: one of LOOPS; "auto" is uvloop when it is installed.
 
@@ -144,8 +154,9 @@ def serve_files(
     from ..runtime.journal import DEFAULT_LIMIT, Journal
     from ..runtime.server import OPEN_TIMEOUT, ScenarioServer
 
+    admin = admin or ui
     if admin_allow is not None and not admin:
-        raise UsageError("--admin-allow needs --admin")
+        raise UsageError("--admin-allow needs --admin (or --ui)")
     loop_factory, loop_name = _event_loop(loop)
     try:
         program = load_program(paths)
@@ -192,6 +203,7 @@ def serve_files(
             journal=journal,
             admin=admin,
             admin_allow=LOOPBACK if admin_allow is None else admin_allow,
+            inspector=ui,
         )
         try:
             with asyncio.Runner(loop_factory=loop_factory) as runner:
@@ -272,7 +284,10 @@ async def _run(server: ScenarioServer, loop_name: str) -> None:
         print(f"serving {url}", flush=True)
     if server.admin is not None:
         scheme, rest = server.url(ADMIN_PREFIX).split("://", 1)
-        print(f"admin API at {'https' if scheme == 'wss' else 'http'}://{rest}", flush=True)
+        base = f"{'https' if scheme == 'wss' else 'http'}://{rest}"
+        print(f"admin API at {base}", flush=True)
+        if server.inspector is not None:
+            print(f"inspector at {base}/", flush=True)
     print(
         f"ready: {len(urls)} route{'' if len(urls) == 1 else 's'} on {server.host}:"
         f"{server.port}, {loop_name} loop (Ctrl+C to stop)",
