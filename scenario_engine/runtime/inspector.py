@@ -58,8 +58,8 @@ BATCH_INTERVAL = 0.1
 REFRESH_INTERVAL = 0.5
 IDLE_REFRESH = 2.0
 #: Most events in one update, and most bytes of them: the newest are kept.
-MAX_BATCH_EVENTS = 250
-MAX_BATCH_BYTES = 256 * 1024
+MAX_BATCH_EVENTS = 100
+MAX_BATCH_BYTES = 128 * 1024
 #: Events of the journal in the snapshot (the page shows this many), and most bytes of them.
 SNAPSHOT_EVENTS = 500
 MAX_SNAPSHOT_BYTES = 512 * 1024

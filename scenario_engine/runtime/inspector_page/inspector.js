@@ -44,12 +44,17 @@
     return node;
   }
 
-  function clock(iso) {
+  // Local time of an ISO timestamp, to the millisecond (or to the second, when ``short``).
+  function clock(iso, short = false) {
     const date = new Date(iso);
     if (Number.isNaN(date.getTime())) return iso;
     const pad = (n, width = 2) => String(n).padStart(width, "0");
-    return `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.` +
-      pad(date.getMilliseconds(), 3);
+    const seconds = `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+    return short ? seconds : `${seconds}.${pad(date.getMilliseconds(), 3)}`;
+  }
+
+  function plural(count, word) {
+    return `${number.format(count)} ${word}${count === 1 ? "" : "s"}`;
   }
 
   // A message's text, pretty-printed when it is JSON, as it is otherwise.
@@ -225,7 +230,7 @@
     for (const route of view.routes) {
       const block = routeBlock(route.path);
       const rows = [...view.connections.values()].filter((row) => row.route === route.path);
-      block.count.textContent = `${number.format(rows.length)} connection${rows.length === 1 ? "" : "s"}`;
+      block.count.textContent = plural(rows.length, "connection");
       const rooms = roomCounts(rows);
       block.rooms.replaceChildren(
         ...(rooms.size ? [el("span", { text: "rooms:" })] : []),
@@ -259,7 +264,7 @@
     return el("tr", { attrs: { "data-id": row.id } },
       el("td", {}, el("code", { text: row.id })),
       el("td", { text: row.ip ?? "" }),
-      el("td", { text: clock(row.connectedAt), title: row.connectedAt }),
+      el("td", { text: clock(row.connectedAt, true), title: row.connectedAt }),
       el("td", { className: "rooms-cell", text: row.rooms.join(", ") }),
       el("td", { text: row.subprotocol ?? "" }),
       el("td", { className: "session", text: session }),
@@ -285,8 +290,8 @@
     const behind = $("behind");
     behind.hidden = view.notShown === 0;
     behind.textContent = `${number.format(view.notShown)} events not shown`;
-    behind.title = "Events the server left out of the feed to keep up (at most " +
-      "a few hundred per update are sent, the newest), or that the journal no longer held. " +
+    behind.title = "Events the server left out of the feed to keep up (it sends the newest " +
+      "hundred or so ten times a second at most), or that the journal no longer held. " +
       `The page keeps the latest ${MAX_EVENTS}; ${ADMIN}/journal has what the journal keeps.`;
   }
 
@@ -461,8 +466,9 @@
   function renderSummary() {
     const rooms = new Set();
     for (const row of view.connections.values()) for (const room of row.rooms) rooms.add(`${row.route}\n${room}`);
-    $("summary").textContent = `${number.format(view.connections.size)} connections, ` +
-      `${number.format(rooms.size)} rooms, ${view.routes.length} routes; event #${number.format(view.lastSeq)}`;
+    $("summary").textContent = `${plural(view.connections.size, "connection")}, ` +
+      `${plural(rooms.size, "room")}, ${plural(view.routes.length, "route")}; ` +
+      `event #${number.format(view.lastSeq)}`;
   }
 
   // ---- actions (through the admin API) -----------------------------------------------------
@@ -528,7 +534,7 @@
     if (target === "room" || target === "route") body.route = $("send-route").value;
     if (target === "room") body.room = $("send-room").value;
     report($("send-result"), admin("POST", "/send", body),
-      (answer) => `delivered to ${number.format(answer.delivered)} connection${answer.delivered === 1 ? "" : "s"}`);
+      (answer) => `delivered to ${plural(answer.delivered, "connection")}`);
   }
 
   function closeConnection(event) {
