@@ -282,6 +282,38 @@ async def test_a_fast_stream_is_batched_and_what_is_left_out_counted(
 
 
 @async_test
+async def test_with_no_feed_open_the_inspector_does_nothing() -> None:
+    """--ui with no page open costs nothing beyond the journal: nothing reads it, before the
+    first feed or after the last."""
+    async with (
+        serving(ECHO_SCENARIO, admin=True, inspector=True) as server,
+        connect(server.url("/echo"), open_timeout=BOUND) as client,
+    ):
+        looks: list[int] = []
+        latest = server.journal.latest
+        server.journal.latest = lambda *args: looks.append(1) or latest(*args)
+
+        async def talk() -> None:
+            for n in range(20):
+                await client.send(str(n))
+                await client.recv()
+            await asyncio.sleep(3 * inspector.BATCH_INTERVAL)  # updates would have gone out
+
+        await talk()
+        assert looks == []
+        async with connect(server.url(inspector.FEED_PATH), open_timeout=BOUND) as feed:
+            await recv_json(feed, what="the snapshot")
+            await client.send("seen")
+            await client.recv()
+            await recv_json(feed, what="an update")
+            assert looks
+        await asyncio.sleep(2 * inspector.BATCH_INTERVAL)  # the timer's last turn
+        looks.clear()
+        await talk()
+        assert looks == []
+
+
+@async_test
 async def test_a_feed_that_does_not_read_is_closed_1008(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
