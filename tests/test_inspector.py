@@ -504,8 +504,8 @@ def test_the_page_shows_the_connections_their_rooms_and_their_messages(
     )
     assert alice.id in message.find_element("tag name", "summary").text
     message.find_element("tag name", "summary").click()
-    pretty = message.find_element("css selector", "pre.json")
-    wait(page, lambda d: pretty.is_displayed())
+    (pretty,) = wait(page, lambda d: message.find_elements("css selector", "pre.json"))
+    assert pretty.is_displayed()
     assert '"message": "Hello from Alice"' in pretty.text  # pretty-printed JSON
     assert any("chat-message" in text for text in shown_events(page, "out"))
 

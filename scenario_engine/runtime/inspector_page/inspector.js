@@ -155,6 +155,18 @@
       view.events.push(event);
     }
     if (view.events.length > MAX_EVENTS) view.events.splice(0, view.events.length - MAX_EVENTS);
+    // Closed connections are remembered only while events of theirs are in the window: a page
+    // left open for days must not keep every id it ever saw.
+    if (view.routeOf.size > view.connections.size + 2 * MAX_EVENTS) {
+      const kept = new Map();
+      for (const row of view.connections.values()) kept.set(row.id, row.route);
+      for (const event of view.events) {
+        for (const id of connectionsOf(event)) {
+          if (view.routeOf.has(id)) kept.set(id, view.routeOf.get(id));
+        }
+      }
+      view.routeOf = kept;
+    }
   }
 
   // ---- rendering ---------------------------------------------------------------------------
@@ -191,14 +203,14 @@
       const tbody = el("tbody");
       const table = el("table", { className: "connections" },
         el("thead", {}, el("tr", {},
-          ...["id", "ip", "since", "rooms", "subprotocol", "session", ""].map(
-            (name) => el("th", { text: name })))),
+          ...["id", "ip", "since", "rooms", "protocol", "session", ""].map(
+            (name) => el("th", { text: name, title: name === "protocol" ? "the subprotocol its handshake selected" : "" })))),
         tbody);
       const heading = el("h3", {}, el("code", { text: path }), el("span", { className: "count" }));
       const rooms = el("p", { className: "rooms" });
       const node = el("section", { className: "route", attrs: { "data-route": path } },
         heading, rooms, table);
-      block = { node, tbody, count: heading.lastChild, rooms };
+      block = { node, tbody, table, count: heading.lastChild, rooms };
       routeBlocks.set(path, block);
     }
     return block;
@@ -231,6 +243,7 @@
       const block = routeBlock(route.path);
       const rows = [...view.connections.values()].filter((row) => row.route === route.path);
       block.count.textContent = plural(rows.length, "connection");
+      block.table.hidden = rows.length === 0;
       const rooms = roomCounts(rows);
       block.rooms.replaceChildren(
         ...(rooms.size ? [el("span", { text: "rooms:" })] : []),
@@ -343,7 +356,12 @@
       el("span", { className: `kind kind-${event.event}`, text: event.event }),
       who,
       el("span", { className: "preview", text: preview }));
-    const details = el("details", {}, summary, detailsOf(event));
+    const details = el("details", {}, summary);
+    // What an event shows when opened is built when it is first opened: most never are, and a
+    // fast stream makes a hundred events ten times a second.
+    details.addEventListener("toggle", () => {
+      if (details.open && details.childElementCount === 1) details.append(detailsOf(event));
+    });
     node = el("li", { className: `event event-${event.event}`, attrs: { "data-seq": String(event.seq) } }, details);
     eventElements.set(event, node);
     return node;
