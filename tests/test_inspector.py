@@ -24,6 +24,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,6 +49,7 @@ from websockets.sync.client import connect as sync_connect
 from websockets.typing import Origin
 
 from scenario_engine.runtime import inspector
+from scenario_engine.runtime.background import BackgroundServer
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -637,3 +639,38 @@ def fill(driver: Any, element_id: str, text: str) -> None:
     field = driver.find_element("id", element_id)
     field.clear()
     field.send_keys(text)
+
+
+@browser_test
+def test_a_handler_error_is_shown_with_its_file_and_line(browser: Any, tmp_path: Path) -> None:
+    scenario = tmp_path / "faulty.mock"
+    scenario.write_text('route /bye {\n  on message {\n    close 4000 "${raw}"\n  }\n}\n')
+    with BackgroundServer.from_paths([scenario], admin=True, inspector=True) as mock:
+        browser.get(f"http://127.0.0.1:{mock.port}/__admin/")
+        wait(
+            browser, lambda d: d.find_element("id", "status").get_attribute("data-state") == "live"
+        )
+        with sync_connect(mock.url("/bye"), open_timeout=BOUND) as ws:
+            ws.send("x" * 200)  # a close reason longer than 123 bytes: the handler fails
+            with pytest.raises(ConnectionClosed):
+                ws.recv(BOUND)
+        wait(browser, lambda d: any(f"{scenario}:3:" in t for t in shown_events(d, "error")))
+        (error,) = browser.find_elements("css selector", "#events li.event-error")
+        error.find_element("tag name", "summary").click()
+        wait(browser, lambda d: f"at {scenario}:3:" in error.text)
+
+
+@browser_test
+def test_a_reset_from_the_page_closes_everyone_with_1012(
+    page: Any, chatters: Callable[[str], Chatter]
+) -> None:
+    frank = chatters("Frank")
+    wait(page, lambda d: row(d, frank.id) is not None)
+    page.find_element("id", "reset").click()
+    page.switch_to.alert.accept()  # "Close every connection…?"
+    with pytest.raises(ConnectionClosed):
+        while True:
+            frank.ws.recv(BOUND)
+    assert frank.ws.close_code == 1012
+    wait(page, lambda d: "reset: " in d.find_element("id", "status").text)
+    wait(page, lambda d: row(d, frank.id) is None)
