@@ -307,7 +307,7 @@ def server_spec(server: ServerSpec | str) -> ServerSpec:
 
 class Server:
     """A server process (an engine, the websockets baseline or Node's ws) on a free port,
-    stopped on exit."""
+    stopped on exit. ``options`` are more options of an engine's ``serve``."""
 
     def __init__(
         self,
@@ -315,6 +315,7 @@ class Server:
         backlog: int = 4096,
         compression: str = "deflate",
         files: tuple[str, ...] = ENGINE_FILES,
+        options: tuple[str, ...] = (),
     ) -> None:
         spec = server_spec(server)
         self.spec = spec
@@ -330,6 +331,7 @@ class Server:
                 "--port",
                 "0",
                 "--quiet",
+                *options,
             ]
             cwd = spec.tree
         elif spec.kind == "websockets":

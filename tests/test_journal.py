@@ -100,6 +100,19 @@ def test_events_since_for_a_connection_and_limited() -> None:
     assert journal.messages_in() == ["from a"]
 
 
+def test_latest_takes_the_newest_after_since_oldest_first() -> None:
+    journal = Journal(limit=5)
+    assert journal.latest(0, 3) == []
+    for n in range(8):
+        journal.record("in", connection="a", text=str(n))
+    assert [e["seq"] for e in journal.latest(0, 3)] == [6, 7, 8]
+    assert [e["seq"] for e in journal.latest(6, 10)] == [7, 8]
+    assert [e["seq"] for e in journal.latest(0, 10)] == [4, 5, 6, 7, 8]  # what it keeps
+    assert journal.latest(8, 10) == journal.latest(2, 0) == []
+    journal.clear()
+    assert journal.latest(6, 10) == []
+
+
 def test_clear_forgets_events_but_not_the_numbering() -> None:
     journal = Journal()
     journal.record("in", connection="a", text="x")

@@ -101,6 +101,12 @@ def add_parser(commands: Commands) -> None:
         help="answer the admin API (HTTP, JSON) under /__admin on the same port",
     )
     parser.add_argument(
+        "--ui",
+        action="store_true",
+        help="serve the inspector, a live page of connections, messages and state, at "
+        "/__admin/ (implies --admin)",
+    )
+    parser.add_argument(
         "--admin-allow",
         action="append",
         type=network,
@@ -142,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         admin_hosts=args.admin_host,
         loop=args.loop,
         watch=args.watch,
+        ui=args.ui,
     )
 
 
@@ -161,6 +168,7 @@ def serve_files(
     admin_hosts: Sequence[str] | None = None,
     loop: str = "auto",
     watch: bool = False,
+    ui: bool = False,
 ) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 if the scenarios have errors.
 
@@ -169,10 +177,12 @@ def serve_files(
     under this server's own names and ``admin_hosts``), the journal's last ``journal_size``
     events are also kept in memory, for it to read.
 
+    ``ui``: serve the inspector's page and feed under the admin API (which it turns on).
+
     ``loop``: one of LOOPS; "auto" is uvloop when it is installed.
 
     ``watch``: watch ``paths`` and serve each new version of the files that loads without
-    errors (docs/watch.md).
+    errors (docs/inspector.md, "serve --watch").
 
     Raises UsageError for bad options and for a route under the admin API's prefix.
     """
@@ -183,10 +193,11 @@ def serve_files(
     from ..runtime.journal import DEFAULT_LIMIT, Journal
     from ..runtime.server import OPEN_TIMEOUT, ScenarioServer
 
+    admin = admin or ui
     if admin_allow is not None and not admin:
-        raise UsageError("--admin-allow needs --admin")
+        raise UsageError("--admin-allow needs --admin (or --ui)")
     if admin_hosts is not None and not admin:
-        raise UsageError("--admin-host needs --admin")
+        raise UsageError("--admin-host needs --admin (or --ui)")
     loop_factory, loop_name = _event_loop(loop)
     loaded: dict[str, Loaded] = {}
     try:
@@ -238,6 +249,7 @@ def serve_files(
             admin=admin,
             admin_allow=LOOPBACK if admin_allow is None else admin_allow,
             admin_hosts=admin_hosts or (),
+            inspector=ui,
         )
         try:
             with asyncio.Runner(loop_factory=loop_factory) as runner:
@@ -319,7 +331,10 @@ async def _run(server: ScenarioServer, loop_name: str, watcher: _Watcher | None 
         print(f"serving {url}", flush=True)
     if server.admin is not None:
         scheme, rest = server.url(ADMIN_PREFIX).split("://", 1)
-        print(f"admin API at {'https' if scheme == 'wss' else 'http'}://{rest}", flush=True)
+        base = f"{'https' if scheme == 'wss' else 'http'}://{rest}"
+        print(f"admin API at {base}", flush=True)
+        if server.inspector is not None:
+            print(f"inspector at {base}/", flush=True)
     if watcher is not None:
         await watcher.start()
         print(f"watching {', '.join(watcher.paths)} for changes", flush=True)

@@ -104,6 +104,15 @@ class Journal:
             snapshot = [e for e in snapshot if _concerns(e, connection)]
         return snapshot if limit is None else snapshot[:limit]
 
+    def latest(self, since: int = 0, limit: int = DEFAULT_LIMIT) -> list[Event]:
+        """The newest ``limit`` events after ``since`` (a ``seq``), oldest first: what a reader
+        that can take only so many shows of what happened since it last looked."""
+        with self._changed:
+            newer = min(len(self._events), max(self._seq - since, 0), max(limit, 0))
+            picked = list(itertools.islice(reversed(self._events), newer))
+        picked.reverse()
+        return picked
+
     def clear(self) -> None:
         """Forget every event; numbering goes on from ``last_seq``."""
         with self._changed:

@@ -17,8 +17,9 @@ closes at once with that code, so that a browser's ``onclose`` sees it (browsers
 status of a failed handshake from scripts).
 
 With the admin API on, requests under its prefix are read by its own parser (any method, a
-body) and answered by ``admin.Admin``. With a journal, connects, rejections, messages and
-closes are recorded in it.
+body) and answered by ``admin.Admin``; with the inspector on too, its page's files are answered
+by ``inspector.Inspector``, and its feed is a WebSocket that is no route of the scenarios. With
+a journal, connects, rejections, messages and closes are recorded in it.
 
 ``reload`` serves a new Program on the same socket, without a restart: the engine decides what
 carries over (``Engine.reload``); the server carries out its effects and answers handshakes
@@ -70,6 +71,7 @@ from .effects import (
     Verdict,
 )
 from .engine import CLOSE_SERVICE_RESTART, RESTART_REASON, Engine
+from .inspector import FEED_PATH, Inspector
 from .journal import Journal, payload_fields
 from .link import Link
 from .program import Program, Route
@@ -110,6 +112,7 @@ class ScenarioServer:
     ``journal``: record events in it (None: record nothing, at no cost). ``admin``: answer the
     admin API under ADMIN_PREFIX, to peers in ``admin_allow`` only, and under this server's own
     names or ``admin_hosts`` (``Admin``); raises UsageError when a route is under that prefix.
+    ``inspector``: serve the inspector's page and feed there too (needs ``admin``).
     """
 
     def __init__(
@@ -124,7 +127,10 @@ class ScenarioServer:
         admin: bool = False,
         admin_allow: Sequence[Network] = LOOPBACK,
         admin_hosts: Sequence[str] = (),
+        inspector: bool = False,
     ) -> None:
+        if inspector and not admin:
+            raise UsageError("the inspector is a page of the admin API: it needs the admin API")
         if admin:
             _check_admin_prefix(program)
         self.engine = Engine(program)
@@ -135,6 +141,11 @@ class ScenarioServer:
         self.open_timeout = open_timeout
         self.journal = journal
         self.admin = Admin(self, admin_allow, admin_hosts) if admin else None
+        self.inspector = (
+            Inspector(self.admin, journal) if inspector and self.admin is not None else None
+        )
+        #: Paths under ADMIN_PREFIX that are WebSockets, not requests to the admin API.
+        self._admin_websockets = frozenset([FEED_PATH] if self.inspector is not None else [])
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._protocol_logger = logging.getLogger("scenario_engine.websockets")
@@ -182,6 +193,8 @@ class ScenarioServer:
         """Stop listening, close every connection with 1001 (going away), and wait for them
         to end (each within the close timeout)."""
         self._timers.close()
+        if self.inspector is not None:
+            self.inspector.close()
         self._closing = True
         server = self._server
         if server is None:
@@ -231,7 +244,12 @@ class ScenarioServer:
         await self._stopped.wait()
 
     def _new_link(self) -> Link:
-        protocol = new_protocol(DEFAULT_MAX_MESSAGE, self.admin is not None, self._protocol_logger)
+        protocol = new_protocol(
+            DEFAULT_MAX_MESSAGE,
+            self.admin is not None,
+            self._protocol_logger,
+            self._admin_websockets,
+        )
         link = Link(self, protocol, self.open_timeout)
         self._links.add(link)
         return link
@@ -249,6 +267,9 @@ class ScenarioServer:
     def _handshake(self, link: Link, http_request: HttpRequest) -> None:
         protocol = link.protocol
         target = urlsplit(http_request.path)
+        if self.inspector is not None and target.path == FEED_PATH:
+            self._open_feed(link, self.inspector, http_request)
+            return
         resolved = self.engine.resolve(target.path)
         if resolved is None:
             reason = f"No WebSocket route at {target.path}"
@@ -361,6 +382,19 @@ class ScenarioServer:
             )
         self._apply(engine.connect(conn), conn)
 
+    def _open_feed(self, link: Link, inspector: Inspector, http_request: HttpRequest) -> None:
+        """The inspector's feed: a WebSocket of the server's own, no route's connection (it
+        counts toward no limit, and the journal does not record it)."""
+        if self._closing:
+            response = link.protocol.reject(
+                http.HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n"
+            )
+        else:
+            response = inspector.accept(link, http_request)
+        self._respond(link, response)
+        if response.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS:
+            inspector.follow(link)
+
     @staticmethod
     def _respond(link: Link, response: Response) -> None:
         response.headers["Server"] = SERVER
@@ -418,7 +452,10 @@ class ScenarioServer:
     async def _answer_admin(self, link: Link, request: AdminRequest) -> None:
         assert self.admin is not None
         try:
-            response = await self.admin.respond(link.peer, request)
+            if self.inspector is not None and self.inspector.serves(request.path):
+                response = self.inspector.respond(link.peer, request)
+            else:
+                response = await self.admin.respond(link.peer, request)
         except Exception:
             logger.exception("admin request %s %s failed", request.method, request.path)
             response = link.protocol.reject(http.HTTPStatus.INTERNAL_SERVER_ERROR, _FAILED)

@@ -2,7 +2,8 @@
 
 Two changes to websockets' ``ServerProtocol``: a close frame between the fragments of a message
 is the start of a closing handshake, as RFC 6455 allows, not an error; and, with the admin API
-on, a request under its prefix is read by its own parser (any method, a body).
+on, a request under its prefix is read by its own parser (any method, a body), except at the
+paths that are WebSockets of the admin API's own (the inspector's feed).
 """
 
 from __future__ import annotations
@@ -43,13 +44,20 @@ class _AdminServerProtocol(_ServerProtocol):
     websockets' parser takes only requests without a body. A request whose target is under the
     admin prefix is read by ``AdminRequest.read`` instead (any method, a bounded body); every
     other request goes to websockets' parser untouched, so WebSocket handshakes are read
-    exactly as without the admin API.
+    exactly as without the admin API. So are requests to ``websocket_paths``, the admin
+    prefix's own WebSockets.
     """
+
+    websocket_paths: frozenset[str] = frozenset()
 
     def parse(self) -> Generator[None, None, None]:
         if self.state is State.CONNECTING:
             target = yield from _peek_request_target(self.reader)
-            if target is not None and is_admin_path(target):
+            if (
+                target is not None
+                and is_admin_path(target)
+                and target.partition("?")[0] not in self.websocket_paths
+            ):
                 yield from self._parse_admin_request()
                 return
         yield from super().parse()
@@ -91,8 +99,19 @@ def _peek_request_target(reader: StreamReader) -> Generator[None, None, str | No
         return None
 
 
-def new_protocol(max_size: int, admin: bool, logger: logging.Logger) -> ServerProtocol:
-    """The protocol of a new connection: it reads the admin API's requests too if ``admin``.
-    Per-route settings (extensions, subprotocols, size limit) are set once the route is known."""
-    kind = _AdminServerProtocol if admin else _ServerProtocol
-    return kind(max_size=max_size, logger=logger)
+def new_protocol(
+    max_size: int,
+    admin: bool,
+    logger: logging.Logger,
+    websocket_paths: frozenset[str] = frozenset(),
+) -> ServerProtocol:
+    """The protocol of a new connection: it reads the admin API's requests too if ``admin``,
+    except handshakes to ``websocket_paths`` (under the admin prefix), read as WebSocket
+    handshakes. Per-route settings (extensions, subprotocols, size limit) are set once the
+    route is known."""
+    if not admin:
+        return _ServerProtocol(max_size=max_size, logger=logger)
+    protocol = _AdminServerProtocol(max_size=max_size, logger=logger)
+    if websocket_paths:
+        protocol.websocket_paths = websocket_paths
+    return protocol
