@@ -38,6 +38,7 @@ from support import (
     http_call,
     needs,
     recv_json,
+    run_cli,
     serving,
     start_mock,
     wait_until,
@@ -674,3 +675,65 @@ def test_a_reset_from_the_page_closes_everyone_with_1012(
     assert frank.ws.close_code == 1012
     wait(page, lambda d: "reset: " in d.find_element("id", "status").text)
     wait(page, lambda d: row(d, frank.id) is None)
+
+
+@browser_test
+def test_serve_ui_watch_an_edit_is_served_while_the_page_and_other_clients_stay(
+    browser: Any, tmp_path: Path
+) -> None:
+    # What a person does: serve the examples with --ui --watch, watch the page, edit chat.mock.
+    # Chat clients are restarted (1012) onto the new version; the echo client and the page's
+    # feed go on, and the page shows the new version's traffic.
+    scenarios = tmp_path / "scenarios"
+    shutil.copytree(SCENARIOS, scenarios)
+    served = start_mock(scenarios, extra=("--ui", "--watch"))
+    try:
+        browser.get(f"http://127.0.0.1:{served.port}/__admin/")
+
+        def live(driver: Any) -> bool:
+            return bool(driver.find_element("id", "status").get_attribute("data-state") == "live")
+
+        wait(browser, live)
+        with (
+            sync_connect(served.url(CHAT), open_timeout=BOUND) as alice,
+            sync_connect(served.url(ECHO), open_timeout=BOUND) as echo,
+        ):
+            alice_id = json.loads(alice.recv(BOUND))["id"]
+            echo.send("before the edit")
+            assert echo.recv(BOUND) == "before the edit"
+            wait(browser, lambda d: row(d, alice_id) is not None, "alice on the page")
+
+            chat = scenarios / "chat.mock"
+            chat.write_text(
+                chat.read_text().replace(
+                    'send { type: "connected", id: conn.id }',
+                    'send { type: "connected", id: conn.id, version: 2 }',
+                )
+            )
+            # scenarios/ holds chat.mock and chat.yaml, one scenario in two spellings: edited
+            # alone, the .mock disagrees with its twin, and the previous version goes on...
+            served.log.wait_for(r"chat\.yaml:\d+:\d+: error: this file and chat\.mock")
+            served.log.wait_for(r"not reloaded .*serving the previous version")
+            echo.send("between the edits")
+            assert echo.recv(BOUND) == "between the edits"
+            # ...until the twin is written from it, as the error's hint says.
+            converted = run_cli(
+                "convert", str(chat), "--to", "yaml", "-o", str(scenarios / "chat.yaml")
+            )
+            assert converted.status == 0, converted.stderr
+            served.log.wait_for(r"reloaded .*changed /api/ws/chat")
+            with pytest.raises(ConnectionClosed):
+                alice.recv(BOUND)
+            assert alice.close_code == 1012
+            echo.send("after the edit")  # the echo route did not change: still connected
+            assert echo.recv(BOUND) == "after the edit"
+            with sync_connect(served.url(CHAT), open_timeout=BOUND) as again:
+                welcome = json.loads(again.recv(BOUND))
+                assert welcome["version"] == 2
+                # The page never reconnected: its feed shows the new connection and the echo.
+                assert live(browser)
+                wait(browser, lambda d: row(d, welcome["id"]) is not None, "the new client")
+                wait(browser, lambda d: row(d, alice_id) is None, "alice gone")
+                wait(browser, lambda d: any("after the edit" in t for t in shown_events(d)))
+    finally:
+        served.stop()
