@@ -1,0 +1,284 @@
+"""``format_mock`` and ``scenario-engine fmt``: the canonical layout with every comment kept,
+the same IR after formatting, and a second pass that changes nothing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from strategies import ir_documents
+from support import SCENARIOS, run_cli
+
+from scenario_engine.errors import ScenarioErrors
+from scenario_engine.language.emit import emit_mock
+from scenario_engine.language.fmt import _relayout, format_mock
+from scenario_engine.language.mock_frontend import parse_mock
+from scenario_engine.language.source import Source
+
+COMMENTED = """\
+# Header comment
+
+# About the prefix
+prefix /api
+let X = 5   # five
+state { n: 0 }
+# the route
+route /a {
+  heartbeat 10s  # beat
+  auth {
+    # first step
+    reject 4001 unless conn.query.t
+    accept { user: "x" }
+    # end of auth
+  }
+  on message type "x" where msg.n > 1 {   # handler
+    send {
+      a: 1, # inner
+      b: msg.n  # inner2
+    }
+
+
+    # a condition
+    if msg.n { send 1 } else {
+      # in else
+      send 2
+    }
+    every 1s times 2 as t { log "x" }
+    # after last
+  }
+  on connect {
+    # nothing yet
+  }
+  every 5s { broadcast "y" }
+} # end route
+test "t" {
+  connect c to /api/a
+  c send { type: "x" }
+  c expect any  # anything
+}
+# The end
+"""
+
+COMMENTED_FORMATTED = """\
+# Header comment
+
+# About the prefix
+prefix /api
+
+let X = 5  # five
+
+state { n: 0 }
+
+# the route
+route /a {
+  heartbeat 10s  # beat
+
+  auth {
+    # first step
+    reject 4001 unless conn.query.t
+    accept { user: "x" }
+    # end of auth
+  }
+
+  on connect {
+    # nothing yet
+  }
+
+  on message type "x" where msg.n > 1 {  # handler
+    # inner
+    # inner2
+    send { a: 1, b: msg.n }
+
+    # a condition
+    if msg.n {
+      send 1
+    } else {
+      # in else
+      send 2
+    }
+    every 1s times 2 as t {
+      log "x"
+    }
+    # after last
+  }
+
+  every 5s {
+    broadcast "y"
+  }
+}  # end route
+
+test "t" {
+  connect c to /api/a
+  c send { type: "x" }
+  c expect any  # anything
+}
+# The end
+"""
+
+
+def _ir(text: str) -> dict[str, Any]:
+    """The IR of a `.mock` text, without positions (the source map is left out)."""
+    ir, _, errors = parse_mock(Source("t.mock", text))
+    assert not errors and ir is not None, errors
+    return dict(ir)
+
+
+def _comments(text: str) -> list[str]:
+    return re.findall(r"#[^\n]*", text)
+
+
+def _assert_formats(text: str) -> str:
+    formatted = format_mock(text, "t.mock")
+    assert _ir(formatted) == _ir(text)
+    assert format_mock(formatted) == formatted
+    return formatted
+
+
+def test_comments_stay_where_they_were() -> None:
+    assert _assert_formats(COMMENTED) == COMMENTED_FORMATTED
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.mock")), ids=lambda p: p.name)
+def test_scenario_files_keep_their_ir_and_comments(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    formatted = _assert_formats(text)
+    # Trailing comments lose their padding, and nothing else.
+    assert [c.strip() for c in _comments(formatted)] == [c.strip() for c in _comments(text)]
+
+
+def test_a_formatted_file_is_unchanged() -> None:
+    text = 'route /a {\n  on connect {\n    send "hi"\n  }\n}\n'
+    assert format_mock(text) == text
+
+
+def test_one_blank_line_between_statements_is_kept() -> None:
+    text = "route /a {\n  on connect {\n    send 1\n\n\n\n    send 2\n    send 3\n  }\n}\n"
+    assert _assert_formats(text) == (
+        "route /a {\n  on connect {\n    send 1\n\n    send 2\n    send 3\n  }\n}\n"
+    )
+
+
+def test_a_comment_in_an_expression_is_kept_by_the_expression() -> None:
+    text = "route /a {\n  on message {\n    send msg.a +  # the sum\n      msg.b\n  }\n}\n"
+    formatted = _assert_formats(text)
+    assert formatted.count("# the sum") == 1
+
+
+def test_a_hash_in_a_string_is_no_comment() -> None:
+    text = "route /a {\n  on connect {\n    send \"#1\"  # 'quoted' #2\n  }\n}\n"
+    assert _assert_formats(text) == text
+
+
+def test_an_empty_block_with_a_comment_is_opened() -> None:
+    text = "route /a {\n  on connect {}\n  on close {\n  # later\n  }\n}\n"
+    assert _assert_formats(text) == (
+        "route /a {\n  on connect {}\n\n  on close {\n    # later\n  }\n}\n"
+    )
+
+
+def test_a_file_with_errors_raises_the_loader_errors() -> None:
+    with pytest.raises(ScenarioErrors) as caught:
+        format_mock('route /a {\n  on connect {\n    sned "hi"\n  }\n}\n', "bad.mock")
+    (error,) = caught.value.errors
+    assert (error.file, error.line, error.col) == ("bad.mock", 3, 5)
+    assert error.message == "unknown action 'sned'"
+
+
+# ---- property: any layout, any comments --------------------------------------------------
+
+
+@st.composite
+def _commented(draw: st.DrawFn) -> str:
+    """A canonical text of a generated IR, with comments (own-line and trailing), blank
+    lines and odd indentation added; comment texts are unique and end with ';'."""
+    lines = emit_mock(draw(ir_documents())).split("\n")[:-1]
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        if draw(st.booleans()):
+            out.append("")
+        if draw(st.integers(0, 3)) == 0:
+            out.append(" " * draw(st.integers(0, 6)) + f"# before {i};")
+        line = " " * draw(st.integers(0, 3)) + line.lstrip()
+        if draw(st.integers(0, 3)) == 0:
+            line += " " * draw(st.integers(0, 2)) + f"# after {i};"
+        out.append(line)
+    if draw(st.booleans()):
+        out.append("# last;")
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(_commented())
+def test_formatting_keeps_the_ir_and_every_comment_and_is_idempotent(text: str) -> None:
+    ir, source_map, errors = parse_mock(Source("t.mock", text))
+    assume(ir is not None and not errors)
+    assert ir is not None
+    formatted = _relayout(text, ir, source_map, "t.mock")
+    again, again_map, again_errors = parse_mock(Source("t.mock", formatted))
+    assert again == ir and not again_errors, formatted
+    assert again is not None
+    assert _relayout(formatted, again, again_map, "t.mock") == formatted, formatted
+    for comment in re.findall(r"# [a-z]+ ?\d*;", text):
+        assert formatted.count(comment) == text.count(comment), (comment, formatted)
+
+
+# ---- the command ---------------------------------------------------------------------------
+
+_UGLY = "route /a {\n    on connect { send 1 }   # hello\n}\n"
+_NICE = "route /a {\n  on connect {\n    send 1\n  }  # hello\n}\n"
+
+
+def test_fmt_rewrites_files_and_check_reports_them(tmp_path: Path) -> None:
+    ugly, nice = tmp_path / "ugly.mock", tmp_path / "sub" / "nice.mock"
+    nice.parent.mkdir()
+    ugly.write_text(_UGLY)
+    nice.write_text(_NICE)
+    (tmp_path / "other.yaml").write_text("routes: []\n")
+
+    result = run_cli("fmt", "--check", str(tmp_path))
+    assert result.status == 1, result
+    assert result.stdout == f"would reformat {ugly}\n1 of 2 files would be reformatted\n"
+    assert ugly.read_text() == _UGLY
+
+    result = run_cli("fmt", str(tmp_path))
+    assert result.status == 0, result
+    assert result.stdout == f"reformatted {ugly}\n1 of 2 files reformatted\n"
+    assert ugly.read_text() == _NICE
+    assert (tmp_path / "other.yaml").read_text() == "routes: []\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.yaml", "sub", "ugly.mock"]
+
+    result = run_cli("fmt", "--check", str(tmp_path))
+    assert (result.status, result.stdout) == (0, "0 of 2 files would be reformatted\n")
+
+
+def test_fmt_leaves_a_file_with_errors_alone_and_reports_it_as_check_does(
+    tmp_path: Path,
+) -> None:
+    bad = tmp_path / "bad.mock"
+    text = 'route /ws {\n  on connect {\n    sned "hi"\n  }\n}\n'
+    bad.write_text(text)
+    result = run_cli("fmt", str(bad))
+    assert result.status == 1
+    assert result.stdout.startswith(f"{bad}:3:5: error: unknown action 'sned'\n")
+    assert "  hint: did you mean 'send'?" in result.stdout
+    assert result.stdout == run_cli("check", str(bad)).stdout.rsplit("\n", 2)[0] + (
+        "\n0 of 1 file reformatted, 1 with errors left as they were\n"
+    )
+    assert bad.read_text() == text
+
+
+def test_fmt_refuses_a_yaml_file_by_name(tmp_path: Path) -> None:
+    scenario = tmp_path / "a.yaml"
+    scenario.write_text("routes: []\n")
+    result = run_cli("fmt", str(scenario))
+    assert result.status == 2
+    assert "YAML is not formatted" in result.stderr
