@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import SCENARIOS, run_cli, run_cli_process, run_process
+from support import SCENARIOS, line_of, run_cli, run_cli_process, run_process
 
 
 def test_check_valid_directory_exits_0() -> None:
@@ -96,7 +96,9 @@ def test_compile_prints_the_ir_and_the_source_map() -> None:
     }
     mapped = json.loads(run_cli("compile", "--source-map", "scenarios/private.mock").stdout)
     assert mapped["ir"] == ir
-    assert mapped["sourceMap"]["/routes/0/auth/0"][:2] == [12, 5]
+    text = (SCENARIOS / "private.mock").read_text(encoding="utf-8")
+    line = line_of(text, 'reject 4001 "No token provided"')
+    assert mapped["sourceMap"]["/routes/0/auth/0"][:2] == [line, 5]
 
 
 def test_compile_of_a_broken_file_exits_1_with_errors_on_stderr(tmp_path: Path) -> None:

@@ -282,3 +282,8 @@ def test_fmt_refuses_a_yaml_file_by_name(tmp_path: Path) -> None:
     result = run_cli("fmt", str(scenario))
     assert result.status == 2
     assert "YAML is not formatted" in result.stderr
+
+
+def test_the_example_scenarios_are_formatted() -> None:
+    result = run_cli("fmt", "--check", "scenarios")
+    assert result.status == 0, result.stdout
