@@ -180,6 +180,33 @@ def test_an_empty_block_with_a_comment_is_opened() -> None:
     )
 
 
+def test_a_trailing_comment_follows_the_last_statement_start_or_end_of_its_line() -> None:
+    text = (
+        "route /a {\n  on message {\n"
+        "    if msg.b { send 3 } else if msg.c { # c\n      send 4  # four\n    }\n"
+        "  }\n}\n"
+    )
+    assert _assert_formats(text) == (
+        "route /a {\n  on message {\n    if msg.b {\n      send 3\n"
+        "    } else if msg.c {  # c\n      send 4  # four\n    }\n  }\n}\n"
+    )
+
+
+def test_comments_in_a_multi_line_value_move_before_its_statement() -> None:
+    text = 'let users = {\n  # alice\n  "a": 1,  # one\n  "b": 2,\n}  # users\n'
+    text += "route /a {}\n"
+    assert _assert_formats(text) == (
+        "# alice\n# one\nlet users = { a: 1, b: 2 }  # users\n\nroute /a {}\n"
+    )
+
+
+def test_crlf_line_breaks_become_lf() -> None:
+    text = "route /a {\r\n  # crlf\r\n  on connect { send 1 }  # one\r\n}\r\n"
+    assert _assert_formats(text) == (
+        "route /a {\n  # crlf\n  on connect {\n    send 1\n  }  # one\n}\n"
+    )
+
+
 def test_a_file_with_errors_raises_the_loader_errors() -> None:
     with pytest.raises(ScenarioErrors) as caught:
         format_mock('route /a {\n  on connect {\n    sned "hi"\n  }\n}\n', "bad.mock")

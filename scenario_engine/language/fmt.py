@@ -175,14 +175,17 @@ def _is_block(pointer: str, value: Any) -> bool:
 def _attach(comment: _Comment, statements: dict[str, _Statement], tail: list[_Comment]) -> None:
     at = (comment.line, comment.col)
     if not comment.own_line:
-        ending = [s for s in statements.values() if s.end[0] == comment.line and s.end <= at]
-        if ending:
-            last = max(ending, key=lambda s: (s.end, (-s.start[0], -s.start[1])))
-            last.after_end.append(comment.text)
-            return
-        starting = [s for s in statements.values() if s.start[0] == comment.line and s.start < at]
-        if starting:
-            min(starting, key=lambda s: s.start).after_start.append(comment.text)
+        # The comment follows the last statement start or end of its line: it stays there
+        # (at an end, the outermost of the statements ending together).
+        marks: list[tuple[tuple[_Position, int, _Position], list[str]]] = []
+        for s in statements.values():
+            outermost = (-s.start[0], -s.start[1])
+            if s.end[0] == comment.line and s.end <= at:
+                marks.append(((s.end, 1, outermost), s.after_end))
+            elif s.start[0] == comment.line and s.start < at:
+                marks.append(((s.start, 0, outermost), s.after_start))
+        if marks:
+            max(marks, key=lambda mark: mark[0])[1].append(comment.text)
             return
     inside = [s for s in statements.values() if s.start < at < s.end]
     owner = max(inside, key=lambda s: s.start) if inside else None
