@@ -200,6 +200,15 @@ def test_comments_in_a_multi_line_value_move_before_its_statement() -> None:
     )
 
 
+def test_payload_keys_named_like_blocks_are_no_statements() -> None:
+    text = "state { do: [1, 2] }\nroute /a {\n  on message {\n    send {\n      do: [\n"
+    text += "        # in do\n        msg.a,\n        1,\n      ],\n    }\n  }\n}\n"
+    assert _assert_formats(text) == (
+        "state { do: [1, 2] }\n\nroute /a {\n  on message {\n    # in do\n"
+        "    send { do: [msg.a, 1] }\n  }\n}\n"
+    )
+
+
 def test_crlf_line_breaks_become_lf() -> None:
     text = "route /a {\r\n  # crlf\r\n  on connect { send 1 }  # one\r\n}\r\n"
     assert _assert_formats(text) == (

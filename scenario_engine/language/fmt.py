@@ -26,19 +26,23 @@ from .validate import validate
 
 __all__ = ["format_mock"]
 
+#: The JSON pointers of actions: in a handler or a route timer, then in the blocks of ifs and
+#: timers (a payload's keys named like these are not actions).
+_ACTION = re.compile(
+    r"/routes/\d+/(on/(connect|close|error)/\d+|(on/message|every)/\d+/do/\d+)"
+    r"(/(then|else|every/do|after/do)/\d+)*"
+)
 #: The JSON pointers of the IR nodes that are statements of a `.mock` file (a line or a block).
 _STATEMENT = re.compile(
     r"/prefix|/state|/let/[^/#]+"
     r"|/routes/\d+(/(heartbeat|compression|maxMessage|maxConnections|maxRooms|maxTimers"
-    r"|maxSession|origins|subprotocols|latency|auth(/\d+)?|every/\d+|on/(connect|close|error)(/\d+)?"
+    r"|maxSession|origins|subprotocols|latency|auth(/\d+)?|every/\d+|on/(connect|close|error)"
     r"|on/message/\d+))?"
     r"|/tests/\d+(/steps/\d+)?"
-    r"|.*/(do|then|else)/\d+"
+    rf"|{_ACTION.pattern}"
 )
-
 #: Statements that are blocks whatever they hold; an action is one when it is an if or a timer.
 _BLOCK = re.compile(r"/(routes|tests)/\d+|/routes/\d+/(auth|on/\w+|(on/message|every)/\d+)")
-_ACTION = re.compile(r".*/(do|then|else|connect|close|error)/\d+")
 
 _Position = tuple[int, int]
 
