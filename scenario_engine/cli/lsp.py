@@ -1,0 +1,255 @@
+"""``scenario-engine lsp``: a Language Server Protocol server over stdio.
+
+The LSP side only: documents kept in sync by pygls, positions converted (LSP's are 0-based),
+diagnostics debounced and checked off the event loop. What to say about a scenario is
+``language.editor``'s business, over the same checker and schema as ``check``.
+
+pygls is an optional dependency (``pip install 'scenario-engine[lsp]'``), imported only when
+this command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import TYPE_CHECKING, Any
+
+from .common import EXIT_OK, EXIT_USAGE, Commands
+
+if TYPE_CHECKING:
+    from lsprotocol import types
+    from pygls.lsp.server import LanguageServer
+
+    from ..errors import ScenarioError
+    from ..language import editor
+    from ..language.source import Span
+
+__all__ = ["DEBOUNCE", "add_parser", "run"]
+
+#: How long after the last change diagnostics wait, so that typing is not checked per key.
+DEBOUNCE = 0.150
+_SUFFIXES = (".mock", ".yaml", ".yml")
+
+
+def add_parser(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "lsp",
+        help="run the language server (LSP over stdio) for editors",
+        description="Serve the Language Server Protocol over stdin/stdout: diagnostics, "
+        "completion, hover, definitions, references and the outline of scenario files. "
+        "Needs the lsp extra: pip install 'scenario-engine[lsp]'.",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        server = build_server()
+    except ImportError:
+        print(
+            "scenario-engine: error: the language server needs pygls; install it with\n"
+            "  pip install 'scenario-engine[lsp]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    server.start_io()
+    return EXIT_OK
+
+
+def build_server() -> LanguageServer:
+    """The server, its features registered (ImportError without pygls)."""
+    from lsprotocol import types
+    from pygls.lsp.server import LanguageServer
+
+    from ..language import editor
+
+    server = LanguageServer("scenario-engine", _version())
+    analyses: dict[str, editor.Analysis] = {}
+    constants: dict[str, Any] = {}
+    pending: dict[str, asyncio.Task[None]] = {}
+
+    def analysis(uri: str) -> editor.Analysis:
+        document = server.workspace.get_text_document(uri)
+        current = analyses.get(uri)
+        if current is None or current.text != document.source:
+            current = editor.Analysis(document.path, document.source, constants.get(uri))
+            analyses[uri] = current
+        return current
+
+    async def check_later(uri: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        document = server.workspace.get_text_document(uri)
+        version, text = document.version, document.source
+        found, values = await asyncio.to_thread(editor.diagnostics, document.path, text)
+        if server.workspace.get_text_document(uri).version != version:
+            return  # changed again meanwhile: the next check reports
+        if values is not None:
+            constants[uri] = values
+            analyses.pop(uri, None)
+        server.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(
+                uri=uri, version=version, diagnostics=[_diagnostic(e) for e in found]
+            )
+        )
+
+    def schedule(uri: str, delay: float) -> None:
+        if not uri.endswith(_SUFFIXES):
+            return
+        earlier = pending.pop(uri, None)
+        if earlier is not None:
+            earlier.cancel()
+        task = asyncio.get_running_loop().create_task(check_later(uri, delay))
+        pending[uri] = task
+        task.add_done_callback(lambda t: pending.pop(uri, None) if pending.get(uri) is t else None)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    async def did_open(params: types.DidOpenTextDocumentParams) -> None:
+        schedule(params.text_document.uri, 0)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    async def did_change(params: types.DidChangeTextDocumentParams) -> None:
+        schedule(params.text_document.uri, DEBOUNCE)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    async def did_close(params: types.DidCloseTextDocumentParams) -> None:
+        uri = params.text_document.uri
+        analyses.pop(uri, None)
+        constants.pop(uri, None)
+        task = pending.pop(uri, None)
+        if task is not None:
+            task.cancel()
+        server.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=[])
+        )
+
+    @server.feature(
+        types.TEXT_DOCUMENT_COMPLETION,
+        types.CompletionOptions(trigger_characters=[".", " ", '"']),
+    )
+    def completion(params: types.CompletionParams) -> types.CompletionList:
+        a = analysis(params.text_document.uri)
+        line, col = params.position.line + 1, params.position.character + 1
+        return types.CompletionList(
+            is_incomplete=False,
+            items=[_completion_item(c) for c in editor.complete(a, line, col)],
+        )
+
+    @server.feature(types.TEXT_DOCUMENT_HOVER)
+    def hover(params: types.HoverParams) -> types.Hover | None:
+        a = analysis(params.text_document.uri)
+        text = editor.hover(a, params.position.line + 1, params.position.character + 1)
+        if text is None:
+            return None
+        return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text))
+
+    @server.feature(types.TEXT_DOCUMENT_DEFINITION)
+    def definition(params: types.DefinitionParams) -> list[types.Location]:
+        uri = params.text_document.uri
+        spans = editor.definition(
+            analysis(uri), params.position.line + 1, params.position.character + 1
+        )
+        return [types.Location(uri=uri, range=_range(span)) for span in spans]
+
+    @server.feature(types.TEXT_DOCUMENT_REFERENCES)
+    def references(params: types.ReferenceParams) -> list[types.Location]:
+        uri = params.text_document.uri
+        spans = editor.references(
+            analysis(uri),
+            params.position.line + 1,
+            params.position.character + 1,
+            params.context.include_declaration,
+        )
+        return [types.Location(uri=uri, range=_range(span)) for span in spans]
+
+    @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+    def document_symbol(params: types.DocumentSymbolParams) -> list[types.DocumentSymbol]:
+        return [_symbol(s) for s in editor.symbols(analysis(params.text_document.uri))]
+
+    return server
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("scenario-engine")
+    except metadata.PackageNotFoundError:  # run from a source checkout
+        return "unknown"
+
+
+def _range(span: Span) -> types.Range:
+    from lsprotocol import types
+
+    return types.Range(
+        start=types.Position(line=span.line - 1, character=span.col - 1),
+        end=types.Position(line=span.end_line - 1, character=span.end_col - 1),
+    )
+
+
+def _diagnostic(error: ScenarioError) -> types.Diagnostic:
+    from lsprotocol import types
+
+    end = error.end_col if error.end_col is not None else error.col + 1
+    where = types.Range(
+        start=types.Position(line=error.line - 1, character=error.col - 1),
+        end=types.Position(line=error.line - 1, character=end - 1),
+    )
+    return types.Diagnostic(
+        range=where,
+        message=error.message + (f"\nhint: {error.hint}" if error.hint else ""),
+        severity=(
+            types.DiagnosticSeverity.Warning
+            if error.severity == "warning"
+            else types.DiagnosticSeverity.Error
+        ),
+        source="scenario-engine",
+    )
+
+
+_KINDS = {
+    "keyword": "Keyword",
+    "function": "Function",
+    "variable": "Variable",
+    "property": "Property",
+    "constant": "Constant",
+    "room": "Value",
+    "timer": "Event",
+    "client": "Variable",
+}
+
+
+def _completion_item(c: editor.Completion) -> types.CompletionItem:
+    from lsprotocol import types
+
+    return types.CompletionItem(
+        label=c.label,
+        kind=getattr(types.CompletionItemKind, _KINDS[c.kind]),
+        detail=c.detail,
+        documentation=(
+            types.MarkupContent(kind=types.MarkupKind.Markdown, value=c.documentation)
+            if c.documentation
+            else None
+        ),
+        insert_text=c.insert,
+    )
+
+
+_SYMBOL_KINDS = {
+    "route": "Module",
+    "handler": "Event",
+    "test": "Method",
+    "constant": "Constant",
+}
+
+
+def _symbol(s: editor.Symbol) -> types.DocumentSymbol:
+    from lsprotocol import types
+
+    return types.DocumentSymbol(
+        name=s.name,
+        kind=getattr(types.SymbolKind, _SYMBOL_KINDS[s.kind]),
+        range=_range(s.span),
+        selection_range=_range(s.selection),
+        children=[_symbol(child) for child in s.children],
+    )
