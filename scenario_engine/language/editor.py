@@ -116,7 +116,9 @@ def _scanner() -> re.Pattern[str]:
 _PATH_AFTER = frozenset({"route", "prefix", "to"})
 
 
-def _scan(text: str, start: int = 0, stop: int | None = None) -> Iterator[_Token]:
+def _scan(
+    text: str, start: int = 0, stop: int | None = None, comments: bool = False
+) -> Iterator[_Token]:
     scanner, path = _scanner(), terminal_regex("PATH")
     end = len(text) if stop is None else stop
     pos, previous = start, ""
@@ -135,7 +137,9 @@ def _scan(text: str, start: int = 0, stop: int | None = None) -> Iterator[_Token
             pos = close
             continue
         kind = match.lastgroup or "punct"
-        if kind not in ("ws", "comment"):
+        if kind == "comment" and comments:
+            yield _Token(kind, match.group(), pos, match.end())
+        elif kind not in ("ws", "comment"):
             yield _Token(kind, match.group(), pos, match.end())
             previous = match.group()
         pos = match.end()
@@ -650,11 +654,11 @@ def complete(a: Analysis, line: int, col: int) -> list[Completion]:
         start -= 1
     if start > 0 and text[start - 1] == "." and (start < 2 or text[start - 2] != "."):
         return _members(a, start - 1)
+    if _in_string_or_comment(a, start):
+        return []
     place = _place(a, start)
     frame = place.frames[-1]
     words = place.words
-    if words and words[-1].kind == "string" and words[-1].end == start:
-        return []
     if frame.kind in ("expr", "(", "["):
         return _expression(a, frame)
     rule = _STATEMENT_RULE[frame.kind]
@@ -676,6 +680,16 @@ def complete(a: Analysis, line: int, col: int) -> list[Completion]:
     if expression or last in _ROOM_VERBS or last == "cancel" or not following:
         items += _expression(a, frame)
     return items
+
+
+def _in_string_or_comment(a: Analysis, offset: int) -> bool:
+    line_start = a.line_starts[a.position(offset)[0] - 1]
+    for token in _scan(a.text, line_start, offset, comments=True):
+        if token.start < offset and (token.end > offset or token.kind == "comment"):
+            return token.kind in ("string", "comment") and not (
+                token.kind == "string" and token.end == offset and token.text[-1:] in "\"'"
+            )
+    return False
 
 
 def _keyword(word: str, kind: str, before: list[_Token] | None = None) -> Completion:
@@ -781,6 +795,21 @@ def hover(a: Analysis, line: int, col: int) -> str | None:
         return None
     if here.kind == "quantity":
         return _quantity_text(here.text)
+    if here.kind == "string":  # a name inside a template's ${…}
+        piece = next(
+            (
+                m
+                for m in _TEMPLATE.finditer(here.text)
+                if m.start(1) <= offset - here.start <= m.end(1)
+            ),
+            None,
+        )
+        if piece is None:
+            return None
+        tokens = list(_scan(a.text, here.start + piece.start(1), here.start + piece.end(1)))
+        here = next((t for t in tokens if t.start <= offset < t.end), None)
+        if here is None:
+            return None
     if here.kind != "name":
         return None
     i = tokens.index(here)
@@ -795,7 +824,7 @@ def hover(a: Analysis, line: int, col: int) -> str | None:
     if after is not None and after.text == "(" and word in {**FUNCTIONS, **MATCHERS}:
         sig = {**FUNCTIONS, **MATCHERS}[word]
         return f"```\n{sig.usage}\n```\n{sig.doc} ({sig.arity_text()})"
-    if word in a.index.constants:
+    if word in a.names["constant"] and word in a.index.constants:
         start, end = a.index.constants[word]
         value = (a.constants or {}).get(word)
         shown = (
