@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from support import ROOT
+
+from scenario_engine.errors import ScenarioError
 from scenario_engine.expr.functions import FUNCTIONS
 from scenario_engine.language.editor import (
     Analysis,
@@ -14,6 +18,7 @@ from scenario_engine.language.editor import (
     references,
     symbols,
 )
+from scenario_engine.language.loader import load_paths, read_source
 from scenario_engine.language.source import Span
 from scenario_engine.language.validate import CONN_FIELDS
 
@@ -288,3 +293,32 @@ def test_a_valid_file_has_no_diagnostics_and_its_constants() -> None:
     found, constants = diagnostics("game.mock", TEXT)
     assert found == []
     assert constants == {"users": {"alice-token": {"name": "Alice"}}, "greeting": "hello"}
+
+
+def test_a_route_defined_twice_in_the_file_as_check_reports_it() -> None:
+    text = "route /a {\n}\nroute /a {\n}\n"
+    (error,), _ = diagnostics("twice.mock", text)
+    assert (error.line, error.col, error.end_col) == (3, 7, 9)
+    assert error.message == "route '/a' is already defined"
+    assert error.hint == "the first definition is at line 1"
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in (ROOT / "tests" / "golden" / "errors").iterdir() if p.suffix != ".expected"),
+    ids=lambda p: p.name,
+)
+def test_the_same_findings_as_check_for_every_golden_error_file(path: Path) -> None:
+    loaded, errors, _ = load_paths([path])
+    expected = sorted(
+        {*errors, *(w for one in loaded for w in one.warnings)}, key=ScenarioError.sort_key
+    )
+    source = read_source(path)
+    if isinstance(source, ScenarioError):
+        pytest.skip("not text: an editor has no such document to send")
+    found, _ = diagnostics(str(path), source.text)
+    shown = sorted(found, key=ScenarioError.sort_key)
+    assert [(e.line, e.col, e.message, e.hint, e.severity) for e in shown] == [
+        (e.line, e.col, e.message, e.hint, e.severity) for e in expected
+    ]
+    assert all(e.end_col is not None and e.end_col > e.col for e in shown)

@@ -30,7 +30,14 @@ from .loader import load_source
 from .schema import SCHEMA
 from .source import Source, Span
 from .units import DURATION_UNITS, SIZE_UNITS, parse_duration, parse_size
-from .validate import BLOCK_NAMES, CONN_FIELDS, ERROR_FIELDS, ROOTS_BY_CONTEXT, TIMER_FIELDS
+from .validate import (
+    BLOCK_NAMES,
+    CONN_FIELDS,
+    ERROR_FIELDS,
+    ROOTS_BY_CONTEXT,
+    TIMER_FIELDS,
+    check_duplicate_routes,
+)
 
 __all__ = [
     "Analysis",
@@ -57,6 +64,7 @@ def diagnostics(name: str, text: str) -> tuple[list[ScenarioError], Any]:
     found = sorted(set(errors), key=ScenarioError.sort_key)
     constants = None
     if loaded is not None:
+        found += check_duplicate_routes([loaded])  # check runs it over all its files
         found += sorted(loaded.warnings, key=ScenarioError.sort_key)
         constants = loaded.constants
     return [_widened(error) for error in found], constants
