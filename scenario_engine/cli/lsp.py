@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Any
 from .common import EXIT_OK, EXIT_USAGE, Commands
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from lsprotocol import types
     from pygls.lsp.server import LanguageServer
+    from pygls.workspace.position_codec import PositionCodec
 
     from ..errors import ScenarioError
     from ..language import editor
@@ -94,9 +97,10 @@ def build_server() -> LanguageServer:
         if values is not None:
             constants[uri] = values
             analyses.pop(uri, None)
+        convert = _Units(text.splitlines(True), document.position_codec)
         server.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(
-                uri=uri, version=version, diagnostics=[_diagnostic(e) for e in found]
+                uri=uri, version=version, diagnostics=[_diagnostic(e, convert) for e in found]
             )
         )
 
@@ -129,22 +133,23 @@ def build_server() -> LanguageServer:
             types.PublishDiagnosticsParams(uri=uri, diagnostics=[])
         )
 
+    def units(uri: str) -> _Units:
+        document = server.workspace.get_text_document(uri)
+        return _Units(document.lines, document.position_codec)
+
     @server.feature(
         types.TEXT_DOCUMENT_COMPLETION,
         types.CompletionOptions(trigger_characters=[".", " ", '"']),
     )
     def completion(params: types.CompletionParams) -> types.CompletionList:
-        a = analysis(params.text_document.uri)
-        line, col = params.position.line + 1, params.position.character + 1
-        return types.CompletionList(
-            is_incomplete=False,
-            items=[_completion_item(c) for c in editor.complete(a, line, col)],
-        )
+        uri = params.text_document.uri
+        found = editor.complete(analysis(uri), *units(uri).where(params.position))
+        return types.CompletionList(is_incomplete=False, items=[_completion_item(c) for c in found])
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
     def hover(params: types.HoverParams) -> types.Hover | None:
-        a = analysis(params.text_document.uri)
-        text = editor.hover(a, params.position.line + 1, params.position.character + 1)
+        uri = params.text_document.uri
+        text = editor.hover(analysis(uri), *units(uri).where(params.position))
         if text is None:
             return None
         return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text))
@@ -152,25 +157,24 @@ def build_server() -> LanguageServer:
     @server.feature(types.TEXT_DOCUMENT_DEFINITION)
     def definition(params: types.DefinitionParams) -> list[types.Location]:
         uri = params.text_document.uri
-        spans = editor.definition(
-            analysis(uri), params.position.line + 1, params.position.character + 1
-        )
-        return [types.Location(uri=uri, range=_range(span)) for span in spans]
+        convert = units(uri)
+        spans = editor.definition(analysis(uri), *convert.where(params.position))
+        return [types.Location(uri=uri, range=convert.range(span)) for span in spans]
 
     @server.feature(types.TEXT_DOCUMENT_REFERENCES)
     def references(params: types.ReferenceParams) -> list[types.Location]:
         uri = params.text_document.uri
+        convert = units(uri)
         spans = editor.references(
-            analysis(uri),
-            params.position.line + 1,
-            params.position.character + 1,
-            params.context.include_declaration,
+            analysis(uri), *convert.where(params.position), params.context.include_declaration
         )
-        return [types.Location(uri=uri, range=_range(span)) for span in spans]
+        return [types.Location(uri=uri, range=convert.range(span)) for span in spans]
 
     @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     def document_symbol(params: types.DocumentSymbolParams) -> list[types.DocumentSymbol]:
-        return [_symbol(s) for s in editor.symbols(analysis(params.text_document.uri))]
+        uri = params.text_document.uri
+        convert = units(uri)
+        return [_symbol(s, convert) for s in editor.symbols(analysis(uri))]
 
     return server
 
@@ -184,23 +188,38 @@ def _version() -> str:
         return "unknown"
 
 
-def _range(span: Span) -> types.Range:
-    from lsprotocol import types
+class _Units:
+    """Positions between the client's units (UTF-16 unless negotiated otherwise, 0-based) and
+    the editor module's (characters, 1-based)."""
 
-    return types.Range(
-        start=types.Position(line=span.line - 1, character=span.col - 1),
-        end=types.Position(line=span.end_line - 1, character=span.end_col - 1),
-    )
+    def __init__(self, lines: Sequence[str], codec: PositionCodec) -> None:
+        self.lines = lines
+        self.codec = codec
+
+    def where(self, position: types.Position) -> tuple[int, int]:
+        at = self.codec.position_from_client_units(self.lines, position)
+        return at.line + 1, at.character + 1
+
+    def range(self, span: Span) -> types.Range:
+        return self.between(span.line, span.col, span.end_line, span.end_col)
+
+    def between(self, line: int, col: int, end_line: int, end_col: int) -> types.Range:
+        from lsprotocol import types
+
+        return self.codec.range_to_client_units(
+            self.lines,
+            types.Range(
+                start=types.Position(line=line - 1, character=col - 1),
+                end=types.Position(line=end_line - 1, character=end_col - 1),
+            ),
+        )
 
 
-def _diagnostic(error: ScenarioError) -> types.Diagnostic:
+def _diagnostic(error: ScenarioError, convert: _Units) -> types.Diagnostic:
     from lsprotocol import types
 
     end = error.end_col if error.end_col is not None else error.col + 1
-    where = types.Range(
-        start=types.Position(line=error.line - 1, character=error.col - 1),
-        end=types.Position(line=error.line - 1, character=end - 1),
-    )
+    where = convert.between(error.line, error.col, error.line, end)
     return types.Diagnostic(
         range=where,
         message=error.message + (f"\nhint: {error.hint}" if error.hint else ""),
@@ -249,13 +268,13 @@ _SYMBOL_KINDS = {
 }
 
 
-def _symbol(s: editor.Symbol) -> types.DocumentSymbol:
+def _symbol(s: editor.Symbol, convert: _Units) -> types.DocumentSymbol:
     from lsprotocol import types
 
     return types.DocumentSymbol(
         name=s.name,
         kind=getattr(types.SymbolKind, _SYMBOL_KINDS[s.kind]),
-        range=_range(s.span),
-        selection_range=_range(s.selection),
-        children=[_symbol(child) for child in s.children],
+        range=convert.range(s.span),
+        selection_range=convert.range(s.selection),
+        children=[_symbol(child, convert) for child in s.children],
     )
