@@ -359,18 +359,21 @@ def _top_level_start(a: Analysis, offset: int) -> int:
     """Where the top-level item holding ``offset`` starts: the last line before it that begins
     with a top-level keyword in its first column (a guess that keeps completion cheap on a long
     file; the whole text when there is none)."""
-    starters = _first_keywords("item")
-    pattern = re.compile(r"^(?:" + "|".join(starters) + r")\b", re.M)
-    last = 0
-    window = 0
+    pattern = _top_level_pattern()
+    span = 4096
     while True:
-        window = max(0, offset - 4096 * (1 << window.bit_length()))
-        found = [m.start() for m in pattern.finditer(a.text, window, offset)]
+        low = max(0, offset - span)
+        found = [m.start() for m in pattern.finditer(a.text, low, offset)]
         if found:
             return found[-1]
-        if window == 0:
-            return last
-        window = offset - window
+        if low == 0:
+            return 0
+        span *= 4
+
+
+@functools.cache
+def _top_level_pattern() -> re.Pattern[str]:
+    return re.compile(r"^(?:" + "|".join(_first_keywords("item")) + r")\b", re.M)
 
 
 def _place(a: Analysis, offset: int) -> _Place:
@@ -832,14 +835,15 @@ def hover(a: Analysis, line: int, col: int) -> str | None:
     if after is not None and after.text == "(" and word in {**FUNCTIONS, **MATCHERS}:
         sig = {**FUNCTIONS, **MATCHERS}[word]
         return f"```\n{sig.usage}\n```\n{sig.doc} ({sig.arity_text()})"
-    if word in a.names["constant"] and word in a.index.constants:
-        start, end = a.index.constants[word]
-        value = (a.constants or {}).get(word)
-        shown = (
-            json.dumps(value, ensure_ascii=False, indent=2, default=str)
-            if a.constants is not None and word in a.constants
-            else " ".join(a.text[start:end].split())
-        )
+    if word in a.names["constant"]:
+        # Its value once the file has been checked, else the expression that gives it.
+        if a.constants is not None and word in a.constants:
+            shown = json.dumps(a.constants[word], ensure_ascii=False, indent=2, default=str)
+        elif word in a.index.constants:
+            start, end = a.index.constants[word]
+            shown = " ".join(a.text[start:end].split())
+        else:
+            return None
         return f"constant `{word}`\n```\n{_shorten(shown, 2000)}\n```"
     if word in _ROOT_TEXT and (before is None or before.text != "let"):
         return f"`{word}`: {_ROOT_TEXT[word]}"
