@@ -446,7 +446,7 @@ class Symbol:
     ``selection`` its name."""
 
     name: str
-    kind: str  # route, handler, test, constant, state
+    kind: str  # route, handler, test, constant
     span: Span
     selection: Span
     children: tuple[Symbol, ...] = ()
@@ -457,10 +457,10 @@ class _Index:
     #: (namespace, name) → tokens naming it; the first definition first.
     definitions: dict[tuple[str, str], list[_Token]] = field(default_factory=dict)
     references: dict[tuple[str, str], list[_Token]] = field(default_factory=dict)
-    #: Top-level lets: name → the tokens of its expression.
+    #: Top-level lets: name → where its expression starts and ends (offsets).
     constants: dict[str, tuple[int, int]] = field(default_factory=dict)
-    #: [kind, name, start token, its block's end offset, children]: lists, as the end and the
-    #: children are filled in while scanning.
+    #: [kind, name, first token, name token, its block's end offset, children]: lists, as the
+    #: end and the children are filled in while scanning (and the block's depth meanwhile).
     outline: list[list[Any]] = field(default_factory=list)
 
 
@@ -494,7 +494,7 @@ def _build_index(tokens: list[_Token]) -> _Index:
             elif text == "}":
                 if stack and stack[-1][-1] == depth:
                     entry = stack.pop()
-                    entry[3] = token.end
+                    entry[4] = token.end
                     del entry[-1]
                 depth = max(depth - 1, 0)
         elif token.kind == "name":
@@ -505,7 +505,7 @@ def _build_index(tokens: list[_Token]) -> _Index:
                 add(index.definitions, key, token)
                 if depth == 0:
                     let_start = (text, i + 2)
-                    entry = ["constant", text, token, token.end, []]
+                    entry = ["constant", text, token, token, token.end, []]
                     index.outline.append(entry)
             elif before == "connect" and depth > 0:
                 add(index.definitions, ("client", text), token)
@@ -518,15 +518,15 @@ def _build_index(tokens: list[_Token]) -> _Index:
             ):
                 add(index.references, ("client", text), token)
             elif text in ("route", "test") and depth == 0:
-                label = tokens[i + 1].text if i + 1 < len(tokens) else ""
-                pending = [text, label, token, token.end, []]
+                named = tokens[i + 1] if i + 1 < len(tokens) else token
+                pending = [text, named.text, token, named, named.end, []]
                 index.outline.append(pending)
                 clients_in_test = set()
             elif text == "on" and depth == 1 and stack and stack[-1][0] == "route":
-                label = " ".join(_handler_words(tokens, i))
-                pending = ["handler", label, token, token.end, []]
-                stack[-1][4].append(pending)
-            elif text not in keywords() or text in ("timer",):
+                words = " ".join(_handler_words(tokens, i))
+                pending = ["handler", words, token, token, token.end, []]
+                stack[-1][5].append(pending)
+            elif text not in keywords():
                 add(index.references, ("name", text), token)
             if (
                 depth == 0
@@ -582,12 +582,12 @@ def symbols(a: Analysis) -> list[Symbol]:
     """The outline: routes with their handlers, tests, constants."""
 
     def build(entry: list[Any]) -> Symbol:
-        kind, name, token, end, children = entry[:5]
+        kind, name, token, label, end, children = entry[:6]
         return Symbol(
-            name.strip("\"'") if kind == "test" else name,
+            _unquoted(name) if kind == "test" else name,
             kind,
             a.span(token.start, end),
-            a.span(token.start, token.end),
+            a.span(label.start, label.end),
             tuple(build(child) for child in children),
         )
 
