@@ -11,7 +11,6 @@ this command runs.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
 def build_server() -> LanguageServer:
     """The server, its features registered (ImportError without pygls)."""
+    import asyncio
+
     from lsprotocol import types
     from pygls.lsp.server import LanguageServer
 
