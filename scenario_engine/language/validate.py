@@ -51,8 +51,12 @@ from .source import Span, locate
 from .units import parse_duration, parse_size
 
 __all__ = [
+    "BLOCK_NAMES",
     "CONN_FIELDS",
+    "ERROR_FIELDS",
     "MIN_TIMER_INTERVAL",
+    "ROOTS_BY_CONTEXT",
+    "TIMER_FIELDS",
     "check_duplicate_routes",
     "error_at",
     "route_key",
@@ -69,7 +73,8 @@ TIMER_FIELDS = ("count",)
 MIN_TIMER_INTERVAL = 0.010
 
 _REQUEST = ("conn", "query", "headers", "params")
-_ROOTS_BY_CONTEXT: dict[str, tuple[str, ...]] = {
+#: The names an expression may start from, by where it stands.
+ROOTS_BY_CONTEXT: dict[str, tuple[str, ...]] = {
     "constant": (),
     "auth": (*_REQUEST, "state"),
     "connect": (*_REQUEST, "auth", "session", "state"),
@@ -82,7 +87,7 @@ _ROOTS_BY_CONTEXT: dict[str, tuple[str, ...]] = {
     "capture": ("msg",),
 }
 #: Names only some blocks define, whatever the handler: ``timer`` in every and after blocks.
-_BLOCK_NAMES = ("timer",)
+BLOCK_NAMES = ("timer",)
 #: What ``set`` and ``unset`` may write into.
 _WRITABLE = ("session", "state")
 #: Actions that act on the connection, which a route timer does not have.
@@ -103,8 +108,8 @@ _WHERE_AVAILABLE = {
     "timer": "'timer' is only defined in an every or after block (timer.count)",
     ANY: "'any' stands for any value in an expected message (a test's expect step)",
 }
-_ALL_ROOTS = frozenset(r for roots in _ROOTS_BY_CONTEXT.values() for r in roots) | frozenset(
-    _BLOCK_NAMES
+_ALL_ROOTS = frozenset(r for roots in ROOTS_BY_CONTEXT.values() for r in roots) | frozenset(
+    BLOCK_NAMES
 )
 _CONTEXT_TEXT = {
     "constant": "a top-level let",
@@ -773,7 +778,7 @@ class _Checker:
                     self.matchers(embedded, text, where)
 
     def names(self, expr: Expr, offset: int, text: str, pointer: str, scope: _Scope) -> None:
-        visible = set(_ROOTS_BY_CONTEXT[scope.context]) | scope.names
+        visible = set(ROOTS_BY_CONTEXT[scope.context]) | scope.names
         if scope.timer:
             visible.add("timer")
         functions: Mapping[str, Signature] = (

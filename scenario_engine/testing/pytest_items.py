@@ -36,6 +36,9 @@ class ScenarioTest(pytest.Item):
     def __init__(self, *, case: TestCase, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
+        # No fixtures, but the attribute pytest's own test functions have: plugins read it
+        # from every item (pytest-lsp's call wrapper fails on an item without it).
+        self.funcargs: dict[str, Any] = {}
 
     def runtest(self) -> None:
         options = RunOptions(
