@@ -60,6 +60,16 @@ def test_the_grammar_is_json_for_mock_files() -> None:
     assert includes and all(name in repository for name in includes)
 
 
+def test_the_bundle_declares_the_grammar_for_mock_files() -> None:
+    # editors/textmate is a bundle in VS Code's layout, which JetBrains' TextMate Bundles import.
+    bundle = json.loads((TMGRAMMAR.parent / "package.json").read_text(encoding="utf-8"))
+    [language] = bundle["contributes"]["languages"]
+    [grammar] = bundle["contributes"]["grammars"]
+    assert language["extensions"] == [".mock"] and grammar["language"] == language["id"]
+    assert (TMGRAMMAR.parent / grammar["path"]).resolve() == TMGRAMMAR
+    assert grammar["scopeName"] == "source.mock"
+
+
 def test_the_keywords_come_from_the_lark_grammar() -> None:
     # A few of every construct, so that the extraction itself cannot silently find nothing.
     for word in (

@@ -53,6 +53,14 @@ def test_the_manifest_contributes_the_language_grammar_schema_and_setting() -> N
     assert {"syntaxes/", "schemas/", "node_modules/"} <= set(ignored)
 
 
+def test_every_setting_is_documented() -> None:
+    readme = (EXTENSION / "README.md").read_text("utf-8")
+    guide = (ROOT / "docs" / "editors.md").read_text("utf-8")
+    for setting in _manifest()["contributes"]["configuration"]["properties"]:
+        assert f"`{setting}`" in readme
+        assert setting in guide
+
+
 def test_the_language_configuration() -> None:
     config = json.loads((EXTENSION / "language-configuration.json").read_text("utf-8"))
     assert config["comments"] == {"lineComment": "#"}
