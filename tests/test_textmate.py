@@ -10,6 +10,7 @@ packages of tests/node (`npm ci --prefix tests/node`).
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import importlib.util
 import json
@@ -131,14 +132,20 @@ def tokenized() -> dict[str, Any]:
     return report
 
 
-def _lark_tokens(path: Path) -> Iterator[Token]:
-    parser = Lark(
+@functools.cache
+def _parser() -> Lark:
+    return Lark(
         (ROOT / "grammar" / "scenario.lark").read_text(encoding="utf-8"),
         parser="lalr",
         lexer="contextual",
         keep_all_tokens=True,
     )
-    tree = parser.parse(path.read_text(encoding="utf-8"))
+
+
+def _lark_tokens(path: Path) -> Iterator[Token]:
+    """Every token of a file as the language's own lexer sees it (keywords where it expects
+    them, NAME elsewhere)."""
+    tree = _parser().parse(path.read_text(encoding="utf-8"))
     yield from tree.scan_values(lambda value: isinstance(value, Token))
 
 
