@@ -1,0 +1,79 @@
+// Loads editors/vscode/extension.js with stand-ins for the `vscode` API and
+// `vscode-languageclient/node` (neither is installed here), activates it with the settings given
+// as JSON in argv[3], and prints what the extension asked for as JSON: the language client's
+// server options and document selector, the commands it registered, what a configuration change
+// does. tests/test_textmate.py runs it.
+"use strict";
+const Module = require("node:module");
+const path = require("node:path");
+
+const [extensionPath, settingsJson] = process.argv.slice(2);
+const settings = JSON.parse(settingsJson || "{}");
+const report = { clients: [], commands: [], errors: [], stopped: 0 };
+let configListener = null;
+
+const vscode = {
+  workspace: {
+    workspaceFolders: [{ uri: { fsPath: "/project" } }],
+    getConfiguration: (section) => ({
+      get: (key, fallback) => {
+        const value = settings[`${section}.${key}`];
+        return value === undefined ? fallback : value;
+      },
+    }),
+    createFileSystemWatcher: (glob) => ({ glob, dispose() {} }),
+    onDidChangeConfiguration: (listener) => {
+      configListener = listener;
+      return { dispose() {} };
+    },
+  },
+  window: {
+    createOutputChannel: (name) => ({ name, dispose() {} }),
+    showErrorMessage: (message) => report.errors.push(message),
+  },
+  commands: {
+    registerCommand: (name, callback) => {
+      report.commands.push(name);
+      return { dispose() {} };
+    },
+  },
+};
+
+class LanguageClient {
+  constructor(id, name, serverOptions, clientOptions) {
+    report.clients.push({
+      id,
+      name,
+      serverOptions,
+      documentSelector: clientOptions.documentSelector,
+      watches: clientOptions.synchronize.fileEvents.glob,
+    });
+  }
+  async start() {
+    if (settings.failStart) throw new Error("spawn scenario-engine ENOENT");
+  }
+  async stop() {
+    report.stopped += 1;
+  }
+}
+const languageclient = { LanguageClient, TransportKind: { stdio: 0, ipc: 1, pipe: 2, socket: 3 } };
+
+const load = Module._load;
+Module._load = function (request, parent, isMain) {
+  if (request === "vscode") return vscode;
+  if (request === "vscode-languageclient/node") return languageclient;
+  return load.call(this, request, parent, isMain);
+};
+
+(async () => {
+  const extension = require(path.resolve(extensionPath));
+  const subscriptions = [];
+  await extension.activate({ subscriptions });
+  report.subscriptions = subscriptions.length;
+  if (configListener) {
+    await configListener({ affectsConfiguration: (s) => s === "scenarioEngine.server" });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  await extension.deactivate();
+  process.stdout.write(JSON.stringify(report));
+})();
