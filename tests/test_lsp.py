@@ -224,6 +224,32 @@ async def test_document_symbols(client: LanguageClient) -> None:
     ]
 
 
+@on_the_server
+async def test_formatting_is_fmt_s_layout_and_leaves_a_file_with_errors_alone(
+    client: LanguageClient,
+) -> None:
+    from scenario_engine.language.fmt import format_mock
+
+    messy = 'route /ws/f {\n      # says hello\n  on connect {   send { type: "hi" }   }\n}\n'
+    uri = await opened(client, "messy.mock", messy)
+    edits = await client.text_document_formatting_async(
+        types.DocumentFormattingParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            options=types.FormattingOptions(tab_size=2, insert_spaces=True),
+        )
+    )
+    assert edits is not None and len(edits) == 1
+    assert edits[0].new_text == format_mock(messy) != messy
+    assert "# says hello" in edits[0].new_text
+    broken = await opened(client, "broken.mock", "route /ws/b {\n  on connect { brodcast {} }\n}\n")
+    assert not await client.text_document_formatting_async(
+        types.DocumentFormattingParams(
+            text_document=types.TextDocumentIdentifier(uri=broken),
+            options=types.FormattingOptions(tab_size=2, insert_spaces=True),
+        )
+    )
+
+
 def test_without_pygls_the_command_says_how_to_install_it(tmp_path: Path) -> None:
     import subprocess
 

@@ -177,6 +177,28 @@ def build_server() -> LanguageServer:
         convert = units(uri)
         return [_symbol(s, convert) for s in editor.symbols(analysis(uri))]
 
+    @server.feature(types.TEXT_DOCUMENT_FORMATTING)
+    def formatting(params: types.DocumentFormattingParams) -> list[types.TextEdit] | None:
+        # The layout of `scenario-engine fmt`, by the same function. A file with errors is
+        # left as it is (its diagnostics say why); YAML is not formatted.
+        from ..errors import ScenarioErrors
+        from ..language.fmt import format_mock
+
+        document = server.workspace.get_text_document(params.text_document.uri)
+        if not document.uri.endswith(".mock"):
+            return None
+        text = document.source
+        try:
+            formatted = format_mock(text, document.path)
+        except ScenarioErrors:
+            return None
+        if formatted == text:
+            return []
+        lines = document.lines
+        end = types.Position(line=len(lines), character=0)
+        whole = types.Range(start=types.Position(line=0, character=0), end=end)
+        return [types.TextEdit(range=whole, new_text=formatted)]
+
     return server
 
 
