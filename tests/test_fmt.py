@@ -323,3 +323,27 @@ def test_fmt_refuses_a_yaml_file_by_name(tmp_path: Path) -> None:
 def test_the_example_scenarios_are_formatted() -> None:
     result = run_cli("fmt", "--check", "scenarios")
     assert result.status == 0, result.stdout
+
+
+def test_a_clause_that_does_not_fit_goes_on_a_continuation_line() -> None:
+    # `where`, `include self` and `capture` stay on the statement's line while it fits in
+    # emit's WIDTH, and go on the next line, two steps in, when it does not.
+    long_room = "r" * 60
+    text = (
+        "route /ws/x {\n"
+        f'  on message type "a-rather-long-message-type" where msg.something == "{long_room}" {{\n'
+        f'    broadcast {{ type: "update", value: msg.value }} to "{long_room}" include self\n'
+        "  }\n"
+        "}\n"
+    )
+    formatted = format_mock(text)
+    assert formatted == (
+        "route /ws/x {\n"
+        '  on message type "a-rather-long-message-type"\n'
+        f'      where msg.something == "{long_room}" {{\n'
+        f'    broadcast {{ type: "update", value: msg.value }} to "{long_room}"\n'
+        "        include self\n"
+        "  }\n"
+        "}\n"
+    )
+    assert format_mock(formatted) == formatted

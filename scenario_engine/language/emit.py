@@ -323,7 +323,8 @@ class _MockWriter:
             _expect(handler["type"], str, pointer + "/type", "'type' is a string")
             head += " type " + _plain_literal(handler["type"])
         if "where" in handler:
-            head += " where " + self.expression(handler["where"], pointer + "/where")
+            where = self.expression(handler["where"], pointer + "/where")
+            head = _clause(head, "where " + where, indent)
         return self.block(head, handler.get("do", []), pointer + "/do", indent)
 
     def block(self, head: str, actions: Any, pointer: str, indent: str) -> list[str]:
@@ -417,7 +418,7 @@ class _MockWriter:
         include = body.get("includeSelf", False)
         _expect(include, bool, pointer + "/includeSelf", "'includeSelf' is true or false")
         if include:
-            line += " include self"
+            line = _clause(line, "include self", indent)
         return line
 
     def if_action(self, action: dict[str, Any], pointer: str, indent: str) -> list[str]:
@@ -528,7 +529,7 @@ class _MockWriter:
                     raise EmitError(where, f"'{name}' is not a name")
                 pieces.append(f"{name} = " + self.template(value, where, 0, indent))
             if pieces:
-                line += " capture " + ", ".join(pieces)
+                line = _clause(line, "capture " + ", ".join(pieces), indent)
             return line
         if "expectNoMessage" in step:
             _only(step, ("client", "expectNoMessage"), pointer)
@@ -723,6 +724,15 @@ def _fits(flat: str, column: int) -> bool:
 
 def _last_line(text: str) -> str:
     return text.rsplit("\n", 1)[-1]
+
+
+def _clause(line: str, clause: str, indent: str) -> str:
+    """``line`` followed by a clause of its statement (``where …``, ``include self``,
+    ``capture …``): on the same line when it fits in WIDTH, else on the next one, indented
+    two steps past the statement (as a continuation, not a statement of a block)."""
+    if len(_last_line(line)) + 1 + len(clause) <= WIDTH:
+        return f"{line} {clause}"
+    return f"{line}\n{indent}{_INDENT * 2}{clause}"
 
 
 def _key(key: Any, pointer: str) -> str:
