@@ -303,19 +303,24 @@ def test_a_route_defined_twice_in_the_file_as_check_reports_it() -> None:
     assert error.hint == "the first definition is at line 1"
 
 
-@pytest.mark.parametrize(
-    "path",
-    sorted(p for p in (ROOT / "tests" / "golden" / "errors").iterdir() if p.suffix != ".expected"),
-    ids=lambda p: p.name,
-)
+def _text_golden_files() -> list[Path]:
+    # The golden files that are text: an editor has no document for the others (binary
+    # garbage), which check reports as unreadable before any parsing.
+    return sorted(
+        p
+        for p in (ROOT / "tests" / "golden" / "errors").iterdir()
+        if p.suffix != ".expected" and not isinstance(read_source(p), ScenarioError)
+    )
+
+
+@pytest.mark.parametrize("path", _text_golden_files(), ids=lambda p: p.name)
 def test_the_same_findings_as_check_for_every_golden_error_file(path: Path) -> None:
     loaded, errors, _ = load_paths([path])
     expected = sorted(
         {*errors, *(w for one in loaded for w in one.warnings)}, key=ScenarioError.sort_key
     )
     source = read_source(path)
-    if isinstance(source, ScenarioError):
-        pytest.skip("not text: an editor has no such document to send")
+    assert not isinstance(source, ScenarioError)
     found, _ = diagnostics(str(path), source.text)
     shown = sorted(found, key=ScenarioError.sort_key)
     assert [(e.line, e.col, e.message, e.hint, e.severity) for e in shown] == [
