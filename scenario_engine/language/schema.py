@@ -12,6 +12,7 @@ non-standard keywords of the schema are shared with editors: ``patternErrorMessa
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -100,7 +101,25 @@ def _only_required_key(branch: Any) -> str | None:
 
 
 # Built once, from the schema with its references resolved and its key dispatches rewritten.
-_VALIDATOR = Draft202012Validator(_without_refs(SCHEMA))
+_RESOLVED = _without_refs(SCHEMA)
+_VALIDATOR = Draft202012Validator(_RESOLVED)
+# Routes and tests, most of a large scenario, are validated one by one, and an item's problems
+# are remembered by its text: an editor checks the file again at each change, and a change
+# touches one item. So the document is validated without looking into those lists, and each
+# item against its own schema.
+_LISTS = ("routes", "tests")
+_DOCUMENT_VALIDATOR = Draft202012Validator(
+    {
+        **_RESOLVED,
+        "properties": {
+            **_RESOLVED["properties"],
+            **{name: {**_RESOLVED["properties"][name], "items": {}} for name in _LISTS},
+        },
+    }
+)
+_ITEM_VALIDATORS = {
+    name: Draft202012Validator(_RESOLVED["properties"][name]["items"]) for name in _LISTS
+}
 
 #: The names of the actions (the keys of an action object but an if action's).
 ACTION_NAMES: tuple[str, ...] = tuple(
@@ -116,9 +135,7 @@ def schema_text() -> str:
 
 def schema_errors(ir: object, source: Source, source_map: SourceMap) -> list[ScenarioError]:
     """Every schema violation of ``ir``, each placed at the node it is about, in file order."""
-    problems: list[_Problem] = []
-    for error in _VALIDATOR.iter_errors(ir):
-        problems.extend(_explain(error))
+    problems = list(_problems(ir))
 
     errors: list[ScenarioError] = []
     seen_keys: set[str] = set()
@@ -136,6 +153,49 @@ def schema_errors(ir: object, source: Source, source_map: SourceMap) -> list[Sce
             errors.append(error)
     errors.sort(key=ScenarioError.sort_key)
     return errors
+
+
+def _problems(ir: object) -> Iterator[_Problem]:
+    if not isinstance(ir, dict) or not all(isinstance(ir.get(name, []), list) for name in _LISTS):
+        for error in _VALIDATOR.iter_errors(ir):
+            yield from _explain(error)
+        return
+    for error in _DOCUMENT_VALIDATOR.iter_errors(ir):
+        yield from _explain(error)
+    for name in _LISTS:
+        for index, item in enumerate(ir.get(name, [])):
+            prefix = f"/{name}/{index}"
+            for problem in _problems_of(name, item):
+                yield _Problem(
+                    prefix + problem.pointer,
+                    tuple(prefix + place for place in problem.places),
+                    problem.message,
+                    problem.hint,
+                    problem.about_key,
+                )
+
+
+def _problems_of(name: str, item: object) -> tuple[_Problem, ...]:
+    try:
+        text = json.dumps(item)  # key order included: messages list keys in it
+    except (TypeError, ValueError):  # not JSON (a front end's bug): checked as it is
+        return tuple(
+            problem
+            for error in _ITEM_VALIDATORS[name].iter_errors(item)
+            for problem in _explain(error)
+        )
+    return _item_problems(name, text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _item_problems(name: str, item: str) -> tuple[_Problem, ...]:
+    """The problems of one item of the list ``name`` (its IR as JSON text), at pointers within
+    the item."""
+    return tuple(
+        problem
+        for error in _ITEM_VALIDATORS[name].iter_errors(json.loads(item))
+        for problem in _explain(error)
+    )
 
 
 @dataclass(frozen=True)
