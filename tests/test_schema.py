@@ -553,3 +553,14 @@ def test_the_validator_says_what_the_shipped_schema_says_about_test_steps() -> N
         "dependentSchemas"
         in _VALIDATOR.schema["properties"]["tests"]["items"]["properties"]["steps"]["items"]
     )
+
+
+def test_an_item_checked_again_is_reported_where_it_now_is() -> None:
+    # Routes and tests are validated one by one and their problems remembered by their text:
+    # the same faulty route, met again at another index and line, is reported there.
+    bad = "  - path: /bad\n    heartbeat: soon\n"
+    good = "  - path: /good\n"
+    first = yaml_errors("routes:\n" + bad)
+    moved = yaml_errors("routes:\n" + good + good.replace("good", "fine") + bad)
+    assert [(e.line, e.message) for e in first] == [(3, first[0].message)]
+    assert [(e.line, e.message) for e in moved] == [(5, first[0].message)]
