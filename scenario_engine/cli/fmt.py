@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import ScenarioError, ScenarioErrors, UsageError
 from ..language.fmt import format_mock
-from ..language.loader import read_source
+from ..language.loader import SCENARIO_SUFFIXES, read_source, scenario_files
 from .common import EXIT_INVALID, EXIT_OK, Commands, report
 
 __all__ = ["add_parser", "run"]
@@ -67,23 +67,11 @@ def run(args: argparse.Namespace) -> int:
 def _mock_files(paths: list[str]) -> list[Path]:
     """The `.mock` files named by ``paths``: files as given, directories searched recursively
     (their YAML files skipped: fmt formats the `.mock` spelling only)."""
-    found: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            inside = sorted(p for p in path.rglob("*.mock") if p.is_file())
-            if not inside:
-                raise UsageError(f"{raw}: no .mock files in this directory")
-            found.extend(inside)
-        elif path.is_file():
-            if path.suffix != ".mock":
-                raise UsageError(f"{raw}: fmt formats .mock files only (YAML is not formatted)")
-            found.append(path)
-        elif path.exists():
-            raise UsageError(f"{raw}: not a regular file")
-        else:
-            raise UsageError(f"{raw}: no such file or directory")
-    return list(dict.fromkeys(found))
+        if path.is_file() and path.suffix in SCENARIO_SUFFIXES and path.suffix != ".mock":
+            raise UsageError(f"{raw}: fmt formats .mock files only (YAML is not formatted)")
+    return list(dict.fromkeys(scenario_files(paths, suffixes=(".mock",))))
 
 
 def _write(path: Path, text: str) -> None:

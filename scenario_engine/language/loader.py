@@ -32,21 +32,24 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 SCENARIO_SUFFIXES = (".mock", ".yaml", ".yml")
 
 
-def scenario_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The scenario files named by ``paths``: files as given, directories searched recursively."""
+def scenario_files(
+    paths: Iterable[str | Path], suffixes: tuple[str, ...] = SCENARIO_SUFFIXES
+) -> list[Path]:
+    """The scenario files named by ``paths``: files as given, directories searched recursively,
+    for files ending in one of ``suffixes`` (``fmt`` asks for ``.mock`` alone)."""
+    kinds = ", ".join(f"*{suffix}" for suffix in suffixes if suffix != ".yml")
+    expected = " or ".join(", ".join(suffixes).rsplit(", ", 1))
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            inside = sorted(
-                p for p in path.rglob("*") if p.suffix in SCENARIO_SUFFIXES and p.is_file()
-            )
+            inside = sorted(p for p in path.rglob("*") if p.suffix in suffixes and p.is_file())
             if not inside:
-                raise UsageError(f"{raw}: no scenario files (*.mock, *.yaml) in this directory")
+                raise UsageError(f"{raw}: no scenario files ({kinds}) in this directory")
             found.extend(inside)
         elif path.is_file():
-            if path.suffix not in SCENARIO_SUFFIXES:
-                raise UsageError(f"{raw}: not a scenario file (expected .mock, .yaml or .yml)")
+            if path.suffix not in suffixes:
+                raise UsageError(f"{raw}: not a scenario file (expected {expected})")
             found.append(path)
         elif path.exists():
             raise UsageError(f"{raw}: not a regular file")
