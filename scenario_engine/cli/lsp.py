@@ -40,7 +40,8 @@ def add_parser(commands: Commands) -> None:
         "lsp",
         help="run the language server (LSP over stdio) for editors",
         description="Serve the Language Server Protocol over stdin/stdout: diagnostics, "
-        "completion, hover, definitions, references and the outline of scenario files. "
+        "completion, hover, definitions, references, the outline and formatting of scenario "
+        "files. "
         "Needs the lsp extra: pip install 'scenario-engine[lsp]'.",
     )
     parser.set_defaults(run=run)

@@ -611,9 +611,7 @@ def _symbol_at(a: Analysis, line: int, col: int) -> tuple[tuple[str, str], _Toke
 
 def definition(a: Analysis, line: int, col: int) -> list[Span]:
     """Where the name, room, timer or client at the position is defined."""
-    if not a.is_mock:
-        return []
-    found = _symbol_at(a, line, col)
+    found = _symbol_at(a, line, col) if a.is_mock else None
     if found is None:
         return []
     key, _ = found
@@ -622,9 +620,7 @@ def definition(a: Analysis, line: int, col: int) -> list[Span]:
 
 def references(a: Analysis, line: int, col: int, include_definition: bool = True) -> list[Span]:
     """Every use of the name, room, timer or client at the position."""
-    if not a.is_mock:
-        return []
-    found = _symbol_at(a, line, col)
+    found = _symbol_at(a, line, col) if a.is_mock else None
     if found is None:
         return []
     key, _ = found
