@@ -124,3 +124,20 @@ async def test_a_message_read_with_the_close_frame_behind_it_is_still_handled() 
         finally:
             await listener.aclose()
             await leaver.aclose()
+
+
+def test_a_fragment_limit_from_the_environment_that_is_no_number_is_a_warning_not_a_crash() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "from scenario_engine.runtime import link; print(link.FRAGMENT_LIMIT)"
+    for value, limit, warned in (("abc", 2**17, True), ("4096", 4096, False)):
+        env = {**os.environ, "WEBSOCKETS_MAX_FRAGMENTS": value}
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert int(done.stdout) == limit
+        assert ("is not a positive whole number" in done.stderr) is warned
+        assert "Traceback" not in done.stderr

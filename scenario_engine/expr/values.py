@@ -170,14 +170,25 @@ _ENCODER = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), default=_jsonable, allow_nan=False
 )
 # JSONEncoder.encode still builds its C encoder on every call (about half its time for a
-# short message): build it once. No circular check (markers None): a value that contains
-# itself recurses until RecursionError, which to_json reports as nested too deeply.
+# short message): build it once, with _ENCODER's own settings. No circular check (markers
+# None): a value that contains itself recurses until RecursionError, which to_json reports
+# as nested too deeply.
 _make_c_encoder: Any = getattr(json_encoder, "c_make_encoder", None)
 _c_encoder: Any = (
     None
     if _make_c_encoder is None  # an interpreter without json's C accelerator
     else _make_c_encoder(
-        None, _jsonable, json_encoder.encode_basestring, None, ":", ",", False, False, False
+        None,  # markers
+        _ENCODER.default,
+        json_encoder.encode_basestring_ascii
+        if _ENCODER.ensure_ascii
+        else json_encoder.encode_basestring,
+        None,  # indent
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        _ENCODER.sort_keys,
+        _ENCODER.skipkeys,
+        _ENCODER.allow_nan,
     )
 )
 

@@ -353,7 +353,7 @@ class Admin:
     # ---- HTTP ------------------------------------------------------------------------------
     async def respond(self, peer: str | None, request: AdminRequest) -> Response:
         """The answer to one admin request from the client at IP address ``peer``."""
-        refused = self.refusal(peer, request, changes_state=request.method not in SAFE_METHODS)
+        refused = self.refusal(peer, request, changes_state=False)  # by its method
         if refused is not None:
             status, response = refused.status, error_response(refused)
         else:
@@ -412,8 +412,9 @@ class Admin:
                 "--admin-host NAME adds a name)",
             )
         changes_state = changes_state or request.method not in SAFE_METHODS
-        if changes_state or _opens_websocket(request):
-            refused = self._cross_site(request, hosts[0], host)
+        websocket = _opens_websocket(request)
+        if changes_state or websocket:
+            refused = self._cross_site(request, hosts[0], host, websocket)
             if refused is not None:
                 return refused
         if changes_state:
@@ -429,11 +430,12 @@ class Admin:
         return None
 
     def _cross_site(
-        self, request: Request, shown: str, host: tuple[str, int | None]
+        self, request: Request, shown: str, host: tuple[str, int | None], websocket: bool
     ) -> AdminError | None:
-        """Why ``request``, which changes the mock or opens a WebSocket, looks sent by a page
-        of another site (``host``: its Host header, ``shown`` as it was sent, and parsed)."""
-        what = "a WebSocket" if _opens_websocket(request) else request.method
+        """Why ``request``, which changes the mock or opens a WebSocket (``websocket``), looks
+        sent by a page of another site (``host``: its Host header, ``shown`` as it was sent,
+        and parsed)."""
+        what = "a WebSocket" if websocket else request.method
         own = f"{self._http_scheme()}://{shown}"
         origins = request.headers.get_all("Origin")
         if origins and not (len(origins) == 1 and self._same_origin(origins[0], host)):

@@ -23,6 +23,7 @@ import asyncio
 import codecs
 import os
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Protocol, cast
@@ -46,7 +47,26 @@ CLOSE_TIMEOUT = 10.0
 #: refuses a 4 MiB message in 1 KiB fragments that the RFC allows (Autobahn|Testsuite 9.3.3);
 #: 2**17 empty fragments cost a connection ~30 MB at most (measured), the order of the default
 #: message limit. WEBSOCKETS_MAX_FRAGMENTS, if set, wins.
-MAX_FRAGMENTS = int(os.environ.get("WEBSOCKETS_MAX_FRAGMENTS", 2**17))
+MAX_FRAGMENTS = 2**17
+
+
+def _max_fragments() -> int:
+    """MAX_FRAGMENTS, or WEBSOCKETS_MAX_FRAGMENTS when it is set to a positive whole number (a
+    value that is not one is ignored, with a warning, rather than stopping every server)."""
+    text = os.environ.get("WEBSOCKETS_MAX_FRAGMENTS")
+    if text is None:
+        return MAX_FRAGMENTS
+    if text.strip().isdigit() and int(text) > 0:
+        return int(text)
+    warnings.warn(
+        f"WEBSOCKETS_MAX_FRAGMENTS={text!r} is not a positive whole number: using {MAX_FRAGMENTS}",
+        stacklevel=2,
+    )
+    return MAX_FRAGMENTS
+
+
+#: The bound in force, read once.
+FRAGMENT_LIMIT = _max_fragments()
 #: Messages taken from one connection before the others get a turn: a client that floods the
 #: server must not starve everyone else (the rest waits for the next turn, reading paused).
 FAIR_SHARE = 16
@@ -338,7 +358,7 @@ class Link(asyncio.Protocol):
         return 0
 
     def _check_fragments(self, fragments: list[bytes] | list[str]) -> None:
-        if len(fragments) > MAX_FRAGMENTS:
+        if len(fragments) > FRAGMENT_LIMIT:
             self._fragments = self._decoder = None
             self.fail(CLOSE_TOO_BIG, "too many fragments")
 
