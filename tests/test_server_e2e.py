@@ -1023,3 +1023,16 @@ async def test_a_message_may_come_in_65537_fragments(features: Features) -> None
         frame = await raw.next_frame()
         assert frame.opcode is Opcode.TEXT and frame.data == b"x" * 65537, frame
     await features.assert_alive()
+
+
+def test_a_port_in_use_is_one_line_saying_so_and_exit_1() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli_process("serve", SCENARIOS, "--port", str(port))
+    assert result.returncode == 1
+    assert f"scenario-engine: error: cannot listen on 127.0.0.1:{port}:" in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr

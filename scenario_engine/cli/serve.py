@@ -255,13 +255,23 @@ def serve_files(
             with asyncio.Runner(loop_factory=loop_factory) as runner:
                 watcher = _Watcher(server, paths, loaded) if watch else None
                 runner.run(_run(server, loop_name, watcher))
-        except OSError as err:
+        except _CannotListen as failed:
+            why = failed.error.strerror or failed.error
             print(
-                f"scenario-engine: error: cannot listen on {host}:{port}: {err.strerror or err}",
+                f"scenario-engine: error: cannot listen on {host}:{port}: {why}",
                 file=sys.stderr,
             )
             return 1
     return 0
+
+
+class _CannotListen(Exception):
+    """The listening socket could not be opened (port taken, address not this machine's):
+    told apart from an OSError later on, which is not about listening."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _journal_sink(name: str | None, stack: ExitStack) -> TextIO | None:
@@ -324,7 +334,10 @@ async def _run(server: ScenarioServer, loop_name: str, watcher: _Watcher | None 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as err:
+        raise _CannotListen(err) from err
     _tune_process()
     urls = server.route_urls()
     for url in urls:
