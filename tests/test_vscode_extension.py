@@ -116,7 +116,8 @@ def test_the_extension_starts_scenario_engine_lsp_over_stdio() -> None:
     client = report["clients"][0]
     assert client["serverOptions"]["command"] == "scenario-engine"
     assert client["serverOptions"]["args"] == ["lsp"]
-    assert client["serverOptions"]["transport"] == 0  # TransportKind.stdio
+    # stdio without `transport`: TransportKind.stdio would add `--stdio` to the arguments.
+    assert "transport" not in client["serverOptions"]
     assert {"scheme": "file", "language": "mock"} in client["documentSelector"]
     assert report["commands"] == ["scenarioEngine.restartServer"]
     assert report["errors"] == []

@@ -5,7 +5,7 @@
 "use strict";
 
 const vscode = require("vscode");
-const { LanguageClient, TransportKind } = require("vscode-languageclient/node");
+const { LanguageClient } = require("vscode-languageclient/node");
 
 let client = null;
 let output = null;
@@ -15,12 +15,10 @@ function serverOptions() {
   const command = config.get("server.command", "scenario-engine") || "scenario-engine";
   const args = config.get("server.args", ["lsp"]);
   const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-  return {
-    command,
-    args,
-    transport: TransportKind.stdio,
-    options: cwd ? { cwd } : {},
-  };
+  // No `transport`: an executable without one already speaks over stdio, whereas
+  // `transport: TransportKind.stdio` makes vscode-languageclient append `--stdio` to the
+  // arguments, which `scenario-engine lsp` refuses (the server then never starts).
+  return { command, args, options: cwd ? { cwd } : {} };
 }
 
 async function start() {

@@ -2,7 +2,7 @@
 // `vscode-languageclient/node` (neither is installed here), activates it with the settings given
 // as JSON in argv[3], and prints what the extension asked for as JSON: the language client's
 // server options and document selector, the commands it registered, what a configuration change
-// does. tests/test_textmate.py runs it.
+// does. tests/test_vscode_extension.py runs it.
 "use strict";
 const Module = require("node:module");
 const path = require("node:path");
@@ -56,7 +56,7 @@ class LanguageClient {
     report.stopped += 1;
   }
 }
-const languageclient = { LanguageClient, TransportKind: { stdio: 0, ipc: 1, pipe: 2, socket: 3 } };
+const languageclient = { LanguageClient };
 
 const load = Module._load;
 Module._load = function (request, parent, isMain) {
