@@ -13,6 +13,7 @@ import collections
 import contextlib
 import functools
 import http.client
+import importlib.util
 import io
 import json
 import os
@@ -641,3 +642,43 @@ def needs(missing: bool, reason: str) -> pytest.MarkDecorator:
     """Skip the tests when something they need is ``missing`` (saying what in ``reason``),
     except under SCENARIO_TEST_REQUIRE_ALL=1."""
     return pytest.mark.skipif(missing and not REQUIRE_ALL, reason=reason)
+
+
+# ---- a browser driven by Selenium ------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+#: Why Selenium cannot drive Chromium here, or None if it can.
+SELENIUM_MISSING = (
+    None
+    if CHROMIUM and CHROMEDRIVER and importlib.util.find_spec("selenium")
+    else "chromium, chromedriver (Debian: apt-get install chromium chromium-driver) and selenium "
+    "(pip install -e '.[test]') are needed"
+)
+
+
+def selenium_chromium(window_size: str = "1500,1000") -> Any:
+    """Headless Chromium driven by Debian's chromedriver (the caller quits it).
+
+    The flags are what this kind of machine needs: no sandbox (root in a container), no GPU, no
+    /dev/shm (small in containers), and no calls home that could stall on a closed network."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    assert SELENIUM_MISSING is None, SELENIUM_MISSING
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-extensions",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--window-size={window_size}",
+    ):
+        options.add_argument(argument)
+    return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))

@@ -31,6 +31,7 @@ import pytest
 from support import (
     BOUND,
     SCENARIOS,
+    SELENIUM_MISSING,
     UNIT,
     ServedMock,
     async_test,
@@ -39,6 +40,7 @@ from support import (
     needs,
     recv_json,
     run_cli,
+    selenium_chromium,
     serving,
     start_mock,
     wait_until,
@@ -52,21 +54,10 @@ from websockets.typing import Origin
 from scenario_engine.runtime import inspector
 from scenario_engine.runtime.background import BackgroundServer
 
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-try:
-    import selenium  # noqa: F401
-except ImportError:
-    SELENIUM = False
-else:
-    SELENIUM = True
-
 pytestmark = pytest.mark.e2e
 
 browser_test = needs(
-    CHROMIUM is None or CHROMEDRIVER is None or not SELENIUM,
-    reason="the inspector's browser tests need chromium, chromedriver (Debian: apt-get install "
-    "chromium chromium-driver) and selenium (pip install -e '.[test]')",
+    SELENIUM_MISSING is not None, reason=f"the inspector's browser tests: {SELENIUM_MISSING}"
 )
 
 CHAT = "/api/ws/chat"
@@ -375,24 +366,7 @@ def _ends(sock: socket.socket) -> bool:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One headless Chromium for the module, driven by Debian's chromedriver."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    assert CHROMIUM is not None and CHROMEDRIVER is not None
-    options = Options()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-extensions",
-        "--no-first-run",
-        "--window-size=1500,1000",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver = selenium_chromium()
     driver.set_page_load_timeout(BOUND)
     yield driver
     driver.quit()
