@@ -119,6 +119,9 @@ def test_the_extension_starts_scenario_engine_lsp_over_stdio() -> None:
     # stdio without `transport`: TransportKind.stdio would add `--stdio` to the arguments.
     assert "transport" not in client["serverOptions"]
     assert {"scheme": "file", "language": "mock"} in client["documentSelector"]
+    # No file events: the server reads the open documents only, and logs each event it is
+    # sent as one it ignores.
+    assert client["synchronize"] is None
     assert report["commands"] == ["scenarioEngine.restartServer"]
     assert report["errors"] == []
     # A change of scenarioEngine.server.* restarts the server: stopped, started again.

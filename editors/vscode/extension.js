@@ -32,7 +32,6 @@ async function start() {
     {
       documentSelector: [{ scheme: "file", language: "mock" }, { scheme: "untitled", language: "mock" }],
       outputChannel: output,
-      synchronize: { fileEvents: vscode.workspace.createFileSystemWatcher("**/*.mock") },
     },
   );
   try {

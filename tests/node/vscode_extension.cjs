@@ -21,7 +21,6 @@ const vscode = {
         return value === undefined ? fallback : value;
       },
     }),
-    createFileSystemWatcher: (glob) => ({ glob, dispose() {} }),
     onDidChangeConfiguration: (listener) => {
       configListener = listener;
       return { dispose() {} };
@@ -46,7 +45,7 @@ class LanguageClient {
       name,
       serverOptions,
       documentSelector: clientOptions.documentSelector,
-      watches: clientOptions.synchronize.fileEvents.glob,
+      synchronize: clientOptions.synchronize ?? null,
     });
   }
   async start() {
