@@ -139,3 +139,16 @@ def test_the_server_command_is_a_setting_and_a_failure_says_so() -> None:
     assert "/opt/se/bin/scenario-engine lsp" in report["errors"][0]
     assert "scenarioEngine.server.command" in report["errors"][0]
     assert _activate({"scenarioEngine.server.enabled": False})["clients"] == []
+
+
+@pytest.mark.e2e
+@needs_node
+def test_in_an_untrusted_workspace_the_server_waits_for_trust() -> None:
+    manifest = _manifest()
+    # Restricted Mode keeps the extension (its grammar) on: "limited", not unsupported.
+    assert manifest["capabilities"]["untrustedWorkspaces"]["supported"] == "limited"
+    report = _activate({"untrusted": True})
+    assert report["clientsBeforeTrust"] == 0
+    # Started once the workspace is trusted (then restarted by the configuration change).
+    assert report["clients"][0]["serverOptions"]["command"] == "scenario-engine"
+    assert report["errors"] == []

@@ -1,6 +1,7 @@
 // The scenario-engine extension: .mock highlighting comes from package.json (the TextMate
 // grammar and the language configuration) and the YAML schema from its yamlValidation; this
-// file starts the language server, `scenario-engine lsp`, over stdio, for .mock files.
+// file starts the language server, `scenario-engine lsp`, over stdio, for .mock files, in
+// trusted workspaces.
 // Plain JavaScript, no build step.
 "use strict";
 
@@ -22,6 +23,10 @@ function serverOptions() {
 }
 
 async function start() {
+  // The server is a program run in the workspace's folder: in a workspace its user has not
+  // trusted (Restricted Mode), .mock files are only highlighted, and the server starts when
+  // the workspace is trusted (see activate).
+  if (!vscode.workspace.isTrusted) return;
   const config = vscode.workspace.getConfiguration("scenarioEngine");
   if (!config.get("server.enabled", true)) return;
   const server = serverOptions();
@@ -66,6 +71,7 @@ function activate(context) {
     vscode.workspace.onDidChangeConfiguration((event) => {
       if (event.affectsConfiguration("scenarioEngine.server")) restart();
     }),
+    vscode.workspace.onDidGrantWorkspaceTrust(start),
   );
   return start();
 }
