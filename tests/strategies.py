@@ -23,6 +23,7 @@ from scenario_engine.language.source import escape_pointer
 __all__ = [
     "BARE_ONLY_EXPRESSIONS",
     "EMBEDDABLE_EXPRESSIONS",
+    "if_else_actions",
     "ir_documents",
     "literal_texts",
     "open_parts",
@@ -355,6 +356,19 @@ def actions(draw: st.DrawFn, depth: int = 3) -> dict[str, Any]:
 
 
 _blocks = st.lists(actions(), max_size=2)
+
+
+@st.composite
+def if_else_actions(draw: st.DrawFn) -> dict[str, Any]:
+    """An ``if`` with an ``else`` block, or with an ``else if`` (an else of one ``if``)."""
+    nested = st.lists(actions(1), max_size=2)
+    action: dict[str, Any] = {"if": draw(expressions), "then": draw(nested)}
+    if draw(st.booleans()):
+        action["else"] = draw(nested)
+    else:
+        action["else"] = [{"if": draw(expressions), "then": draw(nested), "else": draw(nested)}]
+    return action
+
 
 _auth_steps = st.one_of(
     st.builds(
