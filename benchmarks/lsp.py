@@ -1,5 +1,5 @@
-"""How fast ``scenario-engine lsp`` answers on a long file: diagnostics after a change, and
-completion, measured by a real LSP client over stdio.
+"""How fast ``scenario-engine lsp`` answers on a long file: diagnostics after a change,
+completion and formatting, measured by a real LSP client over stdio.
 
     python benchmarks/lsp.py [--lines 10000] [--runs 10]
 
@@ -11,13 +11,18 @@ and max over the runs:
                          to its published diagnostics: the debounce (cli/lsp.py DEBOUNCE) and
                          the check of the whole file;
   completion             the round trip of a completion request, in a handler near the end of
-                         the file, after ``conn.``, and at a route's statement start.
+                         the file, after ``conn.``, and at a route's statement start;
+  formatting             the round trip of a formatting request ("Format Document": the
+                         ``fmt`` layout, by ``format_mock``), on the file as it is and on the
+                         file with comments (before each handler, after each handler's ``{``
+                         and each one-line ``send``, in each test).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import statistics
 import sys
 import time
@@ -94,6 +99,28 @@ async def measure(lines: int, runs: int) -> None:
             times.append(time.perf_counter() - started)
             assert result is not None
 
+    formatting: dict[str, list[float]] = {}
+    for name, content in (("as generated", text), ("with comments", commented(text))):
+        version += 1
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                content_changes=[types.TextDocumentContentChangeWholeDocument(text=content)],
+            )
+        )
+        await published.get()
+        times = formatting.setdefault(name, [])
+        for _ in range(runs):
+            started = time.perf_counter()
+            edits = await client.text_document_formatting_async(
+                types.DocumentFormattingParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri),
+                    options=types.FormattingOptions(tab_size=2, insert_spaces=True),
+                )
+            )
+            times.append(time.perf_counter() - started)
+            assert edits is not None
+
     await client.shutdown_async(None)
     client.exit(None)
     await client.stop()
@@ -103,6 +130,15 @@ async def measure(lines: int, runs: int) -> None:
     print(f"  change → diagnostics   {_summary(changes)}")
     for name, times in completions.items():
         print(f"  completion {name:<17} {_summary(times)}")
+    for name, times in formatting.items():
+        print(f"  formatting {name:<17} {_summary(times)}")
+
+
+def commented(text: str) -> str:
+    """``text`` with comments on their own lines and at the ends of lines."""
+    text = re.sub(r"^(  on .*\{)$", r"  # a handler\n\1  # what it answers", text, flags=re.M)
+    text = re.sub(r"^(    send \{.*\})$", r"\1  # the reply", text, flags=re.M)
+    return re.sub(r'^(test ".*\{)$', r"\1\n  # the steps", text, flags=re.M)
 
 
 def _summary(times: list[float]) -> str:

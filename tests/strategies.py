@@ -18,12 +18,15 @@ from typing import Any
 from hypothesis import strategies as st
 
 from scenario_engine.expr.strings import Piece, join_template
+from scenario_engine.language.source import escape_pointer
 
 __all__ = [
     "BARE_ONLY_EXPRESSIONS",
     "EMBEDDABLE_EXPRESSIONS",
+    "if_else_actions",
     "ir_documents",
     "literal_texts",
+    "open_parts",
     "templates",
 ]
 
@@ -354,6 +357,19 @@ def actions(draw: st.DrawFn, depth: int = 3) -> dict[str, Any]:
 
 _blocks = st.lists(actions(), max_size=2)
 
+
+@st.composite
+def if_else_actions(draw: st.DrawFn) -> dict[str, Any]:
+    """An ``if`` with an ``else`` block, or with an ``else if`` (an else of one ``if``)."""
+    nested = st.lists(actions(1), max_size=2)
+    action: dict[str, Any] = {"if": draw(expressions), "then": draw(nested)}
+    if draw(st.booleans()):
+        action["else"] = draw(nested)
+    else:
+        action["else"] = [{"if": draw(expressions), "then": draw(nested), "else": draw(nested)}]
+    return action
+
+
 _auth_steps = st.one_of(
     st.builds(
         lambda code, reason, cond: {
@@ -486,3 +502,26 @@ def ir_documents(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         ir["tests"] = draw(st.lists(tests, min_size=1, max_size=2))
     return ir
+
+
+def _containers(value: Any, pointer: str = "") -> list[str]:
+    """The JSON pointers of the objects and arrays in ``value``, itself included."""
+    if isinstance(value, dict):
+        found = [pointer]
+        for key, item in value.items():
+            found += _containers(item, f"{pointer}/{escape_pointer(key)}")
+        return found
+    if isinstance(value, list):
+        found = [pointer]
+        for i, item in enumerate(value):
+            found += _containers(item, f"{pointer}/{i}")
+        return found
+    return []
+
+
+def open_parts(ir: dict[str, Any], forms: bool = True) -> st.SearchStrategy[frozenset[str]]:
+    """Sets of pointers of ``ir`` for ``emit_mock``'s ``expand``: values and blocks written
+    open. ``forms``: also an ``else`` kept as a block around its one ``if`` and a ``to`` list
+    of one room kept in brackets, which change the text's tokens, not only its lines."""
+    pointers = [p for p in _containers(ir) if forms or not p.endswith(("/else", "/broadcast/to"))]
+    return st.frozensets(st.sampled_from(pointers)) if pointers else st.just(frozenset())

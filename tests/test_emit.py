@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
-from strategies import ir_documents
+from hypothesis import strategies as st
+from strategies import ir_documents, open_parts
 from support import SCENARIOS
 
 from scenario_engine.errors import EmitError
@@ -268,6 +269,35 @@ def test_keywords_in_optional_slots_are_quoted(template: str) -> None:
     assert _parse(text) == ir
 
 
+def test_values_and_blocks_named_in_expand_are_written_open() -> None:
+    text = (
+        "let short = { a: [1, 2], b: {} }\n\n"
+        "route /a {\n  on connect {}\n\n  on message {\n"
+        "    if msg.a {\n      send 1\n    } else if msg.b {\n      send 2\n    }\n"
+        '    broadcast 1 to "room"\n  }\n}\n'
+    )
+    ir = _parse(text)
+    assert emit_mock(ir) == text
+    handler = "/routes/0/on/message/0/do"
+    expand = {
+        "/let/short",
+        "/let/short/a",
+        "/let/short/b",
+        "/routes/0/on/connect",
+        f"{handler}/0/else",
+        f"{handler}/1/broadcast/to",
+    }
+    opened = emit_mock(ir, expand)
+    assert opened == (
+        "let short = {\n  a: [\n    1,\n    2,\n  ],\n  b: {\n  },\n}\n\n"
+        "route /a {\n  on connect {\n  }\n\n  on message {\n"
+        "    if msg.a {\n      send 1\n    } else {\n      if msg.b {\n        send 2\n"
+        "      }\n    }\n"
+        '    broadcast 1 to [\n      "room",\n    ]\n  }\n}\n'
+    )
+    assert _parse(opened) == ir
+
+
 def test_single_room_that_is_a_list_keeps_its_brackets() -> None:
     ir = {
         "routes": [
@@ -508,6 +538,16 @@ def test_mock_round_trip_property(ir: dict[str, Any]) -> None:
     assert back == ir, text
     assert _strict(back) == _strict(ir), text
     assert emit_mock(back) == text
+
+
+@pytest.mark.slow
+@settings(_PROPERTY, max_examples=150)
+@given(st.data())
+def test_values_and_blocks_written_open_round_trip(data: st.DataObject) -> None:
+    ir = data.draw(ir_documents())
+    expand = data.draw(open_parts(ir))
+    text = emit_mock(ir, expand)
+    assert _parse(text) == ir, text
 
 
 @pytest.mark.slow

@@ -10,14 +10,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from strategies import ir_documents
-from support import SCENARIOS, run_cli
+from strategies import if_else_actions, ir_documents, open_parts
+from support import SCENARIOS, run_cli, run_cli_process
 
 from scenario_engine.errors import ScenarioErrors
 from scenario_engine.language.emit import emit_mock
 from scenario_engine.language.fmt import _relayout, format_mock
 from scenario_engine.language.mock_frontend import parse_mock
 from scenario_engine.language.source import Source
+
+GOLDEN = Path(__file__).parent / "golden"
 
 COMMENTED = """\
 # Header comment
@@ -89,9 +91,10 @@ route /a {
   }
 
   on message type "x" where msg.n > 1 {  # handler
-    # inner
-    # inner2
-    send { a: 1, b: msg.n }
+    send {
+      a: 1,  # inner
+      b: msg.n,  # inner2
+    }
 
     # a condition
     if msg.n {
@@ -150,6 +153,51 @@ def test_scenario_files_keep_their_ir_and_comments(path: Path) -> None:
     assert [c.strip() for c in _comments(formatted)] == [c.strip() for c in _comments(text)]
 
 
+def _loosened(text: str) -> str:
+    """``text`` with the layout of its comments undone, and nothing else of meaning changed:
+    comments on their own lines and closing brackets at the start of the line, more blanks
+    before the comments at the ends of lines, blank lines doubled."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        if line.lstrip().startswith(("#", "}", "]")):
+            line = line.lstrip()
+        out.append(re.sub(r"(\S)  #", r"\1      #", line))
+        if not line:
+            out.append("")
+    return "\n".join(out)
+
+
+def test_the_example_scenarios_get_their_comments_back_in_place(tmp_path: Path) -> None:
+    originals = {path.name: path.read_text(encoding="utf-8") for path in SCENARIOS.glob("*.mock")}
+    assert sum(text.count("#") for text in originals.values()) > 50
+    for name, text in originals.items():
+        loosened = _loosened(text)
+        assert loosened != text and _ir(loosened) == _ir(text), name
+        (tmp_path / name).write_text(loosened, encoding="utf-8")
+
+    result = run_cli_process("fmt", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.endswith(f"{len(originals)} of {len(originals)} files reformatted\n")
+    for name, text in originals.items():
+        assert (tmp_path / name).read_text(encoding="utf-8") == text, name
+
+
+def test_the_golden_files_with_errors_are_left_as_they_are(tmp_path: Path) -> None:
+    # Every .mock file of tests/golden is a file with errors, on purpose: fmt reports them as
+    # check does and leaves each byte where it was, its comments included.
+    originals = {path.name: path.read_bytes() for path in GOLDEN.rglob("*.mock")}
+    assert len(originals) > 10
+    for name, content in originals.items():
+        (tmp_path / name).write_bytes(content)
+    result = run_cli_process("fmt", tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.endswith(
+        f"0 of {len(originals)} files reformatted, {len(originals)} with errors left as they were\n"
+    )
+    for name, content in originals.items():
+        assert (tmp_path / name).read_bytes() == content, name
+
+
 def test_a_formatted_file_is_unchanged() -> None:
     text = 'route /a {\n  on connect {\n    send "hi"\n  }\n}\n'
     assert format_mock(text) == text
@@ -180,32 +228,188 @@ def test_an_empty_block_with_a_comment_is_opened() -> None:
     )
 
 
-def test_a_trailing_comment_follows_the_last_statement_start_or_end_of_its_line() -> None:
+def test_a_trailing_comment_stays_after_what_it_followed_on_its_line() -> None:
     text = (
         "route /a {\n  on message {\n"
         "    if msg.b { send 3 } else if msg.c { # c\n      send 4  # four\n    }\n"
+        "    if msg.a {\n      send 1\n    } else {  # otherwise\n      send 2\n    }\n"
+        "    if msg.a { send 1 }  # then\n    else { send 2 }\n"
         "  }\n}\n"
     )
     assert _assert_formats(text) == (
-        "route /a {\n  on message {\n    if msg.b {\n      send 3\n"
-        "    } else if msg.c {  # c\n      send 4  # four\n    }\n  }\n}\n"
+        "route /a {\n  on message {\n"
+        "    if msg.b {\n      send 3\n    } else if msg.c {  # c\n      send 4  # four\n"
+        "    }\n"
+        "    if msg.a {\n      send 1\n    } else {  # otherwise\n      send 2\n    }\n"
+        "    if msg.a {\n      send 1\n    } else {  # then\n      send 2\n    }\n"
+        "  }\n}\n"
     )
 
 
-def test_comments_in_a_multi_line_value_move_before_its_statement() -> None:
+def test_a_trailing_comment_after_a_block_s_bracket_stays_there_when_its_header_wraps() -> None:
+    long_type = "t" * 70
+    text = (
+        f'route /a {{\n  on message type "{long_type}" where msg.n > 5 {{  # big ones\n'
+        "    send 1\n  }\n}\n"
+    )
+    assert _assert_formats(text) == (
+        f'route /a {{\n  on message type "{long_type}"\n      where msg.n > 5 {{  # big ones\n'
+        "    send 1\n  }\n}\n"
+    )
+
+
+def test_comments_between_an_if_and_its_else_go_into_the_else_branch() -> None:
+    text = (
+        "route /a {\n  on message {\n"
+        "    if msg.a {\n      send 1\n    }\n    # otherwise\n    else {\n      send 2\n    }\n"
+        "    if msg.a {\n      send 1\n    }\n    # chained\n    else if msg.b {\n"
+        "      send 2\n    }\n"
+        "  }\n}\n"
+    )
+    # `else if` becomes `else { if … }`, the one layout with a line for the comment.
+    assert _assert_formats(text) == (
+        "route /a {\n  on message {\n"
+        "    if msg.a {\n      send 1\n    } else {\n      # otherwise\n      send 2\n    }\n"
+        "    if msg.a {\n      send 1\n    } else {\n      # chained\n      if msg.b {\n"
+        "        send 2\n      }\n    }\n"
+        "  }\n}\n"
+    )
+
+
+def test_comments_in_a_multi_line_value_stay_with_their_entries() -> None:
     text = 'let users = {\n  # alice\n  "a": 1,  # one\n  "b": 2,\n}  # users\n'
     text += "route /a {}\n"
     assert _assert_formats(text) == (
-        "# alice\n# one\nlet users = { a: 1, b: 2 }  # users\n\nroute /a {}\n"
+        "let users = {\n  # alice\n  a: 1,  # one\n  b: 2,\n}  # users\n\nroute /a {}\n"
     )
+
+
+def test_a_value_without_comments_goes_on_one_line_when_it_fits() -> None:
+    text = 'let users = {\n  "a": 1,\n  "b": [\n    2,\n  ],\n}  # users\nroute /a {}\n'
+    assert _assert_formats(text) == "let users = { a: 1, b: [2] }  # users\n\nroute /a {}\n"
+
+
+def test_every_kind_of_value_keeps_its_comments_in_place() -> None:
+    text = """\
+state {
+  bids: [],  # newest first
+  # nobody yet
+  highest: null,
+}
+route /a {
+  auth {
+    accept {
+      user: conn.query.user,  # from the query
+    }
+  }
+  on message type "x" {
+    send {  # the reply
+      type: "x",
+      items: [
+        { id: 1 },  # the first
+        {
+          # empty
+        },
+      ],
+      nested: { deep: { a: 1,  # deepest
+      } },
+    }
+    broadcast { type: "y" } to [
+      "r1",  # the main room
+    ]
+    set state.highest = [
+      # none
+    ]
+  }
+}
+test "t" {
+  connect c to /a query {
+    user: "bob",  # a known user
+  }
+  c expect {
+    type: "x",
+    # any order
+    items: any,
+  } within 1s
+}
+"""
+    expected = """\
+state {
+  bids: [],  # newest first
+  # nobody yet
+  highest: null,
+}
+
+route /a {
+  auth {
+    accept {
+      user: conn.query.user,  # from the query
+    }
+  }
+
+  on message type "x" {
+    send {  # the reply
+      type: "x",
+      items: [
+        { id: 1 },  # the first
+        {
+          # empty
+        },
+      ],
+      nested: {
+        deep: {
+          a: 1,  # deepest
+        },
+      },
+    }
+    broadcast { type: "y" } to [
+      "r1",  # the main room
+    ]
+    set state.highest = [
+      # none
+    ]
+  }
+}
+
+test "t" {
+  connect c to /a query {
+    user: "bob",  # a known user
+  }
+  c expect {
+    type: "x",
+    # any order
+    items: any,
+  } within 1s
+}
+"""
+    assert _assert_formats(text) == expected
+
+
+def test_a_comment_in_a_statement_header_goes_before_the_statement() -> None:
+    text = (
+        'route /a {\n  on message type "x"\n      # only big ones\n      where msg.n > 5 {\n'
+        "    send 1\n  }\n}\n"
+    )
+    assert _assert_formats(text) == (
+        'route /a {\n  # only big ones\n  on message type "x" where msg.n > 5 {\n'
+        "    send 1\n  }\n}\n"
+    )
+
+
+def test_a_comment_in_a_multi_line_where_stays_in_the_expression() -> None:
+    text = (
+        "route /a {\n  on message where msg.a &&\n      # and b\n      msg.b {  # both\n"
+        "    send 1\n  }\n}\n"
+    )
+    assert _assert_formats(text) == text
 
 
 def test_payload_keys_named_like_blocks_are_no_statements() -> None:
     text = "state { do: [1, 2] }\nroute /a {\n  on message {\n    send {\n      do: [\n"
     text += "        # in do\n        msg.a,\n        1,\n      ],\n    }\n  }\n}\n"
     assert _assert_formats(text) == (
-        "state { do: [1, 2] }\n\nroute /a {\n  on message {\n    # in do\n"
-        "    send { do: [msg.a, 1] }\n  }\n}\n"
+        "state { do: [1, 2] }\n\nroute /a {\n  on message {\n    send {\n      do: [\n"
+        "        # in do\n        msg.a,\n        1,\n      ],\n    }\n  }\n}\n"
     )
 
 
@@ -226,25 +430,48 @@ def test_a_file_with_errors_raises_the_loader_errors() -> None:
 
 # ---- property: any layout, any comments --------------------------------------------------
 
+#: Comments (texts without '#'), string literals, words, and every other character but blanks
+#: and commas (which an open value adds after its last member): the text as the lexer sees
+#: it, with the comments in their places.
+_TOKEN = re.compile(r"""#[^#\n]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[\w.$]+|[^\s,]""")
+#: The continuation lines of a statement's header (emit's clauses): no comment stays there.
+_CLAUSES = ("where ", "include self", "capture ")
+
+
+def _in_order(text: str, leaving_out: set[str]) -> list[str]:
+    return [t.rstrip() for t in _TOKEN.findall(text) if t.rstrip() not in leaving_out]
+
 
 @st.composite
-def _commented(draw: st.DrawFn) -> str:
-    """A canonical text of a generated IR, with comments (own-line and trailing), blank
-    lines and odd indentation added; comment texts are unique and end with ';'."""
-    lines = emit_mock(draw(ir_documents())).split("\n")[:-1]
+def _commented(draw: st.DrawFn) -> tuple[str, set[str]]:
+    """A text of a generated IR, some of its values and blocks written open (over several
+    lines), with comments on lines of their own and at the ends of lines (inside those values,
+    after `} else {`, …), blank lines and odd indentation added; and the comments that stand
+    in a statement's header, which go before the statement. Comment texts are unique and end
+    with ';'."""
+    ir = draw(ir_documents())
+    if draw(st.booleans()):
+        handler = {"do": draw(st.lists(if_else_actions(), min_size=1, max_size=2))}
+        ir["routes"].append({"path": "/else", "on": {"message": [handler]}})
+    lines = emit_mock(ir, draw(open_parts(ir, forms=False))).split("\n")[:-1]
     out: list[str] = []
+    in_headers: set[str] = set()
     for i, line in enumerate(lines):
         if draw(st.booleans()):
             out.append("")
-        if draw(st.integers(0, 3)) == 0:
-            out.append(" " * draw(st.integers(0, 6)) + f"# before {i};")
+        if draw(st.integers(0, 2)) == 0:
+            comment = f"# before {i};"
+            out.append(" " * draw(st.integers(0, 6)) + comment)
+            if line.lstrip().startswith(_CLAUSES):
+                in_headers.add(comment)
+        opens = line.endswith(("{", "["))  # after a block's or a value's opening: likelier
         line = " " * draw(st.integers(0, 3)) + line.lstrip()
-        if draw(st.integers(0, 3)) == 0:
+        if draw(st.integers(0, 1 if opens else 2)) == 0:
             line += " " * draw(st.integers(0, 2)) + f"# after {i};"
         out.append(line)
     if draw(st.booleans()):
         out.append("# last;")
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n", in_headers
 
 
 @pytest.mark.slow
@@ -254,7 +481,10 @@ def _commented(draw: st.DrawFn) -> str:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(_commented())
-def test_formatting_keeps_the_ir_and_every_comment_and_is_idempotent(text: str) -> None:
+def test_formatting_keeps_the_ir_and_every_comment_in_place_and_is_idempotent(
+    commented: tuple[str, set[str]],
+) -> None:
+    text, in_headers = commented
     ir, source_map, errors = parse_mock(Source("t.mock", text))
     assume(ir is not None and not errors)
     assert ir is not None
@@ -265,6 +495,8 @@ def test_formatting_keeps_the_ir_and_every_comment_and_is_idempotent(text: str) 
     assert _relayout(formatted, again, again_map, "t.mock") == formatted, formatted
     for comment in re.findall(r"# [a-z]+ ?\d*;", text):
         assert formatted.count(comment) == text.count(comment), (comment, formatted)
+    # Each comment between the same two tokens as before, but those of a statement's header.
+    assert _in_order(formatted, in_headers) == _in_order(text, in_headers), formatted
 
 
 # ---- the command ---------------------------------------------------------------------------

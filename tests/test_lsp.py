@@ -230,7 +230,10 @@ async def test_formatting_is_fmt_s_layout_and_leaves_a_file_with_errors_alone(
 ) -> None:
     from scenario_engine.language.fmt import format_mock
 
-    messy = 'route /ws/f {\n      # says hello\n  on connect {   send { type: "hi" }   }\n}\n'
+    messy = (
+        "route /ws/f {\n      # says hello\n"
+        '  on connect {   send {\n  type: "hi",    # the greeting\n  n: 1 }   }\n}\n'
+    )
     uri = await opened(client, "messy.mock", messy)
     edits = await client.text_document_formatting_async(
         types.DocumentFormattingParams(
@@ -240,7 +243,10 @@ async def test_formatting_is_fmt_s_layout_and_leaves_a_file_with_errors_alone(
     )
     assert edits is not None and len(edits) == 1
     assert edits[0].new_text == format_mock(messy) != messy
-    assert "# says hello" in edits[0].new_text
+    assert edits[0].new_text == (
+        "route /ws/f {\n  # says hello\n  on connect {\n"
+        '    send {\n      type: "hi",  # the greeting\n      n: 1,\n    }\n  }\n}\n'
+    )
     broken = await opened(client, "broken.mock", "route /ws/b {\n  on connect { brodcast {} }\n}\n")
     assert not await client.text_document_formatting_async(
         types.DocumentFormattingParams(

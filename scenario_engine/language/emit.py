@@ -17,7 +17,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import yaml
@@ -52,8 +52,14 @@ _EVENTS = ("connect", "message", "close", "error")
 # ---- .mock ------------------------------------------------------------------------------------
 
 
-def emit_mock(ir: Mapping[str, Any]) -> str:
+def emit_mock(ir: Mapping[str, Any], expand: Collection[str] = ()) -> str:
     """The canonical `.mock` text of an IR document (raises EmitError on a malformed IR).
+
+    ``expand`` holds the JSON pointers of object and array values and of blocks to write open,
+    one member or statement per line, even when they are empty or would fit on one line (a
+    value's enclosing values must be in it too); an ``else`` block in it stays ``else { if … }``
+    rather than ``else if …``, and a ``broadcast``'s ``to`` list keeps its brackets. ``fmt``
+    opens what holds comments this way. The text reads back as ``ir`` whatever ``expand`` is.
 
     Not every IR has a `.mock` spelling; these come back changed but meaning the same:
 
@@ -68,13 +74,14 @@ def emit_mock(ir: Mapping[str, Any]) -> str:
       quote characters — is written as an expression: ``(e)`` alone, else ``"text" + (e)``
       (``+`` with a string operand joins text exactly as interpolation does).
     """
-    return _MockWriter().document(ir)
+    return _MockWriter(expand).document(ir)
 
 
 class _MockWriter:
     """Writes one document; each method returns the lines (or text) of one IR node."""
 
-    def __init__(self) -> None:
+    def __init__(self, expand: Collection[str] = ()) -> None:
+        self.expand = expand
         # One-line renderings of the containers of the IR (alive during the call, so their
         # ids are stable), keyed by id and the slot's optional flag.
         self.flat_memo: dict[tuple[int, bool], str] = {}
@@ -181,7 +188,7 @@ class _MockWriter:
                 self.auth_step(step, f"{pointer}/auth/{i}", inner + _INDENT)
                 for i, step in enumerate(steps)
             ]
-            sections.append(_block(inner + "auth", body, inner))
+            sections.append(_block(inner + "auth", body, inner, pointer + "/auth" in self.expand))
         handlers = route.get("on", {})
         _expect(handlers, dict, pointer + "/on", "'on' is an object of event → handlers")
         for event in handlers:
@@ -212,7 +219,7 @@ class _MockWriter:
             sections.append(self.block(head, timer.get("do", []), where + "/do", inner))
         head = f"route {self.path(route.get('path'), pointer + '/path')}"
         if not sections:
-            return [head + " {}"]
+            return _block(head, [], "", pointer in self.expand)
         body = [
             line for i, section in enumerate(sections) for line in ([""] if i else []) + section
         ]
@@ -332,7 +339,7 @@ class _MockWriter:
         body: list[str] = []
         for i, action in enumerate(actions):
             body.extend(self.action(action, f"{pointer}/{i}", indent + _INDENT))
-        return _block(head, body, indent)
+        return _block(head, body, indent, pointer in self.expand)
 
     def action(self, action: Any, pointer: str, indent: str) -> list[str]:
         _expect(action, dict, pointer, "an action is an object")
@@ -410,7 +417,8 @@ class _MockWriter:
             _expect(rooms, list, pointer + "/to", "'to' is a list of rooms")
             # `to x` is read as the list [x] unless x is an array literal, which is read as the
             # list itself; so a single room is written alone only when it is not a list.
-            value = rooms[0] if len(rooms) == 1 and not isinstance(rooms[0], list) else rooms
+            single = len(rooms) == 1 and not isinstance(rooms[0], list)
+            value = rooms[0] if single and pointer + "/to" not in self.expand else rooms
             tail = _last_line(line) + " to "
             line += " to " + self.template(
                 value, pointer + ("/to/0" if value is not rooms else "/to"), len(tail), indent
@@ -429,7 +437,12 @@ class _MockWriter:
             return lines
         otherwise = action["else"]
         _expect(otherwise, list, pointer + "/else", "'else' is a list of actions")
-        if len(otherwise) == 1 and isinstance(otherwise[0], dict) and "if" in otherwise[0]:
+        if (
+            len(otherwise) == 1
+            and isinstance(otherwise[0], dict)
+            and "if" in otherwise[0]
+            and pointer + "/else" not in self.expand
+        ):
             # `else if` reads back as an else list holding that one if action.
             chained = self.if_action(otherwise[0], pointer + "/else/0", indent)
             return [*lines[:-1], lines[-1] + " else " + chained[0].lstrip(), *chained[1:]]
@@ -482,7 +495,7 @@ class _MockWriter:
         body: list[str] = []
         for i, step in enumerate(steps):
             body.append(self.test_step(step, f"{pointer}/steps/{i}", _INDENT))
-        return _block(head, body, "")
+        return _block(head, body, "", pointer + "/steps" in self.expand)
 
     def test_step(self, step: Any, pointer: str, indent: str) -> str:
         _expect(step, dict, pointer, "a test step is an object")
@@ -624,21 +637,23 @@ class _MockWriter:
         by ``indent``: on one line if it fits, else with one member per line. ``optional``:
         the slot's expression may be left out (``ping``), so a statement keyword there would
         be read as the next statement."""
-        flat = self.flat(value, pointer, optional)
-        if not isinstance(value, dict | list) or not value or _fits(flat, column):
-            return flat
+        collection = isinstance(value, dict | list)
+        if not collection or pointer not in self.expand:
+            flat = self.flat(value, pointer, optional)
+            if not collection or not value or _fits(flat, column):
+                return flat
         inner = indent + _INDENT
         if isinstance(value, dict):
             lines = [
-                f"{inner}{key}: {self.template(v, p, len(inner) + len(key) + 2, inner)},"
+                f"{inner}{key}: {self.template(v, p, len(inner) + len(key) + 2, inner)},\n"
                 for key, v, p in self.members(value, pointer)
             ]
-            return "{\n" + "\n".join(lines) + "\n" + indent + "}"
+            return "{\n" + "".join(lines) + indent + "}"
         lines = [
-            f"{inner}{self.template(v, f'{pointer}/{i}', len(inner), inner)},"
+            f"{inner}{self.template(v, f'{pointer}/{i}', len(inner), inner)},\n"
             for i, v in enumerate(value)
         ]
-        return "[\n" + "\n".join(lines) + "\n" + indent + "]"
+        return "[\n" + "".join(lines) + indent + "]"
 
     def flat(self, value: Any, pointer: str, optional: bool = False) -> str:
         """``value`` on one line (but for line breaks inside expressions), memoised per node
@@ -712,8 +727,8 @@ class _MockWriter:
         return " + ".join(operands)
 
 
-def _block(head: str, body: list[str], indent: str) -> list[str]:
-    if not body:
+def _block(head: str, body: list[str], indent: str, expand: bool = False) -> list[str]:
+    if not body and not expand:
         return [head + " {}"]
     return [head + " {", *body, indent + "}"]
 
