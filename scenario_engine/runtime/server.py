@@ -40,9 +40,6 @@ from collections.abc import Collection, Coroutine, Iterable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from websockets.datastructures import Headers
-from websockets.exceptions import InvalidHeader
-from websockets.headers import parse_subprotocol
 from websockets.http11 import SERVER, Response
 from websockets.http11 import Request as HttpRequest
 from websockets.protocol import State
@@ -77,7 +74,7 @@ from .journal import Journal, payload_fields
 from .link import Link
 from .program import Program, Route
 from .reload import Reloaded
-from .wire import new_protocol
+from .wire import header_fields, new_protocol, offered_subprotocols
 
 __all__ = ["DEFAULT_MAX_MESSAGE", "LISTEN_BACKLOG", "ScenarioServer"]
 
@@ -275,7 +272,7 @@ class ScenarioServer:
         request = Request(
             path=target.path,
             query=dict(parse_qsl(target.query, keep_blank_values=True)),
-            headers=_headers(http_request.headers),
+            headers=header_fields(http_request.headers),
             ip=link.peer,
             subprotocol=None,
         )
@@ -292,7 +289,7 @@ class ScenarioServer:
             self._reject("refused", link, request, reason, status=status)
             self._respond(link, protocol.reject(status, reason + "\n"))
             return
-        offered = _offered_subprotocols(http_request.headers)
+        offered = offered_subprotocols(http_request.headers)
         selected = next((name for name in offered if name in route.subprotocols), None)
         if selected is None and route.subprotocol_required:
             reason = "Unsupported subprotocol: this route speaks " + ", ".join(route.subprotocols)
@@ -820,24 +817,3 @@ def _log(effect: Log) -> None:
     who = f" [{effect.conn.id}]" if effect.conn is not None else ""
     level = logging.ERROR if effect.error else logging.INFO
     logger.log(level, "%s:%s %s", effect.location, who, effect.message)
-
-
-def _offered_subprotocols(headers: Headers) -> list[str]:
-    """The subprotocols a handshake offers, in the client's order of preference (none when
-    the header is malformed: websockets refuses such a handshake anyway)."""
-    try:
-        return [
-            name
-            for value in headers.get_all("Sec-WebSocket-Protocol")
-            for name in parse_subprotocol(value)
-        ]
-    except InvalidHeader:
-        return []
-
-
-def _headers(headers: Headers) -> dict[str, str]:
-    merged: dict[str, str] = {}
-    for name, value in headers.raw_items():
-        key = name.lower()
-        merged[key] = f"{merged[key]}, {value}" if key in merged else value
-    return merged
