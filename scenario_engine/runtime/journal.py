@@ -5,8 +5,8 @@ milliseconds) and ``event``, one of:
 
 - ``connect``: ``connection``, ``route`` (the route's path pattern), ``path``, ``query``,
   ``headers`` (names in lower case);
-- ``reject``: ``path``, ``reason``, and ``status`` (an HTTP refusal of the handshake) or
-  ``code`` (a close right after it);
+- ``reject``: ``path``, ``query``, ``headers`` (what the refused client sent), ``reason``, and
+  ``status`` (an HTTP refusal of the handshake) or ``code`` (a close right after it);
 - ``in``: ``connection``, and ``text`` or ``binary`` (base64);
 - ``unmatched``: ``connection``, and ``text`` or ``binary``: a message no handler took (after
   its ``in`` event);
@@ -19,6 +19,13 @@ milliseconds) and ``event``, one of:
   started over), ``kept`` and ``closed`` (how many clients stayed, how many were closed with
   1012): a new version of the scenarios is served (``serve --watch``). The ``close`` events of
   the clients it closed follow.
+
+The recording proxy (``scenario-engine record``) writes the same events about the server it
+stands in front of, with these differences: ``connect`` has ``route`` null (the proxy knows no
+route patterns), ``subprotocol`` (the one the server selected, or null) and ``protocols`` (the
+client's offer); ``out`` is one event per receiving connection (the proxy cannot tell a
+broadcast); ``close`` has ``by``, "client" or "server": the side that closed first (or dropped
+the connection: code 1006).
 
 The last ``limit`` events are kept in memory (none with a limit of 0: a journal only written
 to its sink); a ``sink`` also gets each event as one JSON line as it happens. The server's
