@@ -1,0 +1,344 @@
+"""Why each message of the server came: a reply, a delayed push, a push on a timer.
+
+Every message the server sent is explained by timing and correlation:
+
+- a **stream** (``every D``): messages of one kind reaching a client at regular intervals.
+  It started where the client's connect or message came one interval before the first, and
+  stopped with the message after which no more came (a ``cancel`` there) or with the close;
+  several at once of one kind are told apart by a field constant within each (``symbol``);
+- a **reply**: the latest thing that happened on the route (a connect, a message, a close)
+  within the reply window before it — a client's message and its replies are milliseconds
+  apart, and the window adapts to what the recording shows (``reply_window``);
+- a **delayed push** (``after D``): later than the window, after the receiver's last message
+  or connect.
+
+What fits none of these (a message long after anything, to no client that did anything) is
+left unexplained: the scenario does not send it and the tests do not expect it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import Client, Delivery, Sent
+
+__all__ = [
+    "Effect",
+    "ReplyTiming",
+    "Stream",
+    "Trigger",
+    "attribute",
+    "find_streams",
+    "nice_duration",
+    "reply_shape",
+    "reply_window",
+    "round_interval",
+]
+
+
+@dataclass(eq=False)
+class Trigger:
+    """Something a client did that the server may have answered."""
+
+    kind: str  # "connect", "message" or "close"
+    client: Client
+    time: float
+    seq: int
+    sent: Sent | None = None
+
+    def __repr__(self) -> str:
+        return f"Trigger({self.kind}, {self.client.index}, {self.seq})"
+
+
+@dataclass(eq=False)
+class Effect:
+    """A delivery explained by a trigger: a reply, or a push ``delay`` ms later (``late``)."""
+
+    delivery: Delivery
+    trigger: Trigger
+    delay: float
+    late: bool
+
+
+@dataclass(eq=False)
+class Stream:
+    """Pushes of one kind to one client at a regular ``interval`` (ms)."""
+
+    receiver: Client
+    deliveries: list[Delivery]
+    interval: float
+    shape: str
+    #: The field (of the pushes) whose value tells concurrent streams apart, if any.
+    split: str | None
+    start: Trigger | None
+    #: The client's message after which the pushes stopped (a cancel there), if any.
+    stop: Trigger | None
+    #: Stopped on its own after ``len(deliveries)`` runs (``times N``).
+    limited: bool = False
+    #: Reaching several clients at the same moments (a route's timer).
+    shared: bool = False
+    effects: list[Effect] = field(default_factory=list)
+
+
+def reply_shape(value: Any, binary: bool) -> str:
+    """What kind of message a value is, for grouping: its ``type`` (or the like), its keys,
+    the start of its text."""
+    if binary:
+        return "binary"
+    if isinstance(value, dict):
+        for key in ("type", "event", "op", "action", "kind", "method", "cmd", "t"):
+            if isinstance(value.get(key), str):
+                return f"{key}={value[key]}"
+        return "keys=" + ",".join(sorted(value))
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "text=" + text_token(value)
+    return "json"
+
+
+def text_token(text: str) -> str:
+    """The first token of a text message: a run of digits, a word, or one character."""
+    if not text:
+        return ""
+    first = text[0]
+    kind: Callable[[str], bool] | None = None
+    if first.isdigit():
+        kind = str.isdigit
+    elif first.isalpha() or first == "_":
+        kind = lambda c: c.isalnum() or c in "_-"  # noqa: E731
+    if kind is None:
+        return first
+    end = 1
+    while end < len(text) and kind(text[end]):
+        end += 1
+    return text[:end]
+
+
+@dataclass(frozen=True)
+class ReplyTiming:
+    """How fast the server answered in this recording (ms): ``window``, how long after a
+    client's action a message can still be its answer; ``prompt``, how soon most answers
+    came (a timer's push that soon after something, every time, is an answer instead)."""
+
+    window: float
+    prompt: float
+
+
+def reply_window(clients: Sequence[Client]) -> ReplyTiming:
+    """From the delay between each client message and the next message the client got:
+    the window is twice the typical quickest and 100 ms more, from 100 ms to 1 s."""
+    delays = []
+    for client in clients:
+        received = client.received
+        i = 0
+        for sent in client.sent:
+            while i < len(received) and received[i].seq < sent.seq:
+                i += 1
+            if i < len(received):
+                delays.append(received[i].time - sent.time)
+    if not delays:
+        return ReplyTiming(100.0, 15.0)
+    quick = statistics.quantiles(delays, n=4)[0] if len(delays) > 1 else delays[0]
+    quick = max(quick, 0.0)
+    return ReplyTiming(min(max(2 * quick + 100.0, 100.0), 1000.0), 2 * quick + 15.0)
+
+
+def _tolerance(interval: float) -> float:
+    return 0.25 * interval + 10.0
+
+
+def _regular(times: Sequence[float], window: float) -> float | None:
+    """The interval of ``times`` if they come regularly, slower than replies do."""
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    if not gaps:
+        return None
+    middle = statistics.median(gaps)
+    if middle < max(window / 2, 20.0):
+        return None
+    if all(abs(g - middle) <= _tolerance(middle) for g in gaps):
+        return middle
+    return None
+
+
+def find_streams(
+    clients: Sequence[Client], triggers: Sequence[Trigger], timing: ReplyTiming, end: float
+) -> list[Stream]:
+    """The streams of pushes each client received."""
+    window = timing.window
+    by_client: dict[Client, list[Trigger]] = defaultdict(list)
+    for trigger in triggers:
+        by_client[trigger.client].append(trigger)
+    moments = sorted(t.time for t in triggers if t.kind != "close")
+    streams: list[Stream] = []
+    for client in clients:
+        groups: dict[str, list[Delivery]] = defaultdict(list)
+        for delivery in client.received:
+            groups[reply_shape(delivery.payload.value, delivery.payload.binary)].append(delivery)
+        for shape, deliveries in groups.items():
+            if len(deliveries) < 2:
+                continue
+            for split, run in _runs(deliveries, window):
+                if _answers(run, moments, timing.prompt):
+                    continue
+                stream = _stream(client, run, shape, split, by_client[client], window, end)
+                if stream is not None:
+                    streams.append(stream)
+    streams.sort(key=lambda s: s.deliveries[0].seq)
+    return streams
+
+
+def _answers(run: Sequence[Delivery], moments: Sequence[float], prompt: float) -> bool:
+    """Whether half the run or more came promptly after something a client did: answers
+    to those, at the pace the clients went, not a timer."""
+    prompt_ones = 0
+    for delivery in run:
+        i = bisect.bisect_right(moments, delivery.time) - 1
+        if i >= 0 and delivery.time - moments[i] <= prompt:
+            prompt_ones += 1
+    return prompt_ones * 2 >= len(run)
+
+
+def _runs(deliveries: list[Delivery], window: float) -> list[tuple[str | None, list[Delivery]]]:
+    """The regular runs among deliveries of one kind: all of them, or split by the value of
+    one field when several streams of the kind ran at once."""
+    runs = _regular_runs(deliveries, window)
+    if runs:
+        return [(None, run) for run in runs]
+    values = [d.payload.value for d in deliveries]
+    if not all(isinstance(v, dict) for v in values):
+        return []
+    for key in values[0]:
+        if not all(
+            isinstance(v.get(key), str | int) and not isinstance(v.get(key), bool) for v in values
+        ):
+            continue
+        parts: dict[Any, list[Delivery]] = defaultdict(list)
+        for delivery, value in zip(deliveries, values, strict=True):
+            parts[value[key]].append(delivery)
+        if not 2 <= len(parts) <= len(deliveries) // 2:
+            continue
+        found = [(key, run) for part in parts.values() for run in _regular_runs(part, window)]
+        if found and sum(len(run) for _, run in found) * 2 >= len(deliveries):
+            return found
+    return []
+
+
+def _regular_runs(deliveries: list[Delivery], window: float) -> list[list[Delivery]]:
+    """Maximal runs of two or more deliveries at a regular interval (a stream restarted, or
+    stopped and started again, makes several runs)."""
+    runs: list[list[Delivery]] = []
+    current: list[Delivery] = []
+    for delivery in deliveries:
+        candidate = [*current, delivery]
+        if len(candidate) <= 2 or _regular([d.time for d in candidate], window) is not None:
+            current = candidate
+            continue
+        if len(current) >= 2 and _regular([d.time for d in current], window) is not None:
+            runs.append(current)
+            current = [delivery]
+        else:
+            current = [*current[1:], delivery]
+    if len(current) >= 2 and _regular([d.time for d in current], window) is not None:
+        runs.append(current)
+    return runs
+
+
+def _stream(
+    client: Client,
+    run: list[Delivery],
+    shape: str,
+    split: str | None,
+    triggers: list[Trigger],
+    window: float,
+    end: float,
+) -> Stream | None:
+    interval = _regular([d.time for d in run], window)
+    assert interval is not None
+    tolerance = _tolerance(interval)
+    first, last = run[0], run[-1]
+    before = [t for t in triggers if t.seq < first.seq and t.kind != "close"]
+    start = None
+    if before and abs(first.time - before[-1].time - interval) <= tolerance:
+        start = before[-1]
+    elif len(run) < 3:
+        return None  # two messages at one interval, after nothing: no evidence of a timer
+    # The next push was due by then: what came before it stopped the stream.
+    due = last.time + interval + tolerance
+    after = [t for t in triggers if t.seq > last.seq]
+    stop = None
+    limited = False
+    if after and after[0].kind == "message" and after[0].time <= due:
+        stop = after[0]
+    elif not (client.closed is not None and client.closed <= due) and end > due:
+        limited = True
+    shared = all(len(d.receivers) > 1 for d in run)
+    return Stream(client, run, interval, shape, split, start, stop, limited, shared)
+
+
+def attribute(
+    deliveries: Sequence[Delivery], triggers: Sequence[Trigger], window: float
+) -> tuple[list[Effect], list[Delivery]]:
+    """Each delivery's cause (replies, then delayed pushes), and the deliveries with none."""
+    effects: list[Effect] = []
+    unexplained: list[Delivery] = []
+    ordered = sorted(triggers, key=lambda t: t.seq)
+    i = 0
+    recent: list[Trigger] = []
+    for delivery in sorted(deliveries, key=lambda d: d.seq):
+        while i < len(ordered) and ordered[i].seq < delivery.seq:
+            recent.append(ordered[i])
+            i += 1
+        cause = _cause(delivery, recent, window)
+        if cause is None:
+            unexplained.append(delivery)
+            continue
+        delay = delivery.time - cause.time
+        effects.append(Effect(delivery, cause, delay, late=delay > window))
+    return effects, unexplained
+
+
+def _cause(delivery: Delivery, recent: list[Trigger], window: float) -> Trigger | None:
+    close_by = [t for t in reversed(recent) if delivery.time - t.time <= window]
+    receivers = delivery.receivers
+    for trigger in close_by:
+        if trigger.kind == "close" and trigger.client in receivers:
+            continue
+        # A connect answered to others only (an announcement) is rarer than a reply to
+        # someone else's message: the message is preferred if there is one.
+        if (
+            trigger.kind == "connect"
+            and trigger.client not in receivers
+            and any(t.kind == "message" for t in close_by)
+        ):
+            continue
+        return trigger
+    for trigger in reversed(recent):
+        if trigger.client in receivers and trigger.kind != "close":
+            return trigger
+    return None
+
+
+def round_interval(milliseconds: float) -> int:
+    """A duration as a person would write it: 487 → 500, 1012 → 1000, 2.4 s → 2500."""
+    if milliseconds <= 10:
+        return 10
+    steps = (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5, 8, 10)
+    magnitude = 10.0 ** math.floor(math.log10(milliseconds))
+    best = min(steps, key=lambda s: abs(s * magnitude - milliseconds))
+    return max(10, round(best * magnitude))
+
+
+def nice_duration(milliseconds: int) -> str:
+    if milliseconds % 60_000 == 0:
+        return f"{milliseconds // 60_000}m"
+    if milliseconds % 1000 == 0:
+        return f"{milliseconds // 1000}s"
+    return f"{milliseconds}ms"
