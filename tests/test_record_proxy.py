@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
+import signal
 import socket
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +30,9 @@ from support import (
     handshake_request,
     handshake_status,
     recv,
+    run_cli,
+    start_backend,
+    start_record,
 )
 from websockets.asyncio.client import connect
 from websockets.datastructures import Headers
@@ -568,3 +574,139 @@ async def test_a_slow_client_slows_the_server_down_instead_of_filling_the_proxy(
         await asyncio.wait_for(flooding, BOUND)
         await client.aclose()
     print(f"the server had written {stalled * 64} KiB of {total * 64} KiB while the client slept")
+
+
+# ---- the record command, a real process --------------------------------------------------------
+
+
+def test_bad_arguments_are_one_line_errors_with_exit_2(tmp_path: Path) -> None:
+    out = str(tmp_path / "out.mock")
+    cases = [
+        (["--target", "ws://127.0.0.1:9", "-o", str(tmp_path / "o.txt")], "a scenario file ends"),
+        (["--target", "ws://127.0.0.1:9", "-o", str(tmp_path / "no" / "x.mock")], "no folder"),
+        (["--target", "http://127.0.0.1:9", "-o", out], "must be a ws:// or wss:// URL"),
+        (["--target", "ws://127.0.0.1:9?x=1", "-o", out], "no query"),
+        (["--target", "ws://127.0.0.1:9", "-o", out, "--header", "no colon"], "NAME: VALUE"),
+        (["--target", "ws://127.0.0.1:9", "-o", out, "--header", "Host: x"], "--header Host:"),
+        (["--from-journal", "j.jsonl", "-o", out, "--port", "0"], "--port is for recording"),
+        (["--target", "ws://127.0.0.1:9", "--from-journal", "j.jsonl", "-o", out], "not allowed"),
+        (["--target", "ws://127.0.0.1:9"], "required: -o/--output"),
+    ]
+    for args, message in cases:
+        result = run_cli("record", *args)
+        assert result.status == 2, (args, result)
+        errors = [line for line in result.stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1 and message in errors[0], (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_record_help_explains_the_command() -> None:
+    result = run_cli("record", "--help")
+    assert result.status == 0
+    text = " ".join(result.stdout.split())
+    for words in ("--target URL", "--from-journal FILE", "-o OUT", "--raw", "Ctrl+C", "1001"):
+        assert words in text, words
+
+
+def test_ctrl_c_with_no_client_writes_nothing_and_says_so(tmp_path: Path) -> None:
+    backend = start_backend("chat_backend.py")
+    out = tmp_path / "chat.mock"
+    try:
+        recorder = start_record(backend.url, out)
+        status = recorder.stop(signal.SIGINT)
+    finally:
+        backend.stop()
+    assert status == 1
+    assert recorder.err.wait_for("nothing recorded") == (
+        f"nothing recorded: no client connected; {out} not written"
+    )
+    assert not out.exists()
+
+
+@async_test
+async def test_record_prints_each_connection_and_message_and_writes_out_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    """A real ``record`` process in front of the chat backend: its console lines, its
+    --journal file as the conversation goes, and on SIGINT: the clients still connected
+    closed with 1001, OUT written and summed up."""
+    backend = start_backend("chat_backend.py")
+    out, journal = tmp_path / "chat.mock", tmp_path / "chat.jsonl"
+    recorder = start_record(backend.url, out, "--journal", str(journal))
+    try:
+        async with connect(recorder.url + "/api/ws/chat", open_timeout=BOUND) as alice:
+            welcome = json.loads(await recv(alice))
+            await alice.send(json.dumps({"type": "join", "username": "Alice"}))
+            await alice.send(json.dumps({"type": "message", "username": "Alice", "message": "hi"}))
+            said = json.loads(await recv(alice))
+            assert said["message"] == "hi"
+            first = json.loads(journal.read_text().splitlines()[0])
+            assert first["event"] == "connect" and first["path"] == "/api/ws/chat"
+            status = await asyncio.to_thread(recorder.stop, signal.SIGINT)
+            assert await closed(alice) == (1001, "")
+    finally:
+        backend.stop()
+    assert status == 0, recorder.err.lines
+    lines = [line.split(" ", 2)[2] for line in recorder.out.lines if re.match(r"\d\d:", line)]
+    conn = first["connection"]
+    clock = r"\d\d:\d\d:\d\d\.\d{3}"
+    assert re.match(rf"{clock} {conn} connected /api/ws/chat$", recorder.out.lines[2])
+    assert lines == [
+        "connected /api/ws/chat",
+        f'← {{"type": "connected", "id": "{welcome["id"]}"}}',
+        '→ {"type": "join", "username": "Alice"}',
+        '→ {"type": "message", "username": "Alice", "message": "hi"}',
+        "← " + json.dumps(said),
+        "closed by the proxy, stopping: 1001",
+    ]
+    assert recorder.out.lines[-3] == "stopping: closing connections with 1001 (going away)"
+    assert re.fullmatch(
+        rf"wrote {re.escape(str(out))}: 1 route, \d+ handlers?, \d+ tests? "
+        r"\(from 1 connection, 0 refusals, 4 messages\)",
+        recorder.out.lines[-1],
+    )
+    assert out.exists()
+    kinds = [json.loads(line)["event"] for line in journal.read_text().splitlines()]
+    assert kinds == ["connect", "out", "in", "in", "out", "close"]
+
+
+@async_test
+async def test_quiet_prints_no_traffic(tmp_path: Path) -> None:
+    backend = start_backend("chat_backend.py")
+    out = tmp_path / "chat.yaml"
+    recorder = start_record(backend.url, out, "--quiet")
+    try:
+        async with connect(recorder.url + "/api/ws/chat", open_timeout=BOUND) as ws:
+            await recv(ws)
+        status = await asyncio.to_thread(recorder.stop, signal.SIGINT)
+    finally:
+        backend.stop()
+    assert status == 0, recorder.err.lines
+    starts = [f"recording {backend.url} through ws://", "ready: ", "stopping: ", f"wrote {out}: "]
+    printed = [line for line in recorder.out.lines if not line.startswith("note: ")]
+    assert len(printed) == len(starts), recorder.out.lines
+    for line, start in zip(printed, starts, strict=True):
+        assert line.startswith(start), (line, start)
+    assert out.read_text(encoding="utf-8").startswith(("routes:", "#", "prefix:"))
+
+
+@async_test
+async def test_record_tells_an_unreachable_server_on_the_console_and_goes_on(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    recorder = start_record(f"ws://127.0.0.1:{port}", tmp_path / "x.mock")
+    try:
+        for _ in range(2):
+            refused = await handshake_status(recorder.url + "/chat")
+            assert refused.response.status_code == 502
+        line = recorder.err.wait_for("cannot reach")
+        assert recorder.process.poll() is None
+    finally:
+        status = recorder.stop(signal.SIGTERM)
+    assert line.startswith(f"error: cannot reach ws://127.0.0.1:{port}/chat: ")
+    assert line.endswith("; the client got 502 Bad Gateway")
+    assert status == 1  # nothing was recorded
