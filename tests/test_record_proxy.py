@@ -195,10 +195,10 @@ class RawTarget:
             for name, value in self.response_headers.items():
                 response.headers[name] = value
         conn.protocol.send_response(response)
+        if response.status_code == 101 and self.greeting is not None:
+            conn.protocol.send_text(self.greeting.encode())  # in the same write as the 101
         conn.flush()
         if response.status_code == 101:
-            if self.greeting is not None:
-                conn.send(self.greeting)
             self.accepted.put_nowait(conn)
 
 
@@ -243,7 +243,9 @@ async def test_a_client_cannot_tell_the_proxy_from_the_server() -> None:
     """The same client, against the server and then through the proxy, observes the same
     handshake, messages, pong and close; and the server observes the same client."""
     async with RawTarget(
-        subprotocols=["chat.v2", "chat.v1"], response_headers={"Set-Cookie": "session=s1"}
+        subprotocols=["chat.v2", "chat.v1"],
+        response_headers={"Set-Cookie": "session=s1"},
+        greeting="welcome",
     ) as target:
 
         async def conversation(url: str) -> dict[str, Any]:
@@ -263,6 +265,8 @@ async def test_a_client_cannot_tell_the_proxy_from_the_server() -> None:
                 seen: dict[str, Any] = {
                     "subprotocol": ws.subprotocol,
                     "cookie": ws.response.headers.get("Set-Cookie"),
+                    # Sent with the handshake's answer, before the client says anything.
+                    "greeting": await recv(ws),
                 }
                 await ws.send("héllo")
                 await ws.send(b"\x00\xff binary")

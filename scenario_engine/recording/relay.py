@@ -188,6 +188,7 @@ class Relay:
         """Read ``source`` until its TCP connection ends, handing on what it sends."""
         assembling = _Message()
         self._forward(source, target, self._pending.pop(source.side, ()), assembling)
+        target.flush()
         while True:
             try:
                 data = await source.reader.read(READ_SIZE)
