@@ -15,7 +15,10 @@ values in *every* occurrence, in this order:
 5. fresh ids (``uuid()``, ``id("game")``, ``id()``) when they differ, or when a value seen once
    is sent back by a client later (so it is an id the server made);
 6. text around a request's value (``"Hello ${msg.name}"``);
-7. numbers that vary: ``random(lo, hi)``; anything else that varies: the first value, and
+7. a value that is the same for each value of a query parameter or a request's text field,
+   and differs between them: a table (a top-level ``let``) looked up by it
+   (``names[query.token]``);
+8. numbers that vary: ``random(lo, hi)``; anything else that varies: the first value, and
    ``any`` in tests.
 
 The result is a ``Spec``: ``template()`` is the IR template for the mock, ``expectation(v)``
@@ -89,6 +92,8 @@ class Context:
     timer_count: int | None = None
     #: How many messages of this kind the client had sent, this one included.
     counter: int | None = None
+    #: The query of the client's handshake.
+    query: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,6 +106,8 @@ class Recorded:
     echoed: set[str] = field(default_factory=set)
     #: The paths of ``msg`` never to take a reply's value from (the message's kind).
     excluded: tuple[str, ...] = ()
+    #: The tables values are looked up in (top-level ``let``s), shared by every rule.
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Spec:
@@ -165,6 +172,16 @@ class Counted(Spec):
 
 
 @dataclass
+class Lookup(Spec):
+    """A value found in a table by a request's value: ``names[query.token]``."""
+
+    expression: str
+
+    def template(self) -> Any:
+        return "${" + self.expression + "}"
+
+
+@dataclass
 class Varying(Spec):
     """A value that differs on a replay: made by ``expression`` in the mock (None: the first
     value recorded), expected as ``pattern`` (None: ``any``)."""
@@ -180,6 +197,8 @@ class Varying(Spec):
         return _literal(self.first) if self.expression is None else "${" + self.expression + "}"
 
     def expectation(self, recorded: Any, names: Names) -> Any:
+        if self.capturable and isinstance(recorded, str) and recorded in names:
+            return "${" + names[recorded] + "}"  # an id a test captured earlier
         return ANY if self.pattern is None else matches(self.pattern)
 
 
@@ -380,6 +399,68 @@ def _interpolated(
     return Interpolated(before, path, after)
 
 
+def _lookup(
+    values: Sequence[Any], contexts: Sequence[Context], recorded: Recorded, key: str | None
+) -> Spec | None:
+    """A value that is always the same for the same value of a query parameter or of a
+    request's field, and differs between them: a table, looked up by it."""
+    if len({json.dumps(v, sort_keys=True) for v in values}) < 2:
+        return None
+    for source in _sources(contexts, recorded):
+        table: dict[str, Any] = {}
+        for value, context in zip(values, contexts, strict=True):
+            found = _source_value(source, context)
+            if not isinstance(found, str):
+                break
+            if found in table and not (
+                equal(table[found], value) and type(value) is type(table[found])
+            ):
+                break
+            table[found] = value
+        else:
+            if len(table) < 2:
+                continue
+            name = _table_name(key, table, recorded.tables)
+            recorded.tables[name] = {k: _literal(v) for k, v in table.items()}
+            return Lookup(f"{name}[{source}]")
+    return None
+
+
+def _sources(contexts: Sequence[Context], recorded: Recorded) -> list[str]:
+    """Where a table's key may come from: the request's text fields, the query's values."""
+    sources: list[str] | None = None
+    for context in contexts:
+        found = [
+            f"query.{k}" if _NAME.fullmatch(k) else f"query[{string_literal(k)}]"
+            for k in context.query
+        ]
+        if context.has_msg:
+            found += [p for p, v in _text_leaves(context.msg, None) if p not in recorded.excluded]
+        sources = found if sources is None else [s for s in sources if s in found]
+    return sources or []
+
+
+def _source_value(source: str, context: Context) -> Any:
+    if source.startswith("query"):
+        for key, value in context.query.items():
+            if source in (f"query.{key}", f"query[{string_literal(key)}]"):
+                return value
+        return None
+    for path, value in _text_leaves(context.msg, None):
+        if path == source:
+            return value
+    return None
+
+
+def _table_name(key: str | None, table: dict[str, Any], tables: dict[str, dict[str, Any]]) -> str:
+    base = _identifier(key or "value")
+    base = base if base.endswith("s") else base + "s"
+    name, n = base, 2
+    while name in tables and tables[name] != {k: _literal(v) for k, v in table.items()}:
+        name, n = f"{base}{n}", n + 1
+    return name
+
+
 def _random(
     values: Sequence[Any], contexts: Sequence[Context], recorded: Recorded, key: str | None
 ) -> Spec | None:
@@ -398,6 +479,7 @@ _RULES: tuple[_Rule, ...] = (
     _constant,
     _fresh_ids,
     _interpolated,
+    _lookup,
     _random,
 )
 

@@ -89,8 +89,9 @@ def context_of(
     trigger: Trigger, identities: dict[Client, str], counter: int | None = None
 ) -> Context:
     sent = trigger.sent
+    query = trigger.client.query
     if sent is None:
-        return Context(identity=identities.get(trigger.client), counter=counter)
+        return Context(identity=identities.get(trigger.client), counter=counter, query=query)
     payload = sent.payload
     return Context(
         msg=payload.value,
@@ -98,6 +99,7 @@ def context_of(
         has_msg=payload.data is None,
         identity=identities.get(trigger.client),
         counter=counter,
+        query=query,
     )
 
 

@@ -15,6 +15,7 @@ The steps, each in a module of its own:
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -24,7 +25,7 @@ from typing import Any
 from ..language.ir import Action, Document, EveryBody, Handlers, MessageHandler, Route
 from .audience import RoomRule
 from .auth import AuthRule, infer_auth
-from .conversations import Pause, write_tests
+from .conversations import Pause, Running, write_tests
 from .generalize import Context, Recorded, generalize, request_paths
 from .handlers import (
     Built,
@@ -80,26 +81,33 @@ def infer_scenario(
         [c.pattern for c in recording.clients if c.pattern],
     )
     timing = reply_window(recording.clients)
+    recorded = Recorded(recording.start, recording.end, _echoed(recording))
     routes: list[Route] = []
     expectations: dict[Delivery, Expectation] = {}
     closes: dict[Client, ServerClose] = {}
     refused: list[tuple[Refusal, AuthRule | None]] = []
     pauses: list[Pause] = []
     labels: dict[Sent, str] = {}
+    running: list[Running] = []
     for pattern in dict.fromkeys(patterns.values()):
         clients = [c for c in recording.clients if patterns[c.path] == pattern]
         refusals = [r for r in recording.refusals if patterns[r.path] == pattern]
-        inferred = _route(pattern, clients, refusals, recording, timing, notes)
+        inferred = _route(pattern, clients, refusals, recording, recorded, timing, notes)
         routes.append(inferred.route)
         expectations.update(inferred.expectations)
         closes.update(inferred.closes)
         refused.extend(inferred.refused)
         pauses.extend(inferred.pauses)
         labels.update(inferred.labels)
+        running.extend(inferred.running)
     if not any(c.sent for c in recording.clients):
         notes.append("no client sent a message: the routes have no message handlers")
-    tests = write_tests(name, recording.clients, expectations, closes, refused, pauses, labels)
+    tests = write_tests(
+        name, recording.clients, expectations, closes, refused, pauses, labels, running
+    )
     document: Document = {"routes": routes}
+    if recorded.tables:
+        document["let"] = recorded.tables
     if tests:
         document["tests"] = tests
     return document
@@ -113,6 +121,7 @@ class _Inferred:
     refused: list[tuple[Refusal, AuthRule | None]]
     pauses: list[Pause]
     labels: dict[Sent, str]
+    running: list[Running]
 
 
 def _route(
@@ -120,6 +129,7 @@ def _route(
     clients: list[Client],
     refusals: list[Refusal],
     recording: Recording,
+    recorded: Recorded,
     timing: ReplyTiming,
     notes: list[str],
 ) -> _Inferred:
@@ -154,7 +164,6 @@ def _route(
     messages = sorted((s for c in clients for s in c.sent), key=lambda s: s.seq)
     kinds, kind_of = classify(messages, signature)
     identities = _identities(clients, by_trigger, recording.served)
-    recorded = Recorded(recording.start, recording.end, _echoed(recording))
     server_closes = _server_closes(clients, triggers, window)
     room_name = _room_name(pattern)
 
@@ -169,7 +178,7 @@ def _route(
                 messages=messages,
                 kinds=kind_of,
                 room_name=room_name,
-                recorded=Recorded(recorded.start, recorded.end, recorded.echoed, excluded),
+                recorded=dataclasses.replace(recorded, excluded=excluded),
                 identities=identities,
                 kind=kind,
             )
@@ -248,6 +257,11 @@ def _route(
             (r for r in rules if r.refuses(refusal.query or {}, refusal.headers or {})), None
         )
     labels = {s: kind_of[s].label for s in messages}
+    running = [
+        Running(s.receiver, s.start.seq, s.deliveries[-1].seq)
+        for s in streams
+        if s.start is not None
+    ]
     return _Inferred(
         route,
         expectations,
@@ -255,6 +269,7 @@ def _route(
         [(r, rule_of[r]) for r in explained],
         pauses,
         labels,
+        running,
     )
 
 
@@ -385,9 +400,7 @@ def _timers(
         if any(isinstance(v, bytes) for v in values):
             continue
         excluded = (kind.key_path,) if kind and kind.key_path else ()
-        spec = generalize(
-            values, contexts, Recorded(recorded.start, recorded.end, recorded.echoed, excluded)
-        )
+        spec = generalize(values, contexts, dataclasses.replace(recorded, excluded=excluded))
         interval = round_interval(statistics.median(s.interval for s in group))
         label = shape.split("=", 1)[1] if "=" in shape else "push"
         name: Any = timer_name(label)
