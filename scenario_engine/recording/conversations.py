@@ -329,8 +329,15 @@ def _conversation(
         label = labels.get(sent)
         if label and label not in done:
             done.append(label)
-    what_they_did = f" ({', '.join(done[:5])}{', …' if len(done) > 5 else ''})" if done else ""
-    return {"name": f"{name}: {who}{what_they_did}", "steps": steps}
+    if done:
+        what = f" ({', '.join(done[:5])}{', …' if len(done) > 5 else ''})"
+    else:
+        # Clients that sent nothing are told apart by where and how they connected.
+        first = group[0]
+        what = f" connects to {first.path}"
+        if first.query:
+            what += " with " + "&".join(f"{k}={v}" for k, v in first.query.items())
+    return {"name": f"{name}: {who}{what}", "steps": steps}
 
 
 def _client_names(group: Sequence[Client]) -> dict[Client, str]:
@@ -497,9 +504,11 @@ def _refused(name: str, refusal: Refusal, rule: AuthRule | None) -> Test:
         how = f"closed {refusal.code}"
     why = ""
     if rule is not None:
+        source, key = rule.feature
+        sent = (refusal.query if source == "query" else refusal.headers) or {}
         why = (
             f" without {rule.expression}"
-            if rule.allowed is None
-            else f": {rule.expression} unknown"
+            if not sent.get(key)
+            else f" with an unknown {rule.expression}"
         )
     return {"name": f"{name}: refused{why}, {how}", "steps": steps}

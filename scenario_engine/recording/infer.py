@@ -102,6 +102,23 @@ def infer_scenario(
         running.extend(inferred.running)
     if not any(c.sent for c in recording.clients):
         notes.append("no client sent a message: the routes have no message handlers")
+    lost = [d for d in recording.deliveries if d.payload.binary and d not in expectations]
+    if lost:
+        notes.append(
+            f"{len(lost)} binary message(s) of the server are not reproduced: a scenario sends "
+            "bytes only as the echo of a binary message it received (send raw)"
+        )
+    unsendable = [
+        s
+        for c in recording.clients
+        for s in c.sent
+        if s.payload.data is not None and not _utf8(s.payload.data)
+    ]
+    if unsendable:
+        notes.append(
+            f"{len(unsendable)} binary message(s) of the clients are not UTF-8: the tests "
+            "cannot send them and leave them out"
+        )
     tests = write_tests(
         name, recording.clients, expectations, closes, refused, pauses, labels, running
     )
@@ -271,6 +288,14 @@ def _route(
         labels,
         running,
     )
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _close_last(actions: list[Action]) -> list[Action]:
