@@ -12,7 +12,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from support import SCENARIOS, UNIT, ServedMock, recv, run_cli, start_mock, wait_until
+from support import (
+    SCENARIOS,
+    UNIT,
+    ServedMock,
+    http_call,
+    recv,
+    run_cli,
+    start_mock,
+    wait_until,
+)
 from websockets.asyncio.client import ClientConnection, connect
 
 from scenario_engine.recording import infer_scenario, read_journal, render_scenario
@@ -76,6 +85,26 @@ async def rooms(served: ServedMock) -> None:
     await bob.close()
 
 
+async def auction(served: ServedMock) -> None:
+    ann = await _client(served, "/api/ws/auction")
+    await recv(ann)
+    bob = await _client(served, "/api/ws/auction")
+    await recv(bob)
+    for client, message in [
+        (ann, {"type": "name", "name": "Ann"}),
+        (bob, {"type": "name", "name": "Bob"}),
+        (ann, {"type": "bid", "amount": 10}),
+        (bob, {"type": "bid", "amount": "11"}),
+        (bob, {"type": "bid", "amount": 12}),
+        (ann, {"type": "bid", "amount": "twenty"}),
+    ]:
+        await _send(client, message)
+        await recv(client)
+    await recv(ann)  # Bob's bid of 12, announced to Ann too
+    await ann.close()
+    await bob.close()
+
+
 async def private(served: ServedMock) -> None:
     for query in ("", "?token=stolen", "?token=alice-token", "?token=bob-token"):
         client = await _client(served, "/api/ws/private" + query)
@@ -125,6 +154,13 @@ def _record(served: ServedMock, journal: Path, drive: Drive, out: Path) -> None:
             'at msg.from: missing (expected "bob")',
         ),
         (
+            "auction.mock",
+            auction,
+            '"a bid needs a numeric amount"',
+            '"a bid needs a number"',
+            'expected "a bid needs a numeric amount", received "a bid needs a number"',
+        ),
+        (
             "private.mock",
             private,
             'reject 4002 "Invalid token"',
@@ -138,15 +174,16 @@ def test_a_recorded_example_becomes_a_scenario_that_checks_the_example(
 ) -> None:
     journal = tmp_path / "journal.jsonl"
     out = tmp_path / f"recorded-{Path(example).stem}.mock"
-    served = start_mock(SCENARIOS / example, extra=("--journal", str(journal)))
+    served = start_mock(SCENARIOS / example, extra=("--journal", str(journal), "--admin"))
     try:
         _record(served, journal, drive, out)
+        # The auction remembers the highest bid: the target starts afresh.
+        assert http_call(served.port, "POST", "/__admin/reset")[0] == 200
         text = out.read_text(encoding="utf-8")
         checked = run_cli("check", out)
         assert checked.status == 0, checked.stdout + checked.stderr + text
         itself = run_cli("test", out)
         assert itself.status == 0, itself.stdout + itself.stderr + text
-        # The example keeps no state once its clients are gone: the same server is the target.
         target = run_cli("test", out, "--target", served.base)
         assert target.status == 0, target.stdout + target.stderr + text
     finally:

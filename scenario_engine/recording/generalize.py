@@ -7,8 +7,9 @@ values in *every* occurrence, in this order:
 1. a value of the request (``msg.seq``, also nested or under another name; ``raw`` for text),
    equal in every occurrence: a constant of the request is taken from it only when the reply
    names it alike (``symbol: msg.symbol``), since a coincidence is likely otherwise;
-2. the client's own id (``conn.id``), a timer's run (``timer.count``), a count of the
-   client's messages of that kind (a ``session`` counter);
+2. the client's own id (``conn.id``), text the client sent in an earlier message (a name
+   it gave: kept in ``session`` by that message's handler), a timer's run
+   (``timer.count``), a count of the client's messages of that kind (a ``session`` counter);
 3. the recording's wall clock: ``now()`` (milliseconds) or ``now() / 1000`` (seconds); an
    ISO date stays as recorded (no function makes one) and a test matches its shape;
 4. a constant: equal in every occurrence;
@@ -31,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +95,9 @@ class Context:
     counter: int | None = None
     #: The query of the client's handshake.
     query: dict[str, str] = field(default_factory=dict)
+    #: What the client said before, in its latest message of each kind: (kind, path of
+    #: ``msg``) → the text there.
+    said: dict[tuple[Hashable, str], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,6 +112,9 @@ class Recorded:
     excluded: tuple[str, ...] = ()
     #: The tables values are looked up in (top-level ``let``s), shared by every rule.
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: What the handlers remember in ``session``: (kind, path of ``msg``) → the name in
+    #: ``session`` that a message of that kind sets, shared by every rule.
+    memory: dict[tuple[Hashable, str], str] = field(default_factory=dict)
 
 
 class Spec:
@@ -323,6 +330,31 @@ def _identity(
     return None
 
 
+def _remembered(
+    values: Sequence[Any], contexts: Sequence[Context], recorded: Recorded, key: str | None
+) -> Spec | None:
+    """Text the client itself sent in an earlier message of some kind (a name it gave),
+    differing between clients: kept in ``session`` by that kind's handler."""
+    if not all(isinstance(v, str) for v in values) or len(set(values)) < 2:
+        return None
+    common: list[tuple[Hashable, str]] | None = None
+    for value, context in zip(values, contexts, strict=True):
+        found = [where for where, said in context.said.items() if said == value]
+        common = found if common is None else [w for w in common if w in found]
+        if not common:
+            return None
+    assert common
+    where = common[0]
+    name = recorded.memory.get(where)
+    if name is None:
+        base = _identifier(where[1].rsplit(".", 1)[-1])
+        name, n = base, 2
+        while name in recorded.memory.values():
+            name, n = f"{base}{n}", n + 1
+        recorded.memory[where] = name
+    return Counted(f"session.{name}")
+
+
 def _counted(
     values: Sequence[Any], contexts: Sequence[Context], recorded: Recorded, key: str | None
 ) -> Spec | None:
@@ -474,6 +506,7 @@ _Rule = Callable[[Sequence[Any], Sequence[Context], Recorded, "str | None"], "Sp
 _RULES: tuple[_Rule, ...] = (
     _from_request,
     _identity,
+    _remembered,
     _counted,
     _clock,
     _constant,

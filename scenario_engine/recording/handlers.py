@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,21 +88,39 @@ class Built:
 
 
 def context_of(
-    trigger: Trigger, identities: dict[Client, str], counter: int | None = None
+    trigger: Trigger,
+    identities: dict[Client, str],
+    kinds: dict[Sent, Kind],
+    counter: int | None = None,
 ) -> Context:
     sent = trigger.sent
-    query = trigger.client.query
-    if sent is None:
-        return Context(identity=identities.get(trigger.client), counter=counter, query=query)
-    payload = sent.payload
-    return Context(
-        msg=payload.value,
-        raw=payload.text,
-        has_msg=payload.data is None,
-        identity=identities.get(trigger.client),
-        counter=counter,
-        query=query,
+    client = trigger.client
+    said: dict[tuple[Hashable, str], str] = {}
+    for earlier in client.sent:
+        if earlier.seq >= trigger.seq:
+            break
+        kind = kinds.get(earlier)
+        if kind is not None and isinstance(earlier.payload.value, dict):
+            for path, text in _text_paths(earlier.payload.value, "msg"):
+                if path != kind.key_path:
+                    said[(kind, path)] = text
+    context = Context(
+        identity=identities.get(client), counter=counter, query=client.query, said=said
     )
+    if sent is not None:
+        context.msg = sent.payload.value
+        context.raw = sent.payload.text
+        context.has_msg = sent.payload.data is None
+    return context
+
+
+def _text_paths(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                yield from _text_paths(item, f"{path}.{key}")
 
 
 def build_actions(given: HandlerInput) -> Built:
@@ -181,7 +199,7 @@ def _slot_action(
         if spec is None:
             return None
     else:
-        contexts = [context_of(t, given.identities, counters[t]) for t in present]
+        contexts = [context_of(t, given.identities, given.kinds, counters[t]) for t in present]
         spec = generalize(values, contexts, given.recorded)
     action: Action
     if slot.classes == {"self"}:

@@ -222,6 +222,11 @@ def _route(
     for part in built:
         rooms.extend(r for r in part.rooms if r not in rooms)
     joins: dict[Kind, list[Action]] = defaultdict(list)
+    for (kind_key, path), remembered in recorded.memory.items():
+        if isinstance(kind_key, Kind) and kind_key in by_kind:
+            joins[kind_key].append(
+                {"set": {"path": f"session.{remembered}", "value": f"${{{path}}}"}}
+            )
     for room in rooms:
         joined: Action = {"join": join_room(room)}
         if joined not in joins[room.kind]:
@@ -419,7 +424,7 @@ def _timers(
             assert stream.start is not None
             for count, delivery in enumerate(stream.deliveries, 1):
                 values.append(delivery.payload.value)
-                context = context_of(stream.start, identities)
+                context = context_of(stream.start, identities, kind_of)
                 context.timer_count = count
                 contexts.append(context)
         if any(isinstance(v, bytes) for v in values):
