@@ -319,11 +319,8 @@ def _conversation(
                 waiting_on = None
             open_clients.discard(client)
         last_time = time
-    who = (
-        " and ".join(names[c] for c in group)
-        if len(group) < 4
-        else (", ".join(names[c] for c in group[:3]) + f" and {len(group) - 3} more")
-    )
+    shown = [names[c] for c in group[:3]] + ([f"{len(group) - 3} more"] if len(group) > 3 else [])
+    who = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
     done: list[str] = []
     for sent in sorted((s for c in group for s in c.sent), key=lambda s: s.seq):
         label = labels.get(sent)
