@@ -31,14 +31,24 @@ from .auth import AuthRule, relevant_headers
 from .generalize import ArraySpec, ObjectSpec, Spec, Varying
 from .handlers import Expectation, ServerClose
 from .model import Client, Delivery, Refusal, Sent
+from .timing import nice_duration, round_interval
 
-__all__ = ["Pause", "write_tests"]
+__all__ = ["Pause", "Running", "write_tests"]
 
 _NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy")
 _NAME_KEYS = ("username", "name", "user", "nick", "nickname", "from")
 _WORD = re.compile(r"[a-z][a-z0-9_]{0,15}")
 #: Between two clients' messages with nothing awaited in between.
 SETTLE = "50ms"
+
+
+@dataclass
+class Running:
+    """A timer of ``client`` ran between these two moments of the recording (``seq``)."""
+
+    client: Client
+    start: int
+    end: int
 
 
 @dataclass
@@ -58,6 +68,7 @@ def write_tests(
     refusals: Sequence[tuple[Refusal, AuthRule | None]],
     pauses: Sequence[Pause],
     labels: dict[Sent, str],
+    running: Sequence[Running] = (),
 ) -> list[Test]:
     """The tests of a recording: its conversations, then its refusals."""
     captured = _captured_values(clients, expectations)
@@ -65,7 +76,7 @@ def write_tests(
     tests: list[Test] = []
     seen: set[str] = set()
     for group in groups:
-        test = _conversation(name, group, expectations, closes, captured, pauses, labels)
+        test = _conversation(name, group, expectations, closes, captured, pauses, labels, running)
         _add(tests, seen, test)
     for refusal, rule in refusals:
         _add(tests, seen, _refused(name, refusal, rule))
@@ -105,14 +116,18 @@ class _Captured:
 def _captured_values(
     clients: Sequence[Client], expectations: dict[Delivery, Expectation]
 ) -> dict[str, _Captured]:
-    """The fresh values received in expected messages that a client sends back later."""
+    """The fresh values received in expected messages that a client sends back later, or
+    that come again in a later expected message (a client's id, announced when it leaves)."""
     first: dict[str, _Captured] = {}
+    used: dict[str, _Captured] = {}
     for delivery in sorted(expectations, key=lambda d: d.seq):
         expectation = expectations[delivery]
         receiver = min(expectation.receivers, key=lambda c: c.index)
         for path, value in _fresh_leaves(expectation.spec, delivery.payload.value, []):
-            first.setdefault(value, _Captured(value, receiver, delivery, path))
-    used: dict[str, _Captured] = {}
+            if value in first:
+                used[value] = first[value]
+            else:
+                first[value] = _Captured(value, receiver, delivery, path)
     for client in clients:
         for request in [_connect_values(client), *[(s.seq, s.payload.value) for s in client.sent]]:
             seq, value = request
@@ -121,15 +136,24 @@ def _captured_values(
                 if found is not None and found.delivery.seq < seq:
                     found.users = (*found.users, client)
                     used[leaf] = found
-    names: set[str] = set()
-    for found in sorted(used.values(), key=lambda c: c.delivery.seq):
-        base = _capture_name(found.path)
-        candidate, n = base, 2
-        while candidate in names:
-            candidate, n = f"{base}{n}", n + 1
-        names.add(candidate)
-        found.name = candidate
     return used
+
+
+def _name_captures(captured: dict[str, _Captured], names: dict[Client, str]) -> None:
+    """Names for the values a group's clients capture: the key they came under, or the
+    client's name and ``Id`` for a bare ``id`` (``aliceId``)."""
+    taken = set(names.values())
+    for found in sorted(captured.values(), key=lambda c: c.delivery.seq):
+        if found.client not in names:
+            continue
+        base = _capture_name(found.path)
+        if base.lower() == "id":
+            base = names[found.client] + "Id"
+        candidate, n = base, 2
+        while candidate in taken:
+            candidate, n = f"{base}{n}", n + 1
+        taken.add(candidate)
+        found.name = candidate
 
 
 def _connect_values(client: Client) -> tuple[int, Any]:
@@ -222,28 +246,32 @@ def _conversation(
     captured: dict[str, _Captured],
     pauses: Sequence[Pause],
     labels: dict[Sent, str],
+    running: Sequence[Running],
 ) -> Test:
     names = _client_names(group)
-    by_value = {value: found.name for value, found in captured.items()}
+    _name_captures(captured, names)
+    by_value = {value: found.name for value, found in captured.items() if found.client in names}
     members = set(group)
-    events: list[tuple[int, int, Any]] = []
+    events: list[tuple[int, int, float, Any]] = []
     for client in group:
-        events.append((client.seq, 0, ("connect", client)))
+        events.append((client.seq, 0, client.opened, ("connect", client)))
         for sent in client.sent:
-            events.append((sent.seq, 1, ("send", sent)))
-        if client.close_seq is not None:
-            events.append((client.close_seq, 3, ("close", client)))
+            events.append((sent.seq, 1, sent.time, ("send", sent)))
+        if client.close_seq is not None and client.closed is not None:
+            events.append((client.close_seq, 3, client.closed, ("close", client)))
     for delivery, expectation in expectations.items():
         for receiver in sorted(expectation.receivers & members, key=lambda c: c.index):
-            events.append((delivery.seq, 2, ("expect", delivery, receiver)))
+            events.append((delivery.seq, 2, delivery.time, ("expect", delivery, receiver)))
     for pause in pauses:
         if pause.client in members:
-            events.append((pause.after.seq, 2, ("pause", pause)))
+            events.append((pause.after.seq, 2, pause.after.time, ("pause", pause)))
     events.sort(key=lambda e: (e[0], e[1]))
+    timers = [r for r in running if r.client in members]
     steps: list[TestStep] = []
     waiting_on: Client | None = None  # who sent last, with nothing awaited since
     open_clients: set[Client] = set()
-    for _, _, event in events:
+    last_time = events[0][2] if events else 0.0
+    for seq, _, time, event in events:
         what = event[0]
         if what == "connect":
             client = event[1]
@@ -256,7 +284,12 @@ def _conversation(
             step = _send_step(names[sent.client], sent, by_value)
             if step is None:
                 continue
-            if waiting_on is not None and waiting_on is not sent.client:
+            gap = time - last_time
+            if gap >= 50 and any(r.start < seq <= r.end for r in timers):
+                # While a timer runs, a message's moment decides which pushes come before
+                # it: as long a pause as recorded keeps them in the recorded order.
+                steps.append({"wait": nice_duration(round_interval(gap))})
+            elif waiting_on is not None and waiting_on is not sent.client:
                 steps.append({"wait": SETTLE})
             steps.append(step)
             waiting_on = sent.client
@@ -285,18 +318,23 @@ def _conversation(
                 steps.append(step)
                 waiting_on = None
             open_clients.discard(client)
-    who = (
-        " and ".join(names[c] for c in group)
-        if len(group) < 4
-        else (", ".join(names[c] for c in group[:3]) + f" and {len(group) - 3} more")
-    )
+        last_time = time
+    shown = [names[c] for c in group[:3]] + ([f"{len(group) - 3} more"] if len(group) > 3 else [])
+    who = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
     done: list[str] = []
     for sent in sorted((s for c in group for s in c.sent), key=lambda s: s.seq):
         label = labels.get(sent)
         if label and label not in done:
             done.append(label)
-    what_they_did = f" ({', '.join(done[:5])}{', …' if len(done) > 5 else ''})" if done else ""
-    return {"name": f"{name}: {who}{what_they_did}", "steps": steps}
+    if done:
+        what = f" ({', '.join(done[:5])}{', …' if len(done) > 5 else ''})"
+    else:
+        # Clients that sent nothing are told apart by where and how they connected.
+        first = group[0]
+        what = f" connects to {first.path}"
+        if first.query:
+            what += " with " + "&".join(f"{k}={v}" for k, v in first.query.items())
+    return {"name": f"{name}: {who}{what}", "steps": steps}
 
 
 def _client_names(group: Sequence[Client]) -> dict[Client, str]:
@@ -387,9 +425,9 @@ def _expect_step(
             return None
     # Values made by the server are named once captured, by the client that captured them.
     names = {
-        v: found.name
-        for v, found in captured.items()
-        if found.delivery is not delivery or found.client is not receiver
+        v: n
+        for v, n in by_value.items()
+        if captured[v].delivery is not delivery or captured[v].client is not receiver
     }
     expected = expectation.spec.expectation(value, names)
     step: ExpectStep = {"client": name, "expect": expected}
@@ -463,9 +501,11 @@ def _refused(name: str, refusal: Refusal, rule: AuthRule | None) -> Test:
         how = f"closed {refusal.code}"
     why = ""
     if rule is not None:
+        source, key = rule.feature
+        sent = (refusal.query if source == "query" else refusal.headers) or {}
         why = (
             f" without {rule.expression}"
-            if rule.allowed is None
-            else f": {rule.expression} unknown"
+            if not sent.get(key)
+            else f" with an unknown {rule.expression}"
         )
     return {"name": f"{name}: refused{why}, {how}", "steps": steps}

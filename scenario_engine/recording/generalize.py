@@ -7,15 +7,19 @@ values in *every* occurrence, in this order:
 1. a value of the request (``msg.seq``, also nested or under another name; ``raw`` for text),
    equal in every occurrence: a constant of the request is taken from it only when the reply
    names it alike (``symbol: msg.symbol``), since a coincidence is likely otherwise;
-2. the client's own id (``conn.id``), a timer's run (``timer.count``), a count of the
-   client's messages of that kind (a ``session`` counter);
+2. the client's own id (``conn.id``), text the client sent in an earlier message (a name
+   it gave: kept in ``session`` by that message's handler), a timer's run
+   (``timer.count``), a count of the client's messages of that kind (a ``session`` counter);
 3. the recording's wall clock: ``now()`` (milliseconds) or ``now() / 1000`` (seconds); an
    ISO date stays as recorded (no function makes one) and a test matches its shape;
 4. a constant: equal in every occurrence;
 5. fresh ids (``uuid()``, ``id("game")``, ``id()``) when they differ, or when a value seen once
    is sent back by a client later (so it is an id the server made);
 6. text around a request's value (``"Hello ${msg.name}"``);
-7. numbers that vary: ``random(lo, hi)``; anything else that varies: the first value, and
+7. a value that is the same for each value of a query parameter or a request's text field,
+   and differs between them: a table (a top-level ``let``) looked up by it
+   (``names[query.token]``);
+8. numbers that vary: ``random(lo, hi)``; anything else that varies: the first value, and
    ``any`` in tests.
 
 The result is a ``Spec``: ``template()`` is the IR template for the mock, ``expectation(v)``
@@ -28,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +93,11 @@ class Context:
     timer_count: int | None = None
     #: How many messages of this kind the client had sent, this one included.
     counter: int | None = None
+    #: The query of the client's handshake.
+    query: dict[str, str] = field(default_factory=dict)
+    #: What the client said before, in its latest message of each kind: (kind, path of
+    #: ``msg``) → the text there.
+    said: dict[tuple[Hashable, str], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,6 +110,11 @@ class Recorded:
     echoed: set[str] = field(default_factory=set)
     #: The paths of ``msg`` never to take a reply's value from (the message's kind).
     excluded: tuple[str, ...] = ()
+    #: The tables values are looked up in (top-level ``let``s), shared by every rule.
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: What the handlers remember in ``session``: (kind, path of ``msg``) → the name in
+    #: ``session`` that a message of that kind sets, shared by every rule.
+    memory: dict[tuple[Hashable, str], str] = field(default_factory=dict)
 
 
 class Spec:
@@ -165,6 +179,16 @@ class Counted(Spec):
 
 
 @dataclass
+class Lookup(Spec):
+    """A value found in a table by a request's value: ``names[query.token]``."""
+
+    expression: str
+
+    def template(self) -> Any:
+        return "${" + self.expression + "}"
+
+
+@dataclass
 class Varying(Spec):
     """A value that differs on a replay: made by ``expression`` in the mock (None: the first
     value recorded), expected as ``pattern`` (None: ``any``)."""
@@ -180,6 +204,8 @@ class Varying(Spec):
         return _literal(self.first) if self.expression is None else "${" + self.expression + "}"
 
     def expectation(self, recorded: Any, names: Names) -> Any:
+        if self.capturable and isinstance(recorded, str) and recorded in names:
+            return "${" + names[recorded] + "}"  # an id a test captured earlier
         return ANY if self.pattern is None else matches(self.pattern)
 
 
@@ -304,6 +330,31 @@ def _identity(
     return None
 
 
+def _remembered(
+    values: Sequence[Any], contexts: Sequence[Context], recorded: Recorded, key: str | None
+) -> Spec | None:
+    """Text the client itself sent in an earlier message of some kind (a name it gave),
+    differing between clients: kept in ``session`` by that kind's handler."""
+    if not all(isinstance(v, str) for v in values) or len(set(values)) < 2:
+        return None
+    common: list[tuple[Hashable, str]] | None = None
+    for value, context in zip(values, contexts, strict=True):
+        found = [where for where, said in context.said.items() if said == value]
+        common = found if common is None else [w for w in common if w in found]
+        if not common:
+            return None
+    assert common
+    where = common[0]
+    name = recorded.memory.get(where)
+    if name is None:
+        base = _identifier(where[1].rsplit(".", 1)[-1])
+        name, n = base, 2
+        while name in recorded.memory.values():
+            name, n = f"{base}{n}", n + 1
+        recorded.memory[where] = name
+    return Counted(f"session.{name}")
+
+
 def _counted(
     values: Sequence[Any], contexts: Sequence[Context], recorded: Recorded, key: str | None
 ) -> Spec | None:
@@ -380,6 +431,68 @@ def _interpolated(
     return Interpolated(before, path, after)
 
 
+def _lookup(
+    values: Sequence[Any], contexts: Sequence[Context], recorded: Recorded, key: str | None
+) -> Spec | None:
+    """A value that is always the same for the same value of a query parameter or of a
+    request's field, and differs between them: a table, looked up by it."""
+    if len({json.dumps(v, sort_keys=True) for v in values}) < 2:
+        return None
+    for source in _sources(contexts, recorded):
+        table: dict[str, Any] = {}
+        for value, context in zip(values, contexts, strict=True):
+            found = _source_value(source, context)
+            if not isinstance(found, str):
+                break
+            if found in table and not (
+                equal(table[found], value) and type(value) is type(table[found])
+            ):
+                break
+            table[found] = value
+        else:
+            if len(table) < 2:
+                continue
+            name = _table_name(key, table, recorded.tables)
+            recorded.tables[name] = {k: _literal(v) for k, v in table.items()}
+            return Lookup(f"{name}[{source}]")
+    return None
+
+
+def _sources(contexts: Sequence[Context], recorded: Recorded) -> list[str]:
+    """Where a table's key may come from: the request's text fields, the query's values."""
+    sources: list[str] | None = None
+    for context in contexts:
+        found = [
+            f"query.{k}" if _NAME.fullmatch(k) else f"query[{string_literal(k)}]"
+            for k in context.query
+        ]
+        if context.has_msg:
+            found += [p for p, v in _text_leaves(context.msg, None) if p not in recorded.excluded]
+        sources = found if sources is None else [s for s in sources if s in found]
+    return sources or []
+
+
+def _source_value(source: str, context: Context) -> Any:
+    if source.startswith("query"):
+        for key, value in context.query.items():
+            if source in (f"query.{key}", f"query[{string_literal(key)}]"):
+                return value
+        return None
+    for path, value in _text_leaves(context.msg, None):
+        if path == source:
+            return value
+    return None
+
+
+def _table_name(key: str | None, table: dict[str, Any], tables: dict[str, dict[str, Any]]) -> str:
+    base = _identifier(key or "value")
+    base = base if base.endswith("s") else base + "s"
+    name, n = base, 2
+    while name in tables and tables[name] != {k: _literal(v) for k, v in table.items()}:
+        name, n = f"{base}{n}", n + 1
+    return name
+
+
 def _random(
     values: Sequence[Any], contexts: Sequence[Context], recorded: Recorded, key: str | None
 ) -> Spec | None:
@@ -393,11 +506,13 @@ _Rule = Callable[[Sequence[Any], Sequence[Context], Recorded, "str | None"], "Sp
 _RULES: tuple[_Rule, ...] = (
     _from_request,
     _identity,
+    _remembered,
     _counted,
     _clock,
     _constant,
     _fresh_ids,
     _interpolated,
+    _lookup,
     _random,
 )
 

@@ -15,12 +15,14 @@ deliveries that have one, and only those.
 
 from __future__ import annotations
 
+import json
+import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..language.ir import Action, BroadcastBody, CloseBody
+from ..language.ir import Action, BroadcastBody, CloseBody, IfAction
 from .audience import Audience, Occasion, RoomRule, resolve
 from .generalize import Context, Recorded, Spec, generalize, string_literal
 from .kinds import Kind
@@ -86,19 +88,39 @@ class Built:
 
 
 def context_of(
-    trigger: Trigger, identities: dict[Client, str], counter: int | None = None
+    trigger: Trigger,
+    identities: dict[Client, str],
+    kinds: dict[Sent, Kind],
+    counter: int | None = None,
 ) -> Context:
     sent = trigger.sent
-    if sent is None:
-        return Context(identity=identities.get(trigger.client), counter=counter)
-    payload = sent.payload
-    return Context(
-        msg=payload.value,
-        raw=payload.text,
-        has_msg=payload.data is None,
-        identity=identities.get(trigger.client),
-        counter=counter,
+    client = trigger.client
+    said: dict[tuple[Hashable, str], str] = {}
+    for earlier in client.sent:
+        if earlier.seq >= trigger.seq:
+            break
+        kind = kinds.get(earlier)
+        if kind is not None and isinstance(earlier.payload.value, dict):
+            for path, text in _text_paths(earlier.payload.value, "msg"):
+                if path != kind.key_path:
+                    said[(kind, path)] = text
+    context = Context(
+        identity=identities.get(client), counter=counter, query=client.query, said=said
     )
+    if sent is not None:
+        context.msg = sent.payload.value
+        context.raw = sent.payload.text
+        context.has_msg = sent.payload.data is None
+    return context
+
+
+def _text_paths(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                yield from _text_paths(item, f"{path}.{key}")
 
 
 def build_actions(given: HandlerInput) -> Built:
@@ -106,51 +128,27 @@ def build_actions(given: HandlerInput) -> Built:
     triggers = given.triggers
     counters = _counters(triggers)
     slots = _slots(triggers, given.effects, given.recorded)
+    branch = _branch(slots, triggers, given.kind)
     actions: list[Action] = []
-    expectations: dict[Delivery, Expectation] = {}
-    rooms: list[RoomRule] = []
-    used: set[str] = set()
+    made = _Made()
+    conditional: IfAction | None = None
     for slot in slots:
-        present = [t for t in triggers if t in slot.entries]
-        values = [slot.entries[t].delivery.payload.value for t in present]
-        if any(isinstance(v, bytes) for v in values):
-            spec = _binary_spec(slot, present)
-            if spec is None:
+        if branch is not None and slot in branch.slots:
+            holds = slot in branch.then_slots
+            chosen = [t for t in triggers if (t in branch.holds) == holds]
+            action = _slot_action(slot, chosen, counters, given, made, always=True)
+            if action is None:
                 continue
-        else:
-            contexts = [context_of(t, given.identities, counters[t]) for t in present]
-            spec = generalize(values, contexts, given.recorded)
-        used |= spec.uses()
-        if slot.classes == {"self"}:
-            if len(present) * 2 < len(triggers):
-                continue
-            action: Action = {"send": spec.template()}
-            for trigger in present:
-                delivery = slot.entries[trigger].delivery
-                expectations[delivery] = Expectation(
-                    spec, {trigger.client}, _within(slot), trigger.client
-                )
-        else:
-            occasions = [
-                Occasion(t, slot.entries[t].delivery if t in slot.entries else None)
-                for t in triggers
-            ]
-            audience = resolve(
-                occasions, given.clients, given.messages, given.kinds, given.room_name
-            )
-            action = _broadcast(spec.template(), audience)
-            if audience.room is not None and audience.room not in rooms:
-                rooms.append(audience.room)
-            for occasion, predicted in zip(occasions, audience.predicted, strict=True):
-                if occasion.delivery is not None:
-                    explained = predicted & set(occasion.delivery.receivers)
-                    if explained:
-                        expectations[occasion.delivery] = Expectation(
-                            spec, explained, _within(slot), occasion.trigger.client
-                        )
-        if slot.delay is not None:
-            action = {"after": {"delay": nice_duration(slot.delay), "do": [action]}}
-        actions.append(action)
+            if conditional is None:
+                conditional = {"if": branch.condition, "then": [], "else": []}
+                actions.append(conditional)
+            conditional["then" if holds else "else"].append(action)
+            continue
+        action = _slot_action(slot, triggers, counters, given, made, always=False)
+        if action is not None:
+            actions.append(action)
+    if conditional is not None and not conditional["else"]:
+        del conditional["else"]
     closes = _closes(triggers, given.closes)
     if closes:
         code, reason = closes
@@ -165,12 +163,179 @@ def build_actions(given: HandlerInput) -> Built:
                 "value": f"${{(session.{name} ?? 0) + 1}}",
             }
         }
-        for name in sorted(used)
+        for name in sorted(made.counters)
     ]
     closed = {
         t.client: given.closes[t] for t in triggers if t in given.closes and closes is not None
     }
-    return Built(counting + actions, expectations, closed, rooms)
+    return Built(counting + actions, made.expectations, closed, made.rooms)
+
+
+@dataclass
+class _Made:
+    """What the slots' actions give the rest: expectations, rooms, session counters."""
+
+    expectations: dict[Delivery, Expectation] = field(default_factory=dict)
+    rooms: list[RoomRule] = field(default_factory=list)
+    counters: set[str] = field(default_factory=set)
+
+
+def _slot_action(
+    slot: _Slot,
+    triggers: Sequence[Trigger],
+    counters: dict[Trigger, int],
+    given: HandlerInput,
+    made: _Made,
+    always: bool,
+) -> Action | None:
+    """The action of one slot over the occurrences ``triggers`` (None: it is not made).
+    ``always``: the slot happens in each of them (a branch of an ``if``)."""
+    present = [t for t in triggers if t in slot.entries]
+    if not present:
+        return None
+    values = [slot.entries[t].delivery.payload.value for t in present]
+    if any(isinstance(v, bytes) for v in values):
+        spec = _binary_spec(slot, present)
+        if spec is None:
+            return None
+    else:
+        contexts = [context_of(t, given.identities, given.kinds, counters[t]) for t in present]
+        spec = generalize(values, contexts, given.recorded)
+    action: Action
+    if slot.classes == {"self"}:
+        if not always and len(present) * 2 < len(triggers):
+            return None  # a reply that seldom came, and nothing in the request says when
+        made.counters |= spec.uses()
+        action = {"send": spec.template()}
+        for trigger in present:
+            delivery = slot.entries[trigger].delivery
+            made.expectations[delivery] = Expectation(
+                spec, {trigger.client}, _within(slot), trigger.client
+            )
+    else:
+        made.counters |= spec.uses()
+        occasions = [
+            Occasion(t, slot.entries[t].delivery if t in slot.entries else None) for t in triggers
+        ]
+        audience = resolve(occasions, given.clients, given.messages, given.kinds, given.room_name)
+        action = _broadcast(spec.template(), audience)
+        if audience.room is not None and audience.room not in made.rooms:
+            made.rooms.append(audience.room)
+        for occasion, predicted in zip(occasions, audience.predicted, strict=True):
+            if occasion.delivery is not None:
+                explained = predicted & set(occasion.delivery.receivers)
+                if explained:
+                    made.expectations[occasion.delivery] = Expectation(
+                        spec, explained, _within(slot), occasion.trigger.client
+                    )
+    if slot.delay is not None:
+        action = {"after": {"delay": nice_duration(slot.delay), "do": [action]}}
+    return action
+
+
+@dataclass
+class _Branch:
+    """An ``if`` on the request: the slots that happen when it holds (``then_slots``) or
+    not (the others of ``slots``), and the occurrences where it holds."""
+
+    condition: str
+    holds: set[Trigger]
+    slots: set[_Slot]
+    then_slots: set[_Slot]
+
+
+def _branch(
+    slots: Sequence[_Slot], triggers: Sequence[Trigger], kind: Kind | None
+) -> _Branch | None:
+    """When the occurrences had two different sets of replies to the sender, and one field of
+    the request tells which (its presence, its type, its value), with two occurrences or more
+    on one side: that field's condition."""
+    # Replies that reach the sender whenever they happen: their absence means they did not.
+    telling = [
+        s
+        for s in slots
+        if all(t.client in e.delivery.receivers for t, e in s.entries.items()) and s.delay is None
+    ]
+    outcomes = {t: frozenset(s for s in telling if t in s.entries) for t in triggers}
+    if len(set(outcomes.values())) != 2 or any(t.sent is None for t in triggers):
+        return None
+    messages = {t: t.sent.payload.value for t in triggers if t.sent is not None}
+    if not all(isinstance(m, dict) for m in messages.values()):
+        return None
+    excluded = kind.key_path if kind is not None else None
+    for condition, test in _conditions(list(messages.values()), excluded):
+        holds = {t for t in triggers if test(messages[t])}
+        yes = {outcomes[t] for t in holds}
+        no = {outcomes[t] for t in triggers if t not in holds}
+        if (
+            len(yes) == 1
+            and len(no) == 1
+            and yes != no
+            and max(len(holds), len(triggers) - len(holds)) >= 2
+        ):
+            (then_outcome,), (else_outcome,) = yes, no
+            differing = set(then_outcome ^ else_outcome)
+            return _Branch(condition, holds, differing, set(then_outcome - else_outcome))
+    return None
+
+
+def _conditions(
+    messages: Sequence[dict[str, Any]], excluded: str | None
+) -> Iterator[tuple[str, Callable[[Any], bool]]]:
+    """Conditions on one field of the messages: its presence, its type, one of its values."""
+    paths: list[str] = []
+    for message in messages:
+        for path in _scalar_paths(message, "msg"):
+            if path not in paths and path != excluded:
+                paths.append(path)
+    for path in paths:
+        yield f"{path} != null", _present(path)
+        for name in dict.fromkeys(_type_name(_at(m, path)) for m in messages):
+            yield f'typeOf({path}) == "{name}"', _typed(path, name)
+        for value in dict.fromkeys(json.dumps(_at(m, path)) for m in messages):
+            literal = json.loads(value)
+            shown = string_literal(literal) if isinstance(literal, str) else value
+            yield f"{path} == {shown}", _equal_to(path, value)
+
+
+def _present(path: str) -> Callable[[Any], bool]:
+    return lambda message: _at(message, path) is not None
+
+
+def _typed(path: str, name: str) -> Callable[[Any], bool]:
+    return lambda message: _type_name(_at(message, path)) == name
+
+
+def _equal_to(path: str, encoded: str) -> Callable[[Any], bool]:
+    return lambda message: json.dumps(_at(message, path)) == encoded
+
+
+def _scalar_paths(value: Any, path: str) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                yield from _scalar_paths(item, f"{path}.{key}")
+    elif not isinstance(value, list):
+        yield path
+
+
+def _at(message: Any, path: str) -> Any:
+    value = message
+    for key in path.split(".")[1:]:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
 
 
 def _broadcast(data: Any, audience: Audience) -> Action:

@@ -15,6 +15,7 @@ The steps, each in a module of its own:
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -24,7 +25,7 @@ from typing import Any
 from ..language.ir import Action, Document, EveryBody, Handlers, MessageHandler, Route
 from .audience import RoomRule
 from .auth import AuthRule, infer_auth
-from .conversations import Pause, write_tests
+from .conversations import Pause, Running, write_tests
 from .generalize import Context, Recorded, generalize, request_paths
 from .handlers import (
     Built,
@@ -80,26 +81,50 @@ def infer_scenario(
         [c.pattern for c in recording.clients if c.pattern],
     )
     timing = reply_window(recording.clients)
+    recorded = Recorded(recording.start, recording.end, _echoed(recording))
     routes: list[Route] = []
     expectations: dict[Delivery, Expectation] = {}
     closes: dict[Client, ServerClose] = {}
     refused: list[tuple[Refusal, AuthRule | None]] = []
     pauses: list[Pause] = []
     labels: dict[Sent, str] = {}
+    running: list[Running] = []
     for pattern in dict.fromkeys(patterns.values()):
         clients = [c for c in recording.clients if patterns[c.path] == pattern]
         refusals = [r for r in recording.refusals if patterns[r.path] == pattern]
-        inferred = _route(pattern, clients, refusals, recording, timing, notes)
+        inferred = _route(pattern, clients, refusals, recording, recorded, timing, notes)
         routes.append(inferred.route)
         expectations.update(inferred.expectations)
         closes.update(inferred.closes)
         refused.extend(inferred.refused)
         pauses.extend(inferred.pauses)
         labels.update(inferred.labels)
+        running.extend(inferred.running)
     if not any(c.sent for c in recording.clients):
         notes.append("no client sent a message: the routes have no message handlers")
-    tests = write_tests(name, recording.clients, expectations, closes, refused, pauses, labels)
+    lost = [d for d in recording.deliveries if d.payload.binary and d not in expectations]
+    if lost:
+        notes.append(
+            f"{len(lost)} binary message(s) of the server are not reproduced: a scenario sends "
+            "bytes only as the echo of a binary message it received (send raw)"
+        )
+    unsendable = [
+        s
+        for c in recording.clients
+        for s in c.sent
+        if s.payload.data is not None and not _utf8(s.payload.data)
+    ]
+    if unsendable:
+        notes.append(
+            f"{len(unsendable)} binary message(s) of the clients are not UTF-8: the tests "
+            "cannot send them and leave them out"
+        )
+    tests = write_tests(
+        name, recording.clients, expectations, closes, refused, pauses, labels, running
+    )
     document: Document = {"routes": routes}
+    if recorded.tables:
+        document["let"] = recorded.tables
     if tests:
         document["tests"] = tests
     return document
@@ -113,6 +138,7 @@ class _Inferred:
     refused: list[tuple[Refusal, AuthRule | None]]
     pauses: list[Pause]
     labels: dict[Sent, str]
+    running: list[Running]
 
 
 def _route(
@@ -120,6 +146,7 @@ def _route(
     clients: list[Client],
     refusals: list[Refusal],
     recording: Recording,
+    recorded: Recorded,
     timing: ReplyTiming,
     notes: list[str],
 ) -> _Inferred:
@@ -154,7 +181,6 @@ def _route(
     messages = sorted((s for c in clients for s in c.sent), key=lambda s: s.seq)
     kinds, kind_of = classify(messages, signature)
     identities = _identities(clients, by_trigger, recording.served)
-    recorded = Recorded(recording.start, recording.end, _echoed(recording))
     server_closes = _server_closes(clients, triggers, window)
     room_name = _room_name(pattern)
 
@@ -169,7 +195,7 @@ def _route(
                 messages=messages,
                 kinds=kind_of,
                 room_name=room_name,
-                recorded=Recorded(recorded.start, recorded.end, recorded.echoed, excluded),
+                recorded=dataclasses.replace(recorded, excluded=excluded),
                 identities=identities,
                 kind=kind,
             )
@@ -196,6 +222,11 @@ def _route(
     for part in built:
         rooms.extend(r for r in part.rooms if r not in rooms)
     joins: dict[Kind, list[Action]] = defaultdict(list)
+    for (kind_key, path), remembered in recorded.memory.items():
+        if isinstance(kind_key, Kind) and kind_key in by_kind:
+            joins[kind_key].append(
+                {"set": {"path": f"session.{remembered}", "value": f"${{{path}}}"}}
+            )
     for room in rooms:
         joined: Action = {"join": join_room(room)}
         if joined not in joins[room.kind]:
@@ -248,6 +279,11 @@ def _route(
             (r for r in rules if r.refuses(refusal.query or {}, refusal.headers or {})), None
         )
     labels = {s: kind_of[s].label for s in messages}
+    running = [
+        Running(s.receiver, s.start.seq, s.deliveries[-1].seq)
+        for s in streams
+        if s.start is not None
+    ]
     return _Inferred(
         route,
         expectations,
@@ -255,7 +291,16 @@ def _route(
         [(r, rule_of[r]) for r in explained],
         pauses,
         labels,
+        running,
     )
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _close_last(actions: list[Action]) -> list[Action]:
@@ -379,15 +424,13 @@ def _timers(
             assert stream.start is not None
             for count, delivery in enumerate(stream.deliveries, 1):
                 values.append(delivery.payload.value)
-                context = context_of(stream.start, identities)
+                context = context_of(stream.start, identities, kind_of)
                 context.timer_count = count
                 contexts.append(context)
         if any(isinstance(v, bytes) for v in values):
             continue
         excluded = (kind.key_path,) if kind and kind.key_path else ()
-        spec = generalize(
-            values, contexts, Recorded(recorded.start, recorded.end, recorded.echoed, excluded)
-        )
+        spec = generalize(values, contexts, dataclasses.replace(recorded, excluded=excluded))
         interval = round_interval(statistics.median(s.interval for s in group))
         label = shape.split("=", 1)[1] if "=" in shape else "push"
         name: Any = timer_name(label)

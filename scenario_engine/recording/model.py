@@ -251,14 +251,17 @@ def _joined(deliveries: list[Delivery]) -> list[Delivery]:
     """One-receiver deliveries of the same message within SAME_MOMENT joined into one."""
     joined: list[Delivery] = []
     for delivery in deliveries:
+        same = None
         for earlier in reversed(joined):
             if delivery.time - earlier.time > SAME_MOMENT:
                 break
             if earlier.payload.same(delivery.payload) and not any(
                 r in earlier.receivers for r in delivery.receivers
             ):
-                earlier.receivers.extend(delivery.receivers)
+                same = earlier
                 break
+        if same is not None:
+            same.receivers.extend(delivery.receivers)
         else:
             joined.append(
                 Delivery(delivery.time, delivery.seq, delivery.payload, list(delivery.receivers))

@@ -152,7 +152,8 @@ def reply_window(clients: Sequence[Client]) -> ReplyTiming:
 
 
 def _tolerance(interval: float) -> float:
-    return 0.25 * interval + 10.0
+    """How far a timer's push may stray from its beat: a timer's drift, a network's jitter."""
+    return 0.1 * interval + 15.0
 
 
 def _regular(times: Sequence[float], window: float) -> float | None:
@@ -176,7 +177,7 @@ def find_streams(
     by_client: dict[Client, list[Trigger]] = defaultdict(list)
     for trigger in triggers:
         by_client[trigger.client].append(trigger)
-    moments = sorted(t.time for t in triggers if t.kind != "close")
+    moments = sorted((t.seq, t.time) for t in triggers if t.kind != "close")
     streams: list[Stream] = []
     for client in clients:
         groups: dict[str, list[Delivery]] = defaultdict(list)
@@ -195,40 +196,42 @@ def find_streams(
     return streams
 
 
-def _answers(run: Sequence[Delivery], moments: Sequence[float], prompt: float) -> bool:
-    """Whether half the run or more came promptly after something a client did: answers
-    to those, at the pace the clients went, not a timer."""
+def _answers(run: Sequence[Delivery], moments: Sequence[tuple[int, float]], prompt: float) -> bool:
+    """Whether half the run or more came promptly after something a client did (``moments``:
+    their ``seq`` and time): answers to those, at the pace the clients went, not a timer."""
     prompt_ones = 0
     for delivery in run:
-        i = bisect.bisect_right(moments, delivery.time) - 1
-        if i >= 0 and delivery.time - moments[i] <= prompt:
+        i = bisect.bisect_left(moments, (delivery.seq, 0.0)) - 1
+        if i >= 0 and delivery.time - moments[i][1] <= prompt:
             prompt_ones += 1
     return prompt_ones * 2 >= len(run)
 
 
 def _runs(deliveries: list[Delivery], window: float) -> list[tuple[str | None, list[Delivery]]]:
-    """The regular runs among deliveries of one kind: all of them, or split by the value of
-    one field when several streams of the kind ran at once."""
-    runs = _regular_runs(deliveries, window)
-    if runs:
-        return [(None, run) for run in runs]
+    """The regular runs among deliveries of one kind: of all of them, or of each value of one
+    text field when several streams of the kind ran at once (``symbol``) — whichever leaves
+    fewer deliveries out of a run of three or more."""
+    options: list[list[tuple[str | None, list[Delivery]]]] = [
+        [(None, run) for run in _regular_runs(deliveries, window)]
+    ]
     values = [d.payload.value for d in deliveries]
-    if not all(isinstance(v, dict) for v in values):
-        return []
-    for key in values[0]:
-        if not all(
-            isinstance(v.get(key), str | int) and not isinstance(v.get(key), bool) for v in values
-        ):
-            continue
-        parts: dict[Any, list[Delivery]] = defaultdict(list)
-        for delivery, value in zip(deliveries, values, strict=True):
-            parts[value[key]].append(delivery)
-        if not 2 <= len(parts) <= len(deliveries) // 2:
-            continue
-        found = [(key, run) for part in parts.values() for run in _regular_runs(part, window)]
-        if found and sum(len(run) for _, run in found) * 2 >= len(deliveries):
-            return found
-    return []
+    if all(isinstance(v, dict) for v in values):
+        for key in values[0]:
+            if not all(isinstance(v.get(key), str) for v in values):
+                continue
+            parts: dict[Any, list[Delivery]] = defaultdict(list)
+            for delivery, value in zip(deliveries, values, strict=True):
+                parts[value[key]].append(delivery)
+            if 2 <= len(parts) <= len(deliveries) // 2:
+                options.append(
+                    [(key, run) for part in parts.values() for run in _regular_runs(part, window)]
+                )
+
+    def covered(option: list[tuple[str | None, list[Delivery]]]) -> tuple[int, int]:
+        lengths = [len(run) for _, run in option]
+        return sum(n for n in lengths if n >= 3), sum(lengths)
+
+    return max(options, key=covered)  # the first of equals: no split
 
 
 def _regular_runs(deliveries: list[Delivery], window: float) -> list[list[Delivery]]:
@@ -264,23 +267,38 @@ def _stream(
     assert interval is not None
     tolerance = _tolerance(interval)
     first, last = run[0], run[-1]
-    before = [t for t in triggers if t.seq < first.seq and t.kind != "close"]
+    # The stream's own value (its symbol), which the messages that start and stop it name.
+    marker = first.payload.value.get(split) if split is not None else None
+
+    def names_it(trigger: Trigger) -> bool:
+        return marker is None or (
+            trigger.sent is not None and marker in _leaves(trigger.sent.payload.value)
+        )
+
+    before = [t for t in triggers if t.seq < first.seq and t.kind != "close" and names_it(t)]
     start = None
-    if before and abs(first.time - before[-1].time - interval) <= tolerance:
+    # A timer's first run comes one interval after it starts: give or take a slow start.
+    if before and 0.5 * interval <= first.time - before[-1].time <= 1.5 * interval + tolerance:
         start = before[-1]
     elif len(run) < 3:
         return None  # two messages at one interval, after nothing: no evidence of a timer
     # The next push was due by then: what came before it stopped the stream.
     due = last.time + interval + tolerance
-    after = [t for t in triggers if t.seq > last.seq]
-    stop = None
-    limited = False
-    if after and after[0].kind == "message" and after[0].time <= due:
-        stop = after[0]
-    elif not (client.closed is not None and client.closed <= due) and end > due:
-        limited = True
+    after = [t for t in triggers if t.seq > last.seq and t.time <= due and t.kind != "connect"]
+    stop = next((t for t in after if t.kind == "message" and names_it(t)), None)
+    limited = (
+        stop is None and not (client.closed is not None and client.closed <= due) and end > due
+    )
     shared = all(len(d.receivers) > 1 for d in run)
     return Stream(client, run, interval, shape, split, start, stop, limited, shared)
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
 
 
 def attribute(
