@@ -514,7 +514,8 @@ async def test_an_unreachable_server_gets_the_client_a_502_and_the_proxy_goes_on
         assert events(proxy) == [] and said == []
     assert len(warned) == 2
     assert re.fullmatch(
-        rf"error: cannot reach ws://127\.0\.0\.1:{port}/chat: .+; the client got 502 Bad Gateway",
+        rf"error: cannot reach ws://127\.0\.0\.1:{port}/chat: connection refused \(is the server "
+        r"running\?\); the client got 502 Bad Gateway",
         warned[0],
     ), warned
 

@@ -467,6 +467,9 @@ def _frames(events: Iterable[object]) -> list[Frame]:
 
 
 def _why(err: BaseException) -> str:
+    """Why the server could not be reached, in words (asyncio says "Connect call failed")."""
+    if isinstance(err, ConnectionRefusedError):
+        return "connection refused (is the server running?)"
     if isinstance(err, ssl.SSLCertVerificationError):
         return f"{err.verify_message} (--insecure accepts any certificate)"
     if isinstance(err, OSError) and err.strerror:
