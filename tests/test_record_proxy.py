@@ -15,6 +15,7 @@ import json
 import re
 import signal
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from support import (
     handshake_status,
     recv,
     run_cli,
+    self_signed_certificate,
     start_backend,
     start_record,
 )
@@ -43,6 +45,7 @@ from websockets.typing import Subprotocol
 
 from scenario_engine.recording.proxy import RecordingProxy
 from scenario_engine.runtime.journal import Journal
+from scenario_engine.testing.runner import unverified_tls
 
 pytestmark = pytest.mark.e2e
 
@@ -74,16 +77,21 @@ class TargetConnection:
         self.protocol = protocol
         self.writer = writer
         self.frames: asyncio.Queue[Frame | None] = asyncio.Queue()  # None: TCP ended
+        self.ended = False  # the protocol ended the stream
 
     def flush(self) -> None:
         chunks = self.protocol.data_to_send()
-        if self.writer.is_closing() or not self.writer.can_write_eof():
-            return  # closed, or half-closed already
+        if self.writer.is_closing() or self.ended:
+            return
         data = b"".join(chunks)
         if data:
             self.writer.write(data)
         if chunks and chunks[-1] == b"":
-            self.writer.write_eof()
+            self.ended = True
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            else:  # TLS
+                self.writer.close()
 
     async def next_frame(self, within: float = BOUND) -> Frame | None:
         """The next frame the client sent (None: the TCP connection ended)."""
@@ -111,7 +119,8 @@ class TargetConnection:
 class RawTarget:
     """The server behind the proxy. ``echo``: every message is sent back; ``pongs``: pings
     are answered; ``subprotocols``: those it speaks; ``refuse``: a response instead of the
-    handshake for the requests it returns one for; ``response_headers``: added to its 101."""
+    handshake for the requests it returns one for; ``response_headers``: added to its 101;
+    ``greeting``: a message sent with the 101; ``tls``: serve wss://."""
 
     def __init__(
         self,
@@ -122,6 +131,7 @@ class RawTarget:
         refuse: Callable[[Request], Response | None] | None = None,
         response_headers: dict[str, str] | None = None,
         greeting: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.echo = echo
         self.pongs = pongs
@@ -129,12 +139,13 @@ class RawTarget:
         self.refuse = refuse
         self.response_headers = response_headers or {}
         self.greeting = greeting
+        self.tls = tls
         self.accepted: asyncio.Queue[TargetConnection] = asyncio.Queue()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> RawTarget:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.tls)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -147,7 +158,8 @@ class RawTarget:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        scheme = "ws" if self.tls is None else "wss"
+        return f"{scheme}://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
 
     async def connection(self) -> TargetConnection:
         return await asyncio.wait_for(self.accepted.get(), BOUND)
@@ -518,6 +530,29 @@ async def test_an_unreachable_server_gets_the_client_a_502_and_the_proxy_goes_on
         r"running\?\); the client got 502 Bad Gateway",
         warned[0],
     ), warned
+
+
+@async_test
+async def test_a_wss_server_is_recorded_with_its_certificate_checked_or_insecure(
+    tmp_path: Path,
+) -> None:
+    """A self-signed wss:// server: the proxy refuses it (502, and why) unless told to trust
+    any certificate, as ``test --insecure`` does."""
+    cert, key = self_signed_certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    async with RawTarget(tls=context) as target:
+        async with proxying(target, tls=unverified_tls()) as (proxy, _, warned):
+            async with connect(proxy.url + "/echo", open_timeout=BOUND) as ws:
+                await ws.send("over TLS")
+                assert await recv(ws) == "over TLS"
+            assert warned == []
+        async with proxying(target) as (proxy, _, warned):
+            refused = await handshake_status(proxy.url + "/echo")
+        url = target.url
+    assert refused.response.status_code == 502
+    assert warned[0].startswith(f"error: cannot reach {url}/echo: "), warned
+    assert "(--insecure accepts any certificate)" in warned[0], warned
 
 
 @async_test

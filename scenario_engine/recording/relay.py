@@ -109,17 +109,23 @@ class Peer:
         self.protocol = protocol
         self.reader = reader
         self.writer = writer
+        #: The protocol ended the stream: nothing more may be written.
+        self._ended = False
 
     def flush(self) -> None:
         """Write what the protocol has to send; half-close when it says so."""
         chunks = self.protocol.data_to_send()
-        if not chunks or self.writer.is_closing() or not self.writer.can_write_eof():
+        if not chunks or self.writer.is_closing() or self._ended:
             return  # nothing to write, or closed or half-closed already
         data = b"".join(chunks)
         if data:
             self.writer.write(data)
-        if chunks[-1] == b"" and self.writer.can_write_eof():  # websockets' end of stream
-            self.writer.write_eof()
+        if chunks[-1] == b"":  # websockets' end of the stream
+            self._ended = True
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            else:  # TLS cannot half-close: close once what is buffered is written
+                self.writer.close()
 
     async def drain(self) -> None:
         with contextlib.suppress(ConnectionError):
