@@ -43,6 +43,7 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
+from scenario_engine.recording import relay
 from scenario_engine.recording.proxy import RecordingProxy
 from scenario_engine.runtime.journal import Journal
 from scenario_engine.testing.runner import unverified_tls
@@ -53,11 +54,11 @@ pytestmark = pytest.mark.e2e
 # ---- a server that shows every frame -------------------------------------------------------
 
 
-class _SilentProtocol(ServerProtocol):
-    """A server protocol that never answers a ping."""
+class _MuteProtocol(ServerProtocol):
+    """A server protocol that answers neither pings nor close frames."""
 
     def recv_frame(self, frame: Frame) -> None:
-        if frame.opcode is Opcode.PING:
+        if frame.opcode in (Opcode.PING, Opcode.CLOSE):
             self.events.append(frame)
             return
         super().recv_frame(frame)
@@ -117,16 +118,16 @@ class TargetConnection:
 
 
 class RawTarget:
-    """The server behind the proxy. ``echo``: every message is sent back; ``pongs``: pings
-    are answered; ``subprotocols``: those it speaks; ``refuse``: a response instead of the
-    handshake for the requests it returns one for; ``response_headers``: added to its 101;
-    ``greeting``: a message sent with the 101; ``tls``: serve wss://."""
+    """The server behind the proxy. ``echo``: every message is sent back; ``mute``: neither
+    pings nor closes are answered; ``subprotocols``: those it speaks; ``refuse``: a response
+    instead of the handshake for the requests it returns one for; ``response_headers``: added
+    to its 101; ``greeting``: a message sent with the 101; ``tls``: serve wss://."""
 
     def __init__(
         self,
         *,
         echo: bool = True,
-        pongs: bool = True,
+        mute: bool = False,
         subprotocols: list[str] | None = None,
         refuse: Callable[[Request], Response | None] | None = None,
         response_headers: dict[str, str] | None = None,
@@ -134,7 +135,7 @@ class RawTarget:
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.echo = echo
-        self.pongs = pongs
+        self.mute = mute
         self.subprotocols = subprotocols
         self.refuse = refuse
         self.response_headers = response_headers or {}
@@ -168,7 +169,7 @@ class RawTarget:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
-        kind = ServerProtocol if self.pongs else _SilentProtocol
+        kind = _MuteProtocol if self.mute else ServerProtocol
         protocol = kind(subprotocols=[Subprotocol(s) for s in self.subprotocols or []] or None)
         conn: TargetConnection | None = None
         try:
@@ -235,7 +236,7 @@ async def proxying(
     try:
         yield proxy, said, warned
     finally:
-        await proxy.close()
+        await asyncio.wait_for(proxy.close(), 2 * BOUND)
 
 
 def events(proxy: RecordingProxy, *kinds: str) -> list[dict[str, Any]]:
@@ -333,7 +334,7 @@ async def test_the_client_gets_the_servers_pong_only() -> None:
     not answer pings leaves it without a pong: the proxy never answers for it."""
     for pongs in (True, False):
         async with (
-            RawTarget(pongs=pongs) as target,
+            RawTarget(mute=not pongs) as target,
             proxying(target) as (proxy, _, _),
             await RawClient.open(proxy.url + "/ws") as client,
         ):
@@ -510,6 +511,35 @@ async def test_the_journal_holds_the_conversation_as_the_server_had_it() -> None
         "← binary 3 bytes: 00 01 02",
         "closed by the client: 1000",
     ]
+
+
+@async_test
+async def test_stopping_closes_both_sides_with_1001_and_cuts_who_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(relay, "CLOSE_TIMEOUT", 0.2 * UNIT)
+    async with RawTarget(mute=True) as target:
+        async with proxying(target) as (proxy, said, _):
+            polite = await connect(proxy.url + "/ws", open_timeout=BOUND)
+            silent = await RawClient.open(proxy.url + "/ws", answer=False)
+            conns = [await target.connection(), await target.connection()]
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await asyncio.wait_for(proxy.close(), BOUND)
+            took = loop.time() - started
+            recorded = [shown(e) for e in events(proxy, "close")]
+        assert await closed(polite) == (1001, "")
+        assert close_of(await silent.next_frame()).code == 1001
+        with pytest.raises((EOFError, OSError)):  # then cut off
+            await silent.next_event()
+        await silent.aclose()
+        for conn in conns:
+            frame = await conn.next_frame()
+            assert frame is not None and close_of(frame).code == 1001
+    # The silent client and the mute server were cut at the close timeout.
+    assert 0.2 * UNIT <= took < BOUND, took
+    assert recorded == 2 * [{"event": "close", "code": 1001, "reason": "", "by": "client"}]
+    assert said[-1].endswith("closed by the proxy, stopping: 1001")
 
 
 @async_test

@@ -188,6 +188,7 @@ class Relay:
                 peer.protocol.send_close(CloseCode.GOING_AWAY)
                 peer.flush()
         self._end(CloseCode.GOING_AWAY, "", "client")
+        self._start_deadline()
 
     # ---- one direction -----------------------------------------------------------------------
     async def _pump(self, source: Peer, target: Peer) -> None:
