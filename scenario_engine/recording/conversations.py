@@ -40,6 +40,9 @@ _NAME_KEYS = ("username", "name", "user", "nick", "nickname", "from")
 _WORD = re.compile(r"[a-z][a-z0-9_]{0,15}")
 #: Between two clients' messages with nothing awaited in between.
 SETTLE = "50ms"
+#: A test replays this much of a conversation at most: a test is read by people, and a long
+#: recording says the same things many times over.
+MAX_STEPS = 300
 
 
 @dataclass
@@ -69,14 +72,21 @@ def write_tests(
     pauses: Sequence[Pause],
     labels: dict[Sent, str],
     running: Sequence[Running] = (),
+    notes: list[str] | None = None,
 ) -> list[Test]:
-    """The tests of a recording: its conversations, then its refusals."""
+    """The tests of a recording: its conversations, then its refusals. A conversation cut
+    at MAX_STEPS is said in ``notes``."""
     captured = _captured_values(clients, expectations)
     groups = _groups(clients, expectations, captured)
     tests: list[Test] = []
     seen: set[str] = set()
     for group in groups:
         test = _conversation(name, group, expectations, closes, captured, pauses, labels, running)
+        if len(test["steps"]) >= MAX_STEPS and notes is not None:
+            notes.append(
+                f"the test {test['name']!r} replays the first {MAX_STEPS} steps of its "
+                "conversation only"
+            )
         _add(tests, seen, test)
     for refusal, rule in refusals:
         _add(tests, seen, _refused(name, refusal, rule))
@@ -272,6 +282,8 @@ def _conversation(
     open_clients: set[Client] = set()
     last_time = events[0][2] if events else 0.0
     for seq, _, time, event in events:
+        if len(steps) >= MAX_STEPS:
+            break
         what = event[0]
         if what == "connect":
             client = event[1]

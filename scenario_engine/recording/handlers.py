@@ -29,7 +29,14 @@ from .kinds import Kind
 from .model import Client, Delivery, Sent
 from .timing import Effect, Trigger, nice_duration, reply_shape, round_interval
 
-__all__ = ["Expectation", "HandlerInput", "ServerClose", "build_actions", "context_of"]
+__all__ = [
+    "Expectation",
+    "HandlerInput",
+    "ServerClose",
+    "build_actions",
+    "context_of",
+    "said_before",
+]
 
 
 @dataclass
@@ -66,6 +73,7 @@ class HandlerInput:
     room_name: str
     recorded: Recorded
     identities: dict[Client, str]
+    said: dict[Trigger, dict[tuple[Hashable, str], str]]
     #: The path of msg naming the kind (a reply takes no value from it).
     kind: Kind | None = None
 
@@ -87,25 +95,38 @@ class Built:
     rooms: list[RoomRule]
 
 
+def said_before(
+    triggers: Sequence[Trigger], kinds: dict[Sent, Kind]
+) -> dict[Trigger, dict[tuple[Hashable, str], str]]:
+    """For each trigger, what its client had said before it: in the latest message of each
+    kind, (kind, path of ``msg``) → the text there."""
+    said: dict[Client, dict[tuple[Hashable, str], str]] = {}
+    found = {}
+    for trigger in sorted(triggers, key=lambda t: t.seq):
+        so_far = said.setdefault(trigger.client, {})
+        found[trigger] = dict(so_far)
+        sent = trigger.sent
+        kind = kinds.get(sent) if sent is not None else None
+        if sent is not None and kind is not None and isinstance(sent.payload.value, dict):
+            for path, text in _text_paths(sent.payload.value, "msg"):
+                if path != kind.key_path:
+                    so_far[(kind, path)] = text
+    return found
+
+
 def context_of(
     trigger: Trigger,
     identities: dict[Client, str],
-    kinds: dict[Sent, Kind],
+    said: dict[Trigger, dict[tuple[Hashable, str], str]],
     counter: int | None = None,
 ) -> Context:
     sent = trigger.sent
     client = trigger.client
-    said: dict[tuple[Hashable, str], str] = {}
-    for earlier in client.sent:
-        if earlier.seq >= trigger.seq:
-            break
-        kind = kinds.get(earlier)
-        if kind is not None and isinstance(earlier.payload.value, dict):
-            for path, text in _text_paths(earlier.payload.value, "msg"):
-                if path != kind.key_path:
-                    said[(kind, path)] = text
     context = Context(
-        identity=identities.get(client), counter=counter, query=client.query, said=said
+        identity=identities.get(client),
+        counter=counter,
+        query=client.query,
+        said=said.get(trigger, {}),
     )
     if sent is not None:
         context.msg = sent.payload.value
@@ -199,7 +220,7 @@ def _slot_action(
         if spec is None:
             return None
     else:
-        contexts = [context_of(t, given.identities, given.kinds, counters[t]) for t in present]
+        contexts = [context_of(t, given.identities, given.said, counters[t]) for t in present]
         spec = generalize(values, contexts, given.recorded)
     action: Action
     if slot.classes == {"self"}:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from .handlers import (
     build_actions,
     context_of,
     join_room,
+    said_before,
     timer_name,
 )
 from .journal_file import check_events
@@ -120,7 +121,7 @@ def infer_scenario(
             "cannot send them and leave them out"
         )
     tests = write_tests(
-        name, recording.clients, expectations, closes, refused, pauses, labels, running
+        name, recording.clients, expectations, closes, refused, pauses, labels, running, notes
     )
     document: Document = {"routes": routes}
     if recorded.tables:
@@ -182,6 +183,7 @@ def _route(
     kinds, kind_of = classify(messages, signature)
     identities = _identities(clients, by_trigger, recording.served)
     server_closes = _server_closes(clients, triggers, window)
+    said = said_before(triggers, kind_of)
     room_name = _room_name(pattern)
 
     def build(chosen: list[Trigger], kind: Kind | None) -> Built:
@@ -197,6 +199,7 @@ def _route(
                 room_name=room_name,
                 recorded=dataclasses.replace(recorded, excluded=excluded),
                 identities=identities,
+                said=said,
                 kind=kind,
             )
         )
@@ -217,7 +220,9 @@ def _route(
     ends: dict[Kind | None, list[Action]] = defaultdict(list)
     route_timers: list[Action] = []
     pauses: list[Pause] = []
-    _timers(streams, kind_of, identities, recorded, starts, ends, expectations, pauses, window)
+    _timers(
+        streams, kind_of, identities, said, recorded, starts, ends, expectations, pauses, window
+    )
     rooms: list[RoomRule] = []
     for part in built:
         rooms.extend(r for r in part.rooms if r not in rooms)
@@ -401,6 +406,7 @@ def _timers(
     streams: Sequence[Stream],
     kind_of: dict[Sent, Kind],
     identities: dict[Client, str],
+    said: dict[Trigger, dict[tuple[Hashable, str], str]],
     recorded: Recorded,
     starts: dict[Kind | None, list[Action]],
     ends: dict[Kind | None, list[Action]],
@@ -424,7 +430,7 @@ def _timers(
             assert stream.start is not None
             for count, delivery in enumerate(stream.deliveries, 1):
                 values.append(delivery.payload.value)
-                context = context_of(stream.start, identities, kind_of)
+                context = context_of(stream.start, identities, said)
                 context.timer_count = count
                 contexts.append(context)
         if any(isinstance(v, bytes) for v in values):

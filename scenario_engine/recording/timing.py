@@ -236,22 +236,37 @@ def _runs(deliveries: list[Delivery], window: float) -> list[tuple[str | None, l
 
 def _regular_runs(deliveries: list[Delivery], window: float) -> list[list[Delivery]]:
     """Maximal runs of two or more deliveries at a regular interval (a stream restarted, or
-    stopped and started again, makes several runs)."""
+    stopped and started again, makes several runs). The beat is judged on a run's first
+    gaps, so that a long stream costs a look at each gap, not at the whole run each time."""
     runs: list[list[Delivery]] = []
     current: list[Delivery] = []
     for delivery in deliveries:
-        candidate = [*current, delivery]
-        if len(candidate) <= 2 or _regular([d.time for d in candidate], window) is not None:
-            current = candidate
+        if len(current) < 2 or _fits(current, delivery, window):
+            current.append(delivery)
             continue
-        if len(current) >= 2 and _regular([d.time for d in current], window) is not None:
+        if _regular([d.time for d in current[: _BEAT + 1]], window) is not None:
             runs.append(current)
             current = [delivery]
         else:
             current = [*current[1:], delivery]
-    if len(current) >= 2 and _regular([d.time for d in current], window) is not None:
+    if len(current) >= 2 and _regular([d.time for d in current[: _BEAT + 1]], window) is not None:
         runs.append(current)
     return runs
+
+
+#: How many gaps of a run set its beat.
+_BEAT = 16
+
+
+def _fits(run: list[Delivery], delivery: Delivery, window: float) -> bool:
+    """Whether ``delivery`` continues the run on its beat."""
+    head = [d.time for d in run[: _BEAT + 1]]
+    if len(run) <= _BEAT:
+        head.append(delivery.time)
+        return _regular(head, window) is not None
+    beat = _regular(head, window)
+    gap = delivery.time - run[-1].time
+    return beat is not None and abs(gap - beat) <= _tolerance(beat)
 
 
 def _stream(
@@ -324,7 +339,9 @@ def attribute(
 
 
 def _cause(delivery: Delivery, recent: list[Trigger], window: float) -> Trigger | None:
-    close_by = [t for t in reversed(recent) if delivery.time - t.time <= window]
+    close_by = list(
+        itertools.takewhile(lambda t: delivery.time - t.time <= window, reversed(recent))
+    )
     receivers = delivery.receivers
     for trigger in close_by:
         if trigger.kind == "close" and trigger.client in receivers:
