@@ -17,12 +17,7 @@ from scenario_engine.errors import JournalError, UsageError
 from scenario_engine.language.fmt import format_mock
 from scenario_engine.language.loader import load_source
 from scenario_engine.language.source import Source
-from scenario_engine.recording import (
-    infer_scenario,
-    raw_scenario,
-    read_journal,
-    render_scenario,
-)
+from scenario_engine.recording import infer_scenario, read_journal, render_scenario
 from scenario_engine.runtime.journal import timestamp
 
 #: The recordings' clock: 2026-11-25T19:50:00Z, in milliseconds.
@@ -71,8 +66,10 @@ class Recorder:
         else:
             self._add(at, "out", connections=connections, **_payload(message))
 
-    def close(self, at: float, connection: str, code: int = 1000, **fields: Any) -> None:
-        self._add(at, "close", connection=connection, code=code, reason="", **fields)
+    def close(
+        self, at: float, connection: str, code: int = 1000, reason: str = "", **fields: Any
+    ) -> None:
+        self._add(at, "close", connection=connection, code=code, reason=reason, **fields)
 
     def reject(self, at: float, path: str, **fields: Any) -> None:
         self._add(at, "reject", path=path, **fields)
@@ -92,10 +89,10 @@ def inferred(events: list[dict[str, Any]], name: str = "rec", **kwargs: Any) -> 
     """The `.mock` text inferred from ``events``, after checking that it is valid, laid out as
     fmt lays it out, and that its YAML spelling is the same scenario."""
     document = infer_scenario(events, name=name, **kwargs)
-    return _checked(document)
+    return checked(document)
 
 
-def _checked(document: Any) -> str:
+def checked(document: Any) -> str:
     text = render_scenario(document, Path("out.mock"))
     loaded, errors = load_source(Source("out.mock", text))
     assert errors == [], "\n".join(e.format_text() for e in errors) + "\n" + text
@@ -216,40 +213,6 @@ def test_a_reply_takes_values_from_the_request_and_constants_from_every_occurren
         '  client expect { type: "pong", seq: 1, ok: true }\n'
         '  client send { type: "ping", seq: 2 }\n'
         '  client expect { type: "pong", seq: 2, ok: true }\n'
-        "}\n"
-    )
-    passes_its_tests(text, tmp_path)
-
-
-@pytest.mark.e2e
-def test_raw_replays_the_recording(tmp_path: Path) -> None:
-    recorder = Recorder()
-    recorder.connect(0, "c1", "/ws")
-    recorder.out(1, ["c1"], {"type": "hello"})
-    recorder.send(100, "c1", "ping")
-    recorder.out(101, ["c1"], "pong")
-    recorder.out(301, ["c1"], {"type": "later"})
-    document = raw_scenario(recorder.events, name="rec")
-    text = _checked(document)
-    assert text == (
-        "route /ws {\n"
-        "  on connect {\n"
-        '    send { type: "hello" }\n'
-        "  }\n"
-        "\n"
-        '  on message where raw == "ping" {\n'
-        '    send "pong"\n'
-        "    wait 200ms\n"
-        '    send { type: "later" }\n'
-        "  }\n"
-        "}\n"
-        "\n"
-        'test "rec: connection 1 to /ws" {\n'
-        "  connect client to /ws\n"
-        '  client expect { type: "hello" }\n'
-        '  client send "ping"\n'
-        '  client expect "pong"\n'
-        '  client expect { type: "later" } within 800ms\n'
         "}\n"
     )
     passes_its_tests(text, tmp_path)

@@ -192,23 +192,40 @@ def _test(
             steps.append({"client": who, "send": payload.text.replace("${", "$${")})
         following = client.sent[i + 1].seq if i + 1 < len(client.sent) else client.close_seq
         steps += _expects(
-            who, sent.time, _replies(client, sent.seq, following), replayed[_key(sent)]
+            who, sent.time, _replies(client, sent.seq, following), replayed[_key(sent)], sent
         )
+    if client.closed_by == "client" or (client.closed_by is None and client.close_code == 1000):
+        steps.append({"client": who, "close": {}})
     return {"name": f"{name}: connection {n} to {client.path}", "steps": steps}
 
 
 def _expects(
-    who: str, since: float, received: Sequence[Delivery], replayed: Sequence[Delivery]
+    who: str,
+    since: float,
+    received: Sequence[Delivery],
+    replayed: Sequence[Delivery],
+    sent: Sent | None = None,
 ) -> list[TestStep]:
-    """Expect steps for what the client received, when the mock replays exactly that."""
-    if [d.payload.text for d in received] != [d.payload.text for d in replayed] or any(
-        d.payload.data is not None for d in received
-    ):
+    """Expect steps for what the client received, when the mock replays exactly that: the
+    same texts, and binary messages only as the echo of the binary message ``sent``."""
+    if [d.payload.text for d in received] != [d.payload.text for d in replayed]:
         return []
+    expected: list[Any] = []
+    for delivery in received:
+        data = delivery.payload.data
+        if data is None:
+            expected.append(_literal(delivery.payload.value))
+            continue
+        if sent is None or sent.payload.data != data:
+            return []
+        try:
+            expected.append(_literal(data.decode("utf-8")))
+        except UnicodeDecodeError:
+            return []
     steps: list[TestStep] = []
     last = since
-    for delivery in received:
-        step: ExpectStep = {"client": who, "expect": _literal(delivery.payload.value)}
+    for delivery, value in zip(received, expected, strict=True):
+        step: ExpectStep = {"client": who, "expect": value}
         gap = delivery.time - last
         if gap >= _SHORTEST_WAIT:
             step["within"] = nice_duration(round(gap * 1.5 + 500))
