@@ -6,12 +6,13 @@ and its own tests are run against it as `scenario-engine test` runs them."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from support import run_cli
+from support import ROOT, run_cli
 
 from scenario_engine.errors import JournalError, UsageError
 from scenario_engine.language.fmt import format_mock
@@ -825,3 +826,11 @@ def test_a_value_by_a_request_field_is_a_table_and_two_outcomes_an_if(tmp_path: 
     text = inferred(catalog_recording().events)
     assert text == CATALOG
     passes_its_tests(text, tmp_path)
+
+
+def test_the_example_of_the_docs_is_what_record_writes() -> None:
+    page = (ROOT / "docs" / "record.md").read_text(encoding="utf-8")
+    section = page.split("\n## What record writes\n")[1].split("\n## ")[0]
+    journal, written = re.findall(r"```(?:json)?\n(.*?)```", section, re.S)[:2]
+    events = [json.loads(line) for line in journal.splitlines()]
+    assert render_scenario(infer_scenario(events, name="chat"), Path("chat.mock")) == written

@@ -4,12 +4,15 @@ its own tests."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
+from support import ROOT
 from test_record_infer import Recorder, checked, passes_its_tests
 
-from scenario_engine.recording import raw_scenario
+from scenario_engine.recording import raw_scenario, render_scenario
 
 
 @pytest.mark.e2e
@@ -132,3 +135,10 @@ def test_raw_of_nothing_and_of_refusals_says_what_it_leaves_out() -> None:
         "}\n"
     )
     assert hints == ["1 refused connection(s) are not replayed by --raw"]
+
+
+def test_the_raw_example_of_the_docs_is_what_raw_writes() -> None:
+    section = (ROOT / "docs" / "record.md").read_text(encoding="utf-8").split("\n## --raw\n")[1]
+    journal, written = re.findall(r"```(?:json)?\n(.*?)```", section, re.S)
+    events = [json.loads(line) for line in journal.splitlines()]
+    assert render_scenario(raw_scenario(events, name="echo"), Path("echo.mock")) == written
