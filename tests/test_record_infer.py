@@ -834,3 +834,26 @@ def test_the_example_of_the_docs_is_what_record_writes() -> None:
     journal, written = re.findall(r"```(?:json)?\n(.*?)```", section, re.S)[:2]
     events = [json.loads(line) for line in journal.splitlines()]
     assert render_scenario(infer_scenario(events, name="chat"), Path("chat.mock")) == written
+
+
+def test_pushes_on_a_beat_of_their_own_are_the_route_s_timer() -> None:
+    """Ticks that reach every client at once, in step with none of their connects; the
+    tests expect none (when they come depends on when the server started), and the two
+    clients, who did the same, make one test."""
+    recorder = Recorder(proxy=True)
+    recorder.connect(0, "c1", "/feed")
+    recorder.connect(300, "c2", "/feed")
+    for n in range(1, 5):
+        recorder.out(n * 1000 + 700, ["c1", "c2"], {"type": "tick", "seq": 40 + n})
+    hints: list[str] = []
+    assert inferred(recorder.events, hints=hints) == (
+        "route /feed {\n"
+        "  every 1s {\n"
+        '    broadcast { type: "tick", seq: timer.count + 40 }\n'
+        "  }\n"
+        "}\n"
+        "\n"
+        'test "rec: client connects to /feed" {\n'
+        "  connect client to /feed\n"
+        "}\n"
+    )

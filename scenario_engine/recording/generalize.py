@@ -360,8 +360,13 @@ def _counted(
 ) -> Spec | None:
     if not all(_is_int(v) for v in values) or len(set(values)) < 2:
         return None
-    if all(c.timer_count == v for v, c in zip(values, contexts, strict=False)):
-        return Counted("timer.count")
+    counts = [c.timer_count for c in contexts]
+    if all(n is not None for n in counts):
+        offsets = {v - n for v, n in zip(values, counts, strict=True) if n is not None}
+        if len(offsets) == 1:
+            (offset,) = offsets
+            shift = f" + {offset}" if offset > 0 else f" - {-offset}" if offset < 0 else ""
+            return Counted("timer.count" + shift)
     if all(c.counter == v for v, c in zip(values, contexts, strict=False)):
         name = _identifier(key or "count")
         return Counted(f"session.{name}", name)

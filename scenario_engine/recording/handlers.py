@@ -5,8 +5,9 @@ occurrence's replies, in order, by kind and delay, become the *slots* of the han
 reaching the sender alone is a ``send``; one reaching others a ``broadcast`` (audience.py); one
 later than replies come an ``after D``. A reply to the sender present in fewer than half the
 occurrences is not made (the recording does not say when it happens) and not expected.
-Then the handler's timers (streams.py), the rooms it joins or leaves, the timers it cancels, and
-a close when the server closed the connection right after.
+Then a close when the server closed the connection right after (the timers a handler starts
+or cancels and the rooms it joins or leaves are added by infer.py, from every handler's
+findings).
 
 What the handler makes of each delivery is kept as an ``Expectation``: the spec of its value,
 the receivers the scenario sends it to, how long a test waits for it. A test expects the
@@ -459,7 +460,3 @@ def timer_name(label: str) -> str:
     if not (word[0].isalpha() or word[0] == "_"):
         word = "t_" + word
     return word if word.endswith("s") else word + "s"
-
-
-def quoted(text: str) -> str:
-    return string_literal(text)

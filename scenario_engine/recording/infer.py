@@ -22,7 +22,15 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..language.ir import Action, Document, EveryBody, Handlers, MessageHandler, Route
+from ..language.ir import (
+    Action,
+    Document,
+    EveryBody,
+    Handlers,
+    MessageHandler,
+    Route,
+    RouteTimer,
+)
 from .audience import RoomRule
 from .auth import AuthRule, infer_auth
 from .conversations import Pause, Running, write_tests
@@ -154,7 +162,7 @@ def _route(
     window = timing.window
     triggers = _triggers(clients)
     streams = find_streams(clients, triggers, timing, recording.end)
-    pushed = {d for s in streams if s.start is not None or s.shared for d in s.deliveries}
+    pushed = {d for s in streams for d in s.deliveries}
     members = set(clients)
     deliveries = [
         d
@@ -218,7 +226,6 @@ def _route(
         closes.update(part.closes)
     starts: dict[Kind | None, list[Action]] = defaultdict(list)
     ends: dict[Kind | None, list[Action]] = defaultdict(list)
-    route_timers: list[Action] = []
     pauses: list[Pause] = []
     _timers(
         streams, kind_of, identities, said, recorded, starts, ends, expectations, pauses, window
@@ -276,8 +283,9 @@ def _route(
         route["subprotocols"] = {"names": selected}
     if handlers:
         route["on"] = handlers
+    route_timers = _route_timers(streams, recorded)
     if route_timers:
-        route["every"] = []
+        route["every"] = route_timers
     rule_of = {}
     for refusal in explained:
         rule_of[refusal] = next(
@@ -467,6 +475,35 @@ def _timers(
                 pause = _pause_after(stream, interval, window)
                 if pause is not None:
                     pauses.append(pause)
+
+
+def _route_timers(streams: Sequence[Stream], recorded: Recorded) -> list[RouteTimer]:
+    """Streams that started with nothing a client did: the route's own timers, broadcasting
+    to every client (the tests expect none of their pushes: when they come depends on when
+    the server started)."""
+    by_shape: dict[str, list[Delivery]] = defaultdict(list)
+    intervals: dict[str, list[float]] = defaultdict(list)
+    for stream in streams:
+        if stream.start is None:
+            known = by_shape[stream.shape]
+            known.extend(d for d in stream.deliveries if d not in known)
+            intervals[stream.shape].append(stream.interval)
+    timers: list[RouteTimer] = []
+    for shape, deliveries in by_shape.items():
+        deliveries.sort(key=lambda d: d.seq)
+        values = [d.payload.value for d in deliveries]
+        if any(isinstance(v, bytes) for v in values):
+            continue
+        contexts = [Context(timer_count=n) for n in range(1, len(values) + 1)]
+        spec = generalize(values, contexts, recorded)
+        interval = round_interval(statistics.median(intervals[shape]))
+        timers.append(
+            {
+                "interval": nice_duration(interval),
+                "do": [{"broadcast": {"data": spec.template()}}],
+            }
+        )
+    return timers
 
 
 def _naming_path(

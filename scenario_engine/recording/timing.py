@@ -24,7 +24,7 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .model import Client, Delivery, Sent
@@ -82,9 +82,6 @@ class Stream:
     stop: Trigger | None
     #: Stopped on its own after ``len(deliveries)`` runs (``times N``).
     limited: bool = False
-    #: Reaching several clients at the same moments (a route's timer).
-    shared: bool = False
-    effects: list[Effect] = field(default_factory=list)
 
 
 def reply_shape(value: Any, binary: bool) -> str:
@@ -293,7 +290,9 @@ def _stream(
     before = [t for t in triggers if t.seq < first.seq and t.kind != "close" and names_it(t)]
     start = None
     # A timer's first run comes one interval after it starts: give or take a slow start.
-    if before and 0.5 * interval <= first.time - before[-1].time <= 1.5 * interval + tolerance:
+    if before and 0.75 * interval - tolerance <= first.time - before[-1].time <= (
+        1.25 * interval + tolerance
+    ):
         start = before[-1]
     elif len(run) < 3:
         return None  # two messages at one interval, after nothing: no evidence of a timer
@@ -304,8 +303,7 @@ def _stream(
     limited = (
         stop is None and not (client.closed is not None and client.closed <= due) and end > due
     )
-    shared = all(len(d.receivers) > 1 for d in run)
-    return Stream(client, run, interval, shape, split, start, stop, limited, shared)
+    return Stream(client, run, interval, shape, split, start, stop, limited)
 
 
 def _leaves(value: Any) -> list[Any]:
