@@ -47,6 +47,7 @@ __all__ = [
     "matches",
     "request_paths",
     "string_literal",
+    "text_pattern",
 ]
 
 ANY = "${any}"
@@ -139,9 +140,19 @@ class Spec:
 @dataclass
 class Const(Spec):
     value: Any
+    #: In how many occurrences it was seen: once, an id in it may be fresh on a replay.
+    seen: int = 2
 
     def template(self) -> Any:
         return _literal(self.value)
+
+    def expectation(self, recorded: Any, names: Names) -> Any:
+        if self.seen == 1 and isinstance(recorded, str) and recorded not in names:
+            pattern = text_pattern([recorded])
+            if pattern is not None:
+                # The mock sends what was recorded; the server may make a new id there.
+                return matches(pattern)
+        return super().expectation(recorded, names)
 
 
 @dataclass
@@ -276,7 +287,8 @@ def generalize(
         spec = rule(values, contexts, recorded, key)
         if spec is not None:
             return spec
-    return Varying(None, first, None)
+    pattern = text_pattern(values) if all(isinstance(v, str) for v in values) else None
+    return Varying(None, first, pattern)
 
 
 # ---- the rules, in order ----------------------------------------------------------------------
@@ -394,7 +406,7 @@ def _constant(
     if all(equal(v, first) and type(v) is type(first) for v in values[1:]):
         if isinstance(first, str) and first in recorded.echoed and is_id_like(first):
             return _fresh(values)
-        return Const(first)
+        return Const(first, len(values))
     return None
 
 
@@ -525,6 +537,33 @@ _RULES: tuple[_Rule, ...] = (
 # ---- helpers ----------------------------------------------------------------------------------
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+_WORD = re.compile(r"[A-Za-z0-9_-]+")
+#: What stands for an id in a text pattern: what id() and uuid() make, and the server's ids.
+_ID_PATTERN = "[0-9A-Za-z_-]+"
+
+
+def text_pattern(values: Sequence[str]) -> str | None:
+    """A regular expression for texts that differ only in ids (``40{"sid":"611a3a32"}``),
+    the ids (id-like words of six characters or more) left open; None if the texts hold no
+    id or differ elsewhere."""
+    skeletons = set()
+    for value in values:
+        parts = []
+        last = 0
+        for word in _WORD.finditer(value):
+            if len(word.group()) >= 6 and is_id_like(word.group()):
+                parts.append(value[last : word.start()])
+                last = word.end()
+        parts.append(value[last:])
+        if len(parts) == 1:
+            return None
+        skeletons.add(tuple(parts))
+    if len(skeletons) != 1:
+        return None
+    (skeleton,) = skeletons
+    return "^" + _ID_PATTERN.join(re.escape(part) for part in skeleton) + "$"
 
 
 def request_paths(value: Any, target: Any, base: str = "msg") -> list[str]:

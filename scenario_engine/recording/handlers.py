@@ -459,4 +459,6 @@ def timer_name(label: str) -> str:
     word = "".join(c if c.isalnum() else "_" for c in label).strip("_") or "push"
     if not (word[0].isalpha() or word[0] == "_"):
         word = "t_" + word
-    return word if word.endswith("s") else word + "s"
+    if word.endswith("s"):
+        return word
+    return word + "es" if word.endswith(("sh", "ch", "x")) else word + "s"

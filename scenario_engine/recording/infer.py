@@ -16,6 +16,7 @@ The steps, each in a module of its own:
 from __future__ import annotations
 
 import dataclasses
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
@@ -446,7 +447,9 @@ def _timers(
         excluded = (kind.key_path,) if kind and kind.key_path else ()
         spec = generalize(values, contexts, dataclasses.replace(recorded, excluded=excluded))
         interval = round_interval(statistics.median(s.interval for s in group))
-        label = shape.split("=", 1)[1] if "=" in shape else "push"
+        # Named after what it sends (its type, a word), else "pushes".
+        label = shape.split("=", 1)[1] if "=" in shape else ""
+        label = label if re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", label) else "push"
         name: Any = timer_name(label)
         stop_name: dict[Kind, Any] = {}
         path = _naming_path(group, kind_of)

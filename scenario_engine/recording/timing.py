@@ -24,7 +24,7 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .model import Client, Delivery, Sent
@@ -82,6 +82,8 @@ class Stream:
     stop: Trigger | None
     #: Stopped on its own after ``len(deliveries)`` runs (``times N``).
     limited: bool = False
+    #: What the client did one interval before the first push (``start`` is one of them).
+    aligned: list[Trigger] = field(default_factory=list)
 
 
 def reply_shape(value: Any, binary: bool) -> str:
@@ -189,8 +191,36 @@ def find_streams(
                 stream = _stream(client, run, shape, split, by_client[client], window, end)
                 if stream is not None:
                     streams.append(stream)
+    _agree_on_starts(streams)
     streams.sort(key=lambda s: s.deliveries[0].seq)
     return streams
+
+
+def _agree_on_starts(streams: Sequence[Stream]) -> None:
+    """Streams of one kind start alike: where several things a client did could have
+    started one (a connect and a subscribe in the same millisecond), the kind of thing that
+    could have started every stream of the kind is the start (a connect first)."""
+    by_shape: dict[str, list[Stream]] = defaultdict(list)
+    for stream in streams:
+        if stream.aligned:
+            by_shape[stream.shape].append(stream)
+    for group in by_shape.values():
+        common: list[str] | None = None
+        for stream in group:
+            keys = list(dict.fromkeys(_start_key(t) for t in stream.aligned))
+            common = keys if common is None else [k for k in common if k in keys]
+        if not common:
+            continue
+        chosen = "connect" if "connect" in common else common[-1]
+        for stream in group:
+            stream.start = [t for t in stream.aligned if _start_key(t) == chosen][-1]
+
+
+def _start_key(trigger: Trigger) -> str:
+    if trigger.sent is None:
+        return trigger.kind
+    payload = trigger.sent.payload
+    return reply_shape(payload.value, payload.binary)
 
 
 def _answers(run: Sequence[Delivery], moments: Sequence[tuple[int, float]], prompt: float) -> bool:
@@ -287,23 +317,27 @@ def _stream(
             trigger.sent is not None and marker in _leaves(trigger.sent.payload.value)
         )
 
-    before = [t for t in triggers if t.seq < first.seq and t.kind != "close" and names_it(t)]
-    start = None
     # A timer's first run comes one interval after it starts: give or take a slow start.
-    if before and 0.75 * interval - tolerance <= first.time - before[-1].time <= (
-        1.25 * interval + tolerance
-    ):
-        start = before[-1]
-    elif len(run) < 3:
+    # Of several things the client did then, its connect, else the latest.
+    aligned = [
+        t
+        for t in triggers
+        if t.seq < first.seq
+        and t.kind != "close"
+        and names_it(t)
+        and 0.75 * interval - tolerance <= first.time - t.time <= 1.25 * interval + tolerance
+    ]
+    start = next((t for t in aligned if t.kind == "connect"), aligned[-1] if aligned else None)
+    if start is None and len(run) < 3:
         return None  # two messages at one interval, after nothing: no evidence of a timer
-    # The next push was due by then: what came before it stopped the stream.
+    # The next push was due by then: a close before it ended the stream, else a message
+    # before it stopped it, else it stopped on its own.
     due = last.time + interval + tolerance
-    after = [t for t in triggers if t.seq > last.seq and t.time <= due and t.kind != "connect"]
-    stop = next((t for t in after if t.kind == "message" and names_it(t)), None)
-    limited = (
-        stop is None and not (client.closed is not None and client.closed <= due) and end > due
-    )
-    return Stream(client, run, interval, shape, split, start, stop, limited)
+    closed = client.closed is not None and client.closed <= due
+    after = [t for t in triggers if t.seq > last.seq and t.time <= due and t.kind == "message"]
+    stop = None if closed else next((t for t in after if names_it(t)), None)
+    limited = stop is None and not closed and end > due
+    return Stream(client, run, interval, shape, split, start, stop, limited, aligned)
 
 
 def _leaves(value: Any) -> list[Any]:
