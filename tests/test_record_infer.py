@@ -913,3 +913,48 @@ def test_text_protocols_by_their_text_ids_in_text_matched_and_the_catch_all_last
     text = inferred(socketio_like_recording().events)
     assert text == SOCKETIO_LIKE
     passes_its_tests(text, tmp_path)
+
+
+def test_a_timer_starts_with_what_names_its_pushes_else_with_the_connect() -> None:
+    """Connect and message in the same millisecond, both one interval before the first push:
+    a subscribe naming the symbol priced starts the prices; a join naming nothing the pings
+    say leaves the pings to the connect."""
+    recorder = Recorder(proxy=True)
+    recorder.connect(0, "c1", "/ticker")
+    recorder.send(1, "c1", {"type": "subscribe", "symbol": "ACME"})
+    recorder.out(2, ["c1"], {"type": "subscribed"})
+    for n in (1, 2, 3):
+        recorder.out(1 + 200 * n, ["c1"], {"type": "price", "symbol": "ACME", "n": n})
+    recorder.send(650, "c1", {"type": "unsubscribe"})
+    recorder.out(651, ["c1"], {"type": "unsubscribed"})
+    recorder.connect(1000, "c2", "/chat")
+    recorder.send(1001, "c2", {"type": "join", "room": "lobby"})
+    for n in (1, 2, 3):
+        recorder.out(1000 + 500 * n, ["c2"], {"type": "ping"})
+    recorder.close(2700, "c2", by="client")
+    text = inferred(recorder.events).split("\n\ntest")[0]
+    assert text == (
+        "route /ticker {\n"
+        '  on message type "subscribe" {\n'
+        '    send { type: "subscribed" }\n'
+        "    every 200ms as prices {\n"
+        '      send { type: "price", symbol: msg.symbol, n: timer.count }\n'
+        "    }\n"
+        "  }\n"
+        "\n"
+        '  on message type "unsubscribe" {\n'
+        "    cancel prices\n"
+        '    send { type: "unsubscribed" }\n'
+        "  }\n"
+        "}\n"
+        "\n"
+        "route /chat {\n"
+        "  on connect {\n"
+        "    every 500ms as pings {\n"
+        '      send { type: "ping" }\n'
+        "    }\n"
+        "  }\n"
+        "\n"
+        '  on message type "join" {}\n'
+        "}"
+    )

@@ -198,8 +198,10 @@ def find_streams(
 
 def _agree_on_starts(streams: Sequence[Stream]) -> None:
     """Streams of one kind start alike: where several things a client did could have
-    started one (a connect and a subscribe in the same millisecond), the kind of thing that
-    could have started every stream of the kind is the start (a connect first)."""
+    started one (a connect and a subscribe in the same millisecond), the start is a kind of
+    thing that could have started every stream of the kind, preferring, in this order, a
+    message naming what the pushes name (a subscribe to the symbol priced), a message when
+    a message stopped the streams, a connect, the latest."""
     by_shape: dict[str, list[Stream]] = defaultdict(list)
     for stream in streams:
         if stream.aligned:
@@ -211,9 +213,26 @@ def _agree_on_starts(streams: Sequence[Stream]) -> None:
             common = keys if common is None else [k for k in common if k in keys]
         if not common:
             continue
-        chosen = "connect" if "connect" in common else common[-1]
+        stopped = any(s.stop is not None for s in group)
+
+        def preference(key: str, group: list[Stream] = group, stopped: bool = stopped) -> Any:
+            named = all(
+                any(_names_the_push(t, s) for t in s.aligned if _start_key(t) == key) for s in group
+            )
+            return (named, stopped and key != "connect", key == "connect")
+
+        chosen = max(reversed(common), key=preference)
         for stream in group:
             stream.start = [t for t in stream.aligned if _start_key(t) == chosen][-1]
+
+
+def _names_the_push(trigger: Trigger, stream: Stream) -> bool:
+    """Whether the trigger's message and the stream's first push share a text value."""
+    if trigger.sent is None:
+        return False
+    said = {v for v in _leaves(trigger.sent.payload.value) if isinstance(v, str)}
+    pushed = {v for v in _leaves(stream.deliveries[0].payload.value) if isinstance(v, str)}
+    return bool(said & pushed)
 
 
 def _start_key(trigger: Trigger) -> str:
