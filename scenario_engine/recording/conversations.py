@@ -28,7 +28,7 @@ from typing import Any
 from ..expr.syntax import keywords
 from ..language.ir import CloseBody, ConnectStep, ExpectStep, Test, TestStep
 from .auth import AuthRule, relevant_headers
-from .generalize import ArraySpec, ObjectSpec, Spec, Varying
+from .generalize import ArraySpec, ObjectSpec, Spec, Varying, as_template, string_literal
 from .handlers import Expectation, ServerClose
 from .model import Client, Delivery, Refusal, Sent
 from .timing import nice_duration, round_interval
@@ -381,7 +381,7 @@ def _substitute(value: Any, by_value: dict[str, str]) -> Any:
     if isinstance(value, str):
         if value in by_value:
             return "${" + by_value[value] + "}"
-        return value.replace("${", "$${")
+        return as_template(value)
     if isinstance(value, dict):
         return {k: _substitute(v, by_value) for k, v in value.items()}
     if isinstance(value, list):
@@ -391,7 +391,7 @@ def _substitute(value: Any, by_value: dict[str, str]) -> Any:
 
 def _connect_step(name: str, client: Client, by_value: dict[str, str]) -> ConnectStep:
     segments = [
-        "${" + by_value[s] + "}" if s in by_value else s.replace("${", "$${")
+        "${" + by_value[s] + "}" if s in by_value else as_template(s)
         for s in client.path.split("/")
     ]
     step: ConnectStep = {"connect": name, "path": "/".join(segments)}
@@ -461,8 +461,6 @@ def _accessor(part: str | int) -> str:
         return f"[{part}]"
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
         return "." + part
-    from .generalize import string_literal
-
     return f"[{string_literal(part)}]"
 
 
@@ -471,7 +469,7 @@ def _close_step(name: str, client: Client, closes: dict[Client, ServerClose]) ->
     if server is not None:
         body: CloseBody = {"code": server.code}
         if server.reason:
-            body["reason"] = server.reason.replace("${", "$${")
+            body["reason"] = as_template(server.reason)
         return {"client": name, "expectClose": body}
     if client.closed_by == "server" or client.close_code in (None, 1006):
         return None
@@ -481,7 +479,7 @@ def _close_step(name: str, client: Client, closes: dict[Client, ServerClose]) ->
             return {"client": name, "close": {}}
         body = {"code": code}
         if client.close_reason:
-            body["reason"] = client.close_reason.replace("${", "$${")
+            body["reason"] = as_template(client.close_reason)
         return {"client": name, "close": body}
     return {"client": name, "close": {}}
 
@@ -493,7 +491,7 @@ def _ceil_ms(milliseconds: float) -> int:
 
 def _refused(name: str, refusal: Refusal, rule: AuthRule | None) -> Test:
     client = "refused"
-    step: ConnectStep = {"connect": client, "path": refusal.path.replace("${", "$${")}
+    step: ConnectStep = {"connect": client, "path": as_template(refusal.path)}
     if refusal.query:
         step["query"] = _substitute(refusal.query, {})
     headers = relevant_headers(refusal.headers or {})
@@ -508,7 +506,7 @@ def _refused(name: str, refusal: Refusal, rule: AuthRule | None) -> Test:
         if refusal.code is not None:
             expected["code"] = refusal.code
         if refusal.reason:
-            expected["reason"] = refusal.reason.replace("${", "$${")
+            expected["reason"] = as_template(refusal.reason)
         steps.append({"client": client, "expectClose": expected})
         how = f"closed {refusal.code}"
     why = ""

@@ -43,6 +43,7 @@ __all__ = [
     "ANY",
     "Context",
     "Spec",
+    "as_template",
     "generalize",
     "matches",
     "request_paths",
@@ -130,7 +131,7 @@ class Spec:
     def expectation(self, recorded: Any, names: Names) -> Any:
         if isinstance(recorded, str) and recorded in names:
             return "${" + names[recorded] + "}"
-        return _literal(recorded)
+        return as_template(recorded)
 
     def uses(self) -> set[str]:
         """The session counters it reads (their ``set`` goes before the send)."""
@@ -144,7 +145,7 @@ class Const(Spec):
     seen: int = 2
 
     def template(self) -> Any:
-        return _literal(self.value)
+        return as_template(self.value)
 
     def expectation(self, recorded: Any, names: Names) -> Any:
         if self.seen == 1 and isinstance(recorded, str) and recorded not in names:
@@ -172,7 +173,7 @@ class Interpolated(Spec):
     after: str
 
     def template(self) -> Any:
-        return _escape(self.before) + "${" + self.expression + "}" + _escape(self.after)
+        return as_template(self.before) + "${" + self.expression + "}" + as_template(self.after)
 
 
 @dataclass
@@ -212,7 +213,7 @@ class Varying(Spec):
     stable = False
 
     def template(self) -> Any:
-        return _literal(self.first) if self.expression is None else "${" + self.expression + "}"
+        return as_template(self.first) if self.expression is None else "${" + self.expression + "}"
 
     def expectation(self, recorded: Any, names: Names) -> Any:
         if self.capturable and isinstance(recorded, str) and recorded in names:
@@ -470,7 +471,7 @@ def _lookup(
             if len(table) < 2:
                 continue
             name = _table_name(key, table, recorded.tables)
-            recorded.tables[name] = {k: _literal(v) for k, v in table.items()}
+            recorded.tables[name] = {k: as_template(v) for k, v in table.items()}
             return Lookup(f"{name}[{source}]")
     return None
 
@@ -505,7 +506,7 @@ def _table_name(key: str | None, table: dict[str, Any], tables: dict[str, dict[s
     base = _identifier(key or "value")
     base = base if base.endswith("s") else base + "s"
     name, n = base, 2
-    while name in tables and tables[name] != {k: _literal(v) for k, v in table.items()}:
+    while name in tables and tables[name] != {k: as_template(v) for k, v in table.items()}:
         name, n = f"{base}{n}", n + 1
     return name
 
@@ -633,16 +634,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _literal(value: Any) -> Any:
-    """A recorded value as a template: its strings with ``${`` escaped."""
+def as_template(value: Any) -> Any:
+    """A recorded value as a template that makes it: its strings with ``${`` escaped."""
     if isinstance(value, str):
-        return _escape(value)
+        return value.replace("${", "$${")
     if isinstance(value, dict):
-        return {k: _literal(v) for k, v in value.items()}
+        return {k: as_template(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_literal(v) for v in value]
+        return [as_template(v) for v in value]
     return value
-
-
-def _escape(text: str) -> str:
-    return text.replace("${", "$${")

@@ -25,7 +25,15 @@ from typing import Any
 
 from ..language.ir import Action, BroadcastBody, CloseBody, IfAction
 from .audience import Audience, Occasion, RoomRule, resolve
-from .generalize import Context, Recorded, Spec, generalize, string_literal
+from .generalize import (
+    Context,
+    FromRequest,
+    Recorded,
+    Spec,
+    as_template,
+    generalize,
+    string_literal,
+)
 from .kinds import Kind
 from .model import Client, Delivery, Sent
 from .timing import Effect, Trigger, nice_duration, reply_shape, round_interval
@@ -89,6 +97,8 @@ class _Slot:
 
 @dataclass
 class Built:
+    """One handler's actions, and what they tell the tests and the other handlers."""
+
     actions: list[Action]
     expectations: dict[Delivery, Expectation]
     closes: dict[Client, ServerClose]
@@ -176,7 +186,7 @@ def build_actions(given: HandlerInput) -> Built:
         code, reason = closes
         body: CloseBody = {"code": code}
         if reason:
-            body["reason"] = _escape(reason)
+            body["reason"] = as_template(reason)
         actions.append({"close": body})
     counting: list[Action] = [
         {
@@ -371,7 +381,7 @@ def _broadcast(data: Any, audience: Audience) -> Action:
 
 def join_room(rule: RoomRule) -> Any:
     """The room a message of the rule's kind joins (or leaves), as a template."""
-    return _escape(rule.name or "") if rule.field is None else f"${{msg.{rule.field}}}"
+    return as_template(rule.name or "") if rule.field is None else f"${{msg.{rule.field}}}"
 
 
 def _within(slot: _Slot) -> float | None:
@@ -427,8 +437,6 @@ def _slots(
 
 def _binary_spec(slot: _Slot, present: Sequence[Trigger]) -> Spec | None:
     """A binary reply the mock can make: the binary message it answers, sent back."""
-    from .generalize import FromRequest
-
     for trigger in present:
         sent = trigger.sent
         if sent is None or sent.payload.data != slot.entries[trigger].delivery.payload.data:
@@ -448,10 +456,6 @@ def _closes(
     if len(kinds) != 1:
         return None
     return next(iter(kinds))
-
-
-def _escape(text: str) -> str:
-    return text.replace("${", "$${")
 
 
 def timer_name(label: str) -> str:

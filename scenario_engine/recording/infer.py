@@ -35,7 +35,7 @@ from ..language.ir import (
 from .audience import RoomRule
 from .auth import AuthRule, infer_auth
 from .conversations import Pause, Running, write_tests
-from .generalize import Context, Recorded, generalize, request_paths
+from .generalize import Context, Recorded, as_template, generalize, request_paths
 from .handlers import (
     Built,
     Expectation,
@@ -142,6 +142,8 @@ def infer_scenario(
 
 @dataclass
 class _Inferred:
+    """One route, and what its tests need to know of it."""
+
     route: Route
     expectations: dict[Delivery, Expectation]
     closes: dict[Client, ServerClose]
@@ -269,8 +271,7 @@ def _route(
     if on_close.actions:
         handlers["close"] = [a for a in on_close.actions if "close" not in a]
     route: Route = {"path": pattern}
-    accepted = [c for c in clients]
-    rules, explained = infer_auth(refusals, accepted)
+    rules, explained = infer_auth(refusals, clients)
     unknown = [r for r in refusals if r.query is None]
     if unknown:
         notes.append(
@@ -454,9 +455,9 @@ def _timers(
         stop_name: dict[Kind, Any] = {}
         path = _naming_path(group, kind_of)
         if path is not None:
-            name = f"{_plain(label)}-${{{path[0]}}}"
+            name = f"{as_template(label)}-${{{path[0]}}}"
             for stop_kind, stop_path in path[1].items():
-                stop_name[stop_kind] = f"{_plain(label)}-${{{stop_path}}}"
+                stop_name[stop_kind] = f"{as_template(label)}-${{{stop_path}}}"
         body: EveryBody = {
             "interval": nice_duration(interval),
             "as": name,
@@ -541,10 +542,6 @@ def _naming_path(
     if not common:
         return None
     return common[0], {k: v[0] for k, v in stops.items() if v}
-
-
-def _plain(label: str) -> str:
-    return label.replace("${", "$${")
 
 
 def _pause_after(stream: Stream, interval: int, window: float) -> Pause | None:

@@ -33,7 +33,7 @@ from ..language.ir import (
     TestStep,
 )
 from .auth import relevant_headers
-from .generalize import string_literal
+from .generalize import as_template, string_literal
 from .journal_file import check_events
 from .model import Client, Delivery, Sent, build_recording
 from .timing import nice_duration
@@ -115,7 +115,7 @@ def _route(
                 ):
                     close: CloseBody = {"code": code}
                     if client.close_reason:
-                        close["reason"] = client.close_reason.replace("${", "$${")
+                        close["reason"] = as_template(client.close_reason)
                     actions.append({"close": close})
             handlers.append(_handler(sent, actions))
     route: Route = {"path": path}
@@ -157,7 +157,7 @@ def _sends(
             else:
                 notes.append("binary messages of the server other than echoes are not replayed")
             continue
-        actions.append({"send": _literal(payload.value)})
+        actions.append({"send": as_template(payload.value)})
     return actions
 
 
@@ -165,12 +165,12 @@ def _test(
     name: str, client: Client, replayed: dict[tuple[str, Any], list[Delivery]], n: int
 ) -> Test:
     who = "client"
-    connect: ConnectStep = {"connect": who, "path": client.path.replace("${", "$${")}
+    connect: ConnectStep = {"connect": who, "path": as_template(client.path)}
     if client.query:
-        connect["query"] = _literal(client.query)
+        connect["query"] = as_template(client.query)
     headers = relevant_headers(client.headers)
     if headers:
-        connect["headers"] = _literal(headers)
+        connect["headers"] = as_template(headers)
     if client.protocols:
         connect["protocols"] = list(client.protocols)
     steps: list[TestStep] = [connect]
@@ -186,10 +186,10 @@ def _test(
             except UnicodeDecodeError:
                 break  # a test cannot send these bytes: the rest would not follow
         elif payload.is_json and isinstance(payload.value, dict | list):
-            steps.append({"client": who, "send": _literal(payload.value)})
+            steps.append({"client": who, "send": as_template(payload.value)})
         else:
             assert payload.text is not None
-            steps.append({"client": who, "send": payload.text.replace("${", "$${")})
+            steps.append({"client": who, "send": as_template(payload.text)})
         following = client.sent[i + 1].seq if i + 1 < len(client.sent) else client.close_seq
         steps += _expects(
             who, sent.time, _replies(client, sent.seq, following), replayed[_key(sent)], sent
@@ -214,12 +214,12 @@ def _expects(
     for delivery in received:
         data = delivery.payload.data
         if data is None:
-            expected.append(_literal(delivery.payload.value))
+            expected.append(as_template(delivery.payload.value))
             continue
         if sent is None or sent.payload.data != data:
             return []
         try:
-            expected.append(_literal(data.decode("utf-8")))
+            expected.append(as_template(data.decode("utf-8")))
         except UnicodeDecodeError:
             return []
     steps: list[TestStep] = []
@@ -232,16 +232,6 @@ def _expects(
         last = delivery.time
         steps.append(step)
     return steps
-
-
-def _literal(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("${", "$${")
-    if isinstance(value, dict):
-        return {k: _literal(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_literal(v) for v in value]
-    return value
 
 
 def _expression(value: Any) -> str:
