@@ -67,45 +67,98 @@ def resolve(
     room_name: str,
 ) -> Audience:
     """The rule for one broadcast of a handler, from all its occasions."""
-    fallback: Audience | None = None
+    moments = [_moment(o) for o in occasions]
+    open_now = _open_clients(moments, clients)
+    actual = [_actual(o) for o in occasions]
+    # Every other client of the route, then with the sender: kept whole, as the fallback.
+    route_wide = [base - {o.trigger.client} for base, o in zip(open_now, occasions, strict=True)]
+    if route_wide == actual:
+        return Audience(False, None, True, route_wide)
+    if open_now == actual:
+        return Audience(True, None, True, open_now)
     for rule in _rules(messages, kinds, room_name):
         for include_self in (False, True):
-            predicted = [
-                _members(rule, occasion, clients, messages, kinds, include_self)
-                for occasion in occasions
-            ]
-            consistent = all(
-                p is not None and p == _actual(o)
-                for p, o in zip(predicted, occasions, strict=False)
+            predicted = _predicted(
+                rule, occasions, moments, open_now, messages, kinds, actual, include_self
             )
-            audience = Audience(include_self, rule, consistent, [p or set() for p in predicted])
-            if consistent:
-                return audience
-            if rule is None and fallback is None:
-                fallback = audience
-    assert fallback is not None
+            if predicted is not None:
+                return Audience(include_self, rule, True, predicted)
     included = sum(1 for o in occasions if o.delivery and o.trigger.client in o.delivery.receivers)
     if included * 2 > len(occasions):
-        fallback = Audience(
+        return Audience(
             True,
             None,
             False,
             [
                 p | {o.trigger.client} if o.trigger.kind != "close" else p
-                for p, o in zip(fallback.predicted, occasions, strict=True)
+                for p, o in zip(route_wide, occasions, strict=True)
             ],
         )
-    return fallback
+    return Audience(False, None, False, route_wide)
 
 
-def _rules(
-    messages: Sequence[Sent], kinds: dict[Sent, Kind], room_name: str
-) -> Iterator[RoomRule | None]:
-    yield None
-    order: list[Kind] = []
-    for sent in messages:
-        if kinds[sent] not in order:
-            order.append(kinds[sent])
+def _moment(occasion: Occasion) -> tuple[float, int]:
+    if occasion.delivery is not None:
+        return occasion.delivery.time, occasion.delivery.seq
+    return occasion.trigger.time, occasion.trigger.seq
+
+
+def _open_clients(
+    moments: Sequence[tuple[float, int]], clients: Sequence[Client]
+) -> list[set[Client]]:
+    """The clients connected at each moment."""
+    return [{c for c in clients if c.open_at(*moment)} for moment in moments]
+
+
+def _predicted(
+    rule: RoomRule,
+    occasions: Sequence[Occasion],
+    moments: Sequence[tuple[float, int]],
+    open_now: Sequence[set[Client]],
+    messages: Sequence[Sent],
+    kinds: dict[Sent, Kind],
+    actual: Sequence[set[Client]],
+    include_self: bool,
+) -> list[set[Client]] | None:
+    """The receivers the room rule gives each occasion, if they are the actual ones every
+    time (else None, as soon as one differs). The messages are walked once, in order, the
+    rooms' members kept up to date as the occasions come."""
+    order = sorted(range(len(occasions)), key=lambda i: moments[i][1])
+    rooms: dict[Any, set[Client]] = {}
+    predicted: list[set[Client]] = [set() for _ in occasions]
+    position = 0
+    for i in order:
+        while position < len(messages) and messages[position].seq <= moments[i][1]:
+            sent = messages[position]
+            kind = kinds[sent]
+            if kind is rule.kind:
+                rooms.setdefault(_room_of(rule, sent), set()).add(sent.client)
+            elif kind is rule.leave:
+                rooms.get(_room_of(rule, sent), set()).discard(sent.client)
+            position += 1
+        occasion = occasions[i]
+        trigger = occasion.trigger
+        if rule.field is None:
+            room: Any = rule.name
+        elif trigger.sent is not None:
+            room = _room_of(rule, trigger.sent)
+            if not isinstance(room, str):
+                return None
+        else:
+            return None
+        members = rooms.get(room, set()) & open_now[i]
+        if not include_self:
+            members = members - {trigger.client}
+        if members != actual[i]:
+            return None
+        predicted[i] = members
+    return predicted
+
+
+def _rules(messages: Sequence[Sent], kinds: dict[Sent, Kind], room_name: str) -> Iterator[RoomRule]:
+    """The room rules, simplest first: a constant room, then rooms named by a field; each
+    without leaving, then left by each other kind of message."""
+    order = list(dict.fromkeys(kinds[s] for s in messages))
     leaves: list[Kind | None] = [None, *order]
     for kind in order:
         for leave in leaves:
@@ -128,62 +181,7 @@ def _room_fields(sents: Sequence[Sent], kind: Kind) -> list[str]:
 
 
 def _room_of(rule: RoomRule, sent: Sent) -> Any:
-    if rule.field is None:
-        return rule.name
-    value = sent.payload.value
-    return value.get(rule.field) if isinstance(value, dict) else None
-
-
-def _members(
-    rule: RoomRule | None,
-    occasion: Occasion,
-    clients: Sequence[Client],
-    messages: Sequence[Sent],
-    kinds: dict[Sent, Kind],
-    include_self: bool,
-) -> set[Client] | None:
-    """Who the rule sends the occasion's broadcast to (None: the rule cannot say)."""
-    trigger = occasion.trigger
-    moment = (
-        (occasion.delivery.time, occasion.delivery.seq)
-        if occasion.delivery
-        else (
-            trigger.time,
-            trigger.seq,
-        )
-    )
-    open_now = {c for c in clients if c.open_at(*moment)}
-    if rule is None:
-        base = open_now
-    else:
-        if rule.field is None:
-            room = rule.name
-        elif trigger.sent is not None and kinds.get(trigger.sent) is not None:
-            room = (
-                _room_of(rule, trigger.sent)
-                if isinstance(trigger.sent.payload.value, dict)
-                else None
-            )
-            if not isinstance(room, str):
-                return None
-        else:
-            return None
-        members: set[Client] = set()
-        for sent in messages:
-            if sent.seq > moment[1]:
-                break
-            kind = kinds[sent]
-            if kind is rule.kind and _room_of(rule, sent) == room:
-                members.add(sent.client)
-            elif kind is rule.leave and _room_field_value(rule, sent) == room:
-                members.discard(sent.client)
-        base = members & open_now
-    if include_self:
-        return set(base)
-    return base - {trigger.client}
-
-
-def _room_field_value(rule: RoomRule, sent: Sent) -> Any:
+    """The room a message of the rule's kinds names (the constant one for a constant)."""
     if rule.field is None:
         return rule.name
     value = sent.payload.value

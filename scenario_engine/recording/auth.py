@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..language.ir import AuthStep, RejectBody
-from .generalize import string_literal
+from .generalize import as_template, string_literal
 from .model import Client, Refusal
 
 __all__ = ["AuthRule", "infer_auth", "relevant_headers"]
@@ -66,7 +66,7 @@ class AuthRule:
         else:
             listed = ", ".join(string_literal(v) for v in self.allowed)
             condition = f"{self.expression} in [{listed}]"
-        body: RejectBody = {"reason": self.reason.replace("${", "$${"), "unless": condition}
+        body: RejectBody = {"reason": as_template(self.reason), "unless": condition}
         if self.status is not None:
             body["status"] = self.status
         elif self.code is not None:

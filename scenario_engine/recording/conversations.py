@@ -28,7 +28,7 @@ from typing import Any
 from ..expr.syntax import keywords
 from ..language.ir import CloseBody, ConnectStep, ExpectStep, Test, TestStep
 from .auth import AuthRule, relevant_headers
-from .generalize import ArraySpec, ObjectSpec, Spec, Varying
+from .generalize import ArraySpec, ObjectSpec, Spec, Varying, as_template, string_literal
 from .handlers import Expectation, ServerClose
 from .model import Client, Delivery, Refusal, Sent
 from .timing import nice_duration, round_interval
@@ -40,6 +40,9 @@ _NAME_KEYS = ("username", "name", "user", "nick", "nickname", "from")
 _WORD = re.compile(r"[a-z][a-z0-9_]{0,15}")
 #: Between two clients' messages with nothing awaited in between.
 SETTLE = "50ms"
+#: A test replays this much of a conversation at most: a test is read by people, and a long
+#: recording says the same things many times over.
+MAX_STEPS = 300
 
 
 @dataclass
@@ -69,14 +72,21 @@ def write_tests(
     pauses: Sequence[Pause],
     labels: dict[Sent, str],
     running: Sequence[Running] = (),
+    notes: list[str] | None = None,
 ) -> list[Test]:
-    """The tests of a recording: its conversations, then its refusals."""
+    """The tests of a recording: its conversations, then its refusals. A conversation cut
+    at MAX_STEPS is said in ``notes``."""
     captured = _captured_values(clients, expectations)
     groups = _groups(clients, expectations, captured)
     tests: list[Test] = []
     seen: set[str] = set()
     for group in groups:
         test = _conversation(name, group, expectations, closes, captured, pauses, labels, running)
+        if len(test["steps"]) >= MAX_STEPS and notes is not None:
+            notes.append(
+                f"the test {test['name']!r} replays the first {MAX_STEPS} steps of its "
+                "conversation only"
+            )
         _add(tests, seen, test)
     for refusal, rule in refusals:
         _add(tests, seen, _refused(name, refusal, rule))
@@ -272,6 +282,8 @@ def _conversation(
     open_clients: set[Client] = set()
     last_time = events[0][2] if events else 0.0
     for seq, _, time, event in events:
+        if len(steps) >= MAX_STEPS:
+            break
         what = event[0]
         if what == "connect":
             client = event[1]
@@ -369,7 +381,7 @@ def _substitute(value: Any, by_value: dict[str, str]) -> Any:
     if isinstance(value, str):
         if value in by_value:
             return "${" + by_value[value] + "}"
-        return value.replace("${", "$${")
+        return as_template(value)
     if isinstance(value, dict):
         return {k: _substitute(v, by_value) for k, v in value.items()}
     if isinstance(value, list):
@@ -379,7 +391,7 @@ def _substitute(value: Any, by_value: dict[str, str]) -> Any:
 
 def _connect_step(name: str, client: Client, by_value: dict[str, str]) -> ConnectStep:
     segments = [
-        "${" + by_value[s] + "}" if s in by_value else s.replace("${", "$${")
+        "${" + by_value[s] + "}" if s in by_value else as_template(s)
         for s in client.path.split("/")
     ]
     step: ConnectStep = {"connect": name, "path": "/".join(segments)}
@@ -449,8 +461,6 @@ def _accessor(part: str | int) -> str:
         return f"[{part}]"
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
         return "." + part
-    from .generalize import string_literal
-
     return f"[{string_literal(part)}]"
 
 
@@ -459,7 +469,7 @@ def _close_step(name: str, client: Client, closes: dict[Client, ServerClose]) ->
     if server is not None:
         body: CloseBody = {"code": server.code}
         if server.reason:
-            body["reason"] = server.reason.replace("${", "$${")
+            body["reason"] = as_template(server.reason)
         return {"client": name, "expectClose": body}
     if client.closed_by == "server" or client.close_code in (None, 1006):
         return None
@@ -469,7 +479,7 @@ def _close_step(name: str, client: Client, closes: dict[Client, ServerClose]) ->
             return {"client": name, "close": {}}
         body = {"code": code}
         if client.close_reason:
-            body["reason"] = client.close_reason.replace("${", "$${")
+            body["reason"] = as_template(client.close_reason)
         return {"client": name, "close": body}
     return {"client": name, "close": {}}
 
@@ -481,7 +491,7 @@ def _ceil_ms(milliseconds: float) -> int:
 
 def _refused(name: str, refusal: Refusal, rule: AuthRule | None) -> Test:
     client = "refused"
-    step: ConnectStep = {"connect": client, "path": refusal.path.replace("${", "$${")}
+    step: ConnectStep = {"connect": client, "path": as_template(refusal.path)}
     if refusal.query:
         step["query"] = _substitute(refusal.query, {})
     headers = relevant_headers(refusal.headers or {})
@@ -496,7 +506,7 @@ def _refused(name: str, refusal: Refusal, rule: AuthRule | None) -> Test:
         if refusal.code is not None:
             expected["code"] = refusal.code
         if refusal.reason:
-            expected["reason"] = refusal.reason.replace("${", "$${")
+            expected["reason"] = as_template(refusal.reason)
         steps.append({"client": client, "expectClose": expected})
         how = f"closed {refusal.code}"
     why = ""

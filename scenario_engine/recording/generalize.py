@@ -43,10 +43,12 @@ __all__ = [
     "ANY",
     "Context",
     "Spec",
+    "as_template",
     "generalize",
     "matches",
     "request_paths",
     "string_literal",
+    "text_pattern",
 ]
 
 ANY = "${any}"
@@ -129,7 +131,7 @@ class Spec:
     def expectation(self, recorded: Any, names: Names) -> Any:
         if isinstance(recorded, str) and recorded in names:
             return "${" + names[recorded] + "}"
-        return _literal(recorded)
+        return as_template(recorded)
 
     def uses(self) -> set[str]:
         """The session counters it reads (their ``set`` goes before the send)."""
@@ -139,9 +141,19 @@ class Spec:
 @dataclass
 class Const(Spec):
     value: Any
+    #: In how many occurrences it was seen: once, an id in it may be fresh on a replay.
+    seen: int = 2
 
     def template(self) -> Any:
-        return _literal(self.value)
+        return as_template(self.value)
+
+    def expectation(self, recorded: Any, names: Names) -> Any:
+        if self.seen == 1 and isinstance(recorded, str) and recorded not in names:
+            pattern = text_pattern([recorded])
+            if pattern is not None:
+                # The mock sends what was recorded; the server may make a new id there.
+                return matches(pattern)
+        return super().expectation(recorded, names)
 
 
 @dataclass
@@ -161,7 +173,7 @@ class Interpolated(Spec):
     after: str
 
     def template(self) -> Any:
-        return _escape(self.before) + "${" + self.expression + "}" + _escape(self.after)
+        return as_template(self.before) + "${" + self.expression + "}" + as_template(self.after)
 
 
 @dataclass
@@ -201,7 +213,7 @@ class Varying(Spec):
     stable = False
 
     def template(self) -> Any:
-        return _literal(self.first) if self.expression is None else "${" + self.expression + "}"
+        return as_template(self.first) if self.expression is None else "${" + self.expression + "}"
 
     def expectation(self, recorded: Any, names: Names) -> Any:
         if self.capturable and isinstance(recorded, str) and recorded in names:
@@ -276,7 +288,8 @@ def generalize(
         spec = rule(values, contexts, recorded, key)
         if spec is not None:
             return spec
-    return Varying(None, first, None)
+    pattern = text_pattern(values) if all(isinstance(v, str) for v in values) else None
+    return Varying(None, first, pattern)
 
 
 # ---- the rules, in order ----------------------------------------------------------------------
@@ -360,8 +373,13 @@ def _counted(
 ) -> Spec | None:
     if not all(_is_int(v) for v in values) or len(set(values)) < 2:
         return None
-    if all(c.timer_count == v for v, c in zip(values, contexts, strict=False)):
-        return Counted("timer.count")
+    counts = [c.timer_count for c in contexts]
+    if all(n is not None for n in counts):
+        offsets = {v - n for v, n in zip(values, counts, strict=True) if n is not None}
+        if len(offsets) == 1:
+            (offset,) = offsets
+            shift = f" + {offset}" if offset > 0 else f" - {-offset}" if offset < 0 else ""
+            return Counted("timer.count" + shift)
     if all(c.counter == v for v, c in zip(values, contexts, strict=False)):
         name = _identifier(key or "count")
         return Counted(f"session.{name}", name)
@@ -389,7 +407,7 @@ def _constant(
     if all(equal(v, first) and type(v) is type(first) for v in values[1:]):
         if isinstance(first, str) and first in recorded.echoed and is_id_like(first):
             return _fresh(values)
-        return Const(first)
+        return Const(first, len(values))
     return None
 
 
@@ -453,7 +471,7 @@ def _lookup(
             if len(table) < 2:
                 continue
             name = _table_name(key, table, recorded.tables)
-            recorded.tables[name] = {k: _literal(v) for k, v in table.items()}
+            recorded.tables[name] = {k: as_template(v) for k, v in table.items()}
             return Lookup(f"{name}[{source}]")
     return None
 
@@ -488,7 +506,7 @@ def _table_name(key: str | None, table: dict[str, Any], tables: dict[str, dict[s
     base = _identifier(key or "value")
     base = base if base.endswith("s") else base + "s"
     name, n = base, 2
-    while name in tables and tables[name] != {k: _literal(v) for k, v in table.items()}:
+    while name in tables and tables[name] != {k: as_template(v) for k, v in table.items()}:
         name, n = f"{base}{n}", n + 1
     return name
 
@@ -520,6 +538,33 @@ _RULES: tuple[_Rule, ...] = (
 # ---- helpers ----------------------------------------------------------------------------------
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+_WORD = re.compile(r"[A-Za-z0-9_-]+")
+#: What stands for an id in a text pattern: what id() and uuid() make, and the server's ids.
+_ID_PATTERN = "[0-9A-Za-z_-]+"
+
+
+def text_pattern(values: Sequence[str]) -> str | None:
+    """A regular expression for texts that differ only in ids (``40{"sid":"611a3a32"}``),
+    the ids (id-like words of six characters or more) left open; None if the texts hold no
+    id or differ elsewhere."""
+    skeletons = set()
+    for value in values:
+        parts = []
+        last = 0
+        for word in _WORD.finditer(value):
+            if len(word.group()) >= 6 and is_id_like(word.group()):
+                parts.append(value[last : word.start()])
+                last = word.end()
+        parts.append(value[last:])
+        if len(parts) == 1:
+            return None
+        skeletons.add(tuple(parts))
+    if len(skeletons) != 1:
+        return None
+    (skeleton,) = skeletons
+    return "^" + _ID_PATTERN.join(re.escape(part) for part in skeleton) + "$"
 
 
 def request_paths(value: Any, target: Any, base: str = "msg") -> list[str]:
@@ -589,16 +634,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _literal(value: Any) -> Any:
-    """A recorded value as a template: its strings with ``${`` escaped."""
+def as_template(value: Any) -> Any:
+    """A recorded value as a template that makes it: its strings with ``${`` escaped."""
     if isinstance(value, str):
-        return _escape(value)
+        return value.replace("${", "$${")
     if isinstance(value, dict):
-        return {k: _literal(v) for k, v in value.items()}
+        return {k: as_template(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_literal(v) for v in value]
+        return [as_template(v) for v in value]
     return value
-
-
-def _escape(text: str) -> str:
-    return text.replace("${", "$${")

@@ -5,8 +5,9 @@ occurrence's replies, in order, by kind and delay, become the *slots* of the han
 reaching the sender alone is a ``send``; one reaching others a ``broadcast`` (audience.py); one
 later than replies come an ``after D``. A reply to the sender present in fewer than half the
 occurrences is not made (the recording does not say when it happens) and not expected.
-Then the handler's timers (streams.py), the rooms it joins or leaves, the timers it cancels, and
-a close when the server closed the connection right after.
+Then a close when the server closed the connection right after (the timers a handler starts
+or cancels and the rooms it joins or leaves are added by infer.py, from every handler's
+findings).
 
 What the handler makes of each delivery is kept as an ``Expectation``: the spec of its value,
 the receivers the scenario sends it to, how long a test waits for it. A test expects the
@@ -24,12 +25,27 @@ from typing import Any
 
 from ..language.ir import Action, BroadcastBody, CloseBody, IfAction
 from .audience import Audience, Occasion, RoomRule, resolve
-from .generalize import Context, Recorded, Spec, generalize, string_literal
+from .generalize import (
+    Context,
+    FromRequest,
+    Recorded,
+    Spec,
+    as_template,
+    generalize,
+    string_literal,
+)
 from .kinds import Kind
 from .model import Client, Delivery, Sent
 from .timing import Effect, Trigger, nice_duration, reply_shape, round_interval
 
-__all__ = ["Expectation", "HandlerInput", "ServerClose", "build_actions", "context_of"]
+__all__ = [
+    "Expectation",
+    "HandlerInput",
+    "ServerClose",
+    "build_actions",
+    "context_of",
+    "said_before",
+]
 
 
 @dataclass
@@ -66,6 +82,7 @@ class HandlerInput:
     room_name: str
     recorded: Recorded
     identities: dict[Client, str]
+    said: dict[Trigger, dict[tuple[Hashable, str], str]]
     #: The path of msg naming the kind (a reply takes no value from it).
     kind: Kind | None = None
 
@@ -80,6 +97,8 @@ class _Slot:
 
 @dataclass
 class Built:
+    """One handler's actions, and what they tell the tests and the other handlers."""
+
     actions: list[Action]
     expectations: dict[Delivery, Expectation]
     closes: dict[Client, ServerClose]
@@ -87,25 +106,38 @@ class Built:
     rooms: list[RoomRule]
 
 
+def said_before(
+    triggers: Sequence[Trigger], kinds: dict[Sent, Kind]
+) -> dict[Trigger, dict[tuple[Hashable, str], str]]:
+    """For each trigger, what its client had said before it: in the latest message of each
+    kind, (kind, path of ``msg``) → the text there."""
+    said: dict[Client, dict[tuple[Hashable, str], str]] = {}
+    found = {}
+    for trigger in sorted(triggers, key=lambda t: t.seq):
+        so_far = said.setdefault(trigger.client, {})
+        found[trigger] = dict(so_far)
+        sent = trigger.sent
+        kind = kinds.get(sent) if sent is not None else None
+        if sent is not None and kind is not None and isinstance(sent.payload.value, dict):
+            for path, text in _text_paths(sent.payload.value, "msg"):
+                if path != kind.key_path:
+                    so_far[(kind, path)] = text
+    return found
+
+
 def context_of(
     trigger: Trigger,
     identities: dict[Client, str],
-    kinds: dict[Sent, Kind],
+    said: dict[Trigger, dict[tuple[Hashable, str], str]],
     counter: int | None = None,
 ) -> Context:
     sent = trigger.sent
     client = trigger.client
-    said: dict[tuple[Hashable, str], str] = {}
-    for earlier in client.sent:
-        if earlier.seq >= trigger.seq:
-            break
-        kind = kinds.get(earlier)
-        if kind is not None and isinstance(earlier.payload.value, dict):
-            for path, text in _text_paths(earlier.payload.value, "msg"):
-                if path != kind.key_path:
-                    said[(kind, path)] = text
     context = Context(
-        identity=identities.get(client), counter=counter, query=client.query, said=said
+        identity=identities.get(client),
+        counter=counter,
+        query=client.query,
+        said=said.get(trigger, {}),
     )
     if sent is not None:
         context.msg = sent.payload.value
@@ -154,7 +186,7 @@ def build_actions(given: HandlerInput) -> Built:
         code, reason = closes
         body: CloseBody = {"code": code}
         if reason:
-            body["reason"] = _escape(reason)
+            body["reason"] = as_template(reason)
         actions.append({"close": body})
     counting: list[Action] = [
         {
@@ -199,7 +231,7 @@ def _slot_action(
         if spec is None:
             return None
     else:
-        contexts = [context_of(t, given.identities, given.kinds, counters[t]) for t in present]
+        contexts = [context_of(t, given.identities, given.said, counters[t]) for t in present]
         spec = generalize(values, contexts, given.recorded)
     action: Action
     if slot.classes == {"self"}:
@@ -349,7 +381,7 @@ def _broadcast(data: Any, audience: Audience) -> Action:
 
 def join_room(rule: RoomRule) -> Any:
     """The room a message of the rule's kind joins (or leaves), as a template."""
-    return _escape(rule.name or "") if rule.field is None else f"${{msg.{rule.field}}}"
+    return as_template(rule.name or "") if rule.field is None else f"${{msg.{rule.field}}}"
 
 
 def _within(slot: _Slot) -> float | None:
@@ -405,8 +437,6 @@ def _slots(
 
 def _binary_spec(slot: _Slot, present: Sequence[Trigger]) -> Spec | None:
     """A binary reply the mock can make: the binary message it answers, sent back."""
-    from .generalize import FromRequest
-
     for trigger in present:
         sent = trigger.sent
         if sent is None or sent.payload.data != slot.entries[trigger].delivery.payload.data:
@@ -428,17 +458,11 @@ def _closes(
     return next(iter(kinds))
 
 
-def _escape(text: str) -> str:
-    return text.replace("${", "$${")
-
-
 def timer_name(label: str) -> str:
     """A timer's name from what it sends: ``price`` → ``prices``."""
     word = "".join(c if c.isalnum() else "_" for c in label).strip("_") or "push"
     if not (word[0].isalpha() or word[0] == "_"):
         word = "t_" + word
-    return word if word.endswith("s") else word + "s"
-
-
-def quoted(text: str) -> str:
-    return string_literal(text)
+    if word.endswith("s"):
+        return word
+    return word + "es" if word.endswith(("sh", "ch", "x")) else word + "s"

@@ -16,17 +16,26 @@ The steps, each in a module of its own:
 from __future__ import annotations
 
 import dataclasses
+import re
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..language.ir import Action, Document, EveryBody, Handlers, MessageHandler, Route
+from ..language.ir import (
+    Action,
+    Document,
+    EveryBody,
+    Handlers,
+    MessageHandler,
+    Route,
+    RouteTimer,
+)
 from .audience import RoomRule
 from .auth import AuthRule, infer_auth
 from .conversations import Pause, Running, write_tests
-from .generalize import Context, Recorded, generalize, request_paths
+from .generalize import Context, Recorded, as_template, generalize, request_paths
 from .handlers import (
     Built,
     Expectation,
@@ -35,6 +44,7 @@ from .handlers import (
     build_actions,
     context_of,
     join_room,
+    said_before,
     timer_name,
 )
 from .journal_file import check_events
@@ -120,7 +130,7 @@ def infer_scenario(
             "cannot send them and leave them out"
         )
     tests = write_tests(
-        name, recording.clients, expectations, closes, refused, pauses, labels, running
+        name, recording.clients, expectations, closes, refused, pauses, labels, running, notes
     )
     document: Document = {"routes": routes}
     if recorded.tables:
@@ -132,6 +142,8 @@ def infer_scenario(
 
 @dataclass
 class _Inferred:
+    """One route, and what its tests need to know of it."""
+
     route: Route
     expectations: dict[Delivery, Expectation]
     closes: dict[Client, ServerClose]
@@ -153,7 +165,7 @@ def _route(
     window = timing.window
     triggers = _triggers(clients)
     streams = find_streams(clients, triggers, timing, recording.end)
-    pushed = {d for s in streams if s.start is not None or s.shared for d in s.deliveries}
+    pushed = {d for s in streams for d in s.deliveries}
     members = set(clients)
     deliveries = [
         d
@@ -182,6 +194,7 @@ def _route(
     kinds, kind_of = classify(messages, signature)
     identities = _identities(clients, by_trigger, recording.served)
     server_closes = _server_closes(clients, triggers, window)
+    said = said_before(triggers, kind_of)
     room_name = _room_name(pattern)
 
     def build(chosen: list[Trigger], kind: Kind | None) -> Built:
@@ -197,6 +210,7 @@ def _route(
                 room_name=room_name,
                 recorded=dataclasses.replace(recorded, excluded=excluded),
                 identities=identities,
+                said=said,
                 kind=kind,
             )
         )
@@ -215,9 +229,10 @@ def _route(
         closes.update(part.closes)
     starts: dict[Kind | None, list[Action]] = defaultdict(list)
     ends: dict[Kind | None, list[Action]] = defaultdict(list)
-    route_timers: list[Action] = []
     pauses: list[Pause] = []
-    _timers(streams, kind_of, identities, recorded, starts, ends, expectations, pauses, window)
+    _timers(
+        streams, kind_of, identities, said, recorded, starts, ends, expectations, pauses, window
+    )
     rooms: list[RoomRule] = []
     for part in built:
         rooms.extend(r for r in part.rooms if r not in rooms)
@@ -256,8 +271,7 @@ def _route(
     if on_close.actions:
         handlers["close"] = [a for a in on_close.actions if "close" not in a]
     route: Route = {"path": pattern}
-    accepted = [c for c in clients]
-    rules, explained = infer_auth(refusals, accepted)
+    rules, explained = infer_auth(refusals, clients)
     unknown = [r for r in refusals if r.query is None]
     if unknown:
         notes.append(
@@ -271,8 +285,9 @@ def _route(
         route["subprotocols"] = {"names": selected}
     if handlers:
         route["on"] = handlers
+    route_timers = _route_timers(streams, recorded)
     if route_timers:
-        route["every"] = []
+        route["every"] = route_timers
     rule_of = {}
     for refusal in explained:
         rule_of[refusal] = next(
@@ -401,6 +416,7 @@ def _timers(
     streams: Sequence[Stream],
     kind_of: dict[Sent, Kind],
     identities: dict[Client, str],
+    said: dict[Trigger, dict[tuple[Hashable, str], str]],
     recorded: Recorded,
     starts: dict[Kind | None, list[Action]],
     ends: dict[Kind | None, list[Action]],
@@ -424,7 +440,7 @@ def _timers(
             assert stream.start is not None
             for count, delivery in enumerate(stream.deliveries, 1):
                 values.append(delivery.payload.value)
-                context = context_of(stream.start, identities, kind_of)
+                context = context_of(stream.start, identities, said)
                 context.timer_count = count
                 contexts.append(context)
         if any(isinstance(v, bytes) for v in values):
@@ -432,14 +448,16 @@ def _timers(
         excluded = (kind.key_path,) if kind and kind.key_path else ()
         spec = generalize(values, contexts, dataclasses.replace(recorded, excluded=excluded))
         interval = round_interval(statistics.median(s.interval for s in group))
-        label = shape.split("=", 1)[1] if "=" in shape else "push"
+        # Named after what it sends (its type, a word), else "pushes".
+        label = shape.split("=", 1)[1] if "=" in shape else ""
+        label = label if re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", label) else "push"
         name: Any = timer_name(label)
         stop_name: dict[Kind, Any] = {}
         path = _naming_path(group, kind_of)
         if path is not None:
-            name = f"{_plain(label)}-${{{path[0]}}}"
+            name = f"{as_template(label)}-${{{path[0]}}}"
             for stop_kind, stop_path in path[1].items():
-                stop_name[stop_kind] = f"{_plain(label)}-${{{stop_path}}}"
+                stop_name[stop_kind] = f"{as_template(label)}-${{{stop_path}}}"
         body: EveryBody = {
             "interval": nice_duration(interval),
             "as": name,
@@ -461,6 +479,35 @@ def _timers(
                 pause = _pause_after(stream, interval, window)
                 if pause is not None:
                     pauses.append(pause)
+
+
+def _route_timers(streams: Sequence[Stream], recorded: Recorded) -> list[RouteTimer]:
+    """Streams that started with nothing a client did: the route's own timers, broadcasting
+    to every client (the tests expect none of their pushes: when they come depends on when
+    the server started)."""
+    by_shape: dict[str, list[Delivery]] = defaultdict(list)
+    intervals: dict[str, list[float]] = defaultdict(list)
+    for stream in streams:
+        if stream.start is None:
+            known = by_shape[stream.shape]
+            known.extend(d for d in stream.deliveries if d not in known)
+            intervals[stream.shape].append(stream.interval)
+    timers: list[RouteTimer] = []
+    for shape, deliveries in by_shape.items():
+        deliveries.sort(key=lambda d: d.seq)
+        values = [d.payload.value for d in deliveries]
+        if any(isinstance(v, bytes) for v in values):
+            continue
+        contexts = [Context(timer_count=n) for n in range(1, len(values) + 1)]
+        spec = generalize(values, contexts, recorded)
+        interval = round_interval(statistics.median(intervals[shape]))
+        timers.append(
+            {
+                "interval": nice_duration(interval),
+                "do": [{"broadcast": {"data": spec.template()}}],
+            }
+        )
+    return timers
 
 
 def _naming_path(
@@ -495,10 +542,6 @@ def _naming_path(
     if not common:
         return None
     return common[0], {k: v[0] for k, v in stops.items() if v}
-
-
-def _plain(label: str) -> str:
-    return label.replace("${", "$${")
 
 
 def _pause_after(stream: Stream, interval: int, window: float) -> Pause | None:

@@ -62,9 +62,11 @@ def classify(
             kinds[sent] = Kind("binary", binary=True)
         elif key is not None and payload.is_object and isinstance(payload.value.get(key), str):
             kinds[sent] = _keyed(key, payload.value[key])
-        elif payload.is_json:
+        elif payload.is_object:
             kinds[sent] = Kind("message", late=True)
         else:
+            # Text, and JSON that is not an object (``40`` of Socket.IO is a number): by the
+            # text, as text protocols are.
             assert payload.text is not None
             texts[text_token(payload.text)].append(sent)
     for token, sents in texts.items():
@@ -84,7 +86,8 @@ def classify(
     for sent in messages:
         kinds[sent] = interned.setdefault(kinds[sent], kinds[sent])
     order = list(interned)
-    order.sort(key=lambda k: k.late)
+    # Tried last: prefixes other prefixes start with, then the catch-all.
+    order.sort(key=lambda k: (k.late, k.where is None and k.type is None and not k.binary))
     return order, kinds
 
 
@@ -101,8 +104,8 @@ def _discriminator(objects: Sequence[Sent], signature: Callable[[Sent], Hashable
     counts: Counter[str] = Counter()
     for sent in objects:
         counts.update(k for k, v in sent.payload.value.items() if isinstance(v, str))
-    # Keys with a string value in most of the objects (a few may lack it: leftovers).
-    candidates = [k for k, n in counts.items() if n * 10 >= len(objects) * 9]
+    # Keys with a string value in half the objects or more (the others: leftovers).
+    candidates = [k for k, n in counts.items() if n * 2 >= len(objects)]
     if not candidates:
         return None
     scored = []

@@ -33,7 +33,7 @@ from ..language.ir import (
     TestStep,
 )
 from .auth import relevant_headers
-from .generalize import string_literal
+from .generalize import as_template, string_literal
 from .journal_file import check_events
 from .model import Client, Delivery, Sent, build_recording
 from .timing import nice_duration
@@ -115,7 +115,7 @@ def _route(
                 ):
                     close: CloseBody = {"code": code}
                     if client.close_reason:
-                        close["reason"] = client.close_reason.replace("${", "$${")
+                        close["reason"] = as_template(client.close_reason)
                     actions.append({"close": close})
             handlers.append(_handler(sent, actions))
     route: Route = {"path": path}
@@ -157,7 +157,7 @@ def _sends(
             else:
                 notes.append("binary messages of the server other than echoes are not replayed")
             continue
-        actions.append({"send": _literal(payload.value)})
+        actions.append({"send": as_template(payload.value)})
     return actions
 
 
@@ -165,12 +165,12 @@ def _test(
     name: str, client: Client, replayed: dict[tuple[str, Any], list[Delivery]], n: int
 ) -> Test:
     who = "client"
-    connect: ConnectStep = {"connect": who, "path": client.path.replace("${", "$${")}
+    connect: ConnectStep = {"connect": who, "path": as_template(client.path)}
     if client.query:
-        connect["query"] = _literal(client.query)
+        connect["query"] = as_template(client.query)
     headers = relevant_headers(client.headers)
     if headers:
-        connect["headers"] = _literal(headers)
+        connect["headers"] = as_template(headers)
     if client.protocols:
         connect["protocols"] = list(client.protocols)
     steps: list[TestStep] = [connect]
@@ -186,45 +186,52 @@ def _test(
             except UnicodeDecodeError:
                 break  # a test cannot send these bytes: the rest would not follow
         elif payload.is_json and isinstance(payload.value, dict | list):
-            steps.append({"client": who, "send": _literal(payload.value)})
+            steps.append({"client": who, "send": as_template(payload.value)})
         else:
             assert payload.text is not None
-            steps.append({"client": who, "send": payload.text.replace("${", "$${")})
+            steps.append({"client": who, "send": as_template(payload.text)})
         following = client.sent[i + 1].seq if i + 1 < len(client.sent) else client.close_seq
         steps += _expects(
-            who, sent.time, _replies(client, sent.seq, following), replayed[_key(sent)]
+            who, sent.time, _replies(client, sent.seq, following), replayed[_key(sent)], sent
         )
+    if client.closed_by == "client" or (client.closed_by is None and client.close_code == 1000):
+        steps.append({"client": who, "close": {}})
     return {"name": f"{name}: connection {n} to {client.path}", "steps": steps}
 
 
 def _expects(
-    who: str, since: float, received: Sequence[Delivery], replayed: Sequence[Delivery]
+    who: str,
+    since: float,
+    received: Sequence[Delivery],
+    replayed: Sequence[Delivery],
+    sent: Sent | None = None,
 ) -> list[TestStep]:
-    """Expect steps for what the client received, when the mock replays exactly that."""
-    if [d.payload.text for d in received] != [d.payload.text for d in replayed] or any(
-        d.payload.data is not None for d in received
-    ):
+    """Expect steps for what the client received, when the mock replays exactly that: the
+    same texts, and binary messages only as the echo of the binary message ``sent``."""
+    if [d.payload.text for d in received] != [d.payload.text for d in replayed]:
         return []
+    expected: list[Any] = []
+    for delivery in received:
+        data = delivery.payload.data
+        if data is None:
+            expected.append(as_template(delivery.payload.value))
+            continue
+        if sent is None or sent.payload.data != data:
+            return []
+        try:
+            expected.append(as_template(data.decode("utf-8")))
+        except UnicodeDecodeError:
+            return []
     steps: list[TestStep] = []
     last = since
-    for delivery in received:
-        step: ExpectStep = {"client": who, "expect": _literal(delivery.payload.value)}
+    for delivery, value in zip(received, expected, strict=True):
+        step: ExpectStep = {"client": who, "expect": value}
         gap = delivery.time - last
         if gap >= _SHORTEST_WAIT:
             step["within"] = nice_duration(round(gap * 1.5 + 500))
         last = delivery.time
         steps.append(step)
     return steps
-
-
-def _literal(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("${", "$${")
-    if isinstance(value, dict):
-        return {k: _literal(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_literal(v) for v in value]
-    return value
 
 
 def _expression(value: Any) -> str:

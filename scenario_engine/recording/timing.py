@@ -82,9 +82,8 @@ class Stream:
     stop: Trigger | None
     #: Stopped on its own after ``len(deliveries)`` runs (``times N``).
     limited: bool = False
-    #: Reaching several clients at the same moments (a route's timer).
-    shared: bool = False
-    effects: list[Effect] = field(default_factory=list)
+    #: What the client did one interval before the first push (``start`` is one of them).
+    aligned: list[Trigger] = field(default_factory=list)
 
 
 def reply_shape(value: Any, binary: bool) -> str:
@@ -192,8 +191,55 @@ def find_streams(
                 stream = _stream(client, run, shape, split, by_client[client], window, end)
                 if stream is not None:
                     streams.append(stream)
+    _agree_on_starts(streams)
     streams.sort(key=lambda s: s.deliveries[0].seq)
     return streams
+
+
+def _agree_on_starts(streams: Sequence[Stream]) -> None:
+    """Streams of one kind start alike: where several things a client did could have
+    started one (a connect and a subscribe in the same millisecond), the start is a kind of
+    thing that could have started every stream of the kind, preferring, in this order, a
+    message naming what the pushes name (a subscribe to the symbol priced), a message when
+    a message stopped the streams, a connect, the latest."""
+    by_shape: dict[str, list[Stream]] = defaultdict(list)
+    for stream in streams:
+        if stream.aligned:
+            by_shape[stream.shape].append(stream)
+    for group in by_shape.values():
+        common: list[str] | None = None
+        for stream in group:
+            keys = list(dict.fromkeys(_start_key(t) for t in stream.aligned))
+            common = keys if common is None else [k for k in common if k in keys]
+        if not common:
+            continue
+        stopped = any(s.stop is not None for s in group)
+
+        def preference(key: str, group: list[Stream] = group, stopped: bool = stopped) -> Any:
+            named = all(
+                any(_names_the_push(t, s) for t in s.aligned if _start_key(t) == key) for s in group
+            )
+            return (named, stopped and key != "connect", key == "connect")
+
+        chosen = max(reversed(common), key=preference)
+        for stream in group:
+            stream.start = [t for t in stream.aligned if _start_key(t) == chosen][-1]
+
+
+def _names_the_push(trigger: Trigger, stream: Stream) -> bool:
+    """Whether the trigger's message and the stream's first push share a text value."""
+    if trigger.sent is None:
+        return False
+    said = {v for v in _leaves(trigger.sent.payload.value) if isinstance(v, str)}
+    pushed = {v for v in _leaves(stream.deliveries[0].payload.value) if isinstance(v, str)}
+    return bool(said & pushed)
+
+
+def _start_key(trigger: Trigger) -> str:
+    if trigger.sent is None:
+        return trigger.kind
+    payload = trigger.sent.payload
+    return reply_shape(payload.value, payload.binary)
 
 
 def _answers(run: Sequence[Delivery], moments: Sequence[tuple[int, float]], prompt: float) -> bool:
@@ -236,22 +282,37 @@ def _runs(deliveries: list[Delivery], window: float) -> list[tuple[str | None, l
 
 def _regular_runs(deliveries: list[Delivery], window: float) -> list[list[Delivery]]:
     """Maximal runs of two or more deliveries at a regular interval (a stream restarted, or
-    stopped and started again, makes several runs)."""
+    stopped and started again, makes several runs). The beat is judged on a run's first
+    gaps, so that a long stream costs a look at each gap, not at the whole run each time."""
     runs: list[list[Delivery]] = []
     current: list[Delivery] = []
     for delivery in deliveries:
-        candidate = [*current, delivery]
-        if len(candidate) <= 2 or _regular([d.time for d in candidate], window) is not None:
-            current = candidate
+        if len(current) < 2 or _fits(current, delivery, window):
+            current.append(delivery)
             continue
-        if len(current) >= 2 and _regular([d.time for d in current], window) is not None:
+        if _regular([d.time for d in current[: _BEAT + 1]], window) is not None:
             runs.append(current)
             current = [delivery]
         else:
             current = [*current[1:], delivery]
-    if len(current) >= 2 and _regular([d.time for d in current], window) is not None:
+    if len(current) >= 2 and _regular([d.time for d in current[: _BEAT + 1]], window) is not None:
         runs.append(current)
     return runs
+
+
+#: How many gaps of a run set its beat.
+_BEAT = 16
+
+
+def _fits(run: list[Delivery], delivery: Delivery, window: float) -> bool:
+    """Whether ``delivery`` continues the run on its beat."""
+    head = [d.time for d in run[: _BEAT + 1]]
+    if len(run) <= _BEAT:
+        head.append(delivery.time)
+        return _regular(head, window) is not None
+    beat = _regular(head, window)
+    gap = delivery.time - run[-1].time
+    return beat is not None and abs(gap - beat) <= _tolerance(beat)
 
 
 def _stream(
@@ -275,22 +336,27 @@ def _stream(
             trigger.sent is not None and marker in _leaves(trigger.sent.payload.value)
         )
 
-    before = [t for t in triggers if t.seq < first.seq and t.kind != "close" and names_it(t)]
-    start = None
     # A timer's first run comes one interval after it starts: give or take a slow start.
-    if before and 0.5 * interval <= first.time - before[-1].time <= 1.5 * interval + tolerance:
-        start = before[-1]
-    elif len(run) < 3:
+    # Of several things the client did then, its connect, else the latest.
+    aligned = [
+        t
+        for t in triggers
+        if t.seq < first.seq
+        and t.kind != "close"
+        and names_it(t)
+        and 0.75 * interval - tolerance <= first.time - t.time <= 1.25 * interval + tolerance
+    ]
+    start = next((t for t in aligned if t.kind == "connect"), aligned[-1] if aligned else None)
+    if start is None and len(run) < 3:
         return None  # two messages at one interval, after nothing: no evidence of a timer
-    # The next push was due by then: what came before it stopped the stream.
+    # The next push was due by then: a close before it ended the stream, else a message
+    # before it stopped it, else it stopped on its own.
     due = last.time + interval + tolerance
-    after = [t for t in triggers if t.seq > last.seq and t.time <= due and t.kind != "connect"]
-    stop = next((t for t in after if t.kind == "message" and names_it(t)), None)
-    limited = (
-        stop is None and not (client.closed is not None and client.closed <= due) and end > due
-    )
-    shared = all(len(d.receivers) > 1 for d in run)
-    return Stream(client, run, interval, shape, split, start, stop, limited, shared)
+    closed = client.closed is not None and client.closed <= due
+    after = [t for t in triggers if t.seq > last.seq and t.time <= due and t.kind == "message"]
+    stop = None if closed else next((t for t in after if names_it(t)), None)
+    limited = stop is None and not closed and end > due
+    return Stream(client, run, interval, shape, split, start, stop, limited, aligned)
 
 
 def _leaves(value: Any) -> list[Any]:
@@ -324,7 +390,9 @@ def attribute(
 
 
 def _cause(delivery: Delivery, recent: list[Trigger], window: float) -> Trigger | None:
-    close_by = [t for t in reversed(recent) if delivery.time - t.time <= window]
+    close_by = list(
+        itertools.takewhile(lambda t: delivery.time - t.time <= window, reversed(recent))
+    )
     receivers = delivery.receivers
     for trigger in close_by:
         if trigger.kind == "close" and trigger.client in receivers:
