@@ -6,6 +6,7 @@ The hierarchy::
     ├── ScenarioError              one diagnostic about a scenario file: position, message, hint
     ├── ScenarioErrors             every diagnostic of one or more files, raised together
     ├── UsageError                 a command or call given something it cannot use (exit 2)
+    │   └── JournalError           a line of a journal file (a recording) that is not an event
     ├── QuantityError              a duration or size that does not read (also ValueError)
     ├── StringSyntaxError          a bad escape or an unclosed ``${`` in a string (ValueError)
     ├── ExpressionSyntaxError      an expression that does not parse (also ValueError)
@@ -42,6 +43,7 @@ __all__ = [
     "EmitError",
     "EvaluationError",
     "ExpressionSyntaxError",
+    "JournalError",
     "QuantityError",
     "ScenarioEngineError",
     "ScenarioError",
@@ -143,6 +145,20 @@ class UsageError(ScenarioEngineError):
     """A command or a call was given something it cannot use: a path that is not a scenario,
     options that do not go together, a target that is not a WebSocket URL. The command line
     prints it as ``scenario-engine: error: …`` and exits with status 2."""
+
+
+class JournalError(UsageError):
+    """A journal file, read as a recording, has a line that is not an event: ``file`` and
+    ``line`` say where (1-based), ``message`` what is wrong. It prints as ``FILE:LINE: …``."""
+
+    def __init__(self, file: str, line: int, message: str) -> None:
+        super().__init__(message)
+        self.file = file
+        self.line = line
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
 
 
 class QuantityError(ScenarioEngineError, ValueError):

@@ -157,8 +157,9 @@ class LogTail:
     """Drains a server's stderr in a thread (so its pipe never fills and blocks the server)
     and lets a test wait for a line."""
 
-    def __init__(self, stream: IO[str]) -> None:
-        self.lines: list[str] = []
+    def __init__(self, stream: IO[str], read: Sequence[str] = ()) -> None:
+        #: ``read``: the lines a test read from the stream before handing it over.
+        self.lines: list[str] = list(read)
         #: Where the current test's part of the log starts (see ``mark``).
         self.start = 0
         self._changed = threading.Condition()
@@ -253,6 +254,80 @@ def start_mock(*paths: str | Path, extra: tuple[str, ...] = ()) -> ServedMock:
             return ServedMock(process, base, urls, LogTail(process.stderr), line.strip())
     process.kill()
     raise RuntimeError("serve did not print its routes in time")
+
+
+@dataclass
+class Backend:
+    """A hand-written backend of tests/backends running as a process of its own."""
+
+    process: subprocess.Popen[str]
+    url: str
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10 * UNIT)
+
+
+def start_backend(name: str, *extra: str) -> Backend:
+    """Start ``tests/backends/NAME`` (with ``extra`` options) and wait for its ``ready PORT``."""
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "backends" / name), *extra],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = re.match(r"ready (\d+)", line)
+    if match is None:
+        process.kill()
+        raise RuntimeError(f"{name} did not start: {line!r}")
+    return Backend(process, f"ws://127.0.0.1:{match.group(1)}")
+
+
+@dataclass
+class Recorder:
+    """A running ``scenario-engine record``: its process, the proxy's URL, what it printed on
+    stdout (``out``: its start lines, then the traffic) and on stderr (``err``)."""
+
+    process: subprocess.Popen[str]
+    url: str
+    out: LogTail
+    err: LogTail
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20 * UNIT) -> int:
+        """Stop it as Ctrl+C does (or with ``sig``); its exit status, once its output is in."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        status = self.process.wait(timeout=timeout)
+        self.out.join()
+        self.err.join()
+        return status
+
+
+def start_record(target: str, out: str | Path, *extra: str) -> Recorder:
+    """Start ``record --target TARGET -o OUT`` on port 0 and wait for its ``ready:`` line."""
+    command = ["record", "--target", target, "-o", str(out), "--port", "0", *extra]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scenario_engine", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    read: list[str] = []
+    deadline = time.monotonic() + 20 * UNIT
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError("record exited early:\n" + process.stderr.read())
+        read.append(line.rstrip("\n"))
+        match = re.match(r"ready: proxy on (\S+):(\d+) ", line)
+        if match:
+            url = f"ws://{match.group(1)}:{match.group(2)}"
+            return Recorder(process, url, LogTail(process.stdout, read), LogTail(process.stderr))
+    process.kill()
+    raise RuntimeError("record did not print its ready line in time")
 
 
 async def assert_alive(

@@ -71,7 +71,12 @@ def _scenario_snippets(name: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(
-    ("name", "text"), [*_scenario_snippets("testing.md"), *_scenario_snippets("language.md")]
+    ("name", "text"),
+    [
+        *_scenario_snippets("testing.md"),
+        *_scenario_snippets("language.md"),
+        *_scenario_snippets("record.md"),
+    ],
 )
 def test_the_scenario_examples_of_the_docs_check_clean(name: str, text: str) -> None:
     _, errors = load_source(Source(name, text))
@@ -91,6 +96,15 @@ def _shell_lines(text: str) -> list[str]:
     """The lines of the ``sh`` blocks of a page's text, continued lines joined."""
     blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
     return [line.strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+
+
+def test_every_command_of_the_record_page_is_accepted() -> None:
+    lines = _shell_lines(_page("record.md"))
+    commands = [line.split("#")[0] for line in lines if line.startswith("scenario-engine ")]
+    assert len(commands) >= 6
+    for command in commands:
+        args = build_parser().parse_args(shlex.split(command)[1:])
+        assert args.command in {"record", "check", "test"}
 
 
 def test_every_command_of_the_admin_page_is_accepted() -> None:

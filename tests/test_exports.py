@@ -17,6 +17,7 @@ PUBLIC = {
     "EmitError",
     "EvaluationError",
     "ExpressionSyntaxError",
+    "JournalError",
     "QuantityError",
     "ScenarioEngineError",
     "ScenarioError",

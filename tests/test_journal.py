@@ -275,6 +275,10 @@ def test_rejections_are_recorded_with_their_status_or_code(mock: BackgroundServe
         ("/single", 503, None, "Too many connections on this route"),
         ("/auth", None, 4003, "Banned"),
     ]
+    # What the refused client sent: the query and headers to tell it from the accepted ones.
+    assert [e["query"] for e in rejects] == [{}, {}, {}, {}, {"token": "eve"}]
+    assert rejects[1]["headers"]["origin"] == "http://evil.example"
+    assert all(e["headers"]["upgrade"] == "websocket" for e in rejects)
 
 
 @pytest.mark.e2e

@@ -1,4 +1,5 @@
-"""The package's layering holds: cli → testing → runtime → language → expr → errors.
+"""The package's layering holds: cli → recording → testing → runtime → language → expr →
+errors.
 
 Every import in the package — at module level, inside functions, under ``TYPE_CHECKING`` —
 goes from a layer to the same layer or one to its right, and no two modules import each other,
@@ -16,7 +17,7 @@ from support import ROOT
 
 PACKAGE = ROOT / "scenario_engine"
 #: Left to right: a module may import from its own layer and from layers to its right.
-LAYERS = ("cli", "testing", "runtime", "language", "expr", "errors")
+LAYERS = ("cli", "recording", "testing", "runtime", "language", "expr", "errors")
 #: The package's own ``__init__`` and ``__main__`` stand above every layer.
 TOP = "scenario_engine"
 

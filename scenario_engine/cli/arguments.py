@@ -10,10 +10,20 @@ from typing import Any
 
 from ..expr.syntax import name_regex
 
-__all__ = ["assignment", "host_name", "network", "positive_float", "positive_int", "ws_url"]
+__all__ = [
+    "assignment",
+    "header_line",
+    "host_name",
+    "network",
+    "positive_float",
+    "positive_int",
+    "ws_url",
+]
 
 #: A DNS name: labels of letters, digits, hyphens and underscores, separated by dots.
 _NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
+#: An HTTP header's name: a token of RFC 9110 §5.1.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def positive_int(text: str) -> int:
@@ -77,3 +87,14 @@ def assignment(text: str) -> tuple[str, Any]:
         return name, json.loads(value)
     except ValueError:
         return name, value  # not JSON: the text itself
+
+
+def header_line(text: str) -> tuple[str, str]:
+    """``Name: value``, an HTTP header as it is written in a request."""
+    name, colon, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon or not _HEADER_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"expected 'NAME: VALUE', not {text!r}")
+    if any(c in value for c in "\r\n\0"):
+        raise argparse.ArgumentTypeError(f"a header's value is one line: {text!r}")
+    return name, value

@@ -12,13 +12,13 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import UsageError
-from . import check, compile, convert, fmt, lsp, schema, serve, test
+from . import check, compile, convert, fmt, lsp, record, schema, serve, test
 from .common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
 
 __all__ = ["build_parser", "main"]
 
 #: The commands, in the order ``--help`` lists them.
-COMMANDS = (check, compile, schema, convert, fmt, test, serve, lsp)
+COMMANDS = (check, compile, schema, convert, fmt, test, serve, record, lsp)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

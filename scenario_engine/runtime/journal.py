@@ -1,12 +1,13 @@
 """The journal: what happened on a server, in order, as plain JSON-able events.
 
 Every event has ``seq`` (1, 2, 3, … for the life of the journal), ``time`` (ISO 8601, UTC, in
-milliseconds) and ``event``, one of:
+milliseconds: when it happened, which for a ``connect`` of the recording proxy may be a moment
+before the events recorded ahead of it) and ``event``, one of:
 
 - ``connect``: ``connection``, ``route`` (the route's path pattern), ``path``, ``query``,
   ``headers`` (names in lower case);
-- ``reject``: ``path``, ``reason``, and ``status`` (an HTTP refusal of the handshake) or
-  ``code`` (a close right after it);
+- ``reject``: ``path``, ``query``, ``headers`` (what the refused client sent), ``reason``, and
+  ``status`` (an HTTP refusal of the handshake) or ``code`` (a close right after it);
 - ``in``: ``connection``, and ``text`` or ``binary`` (base64);
 - ``unmatched``: ``connection``, and ``text`` or ``binary``: a message no handler took (after
   its ``in`` event);
@@ -19,6 +20,15 @@ milliseconds) and ``event``, one of:
   started over), ``kept`` and ``closed`` (how many clients stayed, how many were closed with
   1012): a new version of the scenarios is served (``serve --watch``). The ``close`` events of
   the clients it closed follow.
+
+The recording proxy (``scenario-engine record``; recording/proxy.py) writes the same events
+about the server it stands in front of, with these differences: ``connect`` has ``route`` null
+(the proxy knows no route patterns), ``subprotocol`` (the one the server selected, or null) and
+``protocols`` (the client's offer); ``out`` is one event per receiving connection (the proxy
+cannot tell a broadcast); ``close`` has ``by``, "client" or "server": the side that closed first
+(or dropped the connection: code 1006; the proxy stopping closes as the client, with 1001). A
+``reject`` is an HTTP refusal of the handshake, or a close with a code of 4000–4999 before any
+message, right after the handshake (what an ``auth`` block's ``reject 4001`` does).
 
 The last ``limit`` events are kept in memory (none with a limit of 0: a journal only written
 to its sink); a ``sink`` also gets each event as one JSON line as it happens. The server's
@@ -70,7 +80,11 @@ class Journal:
         return self._seq
 
     def record(self, event: str, **fields: Any) -> Event:
-        now = time.time()
+        return self.record_at(time.time(), event, **fields)
+
+    def record_at(self, now: float, event: str, **fields: Any) -> Event:
+        """Record an event that happened at ``now`` (a time.time() value), a moment ago: the
+        recording proxy learns only then whether a connection was a refusal."""
         with self._changed:
             self._seq += 1
             entry: Event = {"seq": self._seq, "time": timestamp(now), "event": event, **fields}

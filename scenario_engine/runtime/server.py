@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import http
 import logging
 import random
@@ -39,9 +40,6 @@ from collections.abc import Collection, Coroutine, Iterable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from websockets.datastructures import Headers
-from websockets.exceptions import InvalidHeader
-from websockets.headers import parse_subprotocol
 from websockets.http11 import SERVER, Response
 from websockets.http11 import Request as HttpRequest
 from websockets.protocol import State
@@ -76,7 +74,7 @@ from .journal import Journal, payload_fields
 from .link import Link
 from .program import Program, Route
 from .reload import Reloaded
-from .wire import new_protocol
+from .wire import header_fields, new_protocol, offered_subprotocols
 
 __all__ = ["DEFAULT_MAX_MESSAGE", "LISTEN_BACKLOG", "ScenarioServer"]
 
@@ -270,35 +268,37 @@ class ScenarioServer:
         if self.inspector is not None and target.path == FEED_PATH:
             self._open_feed(link, self.inspector, http_request)
             return
+        # The subprotocol is known once the route is: set below.
+        request = Request(
+            path=target.path,
+            query=dict(parse_qsl(target.query, keep_blank_values=True)),
+            headers=header_fields(http_request.headers),
+            ip=link.peer,
+            subprotocol=None,
+        )
         resolved = self.engine.resolve(target.path)
         if resolved is None:
             reason = f"No WebSocket route at {target.path}"
-            self._reject("refused", link, target.path, reason, status=404)
+            self._reject("refused", link, request, reason, status=404)
             self._respond(link, protocol.reject(http.HTTPStatus.NOT_FOUND, reason + "\n"))
             return
         route, params = resolved
         refusal = self._refuse(route, http_request)
         if refusal is not None:
             status, reason = refusal
-            self._reject("refused", link, target.path, reason, status=status)
+            self._reject("refused", link, request, reason, status=status)
             self._respond(link, protocol.reject(status, reason + "\n"))
             return
-        offered = _offered_subprotocols(http_request.headers)
+        offered = offered_subprotocols(http_request.headers)
         selected = next((name for name in offered if name in route.subprotocols), None)
         if selected is None and route.subprotocol_required:
             reason = "Unsupported subprotocol: this route speaks " + ", ".join(route.subprotocols)
             if not offered:
                 reason += " (none offered)"
-            self._reject("refused", link, target.path, reason, status=400)
+            self._reject("refused", link, request, reason, status=400)
             self._respond(link, protocol.reject(http.HTTPStatus.BAD_REQUEST, reason + "\n"))
             return
-        request = Request(
-            path=target.path,
-            query=dict(parse_qsl(target.query, keep_blank_values=True)),
-            headers=_headers(http_request.headers),
-            ip=link.peer,
-            subprotocol=selected,
-        )
+        request = dataclasses.replace(request, subprotocol=selected)
         conn_id = new_connection_id()
         verdict, effects = self.engine.authenticate(route, request, params, conn_id)
         self._apply(effects)
@@ -340,7 +340,7 @@ class ScenarioServer:
             route = opening.route
             verb, outcome = "refused", Rejected(RESTART_REASON, CLOSE_SERVICE_RESTART)
         if isinstance(outcome, Rejected) and outcome.status is not None:
-            self._reject(verb, link, request.path, outcome.reason, status=outcome.status)
+            self._reject(verb, link, request, outcome.reason, status=outcome.status)
             self._respond(link, protocol.reject(outcome.status, outcome.reason + "\n"))
             return
         _configure(protocol, route, request.subprotocol, self._deflate.get(route.index, []))
@@ -357,7 +357,7 @@ class ScenarioServer:
             code = outcome.code
             assert code is not None
             self._respond(link, response)
-            self._reject(verb, link, request.path, outcome.reason, code=code)
+            self._reject(verb, link, request, outcome.reason, code=code)
             link.close(code, outcome.reason)
             return
         engine = self.engine
@@ -430,7 +430,7 @@ class ScenarioServer:
         self,
         verb: str,
         link: Link,
-        path: str,
+        request: Request,
         reason: str,
         *,
         status: int | None = None,
@@ -438,12 +438,23 @@ class ScenarioServer:
     ) -> None:
         """Log and journal a handshake turned away: with an HTTP ``status``, or with a close
         ``code`` right after it. ``verb``: "refused" by the server (no route, an origin, a
-        limit) or "rejected" by the scenario's ``auth``. The caller sends the answer."""
+        limit) or "rejected" by the scenario's ``auth``. The caller sends the answer.
+
+        The journal keeps the refused request's query and headers: what a reader (``record
+        --from-journal`` inferring the ``auth`` block) compares with those of the clients
+        accepted."""
         how = f"HTTP {status}" if status is not None else f"close {code}"
-        logger.info("%s %s %s: %s %s", verb, link.peer, path, how, reason)
+        logger.info("%s %s %s: %s %s", verb, link.peer, request.path, how, reason)
         if self.journal is not None:
             answer = {"status": int(status)} if status is not None else {"code": code}
-            self.journal.record("reject", path=path, reason=reason, **answer)
+            self.journal.record(
+                "reject",
+                path=request.path,
+                query=request.query,
+                headers=request.headers,
+                reason=reason,
+                **answer,
+            )
 
     # ---- admin API -------------------------------------------------------------------------
     def admin_request(self, link: Link, request: AdminRequest) -> None:
@@ -806,24 +817,3 @@ def _log(effect: Log) -> None:
     who = f" [{effect.conn.id}]" if effect.conn is not None else ""
     level = logging.ERROR if effect.error else logging.INFO
     logger.log(level, "%s:%s %s", effect.location, who, effect.message)
-
-
-def _offered_subprotocols(headers: Headers) -> list[str]:
-    """The subprotocols a handshake offers, in the client's order of preference (none when
-    the header is malformed: websockets refuses such a handshake anyway)."""
-    try:
-        return [
-            name
-            for value in headers.get_all("Sec-WebSocket-Protocol")
-            for name in parse_subprotocol(value)
-        ]
-    except InvalidHeader:
-        return []
-
-
-def _headers(headers: Headers) -> dict[str, str]:
-    merged: dict[str, str] = {}
-    for name, value in headers.raw_items():
-        key = name.lower()
-        merged[key] = f"{merged[key]}, {value}" if key in merged else value
-    return merged

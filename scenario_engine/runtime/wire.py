@@ -1,4 +1,5 @@
-"""websockets' sans-I/O server protocol, with what the mock changes in how it reads the wire.
+"""websockets' sans-I/O server protocol, with what the mock changes in how it reads the wire;
+and what a handshake request's headers say, as the server and the recording proxy read them.
 
 Two changes to websockets' ``ServerProtocol``: a close frame between the fragments of a message
 is the start of a closing handshake, as RFC 6455 allows, not an error; and, with the admin API
@@ -11,8 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Generator
 
-from websockets.exceptions import InvalidMessage
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHeader, InvalidMessage
 from websockets.frames import Frame, Opcode
+from websockets.headers import parse_subprotocol
 from websockets.http11 import MAX_LINE_LENGTH
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -20,7 +23,7 @@ from websockets.streams import StreamReader
 
 from .admin import AdminRequest, is_admin_path
 
-__all__ = ["new_protocol"]
+__all__ = ["header_fields", "new_protocol", "offered_subprotocols"]
 
 
 class _ServerProtocol(ServerProtocol):
@@ -115,3 +118,26 @@ def new_protocol(
     if websocket_paths:
         protocol.websocket_paths = websocket_paths
     return protocol
+
+
+def offered_subprotocols(headers: Headers) -> list[str]:
+    """The subprotocols a handshake offers, in the client's order of preference (none when
+    the header is malformed: websockets refuses such a handshake anyway)."""
+    try:
+        return [
+            name
+            for value in headers.get_all("Sec-WebSocket-Protocol")
+            for name in parse_subprotocol(value)
+        ]
+    except InvalidHeader:
+        return []
+
+
+def header_fields(headers: Headers) -> dict[str, str]:
+    """Headers as a request's ``headers`` (``headers.x`` in scenarios, journal events): names
+    in lower case, the values of a repeated header joined with commas."""
+    merged: dict[str, str] = {}
+    for name, value in headers.raw_items():
+        key = name.lower()
+        merged[key] = f"{merged[key]}, {value}" if key in merged else value
+    return merged

@@ -23,7 +23,15 @@ from ..runtime.program import Program
 from ..runtime.server import ScenarioServer
 from .conversation import DEFAULT_TEST_TIMEOUT, Failure, Outcome, run_conversation
 
-__all__ = ["DEFAULT_JOBS", "RunOptions", "TestCase", "TestResult", "collect", "run_tests"]
+__all__ = [
+    "DEFAULT_JOBS",
+    "RunOptions",
+    "TestCase",
+    "TestResult",
+    "collect",
+    "run_tests",
+    "unverified_tls",
+]
 
 #: Tests run at once against their own mocks: each is mostly waiting, so more than the CPUs.
 DEFAULT_JOBS = 8
@@ -106,7 +114,7 @@ async def run_tests(
     as each finishes."""
     target = options.target
     limit = asyncio.Semaphore(options.jobs or (1 if target is not None else DEFAULT_JOBS))
-    tls = _unverified_tls() if options.insecure and (target or "").startswith("wss:") else None
+    tls = unverified_tls() if options.insecure and (target or "").startswith("wss:") else None
     # Each file is compiled once, however many of its tests run (each on a mock of its own).
     programs = (
         {}
@@ -149,7 +157,7 @@ async def _run_against(
     return await run_conversation(test, case.pointer, base_url, constants, options.timeout, tls)
 
 
-def _unverified_tls() -> ssl.SSLContext:
+def unverified_tls() -> ssl.SSLContext:
     """TLS that accepts any certificate: for staging servers with self-signed ones."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
