@@ -113,6 +113,8 @@ class ScenarioServer:
     admin API under ADMIN_PREFIX, to peers in ``admin_allow`` only, and under this server's own
     names or ``admin_hosts`` (``Admin``); raises UsageError when a route is under that prefix.
     ``inspector``: serve the inspector's page and feed there too (needs ``admin``).
+    ``reuse_port``: listen with SO_REUSEPORT, so that the other workers of ``serve --workers``
+    listen on the same port and the kernel spreads the connections over them.
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class ScenarioServer:
         admin_allow: Sequence[Network] = LOOPBACK,
         admin_hosts: Sequence[str] = (),
         inspector: bool = False,
+        reuse_port: bool = False,
     ) -> None:
         if inspector and not admin:
             raise UsageError("the inspector is a page of the admin API: it needs the admin API")
@@ -140,6 +143,7 @@ class ScenarioServer:
         self.max_connections = max_connections
         self.open_timeout = open_timeout
         self.journal = journal
+        self.reuse_port = reuse_port
         self.admin = Admin(self, admin_allow, admin_hosts) if admin else None
         self.inspector = (
             Inspector(self.admin, journal) if inspector and self.admin is not None else None
@@ -170,7 +174,12 @@ class ScenarioServer:
         if self.ssl is not None:
             tls = {"ssl": self.ssl, "ssl_handshake_timeout": self.open_timeout}
         self._server = await loop.create_server(
-            self._new_link, self.host, self.port, backlog=LISTEN_BACKLOG, **tls
+            self._new_link,
+            self.host,
+            self.port,
+            backlog=LISTEN_BACKLOG,
+            reuse_port=self.reuse_port or None,
+            **tls,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
