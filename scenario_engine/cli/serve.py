@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ScenarioError, ScenarioErrors, UsageError
 from ..language.loader import SCENARIO_SUFFIXES
@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
     from ..language.ir import Loaded
     from ..runtime.admin import Network
+    from ..runtime.journal import Sink
     from ..runtime.server import ScenarioServer
+    from .supervisor import WorkerLink
 
 __all__ = ["LOOPS", "add_parser", "run", "serve_files"]
 
@@ -128,10 +130,32 @@ def add_parser(commands: Commands) -> None:
         "clients of unchanged routes stay connected, those of changed routes are closed "
         "with 1012",
     )
-    parser.set_defaults(run=run)
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="serve from N processes on the one port, a supervisor restarting any that dies "
+        "(Linux; above 1 needs --backplane, which the processes share rooms, broadcasts "
+        "and state through)",
+    )
+    # ``worker``: set when this command runs as a worker of ``serve --workers`` (worker.py).
+    parser.set_defaults(run=run, worker=None)
 
 
 def run(args: argparse.Namespace) -> int:
+    worker: WorkerLink | None = args.worker
+    if worker is None and args.workers > 1:
+        from .supervisor import supervise
+
+        if getattr(args, "backplane", None) is None:
+            raise UsageError(
+                f"--workers {args.workers} needs --backplane redis://HOST:PORT/DB: each "
+                "worker is a process of its own, and without a backplane rooms, broadcasts "
+                "and state would be split between them (a client would not hear what is "
+                "broadcast to its room on another worker)"
+            )
+        return supervise(args, args.workers)
     return serve_files(
         args.paths,
         host=args.host,
@@ -149,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         loop=args.loop,
         watch=args.watch,
         ui=args.ui,
+        worker=worker,
     )
 
 
@@ -169,6 +194,7 @@ def serve_files(
     loop: str = "auto",
     watch: bool = False,
     ui: bool = False,
+    worker: WorkerLink | None = None,
 ) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 if the scenarios have errors.
 
@@ -184,6 +210,11 @@ def serve_files(
     ``watch``: watch ``paths`` and serve each new version of the files that loads without
     errors (docs/inspector.md, "serve --watch").
 
+    ``worker``: serve as this worker of ``serve --workers``, on the port its supervisor holds
+    (``port`` is not used): tell the supervisor when listening instead of printing the start
+    lines, stop when the supervisor is gone, tag logs and journal events with the worker's
+    index (supervisor.py).
+
     Raises UsageError for bad options and for a route under the admin API's prefix.
     """
     # The server and its dependencies load here, not when the command line is parsed: the
@@ -192,6 +223,9 @@ def serve_files(
     from ..runtime.compiler import load_program
     from ..runtime.journal import DEFAULT_LIMIT, Journal
     from ..runtime.server import OPEN_TIMEOUT, ScenarioServer
+
+    if worker is not None:
+        port = worker.port
 
     admin = admin or ui
     if admin_allow is not None and not admin:
@@ -225,19 +259,21 @@ def serve_files(
             raise UsageError(f"cannot load TLS certificate: {err}") from None
     elif keyfile is not None:
         raise UsageError("--keyfile needs --certfile")
+    tag = "" if worker is None else f"[worker {worker.index}] "
     logging.basicConfig(
         level=logging.ERROR if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
+        format=f"%(asctime)s %(levelname)s {tag}%(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("scenario_engine.websockets").setLevel(logging.WARNING)
     # Its "1 change detected" before each reload says less than the reload's own line.
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     with ExitStack() as stack:
-        sink = _journal_sink(journal_file, stack)
+        sink = _journal_sink(journal_file, stack, shared=worker is not None)
         # Only the admin API reads the journal back: a journal only written keeps nothing.
         kept = DEFAULT_LIMIT if journal_size is None else journal_size
-        journal = Journal(kept if admin else 0, sink) if admin or sink is not None else None
+        stamp = None if worker is None else {"worker": worker.index}
+        journal = Journal(kept if admin else 0, sink, stamp) if admin or sink is not None else None
         server = ScenarioServer(
             program,
             host,
@@ -250,11 +286,12 @@ def serve_files(
             admin_allow=LOOPBACK if admin_allow is None else admin_allow,
             admin_hosts=admin_hosts or (),
             inspector=ui,
+            reuse_port=worker is not None,
         )
         try:
             with asyncio.Runner(loop_factory=loop_factory) as runner:
                 watcher = _Watcher(server, paths, loaded) if watch else None
-                runner.run(_run(server, loop_name, watcher))
+                runner.run(_run(server, loop_name, watcher, worker))
         except _CannotListen as failed:
             why = failed.error.strerror or failed.error
             print(
@@ -274,10 +311,17 @@ class _CannotListen(Exception):
         self.error = error
 
 
-def _journal_sink(name: str | None, stack: ExitStack) -> TextIO | None:
+def _journal_sink(name: str | None, stack: ExitStack, shared: bool = False) -> Sink | None:
+    """Where the journal's lines go: none, standard output (``-``), or the file ``name``,
+    truncated, or when ``shared`` by the workers of ``serve --workers``, appended to line by
+    line (their supervisor truncated it)."""
+    from ..runtime.journal import AppendedLines
+
     if name is None or name == "-":
         return None if name is None else sys.stdout
     try:
+        if shared:
+            return stack.enter_context(AppendedLines(name))
         return stack.enter_context(open(name, "w", encoding="utf-8"))
     except OSError as err:
         raise UsageError(f"{name}: {err.strerror or err}") from None
@@ -327,8 +371,14 @@ def _event_loop(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | 
     return uvloop.new_event_loop, f"uvloop {getattr(uvloop, '__version__', '')}".rstrip()
 
 
-async def _run(server: ScenarioServer, loop_name: str, watcher: _Watcher | None = None) -> None:
+async def _run(
+    server: ScenarioServer,
+    loop_name: str,
+    watcher: _Watcher | None = None,
+    worker: WorkerLink | None = None,
+) -> None:
     from ..runtime.admin import ADMIN_PREFIX
+    from .supervisor import ready_line
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -340,26 +390,36 @@ async def _run(server: ScenarioServer, loop_name: str, watcher: _Watcher | None 
         raise _CannotListen(err) from err
     _tune_process()
     urls = server.route_urls()
-    for url in urls:
-        print(f"serving {url}", flush=True)
+    lines = [f"serving {url}" for url in urls]
     if server.admin is not None:
         scheme, rest = server.url(ADMIN_PREFIX).split("://", 1)
         base = f"{'https' if scheme == 'wss' else 'http'}://{rest}"
-        print(f"admin API at {base}", flush=True)
+        lines.append(f"admin API at {base}")
         if server.inspector is not None:
-            print(f"inspector at {base}/", flush=True)
+            lines.append(f"inspector at {base}/")
     if watcher is not None:
         await watcher.start()
-        print(f"watching {', '.join(watcher.paths)} for changes", flush=True)
-    print(
-        f"ready: {len(urls)} route{'' if len(urls) == 1 else 's'} on {server.host}:"
-        f"{server.port}, {loop_name} loop (Ctrl+C to stop)",
-        flush=True,
-    )
+        lines.append(f"watching {', '.join(watcher.paths)} for changes")
+    ready: dict[str, Any] = {
+        "routes": len(urls),
+        "host": server.host,
+        "port": server.port,
+        "loop": loop_name,
+    }
+    if worker is None:
+        for line in lines:
+            print(line, flush=True)
+        print(ready_line(**ready), flush=True)
+    else:
+        # The supervisor prints them once for all its workers, and stops this one when it
+        # is gone.
+        worker.ready(lines, ready)
+        worker.on_gone(stop.set)
     await stop.wait()
     if watcher is not None:
         await watcher.stop()
-    print("shutting down: closing connections with 1001 (going away)", flush=True)
+    if worker is None:
+        print("shutting down: closing connections with 1001 (going away)", flush=True)
     await server.close()
 
 
