@@ -395,3 +395,21 @@ async def test_every_worker_serves_tls_and_reloads_what_it_watches(tmp_path: Pat
         assert await versions() == {1: {2}, 2: {2}}
     finally:
         assert await asyncio.to_thread(served.stop) == 0
+
+
+@pytest.mark.e2e
+@async_test
+async def test_ctrl_c_of_the_process_group_stops_the_cluster_once(
+    cluster: tuple[ServedMock, Path],
+) -> None:
+    """A terminal's Ctrl+C signals every process of the group: the workers leave it to the
+    supervisor, which stops them, instead of stopping on their own and being restarted."""
+    served, _ = cluster
+    clients = await echo_clients(served, 4)
+    # The workers first: were they to stop, the supervisor would see them die.
+    for pid in (*worker_pids(served).values(), served.process.pid):
+        os.kill(pid, signal.SIGINT)
+    for ws in clients:
+        assert await closed(ws) == (1001, "")
+    assert await asyncio.to_thread(served.process.wait, BOUND) == 0
+    assert "restarting" not in served.stderr_text()

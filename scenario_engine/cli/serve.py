@@ -382,7 +382,8 @@ async def _run(
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # A worker stops on SIGTERM from its supervisor, which alone answers SIGINT (worker.py).
+    for sig in (signal.SIGTERM,) if worker is not None else (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()

@@ -7,6 +7,7 @@ runs it, as worker number ``index`` on the supervisor's port.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from ..errors import UsageError
@@ -16,6 +17,10 @@ from .supervisor import WorkerLink
 
 
 def main() -> int:
+    # Ctrl+C in a terminal signals every process of the group: the supervisor alone answers
+    # it, and stops its workers with SIGTERM (a worker that stopped on its own would look
+    # like one that died).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         link = WorkerLink.accept()
     except UsageError as err:
