@@ -1,5 +1,6 @@
 """``scenario-engine serve``: load scenarios, start the server, stop cleanly on a signal;
-with ``--watch``, serve each new version of the files as they are saved."""
+with ``--watch``, serve each new version of the files as they are saved; with ``--backplane``,
+serve as one of several processes joined through Redis (docs/scale-out.md)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from ..errors import ScenarioError, ScenarioErrors, UsageError
+from ..errors import BackplaneError, ScenarioError, ScenarioErrors, UsageError
 from ..language.loader import SCENARIO_SUFFIXES
-from .arguments import host_name, network, positive_float, positive_int
+from .arguments import host_name, network, positive_float, positive_int, redis_url
 from .common import Commands, report
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from ..language.ir import Loaded
     from ..runtime.admin import Network
+    from ..runtime.cluster import Cluster
     from ..runtime.server import ScenarioServer
 
 __all__ = ["LOOPS", "add_parser", "run", "serve_files"]
@@ -128,6 +130,42 @@ def add_parser(commands: Commands) -> None:
         "clients of unchanged routes stay connected, those of changed routes are closed "
         "with 1012",
     )
+    backplane = parser.add_argument_group(
+        "several processes (docs/scale-out.md)",
+        "Serve as one of several processes of one mock, joined through one Redis server: "
+        "broadcasts reach the clients of every process, state is shared, route timers run "
+        "on one process. Needs pip install 'scenario-engine[redis]'.",
+    )
+    backplane.add_argument(
+        "--backplane",
+        type=redis_url,
+        metavar="URL",
+        help="the Redis server joining the processes: redis://HOST:PORT/DB, or rediss:// "
+        "for TLS (a password as redis://:PASSWORD@HOST…)",
+    )
+    backplane.add_argument(
+        "--backplane-prefix",
+        metavar="PREFIX",
+        help="start of every key and channel name in Redis (default: made of the DB number "
+        "and the names of the files served, so that other mocks on the same Redis are apart)",
+    )
+    backplane.add_argument(
+        "--backplane-lease",
+        type=positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long a process holds the route timers (renewed while it lives) or a "
+        "file's state (while it runs handlers) without giving them back: another process "
+        "takes over within this when it dies (default 5)",
+    )
+    backplane.add_argument(
+        "--backplane-retry",
+        type=positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="the longest wait between two tries to reach a lost Redis (default 5; the "
+        "first try is at once, each next one waits twice as long)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -149,6 +187,10 @@ def run(args: argparse.Namespace) -> int:
         loop=args.loop,
         watch=args.watch,
         ui=args.ui,
+        backplane=args.backplane,
+        backplane_prefix=args.backplane_prefix,
+        backplane_lease=args.backplane_lease,
+        backplane_retry=args.backplane_retry,
     )
 
 
@@ -169,6 +211,10 @@ def serve_files(
     loop: str = "auto",
     watch: bool = False,
     ui: bool = False,
+    backplane: str | None = None,
+    backplane_prefix: str | None = None,
+    backplane_lease: float | None = None,
+    backplane_retry: float | None = None,
 ) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 if the scenarios have errors.
 
@@ -184,6 +230,10 @@ def serve_files(
     ``watch``: watch ``paths`` and serve each new version of the files that loads without
     errors (docs/inspector.md, "serve --watch").
 
+    ``backplane``: a Redis URL: serve as one of several processes joined through it
+    (``backplane_prefix``, ``_lease`` and ``_retry`` as ``--backplane-prefix``…); 1 when it
+    cannot be reached at start-up.
+
     Raises UsageError for bad options and for a route under the admin API's prefix.
     """
     # The server and its dependencies load here, not when the command line is parsed: the
@@ -198,6 +248,8 @@ def serve_files(
         raise UsageError("--admin-allow needs --admin (or --ui)")
     if admin_hosts is not None and not admin:
         raise UsageError("--admin-host needs --admin (or --ui)")
+    if backplane is None and backplane_prefix is not None:
+        raise UsageError("--backplane-prefix needs --backplane")
     loop_factory, loop_name = _event_loop(loop)
     loaded: dict[str, Loaded] = {}
     try:
@@ -216,6 +268,18 @@ def serve_files(
             file=sys.stderr,
         )
         return 1
+    cluster = None
+    if backplane is not None:
+        from ..runtime.backplane import DEFAULT_LEASE, DEFAULT_RETRY, BackplaneSettings
+        from ..runtime.cluster import Cluster
+
+        settings = BackplaneSettings(
+            backplane,
+            backplane_prefix,
+            lease=DEFAULT_LEASE if backplane_lease is None else backplane_lease,
+            retry=DEFAULT_RETRY if backplane_retry is None else backplane_retry,
+        )
+        cluster = Cluster(settings, list(program.files))
     context = None
     if certfile is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -250,6 +314,7 @@ def serve_files(
             admin_allow=LOOPBACK if admin_allow is None else admin_allow,
             admin_hosts=admin_hosts or (),
             inspector=ui,
+            cluster=cluster,
         )
         try:
             with asyncio.Runner(loop_factory=loop_factory) as runner:
@@ -261,6 +326,9 @@ def serve_files(
                 f"scenario-engine: error: cannot listen on {host}:{port}: {why}",
                 file=sys.stderr,
             )
+            return 1
+        except BackplaneError as err:
+            print(f"scenario-engine: error: {err}", file=sys.stderr)
             return 1
     return 0
 
@@ -334,6 +402,9 @@ async def _run(server: ScenarioServer, loop_name: str, watcher: _Watcher | None 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    cluster = server.cluster
+    if cluster is not None:
+        await cluster.connect()
     try:
         await server.start()
     except OSError as err:
@@ -348,6 +419,8 @@ async def _run(server: ScenarioServer, loop_name: str, watcher: _Watcher | None 
         print(f"admin API at {base}", flush=True)
         if server.inspector is not None:
             print(f"inspector at {base}/", flush=True)
+    if cluster is not None:
+        _print_backplane(cluster)
     if watcher is not None:
         await watcher.start()
         print(f"watching {', '.join(watcher.paths)} for changes", flush=True)
@@ -361,6 +434,23 @@ async def _run(server: ScenarioServer, loop_name: str, watcher: _Watcher | None 
         await watcher.stop()
     print("shutting down: closing connections with 1001 (going away)", flush=True)
     await server.close()
+    if cluster is not None:
+        status = cluster.status()
+        print(
+            f"backplane: published {status['published']:,}, received {status['received']:,}, "
+            f"not published {status['dropped']:,}, outages {status['outages']:,}",
+            flush=True,
+        )
+
+
+def _print_backplane(cluster: Cluster) -> None:
+    status = cluster.status()
+    state = "connected" if status["connected"] else "not connected yet (retrying)"
+    print(
+        f"backplane {status['url']}, prefix {status['prefix']}, this process "
+        f"{status['process']}: {state}",
+        flush=True,
+    )
 
 
 class _Watcher:
