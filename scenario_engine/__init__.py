@@ -22,6 +22,7 @@ _EXPORTS = {
     # errors
     "ActionError": "errors",
     "AdminError": "errors",
+    "BackplaneError": "errors",
     "ConstantError": "errors",
     "EmitError": "errors",
     "EvaluationError": "errors",
@@ -62,6 +63,7 @@ __all__ = [
     "ActionError",
     "AdminError",
     "BackgroundServer",
+    "BackplaneError",
     "ConstantError",
     "EmitError",
     "EvaluationError",
@@ -111,6 +113,7 @@ if TYPE_CHECKING:
     from .errors import (
         ActionError,
         AdminError,
+        BackplaneError,
         ConstantError,
         EmitError,
         EvaluationError,

@@ -203,6 +203,8 @@ class ServedMock:
     log: LogTail
     #: The start line ("ready: N routes on HOST:PORT, ... loop ...").
     ready: str = ""
+    #: What it printed before the start line.
+    printed: tuple[str, ...] = ()
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -236,6 +238,7 @@ def start_mock(*paths: str | Path, extra: tuple[str, ...] = ()) -> ServedMock:
     )
     assert process.stdout is not None
     urls: list[str] = []
+    printed: list[str] = []
     deadline = time.monotonic() + 20 * UNIT
     while time.monotonic() < deadline:
         line = process.stdout.readline()
@@ -249,7 +252,10 @@ def start_mock(*paths: str | Path, extra: tuple[str, ...] = ()) -> ServedMock:
         elif line.startswith("ready:"):
             base = re.match(r"(wss?://[^/]+)", urls[0]).group(1)  # type: ignore[union-attr]
             assert process.stderr is not None
-            return ServedMock(process, base, urls, LogTail(process.stderr), line.strip())
+            return ServedMock(
+                process, base, urls, LogTail(process.stderr), line.strip(), tuple(printed)
+            )
+        printed.append(line.rstrip("\n"))
     process.kill()
     raise RuntimeError("serve did not print its routes in time")
 

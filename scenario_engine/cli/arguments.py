@@ -10,7 +10,15 @@ from typing import Any
 
 from ..expr.syntax import name_regex
 
-__all__ = ["assignment", "host_name", "network", "positive_float", "positive_int", "ws_url"]
+__all__ = [
+    "assignment",
+    "host_name",
+    "network",
+    "positive_float",
+    "positive_int",
+    "redis_url",
+    "ws_url",
+]
 
 #: A DNS name: labels of letters, digits, hyphens and underscores, separated by dots.
 _NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
@@ -67,6 +75,15 @@ def ws_url(text: str) -> str:
         return check_target(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
+
+
+def redis_url(text: str) -> str:
+    """A Redis server's URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], or rediss:// (TLS)."""
+    if not text.startswith(("redis://", "rediss://")):
+        raise argparse.ArgumentTypeError(
+            f"expected redis://HOST:PORT/DB or rediss://HOST:PORT/DB, not {text!r}"
+        )
+    return text
 
 
 def assignment(text: str) -> tuple[str, Any]:

@@ -1,5 +1,6 @@
 """``scenario-engine serve``: load scenarios, start the server, stop cleanly on a signal;
-with ``--watch``, serve each new version of the files as they are saved."""
+with ``--watch``, serve each new version of the files as they are saved; with ``--backplane``,
+serve as one of several processes joined through Redis (docs/scale-out.md)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ScenarioError, ScenarioErrors, UsageError
+from ..errors import BackplaneError, ScenarioError, ScenarioErrors, UsageError
 from ..language.loader import SCENARIO_SUFFIXES
-from .arguments import host_name, network, positive_float, positive_int
+from .arguments import host_name, network, positive_float, positive_int, redis_url
 from .common import Commands, report
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from ..language.ir import Loaded
     from ..runtime.admin import Network
+    from ..runtime.cluster import Cluster
     from ..runtime.journal import Sink
     from ..runtime.server import ScenarioServer
     from .supervisor import WorkerLink
@@ -130,14 +132,50 @@ def add_parser(commands: Commands) -> None:
         "clients of unchanged routes stay connected, those of changed routes are closed "
         "with 1012",
     )
-    parser.add_argument(
+    backplane = parser.add_argument_group(
+        "several processes (docs/scale-out.md)",
+        "Serve as one of several processes of one mock, joined through one Redis server: "
+        "broadcasts reach the clients of every process, state is shared, route timers run "
+        "on one process. Needs pip install 'scenario-engine[redis]'.",
+    )
+    backplane.add_argument(
+        "--backplane",
+        type=redis_url,
+        metavar="URL",
+        help="the Redis server joining the processes: redis://HOST:PORT/DB, or rediss:// "
+        "for TLS (a password as redis://:PASSWORD@HOST…)",
+    )
+    backplane.add_argument(
+        "--backplane-prefix",
+        metavar="PREFIX",
+        help="start of every key and channel name in Redis (default: made of the DB number "
+        "and the names of the files served, so that other mocks on the same Redis are apart)",
+    )
+    backplane.add_argument(
+        "--backplane-lease",
+        type=positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long a process holds the route timers (renewed while it lives) or a "
+        "file's state (while it runs handlers) without giving them back: another process "
+        "takes over within this when it dies (default 5)",
+    )
+    backplane.add_argument(
+        "--backplane-retry",
+        type=positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="the longest wait between two tries to reach a lost Redis (default 5; the "
+        "first try is at once, each next one waits twice as long)",
+    )
+    backplane.add_argument(
         "--workers",
         type=positive_int,
         default=1,
         metavar="N",
         help="serve from N processes on the one port, a supervisor restarting any that dies "
-        "(Linux; above 1 needs --backplane, which the processes share rooms, broadcasts "
-        "and state through)",
+        "(Linux; above 1 needs --backplane, through which the processes share rooms, "
+        "broadcasts and state)",
     )
     # ``worker``: set when this command runs as a worker of ``serve --workers`` (worker.py).
     parser.set_defaults(run=run, worker=None)
@@ -148,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     if worker is None and args.workers > 1:
         from .supervisor import supervise
 
-        if getattr(args, "backplane", None) is None:
+        if args.backplane is None:
             raise UsageError(
                 f"--workers {args.workers} needs --backplane redis://HOST:PORT/DB: each "
                 "worker is a process of its own, and without a backplane rooms, broadcasts "
@@ -173,6 +211,10 @@ def run(args: argparse.Namespace) -> int:
         loop=args.loop,
         watch=args.watch,
         ui=args.ui,
+        backplane=args.backplane,
+        backplane_prefix=args.backplane_prefix,
+        backplane_lease=args.backplane_lease,
+        backplane_retry=args.backplane_retry,
         worker=worker,
     )
 
@@ -194,6 +236,10 @@ def serve_files(
     loop: str = "auto",
     watch: bool = False,
     ui: bool = False,
+    backplane: str | None = None,
+    backplane_prefix: str | None = None,
+    backplane_lease: float | None = None,
+    backplane_retry: float | None = None,
     worker: WorkerLink | None = None,
 ) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 if the scenarios have errors.
@@ -209,6 +255,10 @@ def serve_files(
 
     ``watch``: watch ``paths`` and serve each new version of the files that loads without
     errors (docs/inspector.md, "serve --watch").
+
+    ``backplane``: a Redis URL: serve as one of several processes joined through it
+    (``backplane_prefix``, ``_lease`` and ``_retry`` as ``--backplane-prefix``…); 1 when it
+    cannot be reached at start-up.
 
     ``worker``: serve as this worker of ``serve --workers``, on the port its supervisor holds
     (``port`` is not used): tell the supervisor when listening instead of printing the start
@@ -232,6 +282,8 @@ def serve_files(
         raise UsageError("--admin-allow needs --admin (or --ui)")
     if admin_hosts is not None and not admin:
         raise UsageError("--admin-host needs --admin (or --ui)")
+    if backplane is None and backplane_prefix is not None:
+        raise UsageError("--backplane-prefix needs --backplane")
     loop_factory, loop_name = _event_loop(loop)
     loaded: dict[str, Loaded] = {}
     try:
@@ -250,6 +302,18 @@ def serve_files(
             file=sys.stderr,
         )
         return 1
+    cluster = None
+    if backplane is not None:
+        from ..runtime.backplane import DEFAULT_LEASE, DEFAULT_RETRY, BackplaneSettings
+        from ..runtime.cluster import Cluster
+
+        settings = BackplaneSettings(
+            backplane,
+            backplane_prefix,
+            lease=DEFAULT_LEASE if backplane_lease is None else backplane_lease,
+            retry=DEFAULT_RETRY if backplane_retry is None else backplane_retry,
+        )
+        cluster = Cluster(settings, list(program.files))
     context = None
     if certfile is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -287,6 +351,7 @@ def serve_files(
             admin_hosts=admin_hosts or (),
             inspector=ui,
             reuse_port=worker is not None,
+            cluster=cluster,
         )
         try:
             with asyncio.Runner(loop_factory=loop_factory) as runner:
@@ -298,6 +363,9 @@ def serve_files(
                 f"scenario-engine: error: cannot listen on {host}:{port}: {why}",
                 file=sys.stderr,
             )
+            return 1
+        except BackplaneError as err:
+            print(f"scenario-engine: error: {err}", file=sys.stderr)
             return 1
     return 0
 
@@ -385,6 +453,9 @@ async def _run(
     # A worker stops on SIGTERM from its supervisor, which alone answers SIGINT (worker.py).
     for sig in (signal.SIGTERM,) if worker is not None else (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    cluster = server.cluster
+    if cluster is not None:
+        await cluster.connect()
     try:
         await server.start()
     except OSError as err:
@@ -398,6 +469,8 @@ async def _run(
         lines.append(f"admin API at {base}")
         if server.inspector is not None:
             lines.append(f"inspector at {base}/")
+    if cluster is not None:
+        lines.append(_backplane_line(cluster, worker))
     if watcher is not None:
         await watcher.start()
         lines.append(f"watching {', '.join(watcher.paths)} for changes")
@@ -422,6 +495,30 @@ async def _run(
     if worker is None:
         print("shutting down: closing connections with 1001 (going away)", flush=True)
     await server.close()
+    if cluster is not None:
+        status = cluster.status()
+        totals = (
+            f"backplane: published {status['published']:,}, received {status['received']:,}, "
+            f"not published {status['dropped']:,}, outages {status['outages']:,}"
+        )
+        if worker is None:
+            print(totals, flush=True)
+        else:
+            logger.info("%s", totals)
+
+
+def _backplane_line(cluster: Cluster, worker: WorkerLink | None) -> str:
+    """The start line about the backplane. A worker's, which its supervisor prints for all,
+    does not name the process (each worker logs its own name instead)."""
+    status = cluster.status()
+    state = "connected" if status["connected"] else "not connected yet (retrying)"
+    if worker is not None:
+        logger.info("backplane: this worker is process %s", status["process"])
+        return f"backplane {status['url']}, prefix {status['prefix']}: {state}"
+    return (
+        f"backplane {status['url']}, prefix {status['prefix']}, this process "
+        f"{status['process']}: {state}"
+    )
 
 
 class _Watcher:
