@@ -13,9 +13,7 @@ import itertools
 import json
 import random
 import re
-import shutil
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -25,13 +23,14 @@ from typing import Any
 import pytest
 from support import (
     BOUND,
+    NEEDS_REDIS,
     UNIT,
+    RedisServer,
     ServedMock,
     async_test,
     engine_connect,
     engine_of,
     frames,
-    needs,
     recv_json,
     run_cli,
     run_cli_process,
@@ -46,15 +45,7 @@ from websockets.sync.client import connect as sync_connect
 from scenario_engine.language.loader import load_source
 from scenario_engine.language.source import Source
 
-try:
-    import redis
-except ImportError:  # the [redis] extra is not installed
-    redis = None  # type: ignore[assignment]
-
-pytestmark = [
-    needs(shutil.which("redis-server") is None, "redis-server is not installed"),
-    needs(redis is None, "redis-py is not installed: pip install -e '.[redis]'"),
-]
+pytestmark = NEEDS_REDIS
 
 #: Short timings, so that failing over and reconnecting take a fraction of a second.
 FAST = ("--backplane-lease", str(0.3 * UNIT), "--backplane-retry", str(0.2 * UNIT))
@@ -93,53 +84,6 @@ route /ws/auction {
   }
 }
 """
-
-
-class RedisServer:
-    """``redis-server`` on a free port of 127.0.0.1, without persistence: stopping it loses
-    everything, as a restart of a Redis without persistence does."""
-
-    def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> RedisServer:
-        self.process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--logfile", ""),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        assert wait_until(self._answers, within=10 * UNIT), "redis-server did not start"
-        return self
-
-    def _answers(self) -> bool:
-        try:
-            return bool(self.client().ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10 * UNIT)
-
-    def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def client(self, db: int = 0) -> Any:
-        return redis.Redis(port=self.port, db=db, socket_timeout=BOUND)
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
