@@ -336,7 +336,12 @@ def serve_files(
         sink = _journal_sink(journal_file, stack, shared=worker is not None)
         # Only the admin API reads the journal back: a journal only written keeps nothing.
         kept = DEFAULT_LIMIT if journal_size is None else journal_size
-        stamp = None if worker is None else {"worker": worker.index}
+        # In a cluster, every event says which process recorded it.
+        stamp: dict[str, Any] = {}
+        if worker is not None:
+            stamp["worker"] = worker.index
+        if cluster is not None:
+            stamp["process"] = cluster.backplane.origin
         journal = Journal(kept if admin else 0, sink, stamp) if admin or sink is not None else None
         server = ScenarioServer(
             program,

@@ -56,6 +56,7 @@ from ..errors import UsageError
 from .admin import ADMIN_PREFIX, LOOPBACK, Admin, AdminRequest, Network, is_admin_path
 from .clock import Clock
 from .cluster import Cluster
+from .cluster_admin import ClusterAdmin
 from .compression import ThresholdDeflateFactory
 from .connection import Connection, Request, Timer, new_connection_id
 from .effects import (
@@ -156,6 +157,9 @@ class ScenarioServer:
         self.journal = journal
         self.reuse_port = reuse_port
         self.admin = Admin(self, admin_allow, admin_hosts) if admin else None
+        if self.admin is not None and cluster is not None:
+            assert cluster.state is not None  # made with the engine
+            self.admin.everywhere = ClusterAdmin(self.admin, cluster.backplane, cluster.state)
         self.inspector = (
             Inspector(self.admin, journal) if inspector and self.admin is not None else None
         )
