@@ -1,6 +1,8 @@
-"""``serve --workers N``: real supervisors and workers, real clients over real sockets.
+"""``serve --workers N``: real supervisors and workers joined by a real Redis, real clients
+over real sockets.
 
 Which worker served a client is read from the journal, where every event says its ``worker``.
+Each cluster has a backplane prefix of its own: clusters of two tests never hear each other.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from pathlib import Path
 import pytest
 from support import (
     BOUND,
+    NEEDS_REDIS,
     ROOT,
     SCENARIOS,
     UNIT,
     LogTail,
+    RedisServer,
     ServedMock,
     async_test,
     closed,
@@ -37,12 +41,11 @@ from support import (
 )
 from websockets.asyncio.client import ClientConnection, connect
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="serve --workers needs Linux"
-)
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="serve --workers needs Linux"),
+    *NEEDS_REDIS,
+]
 
-#: The command-line words that make a cluster of two workers.
-TWO_WORKERS = ("--workers", "2")
 ECHO = SCENARIOS / "echo.mock"
 #: Enough clients that both workers get some: the kernel hashes each connection's addresses
 #: to one of them, so all 16 land on one worker once in 2**15 runs.
@@ -103,9 +106,25 @@ async def echo_clients(served: ServedMock, count: int = CLIENTS) -> list[ClientC
     return clients
 
 
-def start_cluster(journal: Path) -> ServedMock:
+def two_workers(redis: RedisServer, prefix: str) -> tuple[str, ...]:
+    """The command-line words that make a cluster of two workers, apart from the others on
+    ``redis`` by ``prefix``; with short timings, so that a worker killed holding the lease or
+    a state's turn is taken over at once."""
+    return (
+        *("--workers", "2", "--backplane", redis.url(), "--backplane-prefix", prefix),
+        *("--backplane-lease", str(0.3 * UNIT), "--backplane-retry", str(0.2 * UNIT)),
+    )
+
+
+@pytest.fixture
+def workers(redis_server: RedisServer, request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """``two_workers`` with a prefix of the test's own."""
+    return two_workers(redis_server, request.node.name)
+
+
+def start_cluster(journal: Path, workers: tuple[str, ...]) -> ServedMock:
     """Two workers serving echo.mock, with a journal file."""
-    return start_mock(ECHO, extra=(*TWO_WORKERS, "--journal", str(journal)))
+    return start_mock(ECHO, extra=(*workers, "--journal", str(journal)))
 
 
 def stop_cluster(served: ServedMock) -> None:
@@ -118,19 +137,21 @@ def stop_cluster(served: ServedMock) -> None:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServedMock, Path]]:
+def shared(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
+) -> Iterator[tuple[ServedMock, Path]]:
     """One cluster for the tests that leave it as they found it."""
     journal = tmp_path_factory.mktemp("shared") / "journal.jsonl"
-    served = start_cluster(journal)
+    served = start_cluster(journal, two_workers(redis_server, "shared"))
     yield served, journal
     stop_cluster(served)
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[ServedMock, Path]]:
+def cluster(tmp_path: Path, workers: tuple[str, ...]) -> Iterator[tuple[ServedMock, Path]]:
     """A cluster of the test's own, for the tests that stop or kill a part of it."""
     journal = tmp_path / "journal.jsonl"
-    served = start_cluster(journal)
+    served = start_cluster(journal, workers)
     yield served, journal
     stop_cluster(served)
 
@@ -215,9 +236,9 @@ async def test_journal_lines_of_two_workers_stay_whole(shared: tuple[ServedMock,
 
 
 @pytest.mark.e2e
-def test_journal_to_standard_output_passes_whole_lines() -> None:
+def test_journal_to_standard_output_passes_whole_lines(workers: tuple[str, ...]) -> None:
     """The same to standard output, which the supervisor passes on line by line."""
-    served = start_mock(ECHO, extra=(*TWO_WORKERS, "--journal", "-"))
+    served = start_mock(ECHO, extra=(*workers, "--journal", "-"))
     assert served.process.stdout is not None
     output = LogTail(served.process.stdout)
     big = ["y" * 100_000 + str(n) for n in range(8)]
@@ -305,12 +326,14 @@ async def test_workers_stop_when_the_supervisor_is_killed(
 
 
 @pytest.mark.e2e
-def test_a_worker_that_keeps_dying_at_start_is_restarted_ever_later(tmp_path: Path) -> None:
+def test_a_worker_that_keeps_dying_at_start_is_restarted_ever_later(
+    tmp_path: Path, workers: tuple[str, ...]
+) -> None:
     """A worker restarted while the files have an error exits at once: the supervisor waits
     longer before each new try, says so, and serves with it again once the files load."""
     scenario = tmp_path / "echo.mock"
     scenario.write_text(ECHO.read_text(encoding="utf-8"), encoding="utf-8")
-    served = start_mock(scenario, extra=TWO_WORKERS)
+    served = start_mock(scenario, extra=workers)
     try:
         victim = 2
         old = worker_pids(served)[victim]
@@ -331,12 +354,12 @@ def test_a_worker_that_keeps_dying_at_start_is_restarted_ever_later(tmp_path: Pa
 
 
 @pytest.mark.e2e
-def test_a_port_in_use_is_reported_once(tmp_path: Path) -> None:
+def test_a_port_in_use_is_reported_once(workers: tuple[str, ...]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli_process("serve", ECHO, "--port", str(port), *TWO_WORKERS)
+        result = run_cli_process("serve", ECHO, "--port", str(port), *workers)
     assert result.returncode == 1
     assert result.stderr == (
         f"scenario-engine: error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
@@ -344,11 +367,13 @@ def test_a_port_in_use_is_reported_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_a_cluster_does_not_share_the_port_of_another(shared: tuple[ServedMock, Path]) -> None:
+def test_a_cluster_does_not_share_the_port_of_another(
+    shared: tuple[ServedMock, Path], workers: tuple[str, ...]
+) -> None:
     """SO_REUSEPORT would let a second cluster of the same user join the first one's port and
     take half its clients: it is refused instead."""
     served, _ = shared
-    result = run_cli_process("serve", ECHO, "--port", str(served.port), *TWO_WORKERS)
+    result = run_cli_process("serve", ECHO, "--port", str(served.port), *workers)
     assert result.returncode == 1
     assert result.stderr.startswith(
         f"scenario-engine: error: cannot listen on 127.0.0.1:{served.port}: Address already "
@@ -365,12 +390,14 @@ route /version {
 
 @pytest.mark.e2e
 @async_test
-async def test_every_worker_serves_tls_and_reloads_what_it_watches(tmp_path: Path) -> None:
+async def test_every_worker_serves_tls_and_reloads_what_it_watches(
+    tmp_path: Path, workers: tuple[str, ...]
+) -> None:
     cert, key = self_signed_certificate(tmp_path)
     app, journal = tmp_path / "app.mock", tmp_path / "journal.jsonl"
     app.write_text(VERSION.replace("VERSION", "1"), encoding="utf-8")
     tls = ("--certfile", str(cert), "--keyfile", str(key))
-    served = start_mock(app, extra=(*TWO_WORKERS, *tls, "--watch", "--journal", str(journal)))
+    served = start_mock(app, extra=(*workers, *tls, "--watch", "--journal", str(journal)))
     trusting = ssl.create_default_context(cafile=str(cert))
 
     async def versions() -> dict[object, set[object]]:
