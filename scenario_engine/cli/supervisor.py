@@ -11,21 +11,21 @@ One port, several processes: SO_REUSEPORT
     waiting, and one worker takes most of them. Measured on Linux with two workers (idle
     servers; the clients connect one at a time, or 50 at once): with one shared socket, 20 of
     20 and 107 of 200 clients on one uvloop worker, 690 of 1,000 in bursts (asyncio: 13/20,
-    130/200, 542/1,000); with SO_REUSEPORT, 11/20, 105/200 and 513/1,000 at most on either
+    130/200, 542/1,000); with SO_REUSEPORT, 11/20, 108/200 and 516/1,000 at most on either
     loop. A worker that dies takes its socket with it: until it is back, new clients go to
     the others instead of waiting in its queue.
 
     The supervisor binds the port first, with SO_REUSEPORT and without listening, and keeps
     it for its lifetime: ``--port 0`` becomes a port it can print and give every worker; a
     port in use is reported once, as ``serve`` reports it; and the port stays this cluster's
-    while a worker restarts. Only processes of the same user may join a SO_REUSEPORT port:
-    before binding a given port, the supervisor checks that nothing listens on it, so that it
-    never silently shares the port of another server of this user. Linux only: elsewhere
+    while a worker restarts. Processes of the same user may join a SO_REUSEPORT port: once it
+    has bound a port it was given, the supervisor checks that nothing listens on it yet, so
+    that it never silently shares the port of another server of this user. Linux only: elsewhere
     SO_REUSEPORT does not spread connections.
 
 What each worker does on its own
-    TLS (each loads the certificate), ``--admin`` and ``--ui`` (each answers on the port; the
-    cluster-wide answers come from the backplane), ``--max-connections`` (a bound on each
+    TLS (each loads the certificate), ``--admin`` and ``--ui`` (each answers on the port, for
+    the whole cluster: runtime/cluster_admin.py), ``--max-connections`` (a bound on each
     worker, as it bounds each process's memory) and ``--watch``: each worker watches the
     files and reloads them itself, as one ``serve`` does, so no second channel is needed to
     tell them. A worker restarted later reads the files as they are then.
@@ -46,10 +46,11 @@ Signals and deaths
     after a delay that doubles each time (RESTART_DELAYS), and each death is logged.
 
 Journals
-    Every event carries ``worker`` (the index). ``--journal FILE``: one file for all workers,
-    truncated by the supervisor when it starts; each worker appends each event as one line in
-    one write(2) (``AppendedLines``), which POSIX keeps whole. One file keeps the cluster's
-    events in one place, in the order they were written.
+    Every event carries ``worker`` (the index) and ``process`` (the backplane's name of the
+    process). ``--journal FILE``: one file for all workers, truncated by the supervisor when
+    it starts; each worker appends each event as one line in one write(2) (``AppendedLines``),
+    which POSIX keeps whole. One file keeps the cluster's events in one place, in the order
+    they were written.
 """
 
 from __future__ import annotations
@@ -71,7 +72,14 @@ from typing import Any
 from ..errors import UsageError
 from ..runtime.link import CLOSE_TIMEOUT
 
-__all__ = ["RESTART_DELAYS", "STABLE_AFTER", "WORKER_MODULE", "WorkerLink", "supervise"]
+__all__ = [
+    "RESTART_DELAYS",
+    "STABLE_AFTER",
+    "WORKER_MODULE",
+    "WorkerLink",
+    "ready_line",
+    "supervise",
+]
 
 #: The module a worker runs as (``python -m``).
 WORKER_MODULE = "scenario_engine.cli.worker"
