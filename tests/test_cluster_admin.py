@@ -359,3 +359,22 @@ async def test_a_process_that_does_not_answer_is_reported_missing(
         )
     finally:
         os.kill(b.process.pid, signal.SIGCONT)
+
+
+@async_test
+async def test_without_redis_the_admin_api_says_it_cannot_ask_the_others(
+    rooms_file: Path,
+) -> None:
+    own = RedisServer().start()
+    served = start_mock(rooms_file, extra=backplane(own, "alone"))
+    try:
+        clients = await clients_in_room(served)
+        own.stop()
+        status, answer = await admin(served, "GET", "/connections")
+        assert status == 503
+        assert answer["error"].endswith(": the other processes cannot be asked")
+        # Its own clients are still served meanwhile.
+        assert (await clients[0].ask({"type": "note"}))["note"] == "initial"
+    finally:
+        served.stop(signal.SIGKILL)
+        own.stop()
