@@ -290,6 +290,16 @@ async def test_the_journal_gathers_every_workers_events_in_time_order(
     # One connection's events, from whichever worker has it.
     for answer in await each_try(workers, "GET", f"/journal?connection={clients[3].id}&limit=2"):
         assert [e["event"] for e in answer["events"]] == ["connect", "out"]
+    status, answer = await admin(workers, "GET", "/journal?since=yesterday")
+    assert (status, answer["error"]) == (
+        400,
+        "since must be a whole number, or the journal's next (PROCESS:SEQ,…), not 'yesterday'",
+    )
+    # Cleared on every worker.
+    status, answer = await admin(workers, "DELETE", "/journal")
+    assert (status, answer["cleared"], answer["missing"]) == (200, True, 0)
+    assert set(answer["last"]) == set(newer["last"])
+    assert all(answer["events"] == [] for answer in await each_try(workers, "GET", "/journal"))
 
 
 @async_test

@@ -285,9 +285,10 @@ def _first_error(asked: Answers) -> AdminError:
 
 
 def _missing_text(asked: Answers) -> str:
-    if not asked.missing and not asked.errors:
+    silent = asked.missing + len(asked.errors)
+    if not silent:
         return ""
-    return f" ({asked.missing + len(asked.errors)} process(es) did not answer)"
+    return f" ({silent} process{'' if silent == 1 else 'es'} did not answer)"
 
 
 def _shortfall(asked: Answers) -> dict[str, Any]:
