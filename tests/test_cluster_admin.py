@@ -9,6 +9,7 @@ answered), so that each answer is shown right whichever worker gave it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -75,13 +76,32 @@ def rooms_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def start_workers(redis: RedisServer, rooms_file: Path, prefix: str) -> ServedMock:
+    """``serve --workers 2 --backplane --admin`` of the rooms scenario."""
+    return start_mock(rooms_file, extra=("--workers", "2", *backplane(redis, prefix)))
+
+
+@pytest.fixture(scope="module")
+def cluster(redis_server: RedisServer, rooms_file: Path) -> Iterator[ServedMock]:
+    served = start_workers(redis_server, rooms_file, "cluster-admin")
+    yield served
+    served.stop(signal.SIGKILL)
+
+
 @pytest.fixture
-def workers(
+def workers(cluster: ServedMock) -> ServedMock:
+    """The module's two workers, reset: no client, the initial state, empty journals."""
+    status, answer = http_call(cluster.port, "POST", "/__admin/reset")[::2]
+    assert (status, answer["missing"]) == (200, 0), answer
+    return cluster
+
+
+@pytest.fixture
+def own_workers(
     redis_server: RedisServer, rooms_file: Path, request: pytest.FixtureRequest
 ) -> Iterator[ServedMock]:
-    """``serve --workers 2 --backplane --admin`` of the rooms scenario, for one test."""
-    extra = ("--workers", "2", *backplane(redis_server, request.node.name))
-    served = start_mock(rooms_file, extra=extra)
+    """Two workers of the test's own, for a test that kills one."""
+    served = start_workers(redis_server, rooms_file, request.node.name)
     yield served
     served.stop(signal.SIGKILL)
 
@@ -155,6 +175,16 @@ async def clients_in_room(served: ServedMock, room: str = "lobby") -> list[Clien
     return clients
 
 
+@contextlib.asynccontextmanager
+async def in_room(served: ServedMock) -> AsyncIterator[list[Client]]:
+    """``clients_in_room``, closed at the end: the module's workers serve the next test."""
+    clients = await clients_in_room(served)
+    try:
+        yield clients
+    finally:
+        await asyncio.gather(*(client.ws.close() for client in clients))
+
+
 async def listing(served: ServedMock) -> dict[str, Any]:
     """The connections the admin API lists, by id: the same whichever process answers."""
     answers = await each_try(served, "GET", "/connections")
@@ -169,141 +199,149 @@ async def listing(served: ServedMock) -> dict[str, Any]:
 
 @async_test
 async def test_the_listing_shows_the_connections_of_both_workers(workers: ServedMock) -> None:
-    clients = await clients_in_room(workers)
-    rows = await listing(workers)
-    assert sorted(rows) == sorted(c.id for c in clients)
-    assert {row["worker"] for row in rows.values()} == {1, 2}
-    assert all(row["rooms"] == ["lobby"] and row["process"] for row in rows.values())
-    for health in await each_try(workers, "GET", "/health"):
-        assert [(p["worker"], p["connections"]) for p in health["processes"]] == [
-            (w, sum(row["worker"] == w for row in rows.values())) for w in (1, 2)
-        ]
+    async with in_room(workers) as clients:
+        rows = await listing(workers)
+        assert sorted(rows) == sorted(c.id for c in clients)
+        assert {row["worker"] for row in rows.values()} == {1, 2}
+        assert all(row["rooms"] == ["lobby"] and row["process"] for row in rows.values())
+        for health in await each_try(workers, "GET", "/health"):
+            assert [(p["worker"], p["connections"]) for p in health["processes"]] == [
+                (w, sum(row["worker"] == w for row in rows.values())) for w in (1, 2)
+            ]
 
 
 @async_test
 async def test_a_push_to_a_room_reaches_its_members_on_both_workers(workers: ServedMock) -> None:
-    clients = await clients_in_room(workers)
-    async for n in tries(workers, "/send"):
-        news = {"type": "news", "n": n}
-        status, answer = await admin(workers, "POST", "/send", {"room": "lobby", "message": news})
-        assert (status, answer) == (200, {"delivered": CLIENTS, "missing": 0})
+    async with in_room(workers) as clients:
+        async for n in tries(workers, "/send"):
+            news = {"type": "news", "n": n}
+            status, answer = await admin(
+                workers, "POST", "/send", {"room": "lobby", "message": news}
+            )
+            assert (status, answer) == (200, {"delivered": CLIENTS, "missing": 0})
+            for client in clients:
+                assert await recv_json(client.ws) == news
+        # To one connection, wherever it is; one that no worker has is a 404.
         for client in clients:
-            assert await recv_json(client.ws) == news
-    # To one connection, wherever it is; one that no worker has is a 404.
-    for client in clients:
-        to_one = {"connection": client.id, "message": "just you"}
-        assert await admin(workers, "POST", "/send", to_one) == (
-            200,
-            {"delivered": 1, "missing": 0},
+            to_one = {"connection": client.id, "message": "just you"}
+            assert await admin(workers, "POST", "/send", to_one) == (
+                200,
+                {"delivered": 1, "missing": 0},
+            )
+            assert await client.ws.recv() == "just you"
+        nobody = {"connection": "nobody", "message": "?"}
+        assert await admin(workers, "POST", "/send", nobody) == (
+            404,
+            {"error": "no open connection 'nobody'"},
         )
-        assert await client.ws.recv() == "just you"
-    nobody = {"connection": "nobody", "message": "?"}
-    assert await admin(workers, "POST", "/send", nobody) == (
-        404,
-        {"error": "no open connection 'nobody'"},
-    )
 
 
 @async_test
 async def test_sessions_and_closes_act_on_the_connection_wherever_it_is(
     workers: ServedMock,
 ) -> None:
-    clients = await clients_in_room(workers)
-    for n, client in enumerate(clients):
-        session = f"/connections/{client.id}/session"
-        assert await admin(workers, "PUT", session, {"n": n}) == (
-            200,
-            {"connection": client.id, "session": {"n": n}},
-        )
-        assert await client.ask({"type": "session"}) == {"type": "session", "session": {"n": n}}
-        assert await admin(workers, "GET", session) == (
-            200,
-            {"connection": client.id, "session": {"n": n}},
-        )
-    assert answered(workers, "/connections/", 0) == {1, 2}
-    for client in clients:
-        status, answer = await admin(
-            workers, "DELETE", f"/connections/{client.id}?code=4000&reason=bye"
-        )
-        assert (status, answer["closed"], answer["code"]) == (200, client.id, 4000)
-        assert await closed(client.ws) == (4000, "bye")
-    assert await listing(workers) == {}
+    since = len(workers.log.lines)
+    async with in_room(workers) as clients:
+        for n, client in enumerate(clients):
+            session = f"/connections/{client.id}/session"
+            assert await admin(workers, "PUT", session, {"n": n}) == (
+                200,
+                {"connection": client.id, "session": {"n": n}},
+            )
+            assert await client.ask({"type": "session"}) == {"type": "session", "session": {"n": n}}
+            assert await admin(workers, "GET", session) == (
+                200,
+                {"connection": client.id, "session": {"n": n}},
+            )
+        assert answered(workers, "/connections/", since) == {1, 2}
+        for client in clients:
+            status, answer = await admin(
+                workers, "DELETE", f"/connections/{client.id}?code=4000&reason=bye"
+            )
+            assert (status, answer["closed"], answer["code"]) == (200, client.id, 4000)
+            assert await closed(client.ws) == (4000, "bye")
+        assert await listing(workers) == {}
 
 
 @async_test
 async def test_state_written_through_the_admin_api_is_read_by_every_worker(
     workers: ServedMock,
 ) -> None:
-    clients = await clients_in_room(workers)
-    rows = await listing(workers)
-    assert {row["worker"] for row in rows.values()} == {1, 2}
-    async for n in tries(workers, "/state"):
-        note = {"note": f"from the admin API {n}"}
-        status, answer = await admin(workers, "PUT", "/state", note)
-        assert (status, answer["state"]) == (200, note)
-        # A handler on each worker reads it, whichever worker the request reached.
-        for client in clients:
-            assert await client.ask({"type": "note"}) == {"type": "note", **note}
-        status, answer = await admin(workers, "GET", "/state")
-        assert (status, answer["state"]) == (200, note)
+    async with in_room(workers) as clients:
+        rows = await listing(workers)
+        assert {row["worker"] for row in rows.values()} == {1, 2}
+        async for n in tries(workers, "/state"):
+            note = {"note": f"from the admin API {n}"}
+            status, answer = await admin(workers, "PUT", "/state", note)
+            assert (status, answer["state"]) == (200, note)
+            # A handler on each worker reads it, whichever worker the request reached.
+            for client in clients:
+                assert await client.ask({"type": "note"}) == {"type": "note", **note}
+            status, answer = await admin(workers, "GET", "/state")
+            assert (status, answer["state"]) == (200, note)
 
 
 @async_test
 async def test_reset_resets_every_worker(workers: ServedMock) -> None:
-    clients = await clients_in_room(workers)
-    assert (await admin(workers, "PUT", "/state", {"note": "changed"}))[0] == 200
-    assert await admin(workers, "POST", "/reset") == (200, {"closed": CLIENTS, "missing": 0})
-    for client in clients:
-        assert await closed(client.ws) == (1012, "Service restart")
-    assert await listing(workers) == {}
-    states = [answer["state"] for answer in await each_try(workers, "GET", "/state")]
-    assert states == [{"note": "initial"}] * len(states)
-    # Every worker's journal starts over.
-    assert all(answer["events"] == [] for answer in await each_try(workers, "GET", "/journal"))
-    late = await clients_in_room(workers)
-    assert {(await client.ask({"type": "note"}))["note"] for client in late} == {"initial"}
+    async with in_room(workers) as clients:
+        assert (await admin(workers, "PUT", "/state", {"note": "changed"}))[0] == 200
+        assert await admin(workers, "POST", "/reset") == (200, {"closed": CLIENTS, "missing": 0})
+        for client in clients:
+            assert await closed(client.ws) == (1012, "Service restart")
+        assert await listing(workers) == {}
+        states = [answer["state"] for answer in await each_try(workers, "GET", "/state")]
+        assert states == [{"note": "initial"}] * len(states)
+        # Every worker's journal starts over.
+        assert all(answer["events"] == [] for answer in await each_try(workers, "GET", "/journal"))
+    async with in_room(workers) as late:
+        assert {(await client.ask({"type": "note"}))["note"] for client in late} == {"initial"}
 
 
 @async_test
 async def test_the_journal_gathers_every_workers_events_in_time_order(
     workers: ServedMock,
 ) -> None:
-    clients = await clients_in_room(workers)
-    for answer in await each_try(workers, "GET", "/journal"):
-        events = answer["events"]
-        connects = [e for e in events if e["event"] == "connect"]
-        assert sorted(e["connection"] for e in connects) == sorted(c.id for c in clients)
-        assert {e["worker"] for e in events} == {1, 2}
-        assert [e["time"] for e in events] == sorted(e["time"] for e in events)
-        assert set(answer["last"]) == {e["process"] for e in events}
-    # Following it: after ``next`` comes only what happened since.
-    cursor = answer["next"]
-    await clients[0].ask({"type": "note"})
-    await clients[-1].ask({"type": "note"})
-    status, newer = await admin(workers, "GET", f"/journal?since={cursor}")
-    assert status == 200
-    assert [(e["event"], e.get("connection")) for e in newer["events"] if e["event"] == "in"] == [
-        ("in", clients[0].id),
-        ("in", clients[-1].id),
-    ]
-    assert {e["event"] for e in newer["events"]} == {"in", "out"}
-    # One connection's events, from whichever worker has it.
-    for answer in await each_try(workers, "GET", f"/journal?connection={clients[3].id}&limit=2"):
-        assert [e["event"] for e in answer["events"]] == ["connect", "out"]
-    status, answer = await admin(workers, "GET", "/journal?since=yesterday")
-    assert (status, answer["error"]) == (
-        400,
-        "since must be a whole number, or the journal's next (PROCESS:SEQ,…), not 'yesterday'",
-    )
-    # Cleared on every worker.
-    status, answer = await admin(workers, "DELETE", "/journal")
-    assert (status, answer["cleared"], answer["missing"]) == (200, True, 0)
-    assert set(answer["last"]) == set(newer["last"])
-    assert all(answer["events"] == [] for answer in await each_try(workers, "GET", "/journal"))
+    async with in_room(workers) as clients:
+        for answer in await each_try(workers, "GET", "/journal"):
+            events = answer["events"]
+            connects = [e for e in events if e["event"] == "connect"]
+            assert sorted(e["connection"] for e in connects) == sorted(c.id for c in clients)
+            assert {e["worker"] for e in events} == {1, 2}
+            assert [e["time"] for e in events] == sorted(e["time"] for e in events)
+            assert set(answer["last"]) == {e["process"] for e in events}
+        # Following it: after ``next`` comes only what happened since.
+        cursor = answer["next"]
+        await clients[0].ask({"type": "note"})
+        await clients[-1].ask({"type": "note"})
+        status, newer = await admin(workers, "GET", f"/journal?since={cursor}")
+        assert status == 200
+        assert [
+            (e["event"], e.get("connection")) for e in newer["events"] if e["event"] == "in"
+        ] == [
+            ("in", clients[0].id),
+            ("in", clients[-1].id),
+        ]
+        assert {e["event"] for e in newer["events"]} == {"in", "out"}
+        # One connection's events, from whichever worker has it.
+        for answer in await each_try(
+            workers, "GET", f"/journal?connection={clients[3].id}&limit=2"
+        ):
+            assert [e["event"] for e in answer["events"]] == ["connect", "out"]
+        status, answer = await admin(workers, "GET", "/journal?since=yesterday")
+        assert (status, answer["error"]) == (
+            400,
+            "since must be a whole number, or the journal's next (PROCESS:SEQ,…), not 'yesterday'",
+        )
+        # Cleared on every worker.
+        status, answer = await admin(workers, "DELETE", "/journal")
+        assert (status, answer["cleared"], answer["missing"]) == (200, True, 0)
+        assert set(answer["last"]) == set(newer["last"])
+        assert all(answer["events"] == [] for answer in await each_try(workers, "GET", "/journal"))
 
 
 @async_test
-async def test_a_killed_workers_connections_leave_the_listing(workers: ServedMock) -> None:
+async def test_a_killed_workers_connections_leave_the_listing(own_workers: ServedMock) -> None:
+    workers = own_workers
     clients = await clients_in_room(workers)
     rows = await listing(workers)
     status, health = await admin(workers, "GET", "/health")
@@ -359,14 +397,13 @@ async def test_a_process_that_does_not_answer_is_reported_missing(
     await clients_in_room(b)
     os.kill(b.process.pid, signal.SIGSTOP)  # still subscribed, answering nothing
     try:
-        status, answer = await admin(a, "GET", "/connections")
+        half = {"room": "lobby", "message": "half"}
+        (status, answer), sent = await asyncio.gather(
+            admin(a, "GET", "/connections"), admin(a, "POST", "/send", half)
+        )
         assert (status, answer["missing"]) == (200, 1)
         assert sorted(row["id"] for row in answer["connections"]) == sorted(c.id for c in on_a)
-        half = {"room": "lobby", "message": "half"}
-        assert await admin(a, "POST", "/send", half) == (
-            200,
-            {"delivered": CLIENTS, "missing": 1},
-        )
+        assert sent == (200, {"delivered": CLIENTS, "missing": 1})
     finally:
         os.kill(b.process.pid, signal.SIGCONT)
 
