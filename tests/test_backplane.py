@@ -31,6 +31,7 @@ from support import (
     engine_connect,
     engine_of,
     frames,
+    http_call,
     recv_json,
     run_cli,
     run_cli_process,
@@ -591,3 +592,23 @@ async def test_a_state_redis_lost_is_written_back_from_the_processes_copy(
             assert (await recv_json(bidder))["seq"] == 2
         stored = json.loads(redis_server.client().hget("lost:state:test.mock", "d"))
         assert stored == {"highest": 20, "accepted": 2}
+
+
+@pytest.mark.e2e
+@async_test
+async def test_the_admin_apis_health_shows_the_backplane(redis_server: RedisServer) -> None:
+    async with serving(
+        CLUSTER_MOCK, cluster=cluster_of(redis_server, "health"), admin=True
+    ) as server:
+        async with connect(server.url("/ws/chat")) as ws:
+            await recv_json(ws)
+            await ws.send(json.dumps({"type": "shout", "text": "hello"}))
+            await wait_until_async(lambda: server.cluster.backplane.published == 1)
+        status, _, answer = await asyncio.to_thread(
+            http_call, server.port, "GET", "/__admin/health"
+        )
+    assert status == 200
+    backplane = answer["backplane"]
+    assert backplane["url"] == redis_server.url() and backplane["prefix"] == "health"
+    assert backplane["connected"] is True and backplane["leader"] is True
+    assert (backplane["published"], backplane["dropped"], backplane["outages"]) == (1, 0, 0)

@@ -49,6 +49,7 @@ from websockets.streams import StreamReader
 from ..errors import AdminError, EvaluationError
 from ..expr.values import decode_json, encode, type_name
 from ..language.limits import MAX_CLOSE_REASON_BYTES
+from .cluster import Cluster
 from .connection import Connection
 from .engine import Engine
 from .journal import Journal, timestamp
@@ -113,6 +114,8 @@ class Served(Protocol):
 
     engine: Engine
     journal: Journal | None
+    #: The backplane it shares with other processes (``serve --backplane``), or None.
+    cluster: Cluster | None
     open_timeout: float
     #: The address it listens on, as it was given (a name, an IP, or a wildcard address).
     host: str
@@ -228,7 +231,13 @@ class Admin:
 
     # ---- operations ------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "routes": [r.path for r in self.server.engine.program.routes]}
+        answer: dict[str, Any] = {
+            "status": "ok",
+            "routes": [r.path for r in self.server.engine.program.routes],
+        }
+        if self.server.cluster is not None:
+            answer["backplane"] = self.server.cluster.status()
+        return answer
 
     def connections(self) -> list[dict[str, Any]]:
         """Every open connection, oldest first."""

@@ -30,6 +30,10 @@ For another part (the admin API across processes) — sending and asking every p
   process's answer by its ``origin`` and how many processes did not answer in time. The
   number of processes is the number of subscribers PUBLISH reports, so nothing needs a list
   of the processes.
+- The state as every process sees it, or a change every process sees when it returns:
+  ``await cluster.state.exclusive(file, action)`` runs ``action`` while this process holds the
+  file's state, fresh (``shared_state.py``); ``replace`` and ``reset`` outside of it reach the
+  other processes at the file's next turn.
 """
 
 from __future__ import annotations
@@ -261,6 +265,7 @@ class Backplane:
         self._lost_at: float | None = None
         self.outages = 0
         self.published = 0
+        #: Deliveries received from the other processes.
         self.received = 0
         #: Deliveries not published: Redis lost, or too many waiting.
         self.dropped = 0
@@ -415,7 +420,6 @@ class Backplane:
         listener = self._listeners.get(message["channel"])
         if listener is None:
             return
-        self.received += 1
         try:
             listener(message["data"])
         except ValueError as err:

@@ -140,6 +140,7 @@ class Cluster:
         delivery = Delivery.decode(message)
         if delivery.origin == self.backplane.origin:
             return  # this process delivered it when it published it
+        self.backplane.received += 1
         assert self._host is not None
         targets = self._targets(delivery)
         if targets:

@@ -17,8 +17,9 @@ lock per scenario file, in Redis:
   in one process: one round trip to take the lock and one to write back, for the whole batch.
 - A process that finds the lock taken claims the next turn (a short-lived ``wanted`` key): the
   holder cannot take the lock again while another's claim stands, so two busy processes take
-  turns; the release tells the waiting processes on the ``free`` channel, so they need not poll
-  (they still try again every ``POLL`` seconds, in case the message was missed).
+  turns. It also marks that someone waits (``waiting``): the release then tells the waiting
+  processes on the ``free`` channel, so they need not poll (they still try again every
+  ``POLL`` seconds, in case the message was missed).
 
 Why not optimistic concurrency (write if the version did not move, run the handler again if it
 did): a handler's effects reach beyond the state — its session, its rooms, its timers, what it
@@ -63,10 +64,11 @@ POLL = 0.05
 
 _T = TypeVar("_T")
 
-#: KEYS: the lock, the claim of the next turn, the state. ARGV: a token, this process, how
-#: long the lock and a claim last (ms), the version of the state this process knows.
-#: {0}: taken by another (this process claims the next turn if nobody has); {1, ""}: taken, no
-#: state in Redis; {1, version}: taken, the state is the one known; {1, version, state}.
+#: KEYS: the lock, the claim of the next turn, the state, the mark that someone waits. ARGV: a
+#: token, this process, how long the lock and a claim last (ms), the version of the state this
+#: process knows. {0}: taken by another (this process claims the next turn if nobody has, and
+#: marks that it waits); {1, ""}: taken, no state in Redis; {1, version}: taken, the state is
+#: the one known; {1, version, state}.
 _ACQUIRE = """
 local holder = redis.call('GET', KEYS[1])
 local wanted = redis.call('GET', KEYS[2])
@@ -76,6 +78,7 @@ if holder or (wanted and wanted ~= ARGV[2]) then
   elseif wanted == ARGV[2] then
     redis.call('PEXPIRE', KEYS[2], ARGV[4])
   end
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[4])
   return {0}
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
@@ -86,14 +89,14 @@ if version == ARGV[5] then return {1, version} end
 return {1, version, redis.call('HGET', KEYS[3], 'd')}
 """
 
-#: KEYS: the lock, the state, the claim. ARGV: the token, the state as JSON ("": unchanged),
-#: its new version, the channel to tell waiting processes on, the file's name.
+#: KEYS: the lock, the state, the mark that someone waits. ARGV: the token, the state as JSON
+#: ("": unchanged), its new version, the channel to tell waiting processes on, the file's name.
 #: 1: written (or released); 0: the lock was not this process's any more: nothing written.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 'v', ARGV[3], 'd', ARGV[2]) end
 redis.call('DEL', KEYS[1])
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+if redis.call('DEL', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return 1
 """
 
@@ -309,7 +312,7 @@ class SharedState:
         while True:
             free.clear()  # before trying: a release from now on wakes the wait below
             answer = await self._acquire(
-                keys=[f"{key}:lock", f"{key}:wanted", key],
+                keys=[f"{key}:lock", f"{key}:wanted", key, f"{key}:waiting"],
                 args=[
                     token,
                     self._backplane.origin,
@@ -342,7 +345,7 @@ class SharedState:
         if write:
             data = json.dumps(self._local.data(scope), ensure_ascii=False, separators=(",", ":"))
         written = await self._release(
-            keys=[f"{key}:lock", key, f"{key}:wanted"],
+            keys=[f"{key}:lock", key, f"{key}:waiting"],
             args=[token, data, version, self._free_channel, shared_name(scope)],
         )
         if not write:
