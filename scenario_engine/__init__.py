@@ -22,6 +22,7 @@ _EXPORTS = {
     # errors
     "ActionError": "errors",
     "AdminError": "errors",
+    "BackplaneError": "errors",
     "ConstantError": "errors",
     "EmitError": "errors",
     "EvaluationError": "errors",
@@ -63,6 +64,7 @@ __all__ = [
     "ActionError",
     "AdminError",
     "BackgroundServer",
+    "BackplaneError",
     "ConstantError",
     "EmitError",
     "EvaluationError",
@@ -113,6 +115,7 @@ if TYPE_CHECKING:
     from .errors import (
         ActionError,
         AdminError,
+        BackplaneError,
         ConstantError,
         EmitError,
         EvaluationError,

@@ -15,6 +15,7 @@ The hierarchy::
     ├── ActionError                an action failed at run time, at the scenario's file:line
     ├── EmitError                  an IR that cannot be written as text (also ValueError)
     ├── AdminError                 a request the admin API refuses, with its HTTP status
+    ├── BackplaneError             the backplane (Redis) cannot be reached (serve exits 1)
     └── ScenarioTestFailed         a conversation test failed under pytest (AssertionError)
 
 Errors about a file carry their position: ``ScenarioError`` itself, or offsets into the text
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "ActionError",
     "AdminError",
+    "BackplaneError",
     "ConstantError",
     "EmitError",
     "EvaluationError",
@@ -231,6 +233,11 @@ class AdminError(ScenarioEngineError):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class BackplaneError(ScenarioEngineError):
+    """The backplane (Redis) cannot be reached: at start-up, ``serve`` prints it as one line
+    and exits with status 1; while serving, an outage is logged and served through."""
 
 
 class ScenarioTestFailed(ScenarioEngineError, AssertionError):

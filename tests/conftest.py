@@ -1,4 +1,4 @@
-"""Shared fixtures: a real `scenario-engine serve` process on a free port."""
+"""Shared fixtures: a real `scenario-engine serve` process on a free port; a real Redis."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import SCENARIOS, ServedMock, start_mock
+from support import SCENARIOS, RedisServer, ServedMock, start_mock
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +32,11 @@ def serve() -> Iterator[Callable[..., ServedMock]]:
         if served.process.poll() is None:
             served.process.kill()
             served.process.wait()
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A Redis server for the tests of a module (mark them with support.NEEDS_REDIS)."""
+    server = RedisServer().start()
+    yield server
+    server.stop()

@@ -1,6 +1,6 @@
 """What the tests share: paths and the time unit; the command line, in this process or as a real
-one; a real `scenario-engine serve` process on a free port; and the clients, raw or not, that
-talk to servers.
+one; a real `scenario-engine serve` process on a free port; the clients, raw or not, that
+talk to servers; and a real Redis for the servers joined through it.
 
 Every wait in the suite is a multiple of UNIT.
 """
@@ -205,6 +205,8 @@ class ServedMock:
     log: LogTail
     #: The start line ("ready: N routes on HOST:PORT, ... loop ...").
     ready: str = ""
+    #: What it printed before the start line.
+    printed: tuple[str, ...] = ()
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -238,6 +240,7 @@ def start_mock(*paths: str | Path, extra: tuple[str, ...] = ()) -> ServedMock:
     )
     assert process.stdout is not None
     urls: list[str] = []
+    printed: list[str] = []
     deadline = time.monotonic() + 20 * UNIT
     while time.monotonic() < deadline:
         line = process.stdout.readline()
@@ -251,7 +254,10 @@ def start_mock(*paths: str | Path, extra: tuple[str, ...] = ()) -> ServedMock:
         elif line.startswith("ready:"):
             base = re.match(r"(wss?://[^/]+)", urls[0]).group(1)  # type: ignore[union-attr]
             assert process.stderr is not None
-            return ServedMock(process, base, urls, LogTail(process.stderr), line.strip())
+            return ServedMock(
+                process, base, urls, LogTail(process.stderr), line.strip(), tuple(printed)
+            )
+        printed.append(line.rstrip("\n"))
     process.kill()
     raise RuntimeError("serve did not print its routes in time")
 
@@ -757,3 +763,57 @@ def selenium_chromium(window_size: str = "1500,1000") -> Any:
     ):
         options.add_argument(argument)
     return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+
+
+# ---- a real Redis ------------------------------------------------------------------------------
+
+try:
+    import redis
+except ImportError:  # the [redis] extra is not installed
+    redis = None  # type: ignore[assignment]
+
+#: The marks of the tests that need a Redis server of their own (serve --backplane).
+NEEDS_REDIS = [
+    needs(shutil.which("redis-server") is None, "redis-server is not installed"),
+    needs(redis is None, "redis-py is not installed: pip install -e '.[redis]'"),
+]
+
+
+class RedisServer:
+    """``redis-server`` on a free port of 127.0.0.1, without persistence: stopping it loses
+    everything, as a restart of a Redis without persistence does."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        self.process = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--logfile", ""),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert wait_until(self._answers, within=10 * UNIT), "redis-server did not start"
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10 * UNIT)
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self, db: int = 0) -> Any:
+        return redis.Redis(port=self.port, db=db, socket_timeout=BOUND)

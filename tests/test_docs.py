@@ -153,3 +153,12 @@ def test_the_documented_admin_requests_pass_the_guards_or_are_refused_as_documen
         assert refused == documented
     finally:
         served.stop()
+
+
+def test_every_command_of_the_scale_out_page_is_accepted() -> None:
+    lines = _shell_lines(_page("scale-out.md"))
+    commands = [line for line in lines if line.startswith("scenario-engine ")]
+    assert commands
+    for command in commands:
+        args = build_parser().parse_args(shlex.split(command)[1:])
+        assert args.command == "serve" and args.backplane is not None

@@ -22,12 +22,16 @@ from scenario_engine.runtime.effects import (
     Accepted,
     Broadcast,
     Close,
+    Deferred,
     Effect,
     Log,
     Ping,
     Pong,
+    Publish,
     Rejected,
     Send,
+    StartTimer,
+    StopTimer,
     Unmatched,
 )
 from scenario_engine.runtime.engine import Engine
@@ -317,3 +321,125 @@ def test_connection_ids_are_twelve_hex_digits_and_distinct_across_threads() -> N
     ids = [conn_id for into in drawn for conn_id in into]
     assert len(set(ids)) == len(ids) == 12_000
     assert all(re.fullmatch(r"[0-9a-f]{12}", conn_id) for conn_id in ids)
+
+
+# ---- a state and broadcasts shared with other processes (a backplane) -------------------------
+
+
+def shared_engine(text: str) -> Engine:
+    loaded, errors = load_source(Source("test.mock", text))
+    assert loaded is not None and errors == []
+    return Engine(compile_program([loaded]), shared=True)
+
+
+def test_a_shared_engine_publishes_every_broadcast_beside_its_own_delivery() -> None:
+    engine = shared_engine(
+        """route /ws { on message type "join" { join msg.room }
+                      on message type "say" { broadcast msg.text to msg.rooms }
+                      on message type "all" { broadcast msg.text include self } }"""
+    )
+    a, b = connect(engine, "/ws"), connect(engine, "/ws")
+    engine.message(b, json.dumps({"type": "join", "room": "r"}))
+    effects = engine.message(a, json.dumps({"type": "say", "rooms": ["r", "s"], "text": "hi"}))
+    assert effects == [Broadcast("hi", [b]), Publish("hi", "/ws", ["r", "s"])]
+    # No member here: the other processes may have some.
+    effects = engine.message(a, json.dumps({"type": "say", "rooms": "t", "text": "hi"}))
+    assert effects == [Publish("hi", "/ws", ["t"])]
+    effects = engine.message(a, json.dumps({"type": "all", "text": "hi"}))
+    assert effects[1] == Publish("hi", "/ws", None)
+    assert isinstance(effects[0], Broadcast) and set(effects[0].targets) == {a, b}
+
+
+AUCTION = """
+state { highest: 0 }
+route /ws {
+  on connect { send { highest: state.highest } }
+  on message type "name" { set session.name = msg.name  send "named" }
+  on message type "bid" where msg.amount > state.highest {
+    set state.highest = msg.amount
+    send "accepted"
+  }
+  on message type "bid" { send "refused" }
+  every 1s { log "tick" }
+}
+"""
+
+
+def run(effects: list[Effect]) -> list[Effect]:
+    """Run a deferred event, as the connection layer does once it holds the state."""
+    (deferred,) = effects
+    assert isinstance(deferred, Deferred) and deferred.scope == "test.mock"
+    return deferred.run()
+
+
+def test_a_shared_engine_defers_what_reads_or_writes_state_in_each_connections_order() -> None:
+    engine = shared_engine(AUCTION)
+    route, _ = engine.resolve("/ws") or (None, None)
+    assert route is not None
+    request = Request("/ws", {}, {}, "127.0.0.1")
+    conn = engine.open(route, request, {}, {})
+    connected = engine.connect(conn)  # on connect reads state: it waits for it
+    named = engine.message(conn, json.dumps({"type": "name", "name": "Ann"}))  # waits behind
+    assert conn.deferred == 2 and conn.session.data == {}
+    assert frames(run(connected), conn) == [{"highest": 0}]
+    assert [e.data for e in run(named) if isinstance(e, Send)] == ["named"]
+    assert conn.deferred == 0 and conn.session.data == {"name": "Ann"}
+    # Nothing waits any more: what does not read the state runs at once.
+    assert [type(e) for e in engine.message(conn, json.dumps({"type": "name", "name": "A"}))] == [
+        Send
+    ]
+    # A guard that reads the state makes every handler of the message's type wait.
+    bid = engine.message(conn, json.dumps({"type": "bid", "amount": 5}))
+    assert [e.data for e in run(bid) if isinstance(e, Send)] == ["accepted"]
+    assert engine.state.data("test.mock") == {"highest": 5}
+    # A close waits behind the connection's deferred events, then runs.
+    engine.message(conn, json.dumps({"type": "bid", "amount": 7}))
+    assert conn.deferred == 1
+    (closing,) = engine.close(conn, 1000, "")
+    assert isinstance(closing, Deferred) and conn in engine.connections[route.index]
+
+
+def test_an_on_error_that_reads_state_makes_every_event_of_its_route_wait() -> None:
+    engine = shared_engine(
+        """route /ws { on message { send msg.a.b }
+                      on error { send { error: error.message, highest: state.highest } } }"""
+    )
+    conn = connect(engine, "/ws")
+    effects = run(engine.message(conn, json.dumps({"x": 1})))
+    assert frames(effects, conn)[0]["highest"] is None
+
+
+def test_route_timers_of_a_shared_engine_run_only_where_it_leads() -> None:
+    engine = shared_engine(AUCTION)
+    assert engine.start() == [] and not engine.leading
+    (start,) = engine.lead(True)
+    assert isinstance(start, StartTimer)
+    timer = start.timer
+    assert engine.lead(True) == []
+    assert [type(e) for e in engine.fire(timer)] == [Log]  # its block does not read the state
+    (stop,) = engine.lead(False)
+    assert isinstance(stop, StopTimer) and stop.timer is timer and not timer.alive
+    assert engine.fire(timer) == []
+
+
+def test_a_timer_or_a_wait_that_reads_state_is_deferred_one_run_at_a_time() -> None:
+    engine = shared_engine(
+        """state { n: 0 }
+           route /ws {
+             every 1s { set state.n = state.n + 1 }
+             on message { wait 1s  set state.n = state.n + 10 }
+           }"""
+    )
+    (start,) = engine.lead(True)
+    timer = start.timer
+    first = engine.fire(timer)
+    assert engine.fire(timer) == []  # the run waiting for the state: this tick is skipped
+    run(first)
+    assert engine.state.data("test.mock") == {"n": 1}
+    conn = connect(engine, "/ws")
+    # The whole handler reads the state (after its wait): its first part waits for it too.
+    (waits,) = [e for e in run(engine.message(conn, "go")) if isinstance(e, StartTimer)]
+    resumed = engine.fire(waits.timer)
+    assert isinstance(resumed[0], Deferred) and engine.state.data("test.mock") == {"n": 1}
+    run(resumed)
+    assert engine.state.data("test.mock") == {"n": 11}

@@ -13,6 +13,7 @@ PUBLIC = {
     # errors
     "ActionError",
     "AdminError",
+    "BackplaneError",
     "ConstantError",
     "EmitError",
     "EvaluationError",

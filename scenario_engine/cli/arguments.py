@@ -17,6 +17,7 @@ __all__ = [
     "network",
     "positive_float",
     "positive_int",
+    "redis_url",
     "ws_url",
 ]
 
@@ -77,6 +78,15 @@ def ws_url(text: str) -> str:
         return check_target(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
+
+
+def redis_url(text: str) -> str:
+    """A Redis server's URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], or rediss:// (TLS)."""
+    if not text.startswith(("redis://", "rediss://")):
+        raise argparse.ArgumentTypeError(
+            f"expected redis://HOST:PORT/DB or rediss://HOST:PORT/DB, not {text!r}"
+        )
+    return text
 
 
 def assignment(text: str) -> tuple[str, Any]:

@@ -15,14 +15,22 @@ from ..errors import UsageError
 from . import check, compile, convert, fmt, lsp, record, schema, serve, test
 from .common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "execute", "main"]
 
 #: The commands, in the order ``--help`` lists them.
 COMMANDS = (check, compile, schema, convert, fmt, test, serve, record, lsp)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(words)
+    # serve --workers starts each worker with the same command line.
+    args.argv = words
+    return execute(args)
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run the command of a parsed command line; its exit status."""
     try:
         status: int = args.run(args)
     except UsageError as err:

@@ -1,5 +1,6 @@
 """``scenario-engine serve``: load scenarios, start the server, stop cleanly on a signal;
-with ``--watch``, serve each new version of the files as they are saved."""
+with ``--watch``, serve each new version of the files as they are saved; with ``--backplane``,
+serve as one of several processes joined through Redis (docs/scale-out.md)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ScenarioError, ScenarioErrors, UsageError
+from ..errors import BackplaneError, ScenarioError, ScenarioErrors, UsageError
 from ..language.loader import SCENARIO_SUFFIXES
-from .arguments import host_name, network, positive_float, positive_int
+from .arguments import host_name, network, positive_float, positive_int, redis_url
 from .common import Commands, report
 
 if TYPE_CHECKING:
@@ -29,7 +30,10 @@ if TYPE_CHECKING:
 
     from ..language.ir import Loaded
     from ..runtime.admin import Network
+    from ..runtime.cluster import Cluster
+    from ..runtime.journal import Sink
     from ..runtime.server import ScenarioServer
+    from .supervisor import WorkerLink
 
 __all__ = ["LOOPS", "add_parser", "run", "serve_files"]
 
@@ -128,10 +132,68 @@ def add_parser(commands: Commands) -> None:
         "clients of unchanged routes stay connected, those of changed routes are closed "
         "with 1012",
     )
-    parser.set_defaults(run=run)
+    backplane = parser.add_argument_group(
+        "several processes (docs/scale-out.md)",
+        "Serve as one of several processes of one mock, joined through one Redis server: "
+        "broadcasts reach the clients of every process, state is shared, route timers run "
+        "on one process. Needs pip install 'scenario-engine[redis]'.",
+    )
+    backplane.add_argument(
+        "--backplane",
+        type=redis_url,
+        metavar="URL",
+        help="the Redis server joining the processes: redis://HOST:PORT/DB, or rediss:// "
+        "for TLS (a password as redis://:PASSWORD@HOST…)",
+    )
+    backplane.add_argument(
+        "--backplane-prefix",
+        metavar="PREFIX",
+        help="start of every key and channel name in Redis (default: made of the DB number "
+        "and the names of the files served, so that other mocks on the same Redis are apart)",
+    )
+    backplane.add_argument(
+        "--backplane-lease",
+        type=positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long a process holds the route timers (renewed while it lives) or a "
+        "file's state (while it runs handlers) without giving them back: another process "
+        "takes over within this when it dies (default 5)",
+    )
+    backplane.add_argument(
+        "--backplane-retry",
+        type=positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="the longest wait between two tries to reach a lost Redis (default 5; the "
+        "first try is at once, each next one waits twice as long)",
+    )
+    backplane.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="serve from N processes on the one port, a supervisor restarting any that dies "
+        "(Linux; above 1 needs --backplane, through which the processes share rooms, "
+        "broadcasts and state)",
+    )
+    # ``worker``: set when this command runs as a worker of ``serve --workers`` (worker.py).
+    parser.set_defaults(run=run, worker=None)
 
 
 def run(args: argparse.Namespace) -> int:
+    worker: WorkerLink | None = args.worker
+    if worker is None and args.workers > 1:
+        from .supervisor import supervise
+
+        if args.backplane is None:
+            raise UsageError(
+                f"--workers {args.workers} needs --backplane redis://HOST:PORT/DB: each "
+                "worker is a process of its own, and without a backplane rooms, broadcasts "
+                "and state would be split between them (a client would not hear what is "
+                "broadcast to its room on another worker)"
+            )
+        return supervise(args, args.workers)
     return serve_files(
         args.paths,
         host=args.host,
@@ -149,6 +211,11 @@ def run(args: argparse.Namespace) -> int:
         loop=args.loop,
         watch=args.watch,
         ui=args.ui,
+        backplane=args.backplane,
+        backplane_prefix=args.backplane_prefix,
+        backplane_lease=args.backplane_lease,
+        backplane_retry=args.backplane_retry,
+        worker=worker,
     )
 
 
@@ -169,6 +236,11 @@ def serve_files(
     loop: str = "auto",
     watch: bool = False,
     ui: bool = False,
+    backplane: str | None = None,
+    backplane_prefix: str | None = None,
+    backplane_lease: float | None = None,
+    backplane_retry: float | None = None,
+    worker: WorkerLink | None = None,
 ) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 if the scenarios have errors.
 
@@ -184,6 +256,15 @@ def serve_files(
     ``watch``: watch ``paths`` and serve each new version of the files that loads without
     errors (docs/inspector.md, "serve --watch").
 
+    ``backplane``: a Redis URL: serve as one of several processes joined through it
+    (``backplane_prefix``, ``_lease`` and ``_retry`` as ``--backplane-prefix``…); 1 when it
+    cannot be reached at start-up.
+
+    ``worker``: serve as this worker of ``serve --workers``, on the port its supervisor holds
+    (``port`` is not used): tell the supervisor when listening instead of printing the start
+    lines, stop when the supervisor is gone, tag logs and journal events with the worker's
+    index (supervisor.py).
+
     Raises UsageError for bad options and for a route under the admin API's prefix.
     """
     # The server and its dependencies load here, not when the command line is parsed: the
@@ -193,11 +274,16 @@ def serve_files(
     from ..runtime.journal import DEFAULT_LIMIT, Journal
     from ..runtime.server import OPEN_TIMEOUT, ScenarioServer
 
+    if worker is not None:
+        port = worker.port
+
     admin = admin or ui
     if admin_allow is not None and not admin:
         raise UsageError("--admin-allow needs --admin (or --ui)")
     if admin_hosts is not None and not admin:
         raise UsageError("--admin-host needs --admin (or --ui)")
+    if backplane is None and backplane_prefix is not None:
+        raise UsageError("--backplane-prefix needs --backplane")
     loop_factory, loop_name = _event_loop(loop)
     loaded: dict[str, Loaded] = {}
     try:
@@ -216,6 +302,18 @@ def serve_files(
             file=sys.stderr,
         )
         return 1
+    cluster = None
+    if backplane is not None:
+        from ..runtime.backplane import DEFAULT_LEASE, DEFAULT_RETRY, BackplaneSettings
+        from ..runtime.cluster import Cluster
+
+        settings = BackplaneSettings(
+            backplane,
+            backplane_prefix,
+            lease=DEFAULT_LEASE if backplane_lease is None else backplane_lease,
+            retry=DEFAULT_RETRY if backplane_retry is None else backplane_retry,
+        )
+        cluster = Cluster(settings, list(program.files))
     context = None
     if certfile is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -225,19 +323,26 @@ def serve_files(
             raise UsageError(f"cannot load TLS certificate: {err}") from None
     elif keyfile is not None:
         raise UsageError("--keyfile needs --certfile")
+    tag = "" if worker is None else f"[worker {worker.index}] "
     logging.basicConfig(
         level=logging.ERROR if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
+        format=f"%(asctime)s %(levelname)s {tag}%(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("scenario_engine.websockets").setLevel(logging.WARNING)
     # Its "1 change detected" before each reload says less than the reload's own line.
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     with ExitStack() as stack:
-        sink = _journal_sink(journal_file, stack)
+        sink = _journal_sink(journal_file, stack, shared=worker is not None)
         # Only the admin API reads the journal back: a journal only written keeps nothing.
         kept = DEFAULT_LIMIT if journal_size is None else journal_size
-        journal = Journal(kept if admin else 0, sink) if admin or sink is not None else None
+        # In a cluster, every event says which process recorded it.
+        stamp: dict[str, Any] = {}
+        if worker is not None:
+            stamp["worker"] = worker.index
+        if cluster is not None:
+            stamp["process"] = cluster.backplane.origin
+        journal = Journal(kept if admin else 0, sink, stamp) if admin or sink is not None else None
         server = ScenarioServer(
             program,
             host,
@@ -250,17 +355,22 @@ def serve_files(
             admin_allow=LOOPBACK if admin_allow is None else admin_allow,
             admin_hosts=admin_hosts or (),
             inspector=ui,
+            reuse_port=worker is not None,
+            cluster=cluster,
         )
         try:
             with asyncio.Runner(loop_factory=loop_factory) as runner:
                 watcher = _Watcher(server, paths, loaded) if watch else None
-                runner.run(_run(server, loop_name, watcher))
+                runner.run(_run(server, loop_name, watcher, worker))
         except _CannotListen as failed:
             why = failed.error.strerror or failed.error
             print(
                 f"scenario-engine: error: cannot listen on {host}:{port}: {why}",
                 file=sys.stderr,
             )
+            return 1
+        except BackplaneError as err:
+            print(f"scenario-engine: error: {err}", file=sys.stderr)
             return 1
     return 0
 
@@ -274,10 +384,17 @@ class _CannotListen(Exception):
         self.error = error
 
 
-def _journal_sink(name: str | None, stack: ExitStack) -> TextIO | None:
+def _journal_sink(name: str | None, stack: ExitStack, shared: bool = False) -> Sink | None:
+    """Where the journal's lines go: none, standard output (``-``), or the file ``name``,
+    truncated, or when ``shared`` by the workers of ``serve --workers``, appended to line by
+    line (their supervisor truncated it)."""
+    from ..runtime.journal import AppendedLines
+
     if name is None or name == "-":
         return None if name is None else sys.stdout
     try:
+        if shared:
+            return stack.enter_context(AppendedLines(name))
         return stack.enter_context(open(name, "w", encoding="utf-8"))
     except OSError as err:
         raise UsageError(f"{name}: {err.strerror or err}") from None
@@ -327,40 +444,86 @@ def _event_loop(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | 
     return uvloop.new_event_loop, f"uvloop {getattr(uvloop, '__version__', '')}".rstrip()
 
 
-async def _run(server: ScenarioServer, loop_name: str, watcher: _Watcher | None = None) -> None:
+async def _run(
+    server: ScenarioServer,
+    loop_name: str,
+    watcher: _Watcher | None = None,
+    worker: WorkerLink | None = None,
+) -> None:
     from ..runtime.admin import ADMIN_PREFIX
+    from .supervisor import ready_line
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # A worker stops on SIGTERM from its supervisor, which alone answers SIGINT (worker.py).
+    for sig in (signal.SIGTERM,) if worker is not None else (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    cluster = server.cluster
+    if cluster is not None:
+        await cluster.connect()
     try:
         await server.start()
     except OSError as err:
         raise _CannotListen(err) from err
     _tune_process()
     urls = server.route_urls()
-    for url in urls:
-        print(f"serving {url}", flush=True)
+    lines = [f"serving {url}" for url in urls]
     if server.admin is not None:
         scheme, rest = server.url(ADMIN_PREFIX).split("://", 1)
         base = f"{'https' if scheme == 'wss' else 'http'}://{rest}"
-        print(f"admin API at {base}", flush=True)
+        lines.append(f"admin API at {base}")
         if server.inspector is not None:
-            print(f"inspector at {base}/", flush=True)
+            lines.append(f"inspector at {base}/")
+    if cluster is not None:
+        lines.append(_backplane_line(cluster, worker))
     if watcher is not None:
         await watcher.start()
-        print(f"watching {', '.join(watcher.paths)} for changes", flush=True)
-    print(
-        f"ready: {len(urls)} route{'' if len(urls) == 1 else 's'} on {server.host}:"
-        f"{server.port}, {loop_name} loop (Ctrl+C to stop)",
-        flush=True,
-    )
+        lines.append(f"watching {', '.join(watcher.paths)} for changes")
+    ready: dict[str, Any] = {
+        "routes": len(urls),
+        "host": server.host,
+        "port": server.port,
+        "loop": loop_name,
+    }
+    if worker is None:
+        for line in lines:
+            print(line, flush=True)
+        print(ready_line(**ready), flush=True)
+    else:
+        # The supervisor prints them once for all its workers, and stops this one when it
+        # is gone.
+        worker.ready(lines, ready)
+        worker.on_gone(stop.set)
     await stop.wait()
     if watcher is not None:
         await watcher.stop()
-    print("shutting down: closing connections with 1001 (going away)", flush=True)
+    if worker is None:
+        print("shutting down: closing connections with 1001 (going away)", flush=True)
     await server.close()
+    if cluster is not None:
+        status = cluster.status()
+        totals = (
+            f"backplane: published {status['published']:,}, received {status['received']:,}, "
+            f"not published {status['dropped']:,}, outages {status['outages']:,}"
+        )
+        if worker is None:
+            print(totals, flush=True)
+        else:
+            logger.info("%s", totals)
+
+
+def _backplane_line(cluster: Cluster, worker: WorkerLink | None) -> str:
+    """The start line about the backplane. A worker's, which its supervisor prints for all,
+    does not name the process (each worker logs its own name instead)."""
+    status = cluster.status()
+    state = "connected" if status["connected"] else "not connected yet (retrying)"
+    if worker is not None:
+        logger.info("backplane: this worker is process %s", status["process"])
+        return f"backplane {status['url']}, prefix {status['prefix']}: {state}"
+    return (
+        f"backplane {status['url']}, prefix {status['prefix']}, this process "
+        f"{status['process']}: {state}"
+    )
 
 
 class _Watcher:

@@ -18,6 +18,10 @@ they pass the first two; their changes say the content type.
 
 ``Admin``'s other methods are the same operations for Python callers (the pytest fixture).
 Every endpoint is described in docs/admin.md.
+
+In a cluster (``serve --backplane``), the server gives its ``Admin`` an ``Everywhere``
+(cluster_admin.py): the HTTP endpoints then answer for every process of the mock, each doing
+its part with the operations here.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from websockets.streams import StreamReader
 from ..errors import AdminError, EvaluationError
 from ..expr.values import decode_json, encode, type_name
 from ..language.limits import MAX_CLOSE_REASON_BYTES
+from .cluster import Cluster
 from .connection import Connection
 from .engine import Engine
 from .journal import Journal, timestamp
@@ -58,8 +63,10 @@ __all__ = [
     "MAX_BODY",
     "Admin",
     "AdminRequest",
+    "Everywhere",
     "Network",
     "Served",
+    "check_close",
     "error_response",
     "is_admin_path",
 ]
@@ -107,6 +114,8 @@ class Served(Protocol):
 
     engine: Engine
     journal: Journal | None
+    #: The backplane it shares with other processes (``serve --backplane``), or None.
+    cluster: Cluster | None
     open_timeout: float
     #: The address it listens on, as it was given (a name, an IP, or a wildcard address).
     host: str
@@ -176,6 +185,25 @@ class AdminRequest(Request):
 _Handler = Callable[[dict[str, str], bytes], Awaitable[tuple[int, object]]]
 
 
+class Everywhere(Protocol):
+    """The admin operations across every process of a cluster (cluster_admin.py): each
+    answer as the endpoint gives it, with how many processes did not answer (``missing``)."""
+
+    async def health(self) -> dict[str, Any]: ...
+    async def connections(self) -> dict[str, Any]: ...
+    async def send(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    async def close(self, connection: str, code: int, reason: str) -> dict[str, Any]: ...
+    async def session(self, connection: str) -> dict[str, Any]: ...
+    async def set_session(self, connection: str, value: Any) -> dict[str, Any]: ...
+    async def reset(self) -> dict[str, Any]: ...
+    async def state(self, file: str | None) -> tuple[str, dict[str, Any]]: ...
+    async def set_state(self, value: Any, file: str | None) -> tuple[str, dict[str, Any]]: ...
+    async def journal(
+        self, since: str | None, connection: str | None, limit: int | None
+    ) -> dict[str, Any]: ...
+    async def clear_journal(self) -> dict[str, Any]: ...
+
+
 class Admin:
     """The admin operations on one server, and their HTTP spelling.
 
@@ -191,15 +219,31 @@ class Admin:
         self.server = server
         self.allow = tuple(allow)
         self.hosts = tuple(dict.fromkeys(_normal_name(name) for name in hosts))
+        #: In a cluster: the endpoints answer for every process through it.
+        self.everywhere: Everywhere | None = None
+
+    @property
+    def stamp(self) -> dict[str, Any]:
+        """What names this process in a cluster (``worker``, ``process``), as its journal
+        stamps every event: each connection listed says it too. Empty for a lone server."""
+        journal = self.server.journal
+        return dict(journal.stamp) if journal is not None else {}
 
     # ---- operations ------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "routes": [r.path for r in self.server.engine.program.routes]}
+        answer: dict[str, Any] = {
+            "status": "ok",
+            "routes": [r.path for r in self.server.engine.program.routes],
+        }
+        if self.server.cluster is not None:
+            answer["backplane"] = self.server.cluster.status()
+        return answer
 
     def connections(self) -> list[dict[str, Any]]:
         """Every open connection, oldest first."""
         listed = [(self.server.connected_at(conn), conn) for conn in self._all_connections()]
         listed.sort(key=lambda pair: pair[0])
+        stamp = self.stamp
         return [
             {
                 "id": conn.id,
@@ -211,6 +255,7 @@ class Admin:
                 "rooms": sorted(conn.rooms),
                 "session": plain(conn.session.data),
                 "connectedAt": timestamp(since),
+                **stamp,
             }
             for since, conn in listed
         ]
@@ -222,11 +267,11 @@ class Admin:
     def state(self, file: str | None = None) -> dict[str, Any]:
         """A copy of one file's ``state``; ``file`` may be left out when only one file has
         routes."""
-        return _copy(self.server.engine.state.data(self._file(file)))
+        return _copy(self.server.engine.state.data(self.file(file)))
 
     def set_state(self, value: Any, file: str | None = None) -> dict[str, Any]:
         """Make ``value`` (an object) the whole ``state`` of one file; the new state."""
-        scope = self._file(file)
+        scope = self.file(file)
         _check_object(value, "state")
         try:
             self.server.engine.state.replace(scope, value)
@@ -265,33 +310,36 @@ class Admin:
 
     async def close(self, connection: str, code: int = 1000, reason: str = "") -> None:
         """Close one connection with ``code`` and ``reason``."""
-        if not (code in EXTERNAL_CLOSE_CODES or 3000 <= code < 5000):
-            raise AdminError(
-                400, f"close code {code} cannot be sent (1000–1003, 1007–1014 or 3000–4999)"
-            )
-        if len(reason.encode()) > MAX_CLOSE_REASON_BYTES:
-            raise AdminError(400, f"close reason longer than {MAX_CLOSE_REASON_BYTES} bytes")
+        check_close(code, reason)
         conn = self._connection(connection)
-        await self.server.close_connections([conn], code, reason, self._close_wait())
+        await self.server.close_connections([conn], code, reason, self.close_wait())
 
-    async def reset(self) -> int:
+    async def reset(self, state: bool = True) -> int:
         """Close every connection with 1012 (service restart), empty every room, restore
-        every file's initial ``state``, clear the journal; the number of connections closed."""
+        every file's initial ``state`` (unless ``state`` is false: a cluster resets its
+        shared state once, not once per process), clear the journal; the number of
+        connections closed."""
         conns = self._all_connections()
         await self.server.close_connections(
-            conns, CLOSE_SERVICE_RESTART, "Service restart", self._close_wait()
+            conns, CLOSE_SERVICE_RESTART, "Service restart", self.close_wait()
         )
         engine = self.server.engine
         for conn in conns:  # those still closing: their rooms must be empty from now on
             engine.leave_rooms(conn)
         # After the closes: what their ``on close`` handlers wrote must not survive the reset.
-        for scope in dict.fromkeys([*engine.state.scopes(), *self.files()]):
-            engine.state.reset(scope)
+        if state:
+            for scope in self.state_scopes():
+                engine.state.reset(scope)
         if self.server.journal is not None:
             self.server.journal.clear()
         return len(conns)
 
-    def _close_wait(self) -> float:
+    def state_scopes(self) -> list[str]:
+        """Every file that has a ``state``: those served, and those a reload left behind."""
+        return list(dict.fromkeys([*self.server.engine.state.scopes(), *self.files()]))
+
+    def close_wait(self) -> float:
+        """How long a close waits for the connections it closes to be closed."""
         # The admin request itself runs within the server's opening-handshake timeout.
         return min(CLOSE_WAIT, self.server.open_timeout / 2)
 
@@ -306,7 +354,9 @@ class Admin:
                 return conn
         raise AdminError(404, f"no open connection {conn_id!r}")
 
-    def _file(self, file: str | None) -> str:
+    def file(self, file: str | None) -> str:
+        """The scope of ``state`` that ``file`` (a query's ``file``) names; AdminError when it
+        names none, or is left out when several files have routes."""
         files = self.files()
         if file is None:
             if len(files) == 1:
@@ -548,9 +598,13 @@ class Admin:
         return None
 
     async def _get_health(self, query: dict[str, str], body: bytes) -> tuple[int, object]:
+        if self.everywhere is not None:
+            return 200, await self.everywhere.health()
         return 200, self.health()
 
     async def _get_connections(self, query: dict[str, str], body: bytes) -> tuple[int, object]:
+        if self.everywhere is not None:
+            return 200, await self.everywhere.connections()
         return 200, {"connections": self.connections()}
 
     async def _delete_connection(
@@ -559,51 +613,87 @@ class Admin:
         code = _int_param(query, "code")
         code = 1000 if code is None else code
         reason = query.get("reason", "")
+        answer = {"closed": conn_id, "code": code, "reason": reason}
+        if self.everywhere is not None:
+            return 200, {**answer, **await self.everywhere.close(conn_id, code, reason)}
         await self.close(conn_id, code, reason)
-        return 200, {"closed": conn_id, "code": code, "reason": reason}
+        return 200, answer
 
     async def _get_session(
         self, conn_id: str, query: dict[str, str], body: bytes
     ) -> tuple[int, object]:
+        if self.everywhere is not None:
+            return 200, await self.everywhere.session(conn_id)
         return 200, {"connection": conn_id, "session": self.session(conn_id)}
 
     async def _put_session(
         self, conn_id: str, query: dict[str, str], body: bytes
     ) -> tuple[int, object]:
-        return 200, {"connection": conn_id, "session": self.set_session(conn_id, _json(body))}
+        value = _json(body)
+        if self.everywhere is not None:
+            return 200, await self.everywhere.set_session(conn_id, value)
+        return 200, {"connection": conn_id, "session": self.set_session(conn_id, value)}
 
     async def _get_state(self, query: dict[str, str], body: bytes) -> tuple[int, object]:
-        file = self._file(query.get("file") or None)
-        return 200, {"file": file, "state": self.state(file)}
+        file = query.get("file") or None
+        if self.everywhere is not None:
+            scope, state = await self.everywhere.state(file)
+            return 200, {"file": scope, "state": state}
+        scope = self.file(file)
+        return 200, {"file": scope, "state": self.state(scope)}
 
     async def _put_state(self, query: dict[str, str], body: bytes) -> tuple[int, object]:
-        file = self._file(query.get("file") or None)
-        return 200, {"file": file, "state": self.set_state(_json(body), file)}
+        file, value = query.get("file") or None, _json(body)
+        if self.everywhere is not None:
+            scope, state = await self.everywhere.set_state(value, file)
+            return 200, {"file": scope, "state": state}
+        scope = self.file(file)
+        return 200, {"file": scope, "state": self.set_state(value, scope)}
 
     async def _get_journal(self, query: dict[str, str], body: bytes) -> tuple[int, object]:
+        connection = query.get("connection") or None
+        limit = _int_param(query, "limit")
+        if self.everywhere is not None:
+            self._journal()
+            return 200, await self.everywhere.journal(query.get("since"), connection, limit)
         journal = self._journal()
         events = journal.events(
-            since=_int_param(query, "since") or 0,
-            connection=query.get("connection") or None,
-            limit=_int_param(query, "limit"),
+            since=_int_param(query, "since") or 0, connection=connection, limit=limit
         )
         return 200, {"events": events, "last": journal.last_seq}
 
     async def _delete_journal(self, query: dict[str, str], body: bytes) -> tuple[int, object]:
         journal = self._journal()
+        if self.everywhere is not None:
+            return 200, await self.everywhere.clear_journal()
         journal.clear()
         return 200, {"cleared": True, "last": journal.last_seq}
 
     async def _post_send(self, query: dict[str, str], body: bytes) -> tuple[int, object]:
-        return 200, {"delivered": self.send(_json_object(body))}
+        message = _json_object(body)
+        if self.everywhere is not None:
+            return 200, await self.everywhere.send(message)
+        return 200, {"delivered": self.send(message)}
 
     async def _post_reset(self, query: dict[str, str], body: bytes) -> tuple[int, object]:
+        if self.everywhere is not None:
+            return 200, await self.everywhere.reset()
         return 200, {"closed": await self.reset()}
 
     def _journal(self) -> Journal:
         if self.server.journal is None:
             raise AdminError(404, "this server keeps no journal")
         return self.server.journal
+
+
+def check_close(code: int, reason: str) -> None:
+    """Raise AdminError (400) for a close code a server may not send, or a reason too long."""
+    if not (code in EXTERNAL_CLOSE_CODES or 3000 <= code < 5000):
+        raise AdminError(
+            400, f"close code {code} cannot be sent (1000–1003, 1007–1014 or 3000–4999)"
+        )
+    if len(reason.encode()) > MAX_CLOSE_REASON_BYTES:
+        raise AdminError(400, f"close reason longer than {MAX_CLOSE_REASON_BYTES} bytes")
 
 
 def _message(body: Mapping[str, Any]) -> str | bytes:

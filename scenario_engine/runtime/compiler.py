@@ -204,6 +204,7 @@ class _Compiler:
             )
         for i, handler in enumerate(on.get("message", [])):
             where = f"{pointer}/on/message/{i}"
+            block = self.block(handler["do"], where + "/do")
             route.handlers.append(
                 MessageHandler(
                     type=handler.get("type"),
@@ -211,8 +212,10 @@ class _Compiler:
                     if "where" in handler
                     else None,
                     binary=handler.get("binary", False),
-                    block=self.block(handler["do"], where + "/do"),
+                    block=block,
                     location=self.location(where),
+                    state=block.state
+                    or ("where" in handler and _expression_uses_state(handler["where"])),
                 )
             )
         self.dispatch(route)
@@ -261,6 +264,7 @@ class _Compiler:
             steps,
             waits=any(_contains(action, "wait") for action in actions),
             binds=any(_contains(action, "let") for action in actions),
+            state=any(_uses_state(action) for action in actions),
         )
 
     def step(self, ir: Action, pointer: str) -> Step:
@@ -423,6 +427,43 @@ def _contains(action: Action, kind: str) -> bool:
             _contains(a, kind) for a in action.get("else", [])
         )
     return False
+
+
+def _uses_state(action: Action) -> bool:
+    """Whether running the action reads or writes ``state``: itself, or an action in an if's
+    branches. A timer's block is a run of its own (its interval and name are read here)."""
+    if "if" in action:
+        return _expression_uses_state(action["if"]) or any(
+            _uses_state(a) for a in [*action["then"], *action.get("else", [])]
+        )
+    if "set" in action:
+        body = action["set"]
+        return _expression_uses_state(body["path"]) or _template_uses_state(body["value"])
+    if "unset" in action:
+        return _expression_uses_state(action["unset"])
+    if "every" in action:
+        every = action["every"]
+        return _template_uses_state([every["interval"], every.get("as", "")])
+    if "after" in action:
+        after = action["after"]
+        return _template_uses_state([after["delay"], after.get("as", "")])
+    return _template_uses_state(action)
+
+
+def _expression_uses_state(text: str) -> bool:
+    return any(
+        isinstance(node, Name) and node.name == "state"
+        for node in walk(parse_expression(text), into_strings=True)
+    )
+
+
+def _template_uses_state(template: Template) -> bool:
+    return any(
+        isinstance(node, Name) and node.name == "state"
+        for _, text in template_strings(template, "")
+        for embedded in embedded_expressions(text)
+        for node in walk(embedded.expr, into_strings=True)
+    )
 
 
 def seconds_of(value: Any, minimum: float = MIN_TIMER_INTERVAL) -> float:

@@ -39,6 +39,7 @@ class Connection:
         "auth",
         "base",
         "closing",
+        "deferred",
         "id",
         "params",
         "request",
@@ -73,6 +74,9 @@ class Connection:
         self.waits: set[Timer] = set()
         #: A close (or drop) is under way: its events and timers do nothing more.
         self.closing = False
+        #: Its events held until this process holds the shared state (a backplane): its next
+        #: events wait behind them, so that they run in the order they came.
+        self.deferred = 0
         self.view = ConnectionView(conn_id, request, params, self.rooms)
         # The names every event of this connection starts from, built once.
         self.base: Context = {
@@ -187,6 +191,7 @@ class Timer:
         "runner",
         "running",
         "spec",
+        "state",
     )
 
     def __init__(
@@ -212,6 +217,9 @@ class Timer:
         self.owner: Timer | None = None
         self.rest: Iterator[float] | None = None
         self.runner: Any = None  # the engine's runtime of the suspended event
+        #: A suspended handler's rest reads or writes ``state`` (a timer's own runs say it in
+        #: ``spec.block.state``).
+        self.state = False
 
     def __repr__(self) -> str:
         where = self.conn.id if self.conn is not None else self.route.path

@@ -1,6 +1,11 @@
 """What the engine asks the connection layer to do: the effects of an event, and the verdict
 of an opening handshake.
 
+With a backplane (several processes serving one mock), two more: ``Publish`` asks for a
+broadcast to reach the members on the other processes too, and ``Deferred`` holds an event
+that reads or writes the shared ``state`` until the connection layer holds it (its ``run``
+then gives the event's effects).
+
 Timers are effects too: the engine says which timer to start (``StartTimer``: call back
 ``Engine.fire`` after ``timer.delay`` seconds, then every ``timer.interval`` while it is alive)
 and which to stop; the connection layer owns the clock. So the engine stays free of I/O and its
@@ -11,7 +16,7 @@ Plain, not frozen, dataclasses: one is made per message sent, and frozen ones co
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +27,13 @@ __all__ = [
     "AuthWait",
     "Broadcast",
     "Close",
+    "Deferred",
     "Drop",
     "Effect",
     "Log",
     "Ping",
     "Pong",
+    "Publish",
     "Rejected",
     "Send",
     "StartTimer",
@@ -46,6 +53,29 @@ class Send:
 class Broadcast:
     data: str | bytes
     targets: list[Connection]
+
+
+@dataclass(slots=True)
+class Publish:
+    """A broadcast for the other processes' members too: those of ``rooms`` (None: every
+    connection) of the route at ``route`` (its path). This process's own are in a
+    ``Broadcast`` beside it."""
+
+    data: str | bytes
+    route: str
+    rooms: list[str] | None
+
+
+@dataclass(slots=True)
+class Deferred:
+    """An event that reads or writes the ``state`` of the file ``scope``, shared with other
+    processes: call ``run`` (which gives the event's effects) once this process holds that
+    state, fresh. ``conn``: the connection whose event it is (None: a route's timer); its
+    later events wait behind it."""
+
+    scope: str
+    conn: Connection | None
+    run: Callable[[], list[Effect]]
 
 
 @dataclass(slots=True)
@@ -104,7 +134,20 @@ class StopTimer:
     timer: Timer
 
 
-Effect = Send | Broadcast | Close | Drop | Ping | Pong | Log | Unmatched | StartTimer | StopTimer
+Effect = (
+    Send
+    | Broadcast
+    | Publish
+    | Deferred
+    | Close
+    | Drop
+    | Ping
+    | Pong
+    | Log
+    | Unmatched
+    | StartTimer
+    | StopTimer
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The engine: events in, effects out, no I/O.
+r"""The engine: events in, effects out, no I/O.
 
 The connection layer turns bytes into events (a connection opens, a message arrives, a
 connection closes, a timer fires) and calls the engine; the engine runs the scenario's compiled
@@ -12,6 +12,14 @@ call of ``fire``. A handler that waits (``wait``) is suspended as a timer of its
 by ``fire`` too; everything it does up to a wait runs without any other handler in between, so
 a read-then-set there is atomic.
 
+With a backplane (``shared``: several processes serve one mock), the engine still does no
+I/O: a broadcast also gives a ``Publish`` effect for the members on the other processes; an
+event that reads or writes ``state`` (its handler, its ``where`` guard, the route's ``on
+error``) gives a ``Deferred`` effect instead of running, which the connection layer runs once
+this process holds the file's state, fresh from the other processes, so that a read-then-set
+stays atomic across them; a connection's later events wait behind its deferred ones, so that
+they keep their order. The routes' own timers run only on the process that ``lead``\s.
+
 A reload (``reload``) replaces the Program while serving. A route's index names one definition
 of it for the life of the engine: a route the reload keeps takes the index of the one it
 replaces, so its connections, rooms and timers carry on; a changed or new route gets an index
@@ -21,7 +29,7 @@ never used before, so nothing of an old version can reach the clients of the new
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Generator, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from typing import Any
 
 from ..errors import ActionError, EvaluationError
@@ -34,11 +42,13 @@ from .effects import (
     AuthWait,
     Broadcast,
     Close,
+    Deferred,
     Drop,
     Effect,
     Log,
     Ping,
     Pong,
+    Publish,
     Rejected,
     Send,
     StartTimer,
@@ -94,6 +104,7 @@ class _Runtime:
         engine, conn = self.engine, self.conn
         route = self.route.index
         members: Collection[Connection]
+        names: list[str] | None = None
         if rooms is None:
             members = engine.connections[route]
         else:
@@ -108,6 +119,8 @@ class _Runtime:
             targets = [c for c in members if c is not conn]
         if targets:
             self.effects.append(Broadcast(data, targets))
+        if engine.shared:  # the sender is here: the other processes' members are all others
+            self.effects.append(Publish(data, self.route.path, names))
 
     def join(self, room: Any) -> None:
         conn = self._connection()
@@ -201,6 +214,17 @@ def _control_payload(kind: str, data: str | bytes) -> bytes:
     return payload
 
 
+def _decoded(data: str | bytes) -> Any:
+    """A message as handlers read it (``msg``): JSON text decoded, other text and bytes as
+    they are."""
+    if isinstance(data, str):
+        try:
+            return decode_json(data)
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to be data
+            return data
+    return data
+
+
 def _room_names(rooms: list[Any]) -> Iterator[str]:
     """Room names from evaluated ``to``/``join`` values: strings, numbers, or lists of them."""
     for room in rooms:
@@ -217,11 +241,17 @@ class Engine:
     """Runs a Program: one instance serves every connection of every route.
 
     ``rooms``: where room membership is kept; ``state``: where each file's state is kept (in
-    this process's memory unless given).
+    this process's memory unless given). ``shared``: the state and the broadcasts are shared
+    with other processes (the module's docstring says what changes); the routes' own timers
+    then wait for ``lead``.
     """
 
     def __init__(
-        self, program: Program, rooms: Rooms | None = None, state: StateStore | None = None
+        self,
+        program: Program,
+        rooms: Rooms | None = None,
+        state: StateStore | None = None,
+        shared: bool = False,
     ) -> None:
         self.program = program
         #: The open connections of each route, by route index. A reload adds an (empty) set
@@ -230,6 +260,9 @@ class Engine:
         self.connections: list[set[Connection]] = [set() for _ in program.routes]
         self.rooms: Rooms = MemoryRooms() if rooms is None else rooms
         self.state: StateStore = MemoryState(program.states) if state is None else state
+        self.shared = shared
+        #: This process runs the routes' own timers (with a backplane, one process does).
+        self.leading = not shared
         #: Names for timers started without one.
         self.timer_ids = itertools.count(1)
         #: The routes' own timers that run, and the waits of their runs, by route index: a
@@ -245,8 +278,20 @@ class Engine:
             effects.extend(self._start_route_timers(route))
         return effects
 
+    def lead(self, leading: bool) -> list[Effect]:
+        """Run the routes' own timers from now on (``leading``), or stop them: with a
+        backplane, the process that holds the lease runs them for every process."""
+        if leading == self.leading:
+            return []
+        self.leading = leading
+        if leading:
+            return self.start()
+        return [self.end_timer(t) for timers in self.route_timers.values() for t in list(timers)]
+
     def _start_route_timers(self, route: Route) -> list[Effect]:
         effects: list[Effect] = []
+        if not self.leading:
+            return effects
         ctx: Context = {**route.constants, "state": self.state.data(route.file)}
         for i, spec in enumerate(route.timers):
             try:
@@ -407,19 +452,30 @@ class Engine:
         return conn
 
     def connect(self, conn: Connection) -> list[Effect]:
+        route = conn.route
+        if self.shared and self._waits_for_state(conn, route, route.on_connect.state):
+            return [self._defer(route.file, conn, lambda: self._connect(conn))]
+        return self._connect(conn)
+
+    def _connect(self, conn: Connection) -> list[Effect]:
         return self._run(conn, conn.route, conn.route.on_connect, dict(conn.base))
 
     def message(self, conn: Connection, data: str | bytes) -> list[Effect]:
         if conn.closing:
             return []
+        value = _decoded(data)
+        if self.shared:
+            route = conn.route
+            candidates = route.candidates(value, isinstance(data, bytes))
+            if self._waits_for_state(conn, route, any(h.state for h in candidates)):
+                return [self._defer(route.file, conn, lambda: self._message(conn, data, value))]
+        return self._message(conn, data, value)
+
+    def _message(self, conn: Connection, data: str | bytes, value: Any) -> list[Effect]:
+        if conn.closing:
+            return []
         route = conn.route
         is_binary = isinstance(data, bytes)
-        value: Any = data
-        if isinstance(data, str):
-            try:
-                value = decode_json(data)
-            except (ValueError, RecursionError):  # not JSON, or nested too deep to be data
-                value = data
         candidates = route.candidates(value, is_binary)
         if is_binary and not candidates:
             conn.closing = True
@@ -449,6 +505,14 @@ class Engine:
         """The connection is gone: stop its timers, run ``on close``, then forget it and its
         rooms. Nothing happens for a connection the engine ended already (a reload ends the
         connections of the routes it retires before their sockets are closed)."""
+        if conn not in self.connections[conn.route.index]:
+            return []
+        route = conn.route
+        if self.shared and (route.on_close.state or conn.deferred):
+            return [self._defer(route.file, conn, lambda: self._close(conn, code, reason))]
+        return self._close(conn, code, reason)
+
+    def _close(self, conn: Connection, code: int | None, reason: str) -> list[Effect]:
         if conn not in self.connections[conn.route.index]:
             return []
         conn.closing = True
@@ -485,11 +549,27 @@ class Engine:
         if not timer.alive or (conn is not None and conn.closing):
             return []
         if timer.rest is not None:
+            if self.shared and self._waits_for_state(conn, timer.route, timer.state):
+                return [self._defer(timer.route.file, conn, lambda: self._resume(timer))]
             return self._resume(timer)
         if timer.running:
             return []  # the previous run still waits: runs never overlap, this tick is skipped
         spec = timer.spec
         assert spec is not None
+        if self.shared and self._waits_for_state(conn, timer.route, spec.block.state):
+            timer.running = True  # its run waits for the state: ticks meanwhile are skipped
+
+            def run() -> list[Effect]:
+                timer.running = False
+                if not timer.alive or (conn is not None and conn.closing):
+                    return []
+                return self._fire(timer, spec)
+
+            return [self._defer(timer.route.file, conn, run)]
+        return self._fire(timer, spec)
+
+    def _fire(self, timer: Timer, spec: TimerSpec) -> list[Effect]:
+        conn = timer.conn
         timer.count += 1
         effects: list[Effect] = []
         if spec.times is not None and timer.count >= spec.times:
@@ -551,11 +631,12 @@ class Engine:
         if rest is not None:
             delay = next(rest, None)
             if delay is not None:
-                self._suspend(runtime, rest, delay, ctx, owner)
+                self._suspend(runtime, block, rest, delay, ctx, owner)
 
     def _suspend(
         self,
         runtime: _Runtime,
+        block: Block,
         rest: Iterator[float],
         delay: float,
         ctx: Context,
@@ -566,6 +647,7 @@ class Engine:
         waiting = Timer(runtime.route, conn, "wait", ctx, delay, None)
         waiting.rest = rest
         waiting.runner = runtime
+        waiting.state = block.state
         if owner is not None and owner.alive:
             waiting.owner = owner
             owner.running = True
@@ -576,6 +658,8 @@ class Engine:
         runtime.effects.append(StartTimer(waiting))
 
     def _resume(self, waiting: Timer) -> list[Effect]:
+        if not waiting.alive or (waiting.conn is not None and waiting.conn.closing):
+            return []  # it was deferred, and its connection closed meanwhile
         runtime: _Runtime = waiting.runner
         assert waiting.rest is not None
         runtime.effects = []
@@ -590,6 +674,31 @@ class Engine:
             waiting.delay = delay
             runtime.effects.append(StartTimer(waiting))
         return runtime.effects
+
+    # ---- a state shared by several processes ----------------------------------------------
+    @staticmethod
+    def _waits_for_state(conn: Connection | None, route: Route, uses_state: bool) -> bool:
+        """Whether an event must wait until this process holds the shared state: it reads or
+        writes it (``uses_state``), or ``on error`` does, which it may run, or an earlier event
+        of its connection waits already."""
+        if conn is None:
+            return uses_state
+        on_error = route.on_error
+        return uses_state or conn.deferred > 0 or (on_error is not None and on_error.state)
+
+    @staticmethod
+    def _defer(scope: str, conn: Connection | None, run: Callable[[], list[Effect]]) -> Deferred:
+        """An event held until the file's shared state is held; the connection's next events
+        wait behind it until it has run."""
+        if conn is None:
+            return Deferred(scope, None, run)
+        conn.deferred += 1
+
+        def later() -> list[Effect]:
+            conn.deferred -= 1
+            return run()
+
+        return Deferred(scope, conn, later)
 
     def _fail(self, conn: Connection | None, err: ActionError, ctx: Context) -> list[Effect]:
         """A handler failed: run ``on error`` if the route has one, else close with 1011."""

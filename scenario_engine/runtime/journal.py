@@ -30,8 +30,12 @@ cannot tell a broadcast); ``close`` has ``by``, "client" or "server": the side t
 ``reject`` is an HTTP refusal of the handshake, or a close with a code of 4000–4999 before any
 message, right after the handshake (what an ``auth`` block's ``reject 4001`` does).
 
+With ``serve --workers``, every event also says which ``worker`` recorded it (the journal's
+``stamp``).
+
 The last ``limit`` events are kept in memory (none with a limit of 0: a journal only written
-to its sink); a ``sink`` also gets each event as one JSON line as it happens. The server's
+to its sink); a ``sink`` also gets each event as one JSON line as it happens. Workers that
+share one file write to it through ``AppendedLines``, each line whole. The server's
 event loop records; tests read from their own thread (the pytest fixture runs the server in a
 thread of its own), so reads take a snapshot under a lock.
 """
@@ -43,12 +47,13 @@ import collections
 import itertools
 import json
 import logging
+import os
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any, TextIO
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
 
-__all__ = ["DEFAULT_LIMIT", "Journal", "payload_fields", "timestamp"]
+__all__ = ["DEFAULT_LIMIT", "AppendedLines", "Journal", "Sink", "payload_fields", "timestamp"]
 
 DEFAULT_LIMIT = 10_000
 
@@ -57,15 +62,29 @@ logger = logging.getLogger("scenario_engine")
 Event = dict[str, Any]
 
 
+class Sink(Protocol):
+    """Where a journal writes its lines: a text file, standard output, ``AppendedLines``."""
+
+    def write(self, text: str, /) -> object: ...
+    def flush(self) -> None: ...
+
+
 class Journal:
     """The last ``limit`` events of a server, optionally written to ``sink`` as JSON lines.
 
     ``limit`` 0 keeps none in memory: reads find nothing, and only the sink gets the events.
+    ``stamp``: fields every event carries, after ``event`` (``{"worker": 2}``).
     """
 
-    def __init__(self, limit: int = DEFAULT_LIMIT, sink: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        limit: int = DEFAULT_LIMIT,
+        sink: Sink | None = None,
+        stamp: Mapping[str, Any] | None = None,
+    ) -> None:
         if limit < 0:
             raise ValueError(f"a journal keeps 0 events or more, not {limit}")
+        self.stamp = dict(stamp or {})
         # With maxlen 0, append drops the event at once: nothing is kept, nothing to special-case.
         self._events: collections.deque[Event] = collections.deque(maxlen=limit)
         self._seq = 0
@@ -87,7 +106,13 @@ class Journal:
         recording proxy learns only then whether a connection was a refusal."""
         with self._changed:
             self._seq += 1
-            entry: Event = {"seq": self._seq, "time": timestamp(now), "event": event, **fields}
+            entry: Event = {
+                "seq": self._seq,
+                "time": timestamp(now),
+                "event": event,
+                **self.stamp,
+                **fields,
+            }
             self._events.append(entry)
             if self._waiting:
                 self._changed.notify_all()
@@ -174,6 +199,41 @@ class Journal:
     def messages_out(self, connection: str | None = None) -> list[str | bytes]:
         """The messages the server sent (to ``connection`` if given), oldest first."""
         return [_payload(e) for e in self.events(connection=connection) if e["event"] == "out"]
+
+
+class AppendedLines:
+    """A journal file that several processes write to (the workers of ``serve --workers``):
+    each line goes to the end of the file in one write(2).
+
+    POSIX makes a write to a file opened with O_APPEND land whole at the end, with no other
+    write in between; a buffered file could split a long line into several writes, and the
+    lines of two workers would then mix. (A pipe gives that guarantee only up to PIPE_BUF
+    bytes, so standard output is not shared this way: the supervisor passes each worker's
+    lines on whole.) Network file systems such as NFS do not keep it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+
+    def write(self, text: str, /) -> int:
+        data = text.encode()
+        written = os.write(self._fd, data)
+        # Only a full disk or a signal makes a short write: the rest still goes out.
+        while written < len(data):
+            written += os.write(self._fd, data[written:])
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> AppendedLines:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def payload_fields(data: str | bytes) -> dict[str, str]:

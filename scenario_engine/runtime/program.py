@@ -79,11 +79,14 @@ Delay = Callable[[Context], float]
 class Block:
     """Actions run in order. ``waits``: a ``wait`` is among them (or in an ``if`` among them;
     timers' blocks are runs of their own), so running them may suspend. ``binds``: a ``let``
-    is among them (or in an ``if``), so running them may change the names of their context."""
+    is among them (or in an ``if``), so running them may change the names of their context.
+    ``state``: one of them reads or writes ``state`` (a timer's block aside): with a state
+    shared by several processes, a run must hold it (runtime/shared_state.py)."""
 
     steps: list[Step]
     waits: bool = False
     binds: bool = True
+    state: bool = False
 
 
 @dataclass(slots=True)
@@ -112,6 +115,8 @@ class MessageHandler:
     binary: bool
     block: Block
     location: str
+    #: Its guard or its block reads or writes ``state``.
+    state: bool = False
 
 
 @dataclass(slots=True)

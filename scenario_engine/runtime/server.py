@@ -21,6 +21,10 @@ body) and answered by ``admin.Admin``; with the inspector on too, its page's fil
 by ``inspector.Inspector``, and its feed is a WebSocket that is no route of the scenarios. With
 a journal, connects, rejections, messages and closes are recorded in it.
 
+With a ``cluster`` (``serve --backplane``), the server is one of several processes serving one
+mock: ``cluster.Cluster`` carries out the effects that concern the others (broadcasts
+published, events that wait for the shared state) and hands over what comes from them.
+
 ``reload`` serves a new Program on the same socket, without a restart: the engine decides what
 carries over (``Engine.reload``); the server carries out its effects and answers handshakes
 that were waiting for an ``auth`` block with the route now serving, or with 1012 when the
@@ -49,6 +53,8 @@ from websockets.typing import Subprotocol
 from ..errors import UsageError
 from .admin import ADMIN_PREFIX, LOOPBACK, Admin, AdminRequest, Network, is_admin_path
 from .clock import Clock
+from .cluster import Cluster
+from .cluster_admin import ClusterAdmin
 from .compression import ThresholdDeflateFactory
 from .connection import Connection, Request, Timer, new_connection_id
 from .effects import (
@@ -56,11 +62,13 @@ from .effects import (
     AuthWait,
     Broadcast,
     Close,
+    Deferred,
     Drop,
     Effect,
     Log,
     Ping,
     Pong,
+    Publish,
     Rejected,
     Send,
     StartTimer,
@@ -111,6 +119,10 @@ class ScenarioServer:
     admin API under ADMIN_PREFIX, to peers in ``admin_allow`` only, and under this server's own
     names or ``admin_hosts`` (``Admin``); raises UsageError when a route is under that prefix.
     ``inspector``: serve the inspector's page and feed there too (needs ``admin``).
+    ``reuse_port``: listen with SO_REUSEPORT, so that the other workers of ``serve --workers``
+    listen on the same port and the kernel spreads the connections over them.
+    ``cluster``: serve as one of several processes sharing rooms' broadcasts, state and route
+    timers through a backplane (its ``connect()`` checked already).
     """
 
     def __init__(
@@ -126,19 +138,26 @@ class ScenarioServer:
         admin_allow: Sequence[Network] = LOOPBACK,
         admin_hosts: Sequence[str] = (),
         inspector: bool = False,
+        reuse_port: bool = False,
+        cluster: Cluster | None = None,
     ) -> None:
         if inspector and not admin:
             raise UsageError("the inspector is a page of the admin API: it needs the admin API")
         if admin:
             _check_admin_prefix(program)
-        self.engine = Engine(program)
+        self.cluster = cluster
+        self.engine = Engine(program) if cluster is None else cluster.engine(program)
         self.host = host
         self.port = port
         self.ssl = ssl
         self.max_connections = max_connections
         self.open_timeout = open_timeout
         self.journal = journal
+        self.reuse_port = reuse_port
         self.admin = Admin(self, admin_allow, admin_hosts) if admin else None
+        if self.admin is not None and cluster is not None:
+            assert cluster.state is not None  # made with the engine
+            self.admin.everywhere = ClusterAdmin(self.admin, cluster.backplane, cluster.state)
         self.inspector = (
             Inspector(self.admin, journal) if inspector and self.admin is not None else None
         )
@@ -167,12 +186,25 @@ class ScenarioServer:
         tls: dict[str, Any] = {}
         if self.ssl is not None:
             tls = {"ssl": self.ssl, "ssl_handshake_timeout": self.open_timeout}
-        self._server = await loop.create_server(
-            self._new_link, self.host, self.port, backlog=LISTEN_BACKLOG, **tls
-        )
+        if self.cluster is not None:  # subscribed before the first client can broadcast
+            await self.cluster.start(self)
+        try:
+            self._server = await loop.create_server(
+                self._new_link,
+                self.host,
+                self.port,
+                backlog=LISTEN_BACKLOG,
+                reuse_port=self.reuse_port or None,
+                **tls,
+            )
+        except BaseException:
+            if self.cluster is not None:
+                await self.cluster.close()
+            raise
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
-        self._apply(self.engine.start())
+        if self.cluster is None:  # with one, the lease says when this process runs them
+            self._apply(self.engine.start())
 
     @property
     def scheme(self) -> str:
@@ -210,6 +242,8 @@ class ScenarioServer:
         if ending:
             await asyncio.wait(ending)
         await server.wait_closed()
+        if self.cluster is not None:  # after the closes: their ``on close`` may need it
+            await self.cluster.close()
         self._stopped.set()
 
     def reload(self, program: Program) -> Reloaded:
@@ -552,6 +586,12 @@ class ScenarioServer:
                 self.deliver((effect.conn,), effect.data)
             elif isinstance(effect, Broadcast):
                 self.deliver(effect.targets, effect.data)
+            elif isinstance(effect, Publish):
+                assert self.cluster is not None  # only a shared engine publishes
+                self.cluster.publish(effect)
+            elif isinstance(effect, Deferred):
+                assert self.cluster is not None  # only a shared engine defers
+                self.cluster.defer(effect)
             elif isinstance(effect, Close | Drop):
                 self._end(effect)
                 if effect.conn is source:
@@ -571,6 +611,16 @@ class ScenarioServer:
                 self._timers.stop(effect.timer)
             elif isinstance(effect, Unmatched):
                 self._unmatched(effect)
+
+    def carry_out(self, effects: Iterable[Effect], source: Connection | None) -> None:
+        """Carry out the effects of an event run later (a deferred one, a lease change)."""
+        self._apply(effects, source)
+
+    def end_connection(self, conn: Connection, code: int, reason: str) -> None:
+        """Close one connection at once, without waiting for the client's close frame."""
+        link = self._live.get(conn)
+        if link is not None:
+            link.fail(code, reason)
 
     def _end(self, effect: Close | Drop) -> None:
         """Close or cut a connection, after the messages its latency still holds back."""
