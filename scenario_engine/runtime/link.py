@@ -187,6 +187,9 @@ class Link(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's do not derive from asyncio.Transport).
         self.transport = stream = cast(asyncio.Transport, transport)
+        if self.gone.done():  # given up on while its TLS handshake went on (see _forget)
+            stream.abort()
+            return
         stream.set_write_buffer_limits(WRITE_LIMIT)
 
     def data_received(self, data: bytes) -> None:
@@ -213,6 +216,8 @@ class Link(asyncio.Protocol):
         return None  # the transport closes itself
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.gone.done():  # forgotten before its TLS handshake ended (_forget)
+            return
         self._taking = False
         self.protocol.receive_eof()  # idempotent: from here the protocol's state is CLOSED
         for handle in (self._timeout, self._keepalive):
@@ -232,6 +237,21 @@ class Link(asyncio.Protocol):
             # outlive the connection by minutes. Break them now.
             protocol.parser.close()
             protocol.parser_exc = None
+            self.gone.set_result(None)
+
+    def _forget(self) -> None:
+        """End a link that was never given its transport: with TLS, ``connection_made`` comes
+        only once the TLS handshake is done, and a handshake that fails (a client refusing
+        the certificate) never calls the protocol at all. Without this, such links would stay
+        with the host for ever and a server stopping would wait on them."""
+        if self.gone.done():
+            return
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        try:
+            self.host.closed(self)
+        finally:
             self.gone.set_result(None)
 
     def pause_writing(self) -> None:
@@ -434,7 +454,9 @@ class Link(asyncio.Protocol):
         """Cut the TCP connection now, without a closing handshake; what was sent before goes
         out first if the socket takes it."""
         transport = self.transport
-        if transport is not None and not transport.is_closing():
+        if transport is None:
+            self._forget()
+        elif not transport.is_closing():
             self.flush()
             transport.abort()
 
