@@ -69,6 +69,9 @@ route /ws/chat {
   on message type "shout" {
     broadcast { type: "shouted", text: msg.text }
   }
+  on close {
+    broadcast { type: "left", id: conn.id } to conn.rooms
+  }
 }
 
 route /ws/auction {
@@ -386,7 +389,8 @@ def test_route_timers_fire_once_per_cluster_and_fail_over(
 def test_redis_lost_and_back_while_serving(cluster_file: Path) -> None:
     """Redis stops (and loses everything: no persistence) then starts again: meanwhile each
     process serves its own clients (broadcasts, state), once Redis is back broadcasts cross
-    again and the state is shared again; each process logs the outage once, and its end once."""
+    again and the state is shared again; each process logs the outage once, and its end once.
+    Then one process stops: what its clients' on close broadcast still reaches the other."""
     own = RedisServer().start()
     served: list[ServedMock] = []
     try:
@@ -432,11 +436,15 @@ def test_redis_lost_and_back_while_serving(cluster_file: Path) -> None:
                 assert (await bid(bid_a, 100))["amount"] == 100
                 refused = await bid(bid_b, 50)
                 assert refused == {"type": "refused", "amount": 50, "highest": 100}
+                # A stops: its clients' on close broadcasts reach B before it exits.
+                a.process.terminate()
+                left = [await recv_json(b1), await recv_json(b1)]
+                assert {m["type"] for m in left} == {"left"} and len({m["id"] for m in left}) == 2
 
         asyncio.run(asyncio.wait_for(clients(), 30 * UNIT))
+        assert a.process.wait(10 * UNIT) == 0
         for s in served:
             log = s.stderr_text()
-            assert s.process.poll() is None
             assert log.count("backplane lost") == 1, log
             assert len(re.findall(r"backplane back after", log)) == 1, log
             assert "Traceback" not in log
@@ -597,13 +605,13 @@ async def test_a_state_redis_lost_is_written_back_from_the_processes_copy(
 @pytest.mark.e2e
 @async_test
 async def test_the_admin_apis_health_shows_the_backplane(redis_server: RedisServer) -> None:
-    async with serving(
-        CLUSTER_MOCK, cluster=cluster_of(redis_server, "health"), admin=True
-    ) as server:
-        async with connect(server.url("/ws/chat")) as ws:
-            await recv_json(ws)
-            await ws.send(json.dumps({"type": "shout", "text": "hello"}))
-            await wait_until_async(lambda: server.cluster.backplane.published == 1)
+    async with (
+        serving(CLUSTER_MOCK, cluster=cluster_of(redis_server, "health"), admin=True) as server,
+        connect(server.url("/ws/chat")) as ws,
+    ):
+        await recv_json(ws)
+        await ws.send(json.dumps({"type": "shout", "text": "hello"}))
+        await wait_until_async(lambda: server.cluster.backplane.published == 1)
         status, _, answer = await asyncio.to_thread(
             http_call, server.port, "GET", "/__admin/health"
         )

@@ -1,8 +1,8 @@
 """Examples in the docs stay true: the CI guide's workflow is valid YAML and every
 scenario-engine command in it is one the command line accepts, the scenario examples of the
 language and testing pages check clean (renamed options or syntax would otherwise rot there
-unnoticed), and the admin API's curl commands get past its guards, or are refused as the page
-says."""
+unnoticed), the admin and scale-out pages' commands are accepted, and the admin API's curl
+commands get past its guards, or are refused as the page says."""
 
 from __future__ import annotations
 
@@ -114,6 +114,15 @@ def test_every_command_of_the_admin_page_is_accepted() -> None:
     for command in commands:
         args = build_parser().parse_args(shlex.split(command)[1:])
         assert args.command == "serve" and args.admin
+
+
+def test_every_command_of_the_scale_out_page_is_accepted() -> None:
+    lines = _shell_lines(_page("scale-out.md"))
+    commands = [line.split("#", 1)[0] for line in lines if line.startswith("scenario-engine ")]
+    assert len(commands) == 2
+    for command in commands:
+        args = build_parser().parse_args(shlex.split(command)[1:])
+        assert args.command == "serve" and args.backplane == "redis://127.0.0.1:6379/0"
 
 
 @pytest.mark.e2e

@@ -345,6 +345,7 @@ def test_a_shared_engine_publishes_every_broadcast_beside_its_own_delivery() -> 
     # No member here: the other processes may have some.
     effects = engine.message(a, json.dumps({"type": "say", "rooms": "t", "text": "hi"}))
     assert effects == [Publish("hi", "/ws", ["t"])]
+    assert engine.message(a, json.dumps({"type": "say", "rooms": [], "text": "hi"})) == []
     effects = engine.message(a, json.dumps({"type": "all", "text": "hi"}))
     assert effects[1] == Publish("hi", "/ws", None)
     assert isinstance(effects[0], Broadcast) and set(effects[0].targets) == {a, b}

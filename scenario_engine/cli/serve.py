@@ -166,7 +166,7 @@ def add_parser(commands: Commands) -> None:
         default=5.0,
         metavar="SECONDS",
         help="the longest wait between two tries to reach a lost Redis (default 5; the "
-        "first try is at once, each next one waits twice as long)",
+        "first try is within 50 ms, each next one waits twice as long)",
     )
     backplane.add_argument(
         "--workers",

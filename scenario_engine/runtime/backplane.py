@@ -255,7 +255,7 @@ class Backplane:
         self._answering: set[asyncio.Task[None]] = set()
         self._queue: deque[bytes] = deque()
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._publishing: asyncio.Task[None] | None = None
         self._listening: asyncio.Task[None] | None = None
         #: Which listening task is the current one (a replaced one stops at its next step).
         self._listener = 0
@@ -305,31 +305,25 @@ class Backplane:
         failed: the subscription is then made again with backoff)."""
         subscribed = asyncio.get_running_loop().create_future()
         self._listening = spawn(self._listen(0, 0.0, subscribed), "listening")
-        self._tasks.append(spawn(self._publish_queued(), "publishing"))
+        self._publishing = spawn(self._publish_queued(), "publishing")
         await subscribed
 
     async def close(self) -> None:
         """Publish what waits (for up to the command timeout), then disconnect."""
         self._closing = True
-        if self._queue and self.up:
-            self._wake.set()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.timeout):
-                    await self._drained()
-        self._wake.set()
-        tasks = [*self._tasks, *self._answering]
-        if self._listening is not None:
-            tasks.append(self._listening)
+        self._wake.set()  # the writer publishes what waits, then ends
+        if self._publishing is not None:
+            await asyncio.wait([self._publishing], timeout=self.settings.timeout)
+        tasks = list(self._answering)
+        for task in (self._publishing, self._listening):
+            if task is not None:
+                tasks.append(task)
         for task in tasks:
             task.cancel()
         for client in (self.redis, self._subscriber):  # which ends the reads under way too
             with contextlib.suppress(Exception):
                 await client.aclose()
         await stop(tasks, self.settings.timeout)
-
-    async def _drained(self) -> None:
-        while self._queue:
-            await asyncio.sleep(0.001)
 
     # ---- publishing ------------------------------------------------------------------------
     def publish(self, delivery: Delivery) -> None:
@@ -347,7 +341,7 @@ class Backplane:
         from redis.exceptions import RedisError
 
         queue = self._queue
-        while not self._closing:
+        while True:
             await self._wake.wait()
             self._wake.clear()
             while queue:
@@ -363,6 +357,8 @@ class Backplane:
                     self.lost(err)
                     break
                 self.published += len(batch)
+            if self._closing:
+                return
 
     # ---- listening -------------------------------------------------------------------------
     async def _listen(

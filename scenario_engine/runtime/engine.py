@@ -119,7 +119,9 @@ class _Runtime:
             targets = [c for c in members if c is not conn]
         if targets:
             self.effects.append(Broadcast(data, targets))
-        if engine.shared:  # the sender is here: the other processes' members are all others
+        # The sender is here: on the other processes, every member is another. (No room named:
+        # nobody anywhere.)
+        if engine.shared and (names is None or names):
             self.effects.append(Publish(data, self.route.path, names))
 
     def join(self, room: Any) -> None:
