@@ -30,10 +30,15 @@ route /ws {
 """
 
 
+PLUGINS_LEFT_OUT = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:asyncio")
+
+
 def run(suite: pytest.Pytester) -> pytest.RunResult:
     """Run the generated suite in this process. Hypothesis's plugin is left out: pytester
-    forgets imported modules after each run, and it would import hypothesis anew (a second)."""
-    return suite.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+    forgets imported modules after each run, and it would import hypothesis anew (a second).
+    So is pytest-asyncio's (there for the language server's tests): the generated suite does
+    not use it, and it warns about a setting of its own in every run."""
+    return suite.runpytest(*PLUGINS_LEFT_OUT)
 
 
 @pytest.fixture
@@ -249,19 +254,14 @@ def test_test_blocks_are_not_collected_by_default(suite: pytest.Pytester) -> Non
 
 def test_test_blocks_of_a_broken_file_are_a_collection_error(suite: pytest.Pytester) -> None:
     (suite.path / "scenarios" / "broken.mock").write_text(BROKEN, encoding="utf-8")
-    result = suite.runpytest(
-        "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--scenario-tests"
-    )
+    result = suite.runpytest(*PLUGINS_LEFT_OUT, "--scenario-tests")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*scenarios/broken.mock:3:5: error: unknown action 'sned'*"])
 
 
 def test_a_bad_scenario_target_is_a_usage_error(suite: pytest.Pytester) -> None:
     result = suite.runpytest(
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:hypothesispytest",
+        *PLUGINS_LEFT_OUT,
         "--scenario-tests",
         "--scenario-target",
         "localhost:1",
