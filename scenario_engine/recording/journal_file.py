@@ -9,15 +9,14 @@ others (``unmatched``, ``error``, ``reload``, kinds it does not know) pass throu
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import JournalError, UsageError
+from ..runtime.journal import payload, seconds
 
 __all__ = ["check_events", "event_problem", "read_journal"]
 
@@ -151,7 +150,7 @@ def _payload_problem(event: Event, kind: str) -> str | None:
         return None
     if isinstance(binary, str) and text is None:
         try:
-            base64.b64decode(binary, validate=True)
+            payload(event)
         except binascii.Error:
             return f"'{kind}' event: 'binary' is not base64"
         return None
@@ -160,7 +159,7 @@ def _payload_problem(event: Event, kind: str) -> str | None:
 
 def _is_time(text: str) -> bool:
     try:
-        datetime.fromisoformat(text)
+        seconds(text)
     except ValueError:
         return False
     return True

@@ -12,13 +12,12 @@ null in their ``connect``) are joined back: the same message to another client w
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from ..expr.values import decode_json
+from ..runtime.journal import payload, seconds
 
 __all__ = [
     "SAME_MOMENT",
@@ -62,10 +61,10 @@ class Payload:
 
     @classmethod
     def of(cls, event: dict[str, Any]) -> Payload:
-        text = event.get("text")
-        if text is not None:
-            return cls(text, None)
-        return cls(None, base64.b64decode(event["binary"]))
+        message = payload(event)
+        if isinstance(message, str):
+            return cls(message, None)
+        return cls(None, message)
 
     @property
     def binary(self) -> bool:
@@ -169,7 +168,7 @@ class Recording:
 
 def millis(event: dict[str, Any]) -> float:
     """The event's time, in milliseconds since the epoch."""
-    return datetime.fromisoformat(event["time"]).timestamp() * 1000
+    return seconds(event["time"]) * 1000
 
 
 def build_recording(events: Iterable[dict[str, Any]]) -> Recording:

@@ -51,9 +51,19 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
-__all__ = ["DEFAULT_LIMIT", "AppendedLines", "Journal", "Sink", "payload_fields", "timestamp"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "AppendedLines",
+    "Journal",
+    "Sink",
+    "payload",
+    "payload_fields",
+    "seconds",
+    "timestamp",
+]
 
 DEFAULT_LIMIT = 10_000
 
@@ -241,6 +251,21 @@ def payload_fields(data: str | bytes) -> dict[str, str]:
     if isinstance(data, str):
         return {"text": data}
     return {"binary": base64.b64encode(data).decode("ascii")}
+
+
+def payload(event: Event) -> str | bytes:
+    """The message of an ``in`` or ``out`` event (the inverse of ``payload_fields``);
+    binascii.Error when its ``binary`` is not base64."""
+    text = event.get("text")
+    if text is not None:
+        return str(text)
+    return base64.b64decode(event["binary"], validate=True)
+
+
+def seconds(time_field: str) -> float:
+    """The time.time() value of an event's ``time`` (the inverse of ``timestamp``);
+    ValueError when it is not an ISO 8601 time."""
+    return datetime.fromisoformat(time_field).timestamp()
 
 
 def timestamp(seconds: float) -> str:
