@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import UNIT, ServedMock, needs
+from support import UNIT, ServedMock, needs, run_cli, start_record
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = [
@@ -236,7 +236,29 @@ def run_page(page_server: PageServer, ws_base: str, profile: Path) -> dict[str, 
 def test_browser_websocket_chat_and_private(
     mock_server: ServedMock, page_server: PageServer, tmp_path: Path
 ) -> None:
-    results = run_page(page_server, mock_server.base, tmp_path / "profile")
+    assert_page_results(run_page(page_server, mock_server.base, tmp_path / "profile"))
+
+
+def test_browser_through_the_recording_proxy_sees_the_server_and_is_recorded(
+    mock_server: ServedMock, page_server: PageServer, tmp_path: Path
+) -> None:
+    """``record`` in front of the mock: the browser sees exactly what it sees without the
+    proxy (close codes and reasons, clean closes, a refused handshake), and Ctrl+C writes a
+    scenario that checks clean."""
+    out = tmp_path / "recorded.mock"
+    recorder = start_record(mock_server.base, out, "--quiet")
+    try:
+        assert_page_results(run_page(page_server, recorder.url, tmp_path / "profile"))
+    finally:
+        status = recorder.stop()
+    assert status == 0, "\n".join(recorder.err.lines)
+    checked = run_cli("check", out)
+    assert checked.status == 0, checked.stdout + checked.stderr + out.read_text("utf-8")
+    recorded = out.read_text("utf-8")
+    assert "route /api/ws/chat {" in recorded and "route /api/ws/private {" in recorded, recorded
+
+
+def assert_page_results(results: dict[str, Any]) -> None:
     assert "fatal" not in results, results
     assert "Chrome/" in results["userAgent"], results["userAgent"]
 
