@@ -17,6 +17,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "Commands",
+    "cannot_listen",
     "load_one",
     "report",
 ]
@@ -32,6 +33,16 @@ def report(errors: list[ScenarioError], out: TextIO) -> None:
     for error in errors:
         print(error.format_text(), file=out)
         print(file=out)
+
+
+def cannot_listen(host: str, port: int, error: OSError) -> int:
+    """Say that the listening socket could not be opened (a port in use, an address not
+    this machine's); the exit status for it."""
+    print(
+        f"scenario-engine: error: cannot listen on {host}:{port}: {error.strerror or error}",
+        file=sys.stderr,
+    )
+    return EXIT_INVALID
 
 
 def load_one(name: str) -> Loaded | None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UsageError
 from ..language.loader import SCENARIO_SUFFIXES
 from .arguments import header_line, ws_url
-from .common import EXIT_INVALID, EXIT_OK, Commands
+from .common import EXIT_INVALID, EXIT_OK, Commands, cannot_listen
 
 if TYPE_CHECKING:
     from ..language.ir import Document
@@ -188,14 +188,9 @@ def _record(args: argparse.Namespace, out: Path) -> int:
         try:
             asyncio.run(_proxy_until_stopped(proxy, out))
         except OSError as err:
-            why = err.strerror or err
-            print(
-                f"scenario-engine: error: cannot listen on {proxy.host}:{proxy.port}: {why}",
-                file=sys.stderr,
-            )
             if args.journal is None:
                 os.unlink(journal_path)
-            return EXIT_INVALID
+            return cannot_listen(proxy.host, proxy.port, err)
         sink.close()
         return _write_recording(journal_path, out, args.raw, kept=args.journal is not None)
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackplaneError, ScenarioError, ScenarioErrors, UsageError
 from ..language.loader import SCENARIO_SUFFIXES
 from .arguments import host_name, network, positive_float, positive_int, redis_url
-from .common import Commands, report
+from .common import Commands, cannot_listen, report
 
 if TYPE_CHECKING:
     from watchfiles import Change
@@ -363,12 +363,7 @@ def serve_files(
                 watcher = _Watcher(server, paths, loaded) if watch else None
                 runner.run(_run(server, loop_name, watcher, worker))
         except _CannotListen as failed:
-            why = failed.error.strerror or failed.error
-            print(
-                f"scenario-engine: error: cannot listen on {host}:{port}: {why}",
-                file=sys.stderr,
-            )
-            return 1
+            return cannot_listen(host, port, failed.error)
         except BackplaneError as err:
             print(f"scenario-engine: error: {err}", file=sys.stderr)
             return 1

@@ -71,6 +71,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..runtime.link import CLOSE_TIMEOUT
+from .common import cannot_listen
 
 __all__ = [
     "RESTART_DELAYS",
@@ -162,12 +163,7 @@ def supervise(args: argparse.Namespace, workers: int) -> int:
     try:
         reserved, port = _reserve(args.host, args.port)
     except OSError as err:
-        print(
-            f"scenario-engine: error: cannot listen on {args.host}:{args.port}: "
-            f"{err.strerror or err}",
-            file=sys.stderr,
-        )
-        return 1
+        return cannot_listen(args.host, args.port, err)
     try:
         if args.journal not in (None, "-"):
             try:
