@@ -231,6 +231,12 @@ async def test_rooms_leave_stops_delivery(mock_server: ServedMock) -> None:
     url = mock_server.url("/api/ws/rooms")
     async with connect(url) as speaker, connect(url) as member:
         await speaker.send(json.dumps({"type": "join-room", "room": "red", "username": "S"}))
+        # The two clients' messages reach the server on two sockets, in no set order: the
+        # speaker's own message to red coming back says its join is done before member's.
+        await speaker.send(
+            json.dumps({"type": "message", "room": "red", "username": "S", "text": "joined"})
+        )
+        assert await recv_json(speaker) == {"type": "chat-message", "from": "S", "text": "joined"}
         for room in ("red", "side"):
             await member.send(json.dumps({"type": "join-room", "room": room, "username": "M"}))
         assert await recv_json(speaker) == {"type": "user-joined", "username": "M", "room": "red"}
